@@ -1,0 +1,1 @@
+"""Nova's libvirt local disks, rebuilt around a persisted layout record."""

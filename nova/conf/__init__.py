@@ -1,0 +1,21 @@
+"""The configuration of this project: every option, registered once.
+
+``nova.conf.CONF`` is the one ``cfg.ConfigOpts`` instance. Each module in this
+package registers one option group; importing the package registers them all.
+"""
+
+from oslo_config import cfg
+
+from nova.conf import compute
+from nova.conf import database
+from nova.conf import image_cache
+from nova.conf import libvirt
+from nova.conf import paths
+
+CONF = cfg.CONF
+
+paths.register_opts(CONF)
+compute.register_opts(CONF)
+libvirt.register_opts(CONF)
+image_cache.register_opts(CONF)
+database.register_opts(CONF)

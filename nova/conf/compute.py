@@ -1,0 +1,54 @@
+"""``[DEFAULT]`` options about instances and their local disks."""
+
+from oslo_config import cfg
+
+from nova.conf import paths
+
+compute_opts = [
+    cfg.StrOpt('instances_path',
+               default=paths.state_path_def('instances'),
+               sample_default='$state_path/instances',
+               help="""
+Where instances are stored on disk: one directory per instance, plus the
+image cache (``[image_cache] subdirectory_name``) and the locks directory.
+"""),
+    cfg.BoolOpt('use_cow_images',
+                default=True,
+                help="""
+Enable use of copy-on-write (cow) images.
+
+Only read when planning the layout of a *new* disk while
+``[libvirt] images_type`` is ``default``: true gives Qcow2 overlays, false
+gives Flat files. Disks that already exist keep their recorded layout.
+"""),
+    cfg.BoolOpt('force_raw_images',
+                default=True,
+                help="""
+Force conversion of backing images to raw format.
+
+When true, a fetched image is converted to raw before it enters the image
+cache, and Flat disks made from it are raw. Read when an image is fetched and
+when a new disk is planned; it never changes an existing disk.
+"""),
+    cfg.StrOpt('preallocate_images',
+               default='none',
+               choices=[
+                   ('none', 'No storage provisioning is done up front'),
+                   ('space', 'Storage is fully allocated at instance start '
+                             '(fallocate)'),
+               ],
+               help="""
+The image preallocation mode to use.
+
+Preallocating with ``space`` allocates a file disk's full virtual size at
+creation, so that a guest cannot run out of host storage later.
+"""),
+]
+
+
+def register_opts(conf):
+    conf.register_opts(compute_opts)
+
+
+def list_opts():
+    return {'DEFAULT': compute_opts}

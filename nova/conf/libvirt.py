@@ -1,0 +1,121 @@
+"""``[libvirt]``: the connection and the layout of new local disks."""
+
+from oslo_config import cfg
+
+libvirt_group = cfg.OptGroup(
+    'libvirt',
+    title='Libvirt Options',
+    help="""
+Libvirt options allow cloud administrators to configure the libvirt
+hypervisor driver and the storage of instances' local disks.
+""")
+
+libvirt_general_opts = [
+    cfg.StrOpt('virt_type',
+               default='kvm',
+               choices=('kvm', 'lxc', 'qemu', 'parallels'),
+               help="""
+Describes the virtualization type (or so called domain type) libvirt should
+use.
+"""),
+    cfg.StrOpt('connection_uri',
+               default='test:///default',
+               help="""
+Libvirt connection URI.
+
+The embedded default is libvirt's in-process test driver, which needs no
+daemon. Use ``qemu:///system`` (with ``virt_type = kvm``) for real guests.
+"""),
+    cfg.StrOpt('hw_disk_discard',
+               choices=('ignore', 'unmap'),
+               help="""
+Discard option for nova managed disks.
+
+``unmap`` passes guest discard requests to the backing storage.
+"""),
+]
+
+libvirt_imagebackend_opts = [
+    cfg.StrOpt('images_type',
+               default='default',
+               choices=('raw', 'flat', 'qcow2', 'lvm', 'rbd', 'ploop',
+                        'default'),
+               help="""
+VM Images format.
+
+Decides the backend of *new* local disks only: every disk's backend is
+recorded when it is planned and obeyed from then on. ``default`` means
+``qcow2`` when ``[DEFAULT] use_cow_images`` is true, else ``flat``; ``raw``
+is a synonym of ``flat``.
+"""),
+    cfg.StrOpt('images_volume_group',
+               help="""
+LVM Volume Group that is used for new VM images, when images_type is lvm.
+"""),
+    cfg.BoolOpt('sparse_logical_volumes',
+                default=False,
+                deprecated_for_removal=True,
+                deprecated_since='18.0.0',
+                deprecated_reason="""
+Sparse logical volumes are a feature that is not tested hence not supported.
+LVM logical volumes are preallocated by default.
+""",
+                help="""
+Create sparse logical volumes (with virtualsize) if this flag is set to
+True.
+"""),
+    cfg.StrOpt('images_rbd_pool',
+               default='rbd',
+               help="""
+The RADOS pool in which rbd volumes are stored.
+"""),
+    cfg.StrOpt('images_rbd_ceph_conf',
+               default='',
+               help="""
+Path to the ceph configuration file to use.
+"""),
+    cfg.StrOpt('rbd_user',
+               help="""
+The RADOS client name for accessing rbd volumes.
+"""),
+    cfg.StrOpt('rbd_secret_uuid',
+               help="""
+The libvirt UUID of the secret for the rbd_user volumes.
+"""),
+]
+
+libvirt_lvm_opts = [
+    cfg.StrOpt('volume_clear',
+               default='zero',
+               choices=[
+                   ('zero', 'Overwrite volumes with zeroes'),
+                   ('shred', 'Overwrite volumes repeatedly'),
+                   ('none', 'Do not wipe deleted volumes'),
+               ],
+               help="""
+Method used to wipe ephemeral disks when they are deleted.
+
+A volume whose wipe fails is not removed.
+"""),
+    cfg.IntOpt('volume_clear_size',
+               default=0,
+               min=0,
+               help="""
+Size of area in MiB, counting from the beginning of the allocated volume,
+that will be cleared using method set in ``volume_clear`` option.
+
+0 clears the whole volume.
+"""),
+]
+
+ALL_OPTS = (libvirt_general_opts + libvirt_imagebackend_opts +
+            libvirt_lvm_opts)
+
+
+def register_opts(conf):
+    conf.register_group(libvirt_group)
+    conf.register_opts(ALL_OPTS, group=libvirt_group)
+
+
+def list_opts():
+    return {libvirt_group: ALL_OPTS}

@@ -1,0 +1,24 @@
+"""The entry point of oslo-config-generator for this project's options.
+
+``oslo-config-generator --namespace nova.conf --namespace
+oslo.concurrency --namespace oslo.log`` writes ``etc/nova/nova.conf.sample``.
+"""
+
+import collections
+
+from nova.conf import compute
+from nova.conf import database
+from nova.conf import image_cache
+from nova.conf import libvirt
+from nova.conf import paths
+
+_MODULES = (paths, compute, libvirt, image_cache, database)
+
+
+def list_opts():
+    """Return ``[(group, [opts])]`` for every option this project owns."""
+    grouped = collections.defaultdict(list)
+    for module in _MODULES:
+        for group, opts in module.list_opts().items():
+            grouped[group].extend(opts)
+    return [(group, opts) for group, opts in grouped.items()]

@@ -1,0 +1,211 @@
+"""Typed exceptions.
+
+Every exception has a message template (``msg_fmt``) filled from keyword
+arguments, so that callers name what failed (instance, disk, image) and why::
+
+    raise exception.DiskNotFound(instance_uuid=uuid, disk_name='disk.local')
+
+Catch the most specific class that you can handle; ``NovaException`` is the
+root of all of them.
+"""
+
+from oslo_log import log as logging
+
+LOG = logging.getLogger(__name__)
+
+
+class NovaException(Exception):
+    """Base exception: a message template formatted with kwargs."""
+
+    msg_fmt = "An unknown exception occurred."
+    code = 500
+
+    def __init__(self, message=None, **kwargs):
+        self.kwargs = kwargs
+        if message is None:
+            try:
+                message = self.msg_fmt % kwargs
+            except (KeyError, TypeError, ValueError):
+                # A wrong kwarg is a bug in the raiser; never hide the
+                # original error behind a formatting failure.
+                LOG.exception('Exception in string format operation for '
+                              '%(cls)s, kwargs: %(kwargs)s',
+                              {'cls': type(self).__name__, 'kwargs': kwargs})
+                message = self.msg_fmt
+        self.message = message
+        super().__init__(message)
+
+    def __str__(self):
+        return self.message
+
+
+class Invalid(NovaException):
+    msg_fmt = "Bad request: %(reason)s"
+    code = 400
+
+
+class NotFound(NovaException):
+    msg_fmt = "Resource could not be found."
+    code = 404
+
+
+class InvalidInput(Invalid):
+    msg_fmt = "Invalid input received: %(reason)s"
+
+
+class InvalidUUID(Invalid):
+    msg_fmt = "Expected a uuid but received %(uuid)r."
+
+
+class InvalidName(Invalid):
+    msg_fmt = "Invalid %(kind)s name %(name)r: %(reason)s"
+
+
+class PathOutsideRoot(Invalid):
+    msg_fmt = "Path %(path)r resolves outside of %(root)r."
+
+
+class ConfigInvalid(Invalid):
+    msg_fmt = "Invalid configuration: %(reason)s"
+
+
+# --- objects and database -------------------------------------------------
+
+class ObjectActionError(NovaException):
+    msg_fmt = 'Object action %(action)s failed because: %(reason)s'
+
+
+class OrphanedObjectError(NovaException):
+    msg_fmt = 'Cannot call %(method)s on orphaned %(objtype)s object'
+
+
+class InstanceNotFound(NotFound):
+    msg_fmt = "Instance %(instance_id)s could not be found."
+
+
+class BDMNotFound(NotFound):
+    msg_fmt = "No Block Device Mapping with id %(id)s."
+
+
+class DBNotAtRevision(NovaException):
+    msg_fmt = "Database is at %(actual)s, expected %(expected)s."
+
+
+# --- the persisted disk record (LibvirtDiskMetadata) ----------------------
+
+class DiskMetadataInvalid(Invalid):
+    """A ``driver_info`` could not be loaded; nothing may be guessed."""
+    msg_fmt = "Invalid disk record: %(reason)s"
+
+
+class DiskMetadataMalformed(DiskMetadataInvalid):
+    msg_fmt = "Disk record is not valid JSON of an object: %(reason)s"
+
+
+class DiskMetadataUnknownObject(DiskMetadataInvalid):
+    msg_fmt = ("Disk record holds object %(name)r of namespace "
+               "%(namespace)r, expected LibvirtDiskMetadata.")
+
+
+class DiskMetadataUnsupportedVersion(DiskMetadataInvalid):
+    msg_fmt = ("Disk record has version %(version)s; this code supports "
+               "LibvirtDiskMetadata up to %(supported)s.")
+
+
+class DiskMetadataUnknownValue(DiskMetadataInvalid):
+    msg_fmt = "Disk record has unknown %(field)s %(value)r."
+
+
+class DiskMetadataMissing(NovaException):
+    msg_fmt = ("Disk %(disk_name)s of instance %(instance_uuid)s has no "
+               "layout record.")
+
+
+# --- image service and verified fetch -------------------------------------
+
+class ImageNotFound(NotFound):
+    msg_fmt = "Image %(image_id)s could not be found."
+
+
+class ImageUnacceptable(Invalid):
+    """An image failed verification; nothing of it was kept."""
+    msg_fmt = "Image %(image_id)s is unacceptable: %(reason)s"
+
+
+class ImageFormatMismatch(ImageUnacceptable):
+    msg_fmt = ("Image %(image_id)s is declared %(declared)s but its content "
+               "is %(detected)s.")
+
+
+class ImageUnsafe(ImageUnacceptable):
+    msg_fmt = "Image %(image_id)s failed the safety check: %(reason)s"
+
+
+class ImageCorrupt(ImageUnacceptable):
+    msg_fmt = ("Image %(image_id)s download does not match its metadata: "
+               "%(reason)s")
+
+
+class ImageTooLarge(ImageUnacceptable):
+    msg_fmt = ("Image %(image_id)s has virtual size %(virtual_size)d bytes, "
+               "larger than the disk's %(disk_size)d bytes.")
+
+
+class ProcessFailed(NovaException):
+    msg_fmt = "%(cmd)s failed: %(reason)s"
+
+
+# --- local disks -----------------------------------------------------------
+
+class DiskNotFound(NotFound):
+    msg_fmt = "Disk %(disk_name)s of instance %(instance_uuid)s not found."
+
+
+class DiskAlreadyExists(NovaException):
+    msg_fmt = ("Disk %(disk_name)s of instance %(instance_uuid)s already "
+               "exists at %(location)s.")
+
+
+class DiskCreateFailed(NovaException):
+    msg_fmt = ("Creating disk %(disk_name)s of instance %(instance_uuid)s "
+               "failed: %(reason)s")
+
+
+class DiskShrinkNotSupported(Invalid):
+    msg_fmt = ("Disk %(disk_name)s of instance %(instance_uuid)s cannot "
+               "shrink from %(current)d to %(requested)d bytes.")
+
+
+class DiskResizeFailed(NovaException):
+    msg_fmt = ("Resizing disk %(disk_name)s of instance %(instance_uuid)s "
+               "failed: %(reason)s")
+
+
+class BackendUnavailable(NovaException):
+    """This host cannot serve a recorded backend (no such VG, no Ceph)."""
+    msg_fmt = ("Disk %(disk_name)s of instance %(instance_uuid)s is recorded "
+               "on backend %(backend)s, which this host cannot serve: "
+               "%(reason)s")
+
+
+class CacheEntryInvalid(NovaException):
+    msg_fmt = "Image cache entry %(name)s is unusable: %(reason)s"
+
+
+class FlavorDiskSmallerThanImage(Invalid):
+    msg_fmt = ("Flavor's disk is too small for requested image. Flavor disk "
+               "is %(flavor_size)i bytes, image is %(image_size)i bytes.")
+
+
+# --- the libvirt driver ----------------------------------------------------
+
+class HypervisorUnavailable(NovaException):
+    msg_fmt = "Connection to the hypervisor is broken: %(reason)s"
+
+
+class InstanceSpawnFailed(NovaException):
+    msg_fmt = "Spawning instance %(instance_uuid)s failed: %(reason)s"
+
+
+class InstancePowerOffFailure(Invalid):
+    msg_fmt = "Failed to power off instance %(instance_uuid)s: %(reason)s"

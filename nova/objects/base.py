@@ -1,0 +1,51 @@
+"""The base classes and registry of this project's versioned objects."""
+
+from oslo_versionedobjects import base as ovo_base
+from oslo_versionedobjects import fields
+
+remotable = ovo_base.remotable
+remotable_classmethod = ovo_base.remotable_classmethod
+
+
+class NovaObjectRegistry(ovo_base.VersionedObjectRegistry):
+    """Registers each object class on ``nova.objects`` by its name.
+
+    So that ``nova.objects.BlockDeviceMapping`` is always the newest
+    registered version, as in upstream Nova.
+    """
+
+    def registration_hook(self, cls, index):
+        import nova.objects
+        version = tuple(int(x) for x in cls.VERSION.split('.'))
+        current = getattr(nova.objects, cls.obj_name(), None)
+        if current is None or version >= tuple(
+                int(x) for x in current.VERSION.split('.')):
+            setattr(nova.objects, cls.obj_name(), cls)
+
+
+class NovaObject(ovo_base.VersionedObject):
+    """Base of every object: the ``nova`` namespace and the registry."""
+
+    OBJ_SERIAL_NAMESPACE = 'nova_object'
+    OBJ_PROJECT_NAMESPACE = 'nova'
+
+
+class NovaPersistentObject(object):
+    """Mixin for objects backed by a soft-deletable table row.
+
+    Adds the timestamp and soft-delete columns that every such table has.
+    """
+
+    fields = {
+        'created_at': fields.DateTimeField(nullable=True),
+        'updated_at': fields.DateTimeField(nullable=True),
+        'deleted_at': fields.DateTimeField(nullable=True),
+        'deleted': fields.BooleanField(default=False),
+    }
+
+
+class ObjectListBase(ovo_base.ObjectListBase):
+    pass
+
+
+NovaObjectDictCompat = ovo_base.VersionedObjectDictCompat

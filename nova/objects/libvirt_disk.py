@@ -1,0 +1,222 @@
+"""LibvirtDiskMetadata: the persisted layout record of one local disk.
+
+The record is decided once, when a disk is planned, and is then the only
+source of the disk's backend, format, size, location and origin. It is stored
+as JSON in ``block_device_mapping.driver_info``::
+
+    {"nova_object.name": "LibvirtDiskMetadata",
+     "nova_object.namespace": "nova",
+     "nova_object.version": "1.0",
+     "nova_object.data": {"backend": "qcow2", "format": "qcow2",
+                          "size": 2147483648, "disk_name": "disk",
+                          "backing_format": "raw",
+                          "image_id": "c0f5...", ...}}
+
+Loading is strict: anything that is not exactly such an object of a version
+this code knows raises a ``DiskMetadataInvalid`` subclass, never a guess.
+"""
+
+from oslo_serialization import jsonutils
+from oslo_utils import versionutils
+from oslo_versionedobjects import exception as ovo_exc
+
+from nova import exception
+from nova.objects import base
+from nova.objects import fields
+
+# Which location field each backend needs; checked on load and on create.
+_REQUIRED_LOCATION = {
+    fields.DiskBackend.FLAT: (),
+    fields.DiskBackend.QCOW2: (),
+    fields.DiskBackend.LVM: ('volume_group', 'volume_name'),
+    fields.DiskBackend.RBD: ('rbd_pool', 'volume_name'),
+    fields.DiskBackend.PLOOP: (),
+}
+
+# The formats each backend can hold.
+_ALLOWED_FORMATS = {
+    fields.DiskBackend.FLAT: (fields.DiskFormat.RAW, fields.DiskFormat.QCOW2),
+    fields.DiskBackend.QCOW2: (fields.DiskFormat.QCOW2,),
+    fields.DiskBackend.LVM: (fields.DiskFormat.RAW,),
+    fields.DiskBackend.RBD: (fields.DiskFormat.RAW,),
+    fields.DiskBackend.PLOOP: (fields.DiskFormat.PLOOP,),
+}
+
+
+@base.NovaObjectRegistry.register
+class LibvirtDiskMetadata(base.NovaObject):
+    """The layout of one local disk of a libvirt instance.
+
+    Fields:
+
+    ``backend``
+        flat, qcow2, lvm, rbd or ploop.
+    ``format``
+        raw, qcow2 or ploop: the format pinned (``-f``) on every tool call
+        and written as the libvirt driver type.
+    ``size``
+        Virtual size in bytes.
+    ``disk_name``
+        The instance-relative name: ``disk``, ``disk.local``, ``disk.eph1``,
+        ``disk.swap``. File backends keep it at
+        ``$instances_path/<uuid>/<disk_name>``.
+    ``backing_format``
+        qcow2 backend only: format of the cached base the overlay sits on
+        (``-F`` on create, ``<backingStore>`` in the guest XML).
+    ``volume_group`` / ``rbd_pool`` / ``volume_name``
+        Block backends only: the LVM volume group or the RBD pool, and the
+        LV or RBD image name inside it.
+    ``image_id`` / ``cache_name``
+        The source: the image a disk was made from, or the template name
+        (``ephemeral_1_ext4``, ``swap_512``) of a disk made by a function.
+        At most one is set; neither for a blank disk.
+    """
+
+    # Version 1.0: Initial version
+    VERSION = '1.0'
+
+    fields = {
+        'backend': fields.DiskBackendField(),
+        'format': fields.DiskFormatField(),
+        'size': fields.NonNegativeIntegerField(),
+        'disk_name': fields.StringField(),
+        'backing_format': fields.DiskFormatField(nullable=True,
+                                                 default=None),
+        'volume_group': fields.StringField(nullable=True, default=None),
+        'rbd_pool': fields.StringField(nullable=True, default=None),
+        'volume_name': fields.StringField(nullable=True, default=None),
+        'image_id': fields.StringField(nullable=True, default=None),
+        'cache_name': fields.StringField(nullable=True, default=None),
+    }
+
+    def obj_make_compatible(self, primitive, target_version):
+        super().obj_make_compatible(primitive, target_version)
+        # Future minor versions drop their new fields here, e.g.:
+        # if versionutils.convert_version_to_tuple(target_version) < (1, 1):
+        #     primitive.pop('new_field', None)
+
+    @property
+    def source(self):
+        """A short description of the origin, for logs and the CLI."""
+        if self.image_id:
+            return 'image:%s' % self.image_id
+        if self.cache_name:
+            return 'template:%s' % self.cache_name
+        return 'blank'
+
+    def validate(self):
+        """Check that the fields are consistent with each other.
+
+        :raises: DiskMetadataInvalid naming the first inconsistency.
+        """
+        missing = [name for name in self.fields
+                   if name in ('backend', 'format', 'size', 'disk_name')
+                   and not self.obj_attr_is_set(name)]
+        if missing:
+            raise exception.DiskMetadataInvalid(
+                reason='missing %s' % ', '.join(missing))
+        for name in self.fields:
+            if not self.obj_attr_is_set(name):
+                setattr(self, name, None)
+        if self.format not in _ALLOWED_FORMATS[self.backend]:
+            raise exception.DiskMetadataInvalid(
+                reason='backend %s cannot hold format %s' % (
+                    self.backend, self.format))
+        if (self.backend == fields.DiskBackend.QCOW2) != bool(
+                self.backing_format):
+            raise exception.DiskMetadataInvalid(
+                reason='backing_format is set exactly for backend qcow2, '
+                       'got backend %s with backing_format %s' % (
+                           self.backend, self.backing_format))
+        for name in _REQUIRED_LOCATION[self.backend]:
+            if not getattr(self, name):
+                raise exception.DiskMetadataInvalid(
+                    reason='backend %s needs %s' % (self.backend, name))
+        if self.image_id and self.cache_name:
+            raise exception.DiskMetadataInvalid(
+                reason='a disk has one source, not both image %s and '
+                       'template %s' % (self.image_id, self.cache_name))
+        _check_simple_name('disk_name', self.disk_name)
+        for name in ('volume_group', 'rbd_pool', 'volume_name',
+                     'cache_name'):
+            if getattr(self, name) is not None:
+                _check_simple_name(name, getattr(self, name))
+
+    def to_driver_info(self):
+        """Serialise for ``block_device_mapping.driver_info``.
+
+        :returns: a JSON string of ``obj_to_primitive()``.
+        """
+        self.validate()
+        primitive = self.obj_to_primitive()
+        # Which fields changed in memory is not part of the layout.
+        primitive.pop(self._obj_primitive_key('changes'), None)
+        return jsonutils.dumps(primitive, sort_keys=True)
+
+    @classmethod
+    def from_driver_info(cls, driver_info):
+        """Load a record strictly from its ``driver_info`` text.
+
+        :param driver_info: the JSON text written by ``to_driver_info()``.
+        :returns: a validated LibvirtDiskMetadata.
+        :raises: DiskMetadataMalformed, DiskMetadataUnknownObject,
+            DiskMetadataUnsupportedVersion, DiskMetadataUnknownValue or
+            DiskMetadataInvalid.
+        """
+        try:
+            primitive = jsonutils.loads(driver_info)
+        except (TypeError, ValueError) as e:
+            raise exception.DiskMetadataMalformed(reason=str(e))
+        if not isinstance(primitive, dict):
+            raise exception.DiskMetadataMalformed(
+                reason='top level is %s, not an object' %
+                       type(primitive).__name__)
+        keys = [cls._obj_primitive_key(k)
+                for k in ('name', 'namespace', 'version', 'data')]
+        if any(k not in primitive for k in keys):
+            raise exception.DiskMetadataMalformed(
+                reason='missing one of %s' % ', '.join(keys))
+        name, namespace, version, data = (primitive[k] for k in keys)
+        if name != cls.obj_name() or namespace != cls.OBJ_PROJECT_NAMESPACE:
+            raise exception.DiskMetadataUnknownObject(name=name,
+                                                      namespace=namespace)
+        if not isinstance(data, dict):
+            raise exception.DiskMetadataMalformed(
+                reason='data is %s, not an object' % type(data).__name__)
+        try:
+            wanted = versionutils.convert_version_to_tuple(version)
+        except (AttributeError, TypeError, ValueError):
+            raise exception.DiskMetadataMalformed(
+                reason='bad version %r' % (version,))
+        ours = versionutils.convert_version_to_tuple(cls.VERSION)
+        # A newer minor version carries facts this code would drop: refuse
+        # rather than act on half a record.
+        if wanted[0] != ours[0] or wanted > ours:
+            raise exception.DiskMetadataUnsupportedVersion(
+                version=version, supported=cls.VERSION)
+        unknown = set(data) - set(cls.fields)
+        if unknown:
+            raise exception.DiskMetadataMalformed(
+                reason='unknown fields %s' % ', '.join(sorted(unknown)))
+        for field in ('backend', 'format', 'backing_format'):
+            value = data.get(field)
+            valid = cls.fields[field].AUTO_TYPE._valid_values
+            if value is not None and value not in valid:
+                raise exception.DiskMetadataUnknownValue(field=field,
+                                                         value=value)
+        try:
+            record = cls.obj_from_primitive(primitive)
+        except (ovo_exc.VersionedObjectsException, ValueError,
+                TypeError, KeyError) as e:
+            raise exception.DiskMetadataInvalid(reason=str(e))
+        record.validate()
+        record.obj_reset_changes()
+        return record
+
+
+def _check_simple_name(field, value):
+    """Names end up in paths and volume names: one plain component only."""
+    if (not value or value in ('.', '..') or '/' in value or '\0' in value
+            or len(value) > 255):
+        raise exception.DiskMetadataInvalid(
+            reason='%s %r is not a plain name' % (field, value))

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages that the tests and the demo need.
+# Idempotent: a package already installed is skipped, and apt is not touched at
+# all when nothing is missing. Run as root.
+#
+# See ../shared/design/ENVIRONMENT.md (in the team's shared folder) for why
+# each daemon package is installed with --no-install-recommends and why
+# libvirt-daemon-system is deliberately absent (it pulls in systemd-sysv).
+set -euo pipefail
+
+PACKAGES=(
+  # image tools
+  qemu-utils e2fsprogs dosfstools util-linux
+  # libvirt: python bindings build from source; daemon + KVM for end-to-end
+  libvirt-dev pkg-config libvirt-daemon libvirt-daemon-driver-qemu
+  libvirt-clients qemu-system-x86 qemu-block-extra
+  # databases
+  postgresql mariadb-server
+  # build helpers for python wheels
+  gcc python3-dev
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then
+    missing+=("$pkg")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-system-deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+echo "install-system-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-system-deps: done"
