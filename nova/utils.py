@@ -1,0 +1,73 @@
+"""Small helpers shared by every layer: names, paths and safe files."""
+
+import contextlib
+import os
+
+from oslo_utils import uuidutils
+
+from nova import exception
+
+
+def validate_uuid(value, kind='instance'):
+    """Return ``value`` if it is a canonical UUID string.
+
+    :raises: InvalidUUID for anything else (``../``, NUL, paths, junk).
+    """
+    if not isinstance(value, str) or not uuidutils.is_uuid_like(value) or \
+            value != value.lower() or len(value) != 36:
+        raise exception.InvalidUUID(uuid=value)
+    return value
+
+
+def safe_join(root, *parts):
+    """Join ``parts`` under ``root`` and prove the result stays under it.
+
+    Each part must be one plain path component: no separator, no NUL, not
+    ``.`` or ``..``. Symlinks are resolved before the containment check, so
+    a link planted inside ``root`` cannot lead out of it.
+
+    :returns: the absolute, normalised path.
+    :raises: InvalidName for a bad component, PathOutsideRoot otherwise.
+    """
+    for part in parts:
+        if (not isinstance(part, str) or not part or part in ('.', '..')
+                or os.sep in part or '\0' in part):
+            raise exception.InvalidName(kind='path component', name=part,
+                                        reason='must be one plain name')
+    real_root = os.path.realpath(root)
+    path = os.path.realpath(os.path.join(real_root, *parts))
+    if os.path.commonpath([real_root, path]) != real_root:
+        raise exception.PathOutsideRoot(path=path, root=real_root)
+    return path
+
+
+def ensure_tree(path, mode=0o755):
+    """Create ``path`` and its parents if missing; return it."""
+    os.makedirs(path, mode=mode, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def remove_path_on_error(path, remove=None):
+    """Remove ``path`` if the block raises, then re-raise.
+
+    :param remove: how to remove (default: unlink a file, ignoring a file
+        that is already gone).
+    """
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            (remove or os.unlink)(path)
+        raise
+
+
+def open_exclusive(path, mode=0o600):
+    """Create ``path`` for writing; fail if it exists or is a symlink.
+
+    :returns: a binary file object opened for writing.
+    :raises: FileExistsError if anything (file or link) is at ``path``.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
+                 os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    return os.fdopen(fd, 'wb')
