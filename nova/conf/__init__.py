@@ -4,6 +4,7 @@
 package registers one option group; importing the package registers them all.
 """
 
+from oslo_concurrency import lockutils
 from oslo_config import cfg
 
 from nova.conf import compute
@@ -19,3 +20,7 @@ compute.register_opts(CONF)
 libvirt.register_opts(CONF)
 image_cache.register_opts(CONF)
 database.register_opts(CONF)
+
+# External locks (one per image cache entry) live beside the instances they
+# protect unless [oslo_concurrency] lock_path says otherwise.
+lockutils.set_defaults('$instances_path/locks')

@@ -7,7 +7,6 @@ from nova.conf import paths
 compute_opts = [
     cfg.StrOpt('instances_path',
                default=paths.state_path_def('instances'),
-               sample_default='$state_path/instances',
                help="""
 Where instances are stored on disk: one directory per instance, plus the
 image cache (``[image_cache] subdirectory_name``) and the locks directory.

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs a command with the real services the functional tests need:
+#   PostgreSQL and MariaDB on 127.0.0.1 (throwaway servers, fsync off) and
+#   libvirtd with KVM (qemu:///system).
+# Each tools/services/<name>.sh start prints KEY=VALUE lines that tell the
+# tests where the service is; they are exported for the command. Every
+# service is stopped when the command ends, whatever its outcome.
+#
+# Usage: tools/with-services.sh COMMAND [ARGS...]
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+SERVICES=${NOVA_TEST_SERVICES:-postgresql mariadb libvirtd}
+export NOVA_TEST_SERVICES_DIR=${NOVA_TEST_SERVICES_DIR:-/tmp/nova-test-services}
+
+started=()
+stop_all() {
+  for svc in "${started[@]}"; do
+    bash "$HERE/services/$svc.sh" stop >&2 || true
+  done
+}
+trap stop_all EXIT
+
+for svc in $SERVICES; do
+  t0=$(date +%s%N)
+  vars=$(bash "$HERE/services/$svc.sh" start)
+  started+=("$svc")
+  while IFS= read -r line; do
+    case "$line" in
+      NOVA_TEST_*=*) export "${line?}" ;;
+    esac
+  done <<<"$vars"
+  echo "with-services: $svc up in $(( ($(date +%s%N) - t0) / 1000000 )) ms" >&2
+done
+
+"$@"
