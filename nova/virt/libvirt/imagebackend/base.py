@@ -1,0 +1,385 @@
+"""Image: the contract of a local-disk backend, and the steps they share.
+
+A backend object is built from an instance (anything with a ``uuid``) and
+the disk's persisted record (``LibvirtDiskMetadata``), and never from node
+configuration: the record says the backend, the format, the size and the
+source of the disk. The base class owns everything that does not depend on
+the backend:
+
+* resolving the disk's path (``$instances_path/<uuid>/<disk_name>``, proven
+  to stay under ``instances_path``) and creating the instance directory;
+* checking the arguments of a create against the record (a disk made from
+  another image, or with another size, than was recorded is refused);
+* fetching the base or making the template through the image cache, and
+  refusing an image larger than the recorded size before any disk byte is
+  written;
+* reserving the disk's path exclusively and removing whatever a failed
+  create made (``_new_disk``);
+* turning unexpected failures into ``DiskCreateFailed`` /
+  ``DiskResizeFailed`` naming the instance and the disk;
+* the common part of the guest's ``<disk>`` element.
+
+A subclass (``flat.py``, ``qcow2.py``) implements only what differs: which
+cache format it builds from, how it turns a cache entry into its disk, how
+it grows, and what lies under the disk (``<backingStore>``).
+"""
+
+import abc
+import contextlib
+import os
+
+from oslo_log import log as logging
+
+import nova.conf
+from nova import exception
+from nova import utils
+from nova.virt.libvirt import config
+from nova.virt.libvirt.imagebackend import cache as image_cache
+from nova.virt import qemu_img
+
+LOG = logging.getLogger(__name__)
+CONF = nova.conf.CONF
+
+# How qemu-img names each recorded format.
+QEMU_FORMATS = {'raw': 'raw', 'qcow2': 'qcow2', 'ploop': 'parallels'}
+
+# New disk files hold guest data: private to the service (libvirt relabels
+# them for qemu).
+DISK_MODE = 0o600
+
+# Errors that already say precisely what was wrong with the request, and
+# that callers handle by type: they pass through the create unchanged.
+_PASS_THROUGH = (
+    exception.ImageUnacceptable,
+    exception.ImageNotFound,
+    exception.FlavorDiskSmallerThanImage,
+    exception.DiskAlreadyExists,
+    exception.DiskCreateFailed,
+)
+
+
+class Image(metaclass=abc.ABCMeta):
+    """One local disk of an instance, laid out as its record says.
+
+    :param instance: anything with a ``uuid`` (validated: a canonical
+        UUID, so that it is one safe path component).
+    :param record: a ``LibvirtDiskMetadata`` whose ``backend`` is this
+        class's ``backend_name``; it is validated here.
+    :param cache: the ``ImageCache`` to build from (default: the process'
+        ``cache.get_cache()``).
+    """
+
+    #: The ``record.backend`` value this class serves.
+    backend_name = None
+    #: The libvirt ``<disk type=...>`` of this backend's disks.
+    source_type = 'file'
+
+    def __init__(self, instance, record, cache=None):
+        self.instance_uuid = utils.validate_uuid(
+            getattr(instance, 'uuid', None))
+        record.validate()
+        if record.backend != self.backend_name:
+            raise exception.InvalidInput(
+                reason='disk %s of instance %s is recorded on backend %s, '
+                       'not %s' % (record.disk_name, self.instance_uuid,
+                                   record.backend, self.backend_name))
+        self.record = record
+        self._cache = cache
+
+    def __repr__(self):
+        return '<%s %s/%s %s %d bytes from %s>' % (
+            type(self).__name__, self.instance_uuid, self.record.disk_name,
+            self.record.format, self.record.size, self.record.source)
+
+    # --- where the disk is ---------------------------------------------------
+
+    @property
+    def cache(self):
+        return self._cache or image_cache.get_cache()
+
+    @property
+    def disk_name(self):
+        return self.record.disk_name
+
+    @property
+    def instance_dir(self):
+        """``$instances_path/<uuid>``, proven to stay under instances_path."""
+        return utils.safe_join(CONF.instances_path, self.instance_uuid)
+
+    @property
+    def path(self):
+        """``$instances_path/<uuid>/<disk_name>``, proven to stay under it."""
+        return utils.safe_join(CONF.instances_path, self.instance_uuid,
+                               self.record.disk_name)
+
+    @property
+    def qemu_format(self):
+        """The recorded format, as qemu-img names it (pinned with -f)."""
+        return QEMU_FORMATS[self.record.format]
+
+    # --- the contract --------------------------------------------------------
+
+    def create_from_image(self, context, image_id, size=None):
+        """Create the disk from image ``image_id``.
+
+        :param image_id: must be ``record.image_id``.
+        :param size: bytes; None means ``record.size``; anything else must
+            equal ``record.size``.
+        :raises: InvalidInput (arguments disagree with the record),
+            DiskAlreadyExists, ImageTooLarge / FlavorDiskSmallerThanImage
+            (before any disk byte is written), other ImageUnacceptable and
+            ImageNotFound from the fetch, DiskCreateFailed for the rest. On
+            any failure nothing this call made is left behind.
+        """
+        size = self._check_image_args(image_id, size)
+        self._refuse_existing()
+        with self._create_errors('image %s' % image_id):
+            entry = self.cache.ensure_image(
+                context, image_id, self._image_cache_format(),
+                max_virtual_size=size)
+            if entry.virtual_size > size:
+                raise exception.FlavorDiskSmallerThanImage(
+                    flavor_size=size, image_size=entry.virtual_size)
+            with self._new_disk() as path:
+                self._create_from_entry(path, entry, size)
+                self._preallocate(path, size)
+        LOG.info('Created %(disk)r', {'disk': self})
+
+    def create_from_func(self, context, func, cache_name, size):
+        """Create the disk from the template ``cache_name`` made by ``func``.
+
+        :param func: ``func(target, size)`` fills ``target`` (a raw file
+            of ``size`` bytes), e.g. mkfs or mkswap; run once per template.
+        :param cache_name: must be ``record.cache_name``.
+        :param size: bytes; must be ``record.size``.
+        :raises: as ``create_from_image``.
+        """
+        self._check_func_args(func, cache_name, size)
+        self._refuse_existing()
+        with self._create_errors('template %s' % cache_name):
+            entry = self.cache.ensure_template(cache_name, func, size)
+            with self._new_disk() as path:
+                self._create_from_template(path, entry, size)
+                self._preallocate(path, size)
+        LOG.info('Created %(disk)r', {'disk': self})
+
+    def exists(self):
+        """True if the disk's file is there."""
+        return os.path.lexists(self.path)
+
+    def remove(self):
+        """Remove the disk; removing a missing disk is not an error."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+            LOG.info('Removed %(disk)r', {'disk': self})
+
+    def resize(self, size):
+        """Grow the disk to ``size`` bytes, with its recorded format pinned.
+
+        Does not write the record: the DiskManager does.
+
+        :raises: DiskShrinkNotSupported (smaller than recorded or than the
+            disk), DiskNotFound, DiskResizeFailed.
+        """
+        size = int(size)
+        if size < self.record.size:
+            raise exception.DiskShrinkNotSupported(
+                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
+                current=self.record.size, requested=size)
+        if not self.exists():
+            raise exception.DiskNotFound(instance_uuid=self.instance_uuid,
+                                         disk_name=self.disk_name)
+        try:
+            self._grow(self.path, size)
+            self._preallocate(self.path, size)
+        except (exception.DiskShrinkNotSupported, exception.DiskResizeFailed):
+            raise
+        except (exception.NovaException, OSError) as e:
+            raise exception.DiskResizeFailed(
+                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
+                reason=str(e)) from e
+        LOG.info('Resized %(disk)r to %(size)d bytes',
+                 {'disk': self, 'size': size})
+
+    def libvirt_info(self, target_dev, target_bus='virtio', cache_mode='none',
+                     discard=None):
+        """The guest's ``<disk>`` element, from the record alone.
+
+        :param target_dev: e.g. 'vda'; ``target_bus``: e.g. 'virtio';
+            ``cache_mode``: libvirt's cache attribute; ``discard``: 'unmap',
+            'ignore' or None.
+        :returns: config.LibvirtConfigGuestDisk, driver type = record.format
+            and the layers under the disk in ``backing_store``.
+        """
+        return config.LibvirtConfigGuestDisk(
+            source_type=self.source_type,
+            source_path=self.path,
+            target_dev=target_dev,
+            target_bus=target_bus,
+            driver_format=self.record.format,
+            driver_cache=cache_mode,
+            driver_discard=discard,
+            backing_store=self._backing_store())
+
+    def inspect(self):
+        """What is on disk, read with the recorded format pinned.
+
+        :returns: {'format': 'qcow2', 'virtual_size': 2147483648,
+            'allocated': 200704, 'backing_file': '/.../_base/3f78...',
+            'backing_format': 'raw'} (the backing keys are None without a
+            backing file).
+        :raises: DiskNotFound, ProcessFailed.
+        """
+        if not self.exists():
+            raise exception.DiskNotFound(instance_uuid=self.instance_uuid,
+                                         disk_name=self.disk_name)
+        info = qemu_img.info(self.path, self.qemu_format)
+        return {
+            'format': info.get('format'),
+            'virtual_size': info.get('virtual-size'),
+            'allocated': info.get('actual-size'),
+            'backing_file': info.get('backing-filename'),
+            'backing_format': info.get('backing-filename-format'),
+        }
+
+    # --- what each backend supplies ------------------------------------------
+
+    @abc.abstractmethod
+    def _image_cache_format(self):
+        """The cache format ('raw' or 'qcow2') this disk is built from."""
+
+    @abc.abstractmethod
+    def _create_from_entry(self, path, entry, size):
+        """Turn the image's cache entry into the disk at ``path``.
+
+        ``path`` does not exist yet: create it exclusively (``_reserve``
+        or ``sparse_copy``). ``entry`` is a cache.CacheEntry no larger
+        than ``size``.
+        """
+
+    @abc.abstractmethod
+    def _create_from_template(self, path, entry, size):
+        """Turn a raw template (of ``size`` bytes) into the disk."""
+
+    @abc.abstractmethod
+    def _grow(self, path, size):
+        """Grow the disk at ``path`` to ``size`` bytes (never shrink)."""
+
+    def _backing_store(self):
+        """The layers under the disk, top first (none by default)."""
+        return []
+
+    def _check_template_record(self):
+        """Refuse a record this backend cannot build from a template."""
+
+    # --- shared steps --------------------------------------------------------
+
+    def _check_image_args(self, image_id, size):
+        if image_id != self.record.image_id:
+            raise exception.InvalidInput(
+                reason='disk %s of instance %s is recorded from image %s, '
+                       'asked to create it from image %s' % (
+                           self.disk_name, self.instance_uuid,
+                           self.record.image_id, image_id))
+        if size is None:
+            size = self.record.size
+        self._check_size(size)
+        return size
+
+    def _check_func_args(self, func, cache_name, size):
+        if not callable(func):
+            raise exception.InvalidInput(
+                reason='disk %s of instance %s: %r is not callable' % (
+                    self.disk_name, self.instance_uuid, func))
+        if cache_name is None or cache_name != self.record.cache_name:
+            raise exception.InvalidInput(
+                reason='disk %s of instance %s is recorded from template '
+                       '%s, asked to create it from template %s' % (
+                           self.disk_name, self.instance_uuid,
+                           self.record.cache_name, cache_name))
+        self._check_size(size)
+        self._check_template_record()
+
+    def _check_size(self, size):
+        if size != self.record.size or not size:
+            raise exception.InvalidInput(
+                reason='disk %s of instance %s is recorded with %d bytes, '
+                       'asked for %r' % (self.disk_name, self.instance_uuid,
+                                         self.record.size, size))
+
+    def _refuse_existing(self):
+        if self.exists():
+            raise exception.DiskAlreadyExists(
+                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
+                location=self.path)
+
+    @contextlib.contextmanager
+    def _create_errors(self, source):
+        """Name the instance and disk in any unexpected create failure."""
+        try:
+            yield
+        except _PASS_THROUGH:
+            raise
+        except Exception as e:
+            LOG.error('Creating disk %(disk)s of instance %(uuid)s from '
+                      '%(source)s failed: %(error)s',
+                      {'disk': self.disk_name, 'uuid': self.instance_uuid,
+                       'source': source, 'error': e})
+            raise exception.DiskCreateFailed(
+                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
+                reason='from %s: %s' % (source, e)) from e
+
+    @contextlib.contextmanager
+    def _new_disk(self):
+        """Yield the disk's path; remove what was made if the block fails.
+
+        The block must create the file exclusively (O_EXCL, O_NOFOLLOW:
+        ``_reserve()`` or ``sparse_copy``), so a file or link that appeared
+        meanwhile is never written through; that case raises
+        DiskAlreadyExists and the file, not ours, stays. The instance
+        directory is created if missing, and removed again on failure if
+        this call created it and it is empty.
+        """
+        instance_dir = self.instance_dir
+        made_dir = not os.path.isdir(instance_dir)
+        utils.ensure_tree(instance_dir)
+        path = self.path
+        try:
+            yield path
+        except BaseException as e:
+            if not isinstance(e, exception.DiskAlreadyExists):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+            if made_dir:
+                with contextlib.suppress(OSError):
+                    os.rmdir(instance_dir)
+            raise
+
+    @contextlib.contextmanager
+    def _exclusive(self, path):
+        """Turn an exclusive create's FileExistsError into our error."""
+        try:
+            yield
+        except FileExistsError:
+            raise exception.DiskAlreadyExists(
+                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
+                location=path)
+
+    def _reserve(self, path):
+        """Create ``path`` empty, exclusively, for a tool to fill."""
+        with self._exclusive(path):
+            utils.open_exclusive(path, DISK_MODE).close()
+
+    def _preallocate(self, path, size):
+        """Allocate ``size`` bytes up front if preallocate_images=space.
+
+        For a qcow2 file this reserves host space that qcow2 then fills
+        with clusters, so the guest cannot run out of host storage.
+        """
+        if CONF.preallocate_images != 'space':
+            return
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            os.posix_fallocate(fd, 0, size)
+        finally:
+            os.close(fd)
