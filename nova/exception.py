@@ -209,3 +209,20 @@ class InstanceSpawnFailed(NovaException):
 
 class InstancePowerOffFailure(Invalid):
     msg_fmt = "Failed to power off instance %(instance_uuid)s: %(reason)s"
+
+
+class DiskPlanningFailed(Invalid):
+    """The layout of a new disk cannot be decided; nothing was recorded."""
+    msg_fmt = ("Cannot plan disk %(disk_name)s of instance "
+               "%(instance_uuid)s: %(reason)s")
+
+
+class DiskLayoutConfigMissing(DiskPlanningFailed):
+    msg_fmt = ("Cannot plan disk %(disk_name)s of instance "
+               "%(instance_uuid)s: [libvirt] %(option)s = %(value)s needs "
+               "[libvirt] %(needed)s to be set.")
+
+
+class InstanceDomainFailed(NovaException):
+    msg_fmt = ("Libvirt refused to %(action)s the domain of instance "
+               "%(instance_uuid)s: %(reason)s")

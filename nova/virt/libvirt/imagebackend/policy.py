@@ -1,0 +1,380 @@
+"""The layout of new local disks: the one reader of layout configuration.
+
+Given an instance, the image metadata and its new local block device
+mappings, decide each disk's ``LibvirtDiskMetadata`` (backend, format,
+size, location, source) from the node's configuration *as it is now*. The
+record is then persisted by the DiskManager and obeyed for the disk's whole
+life: nothing else reads ``[libvirt] images_type``, ``[DEFAULT]
+use_cow_images``, ``force_raw_images``, ``[libvirt] images_volume_group``
+or ``images_rbd_pool``, so changing them later changes new disks only.
+
+The decisions, by backend (``images_type``; ``default`` is qcow2 when
+``use_cow_images`` is true, else flat; ``raw`` is flat):
+
+=======  =======================================  =====================
+backend  root disk (from the image)               ephemeral / swap
+=======  =======================================  =====================
+flat     raw; qcow2 if the image is qcow2 and     raw
+         force_raw_images is off
+qcow2    qcow2 over a base that is qcow2 if the   qcow2 over a raw
+         image is qcow2 and force_raw_images is   template
+         off, else raw
+lvm      raw, in images_volume_group              raw
+rbd      raw, in images_rbd_pool                  raw
+ploop    ploop                                    ploop
+=======  =======================================  =====================
+
+Sizes come from the flavor: ``root_gb`` (0 means the image's virtual size,
+which must then be known), ``ephemeral_gb`` (or the mapping's
+``volume_size`` in GB), ``swap`` (or the swap mapping's ``volume_size``, in
+MiB as upstream). Disk names are upstream's: ``disk``, ``disk.local`` for
+the first ephemeral and ``disk.eph<N>`` for the others, ``disk.swap``.
+Ephemeral and swap disks come from shared templates named
+``ephemeral_<GB>_<fs>`` and ``swap_<MB>``.
+"""
+
+import dataclasses
+import re
+import string
+
+from oslo_log import log as logging
+from oslo_utils import units
+
+import nova.conf
+from nova import exception
+from nova.objects import fields
+from nova.objects import libvirt_disk
+from nova import utils
+from nova.virt.libvirt import disk_funcs
+
+CONF = nova.conf.CONF
+LOG = logging.getLogger(__name__)
+
+ROOT_DISK = 'disk'
+FIRST_EPHEMERAL_DISK = 'disk.local'
+EPHEMERAL_DISK_FMT = 'disk.eph%d'
+SWAP_DISK = 'disk.swap'
+
+#: The filesystem of an ephemeral disk whose mapping names none.
+DEFAULT_EPHEMERAL_FS = 'ext4'
+
+# Roles of a local mapping, in the order their disks are attached.
+ROOT = 'root'
+EPHEMERAL = 'ephemeral'
+SWAP = 'swap'
+ROLES = (ROOT, EPHEMERAL, SWAP)
+
+_EPHEMERAL_TEMPLATE = re.compile(r'^ephemeral_([1-9][0-9]*)_([a-z0-9]+)$')
+_SWAP_TEMPLATE = re.compile(r'^swap_([1-9][0-9]*)$')
+
+# Characters kept as they are in LV and RBD image names; anything else is
+# written as '+xx' (hex), so that distinct disk names stay distinct.
+_VOLUME_NAME_SAFE = frozenset(string.ascii_letters + string.digits + '_.-')
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeLayout:
+    """The node's layout settings, read once per planning call.
+
+    ``backend`` is the resolved backend name (flat, qcow2, lvm, rbd,
+    ploop); ``images_type`` is the option as written, for messages.
+    """
+
+    images_type: str
+    backend: str
+    force_raw_images: bool
+    volume_group: str = None
+    rbd_pool: str = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Template:
+    """A parsed template name: ``kind`` is ephemeral or swap.
+
+    ``size`` is in the name's unit (GB for ephemeral, MB for swap);
+    ``fs_type`` is set for ephemeral templates.
+    """
+
+    kind: str
+    size: int
+    fs_type: str = None
+
+
+def node_layout():
+    """Read the layout configuration of this node.
+
+    :returns: a NodeLayout.
+    """
+    images_type = CONF.libvirt.images_type
+    if images_type == 'default':
+        backend = (fields.DiskBackend.QCOW2 if CONF.use_cow_images
+                   else fields.DiskBackend.FLAT)
+    elif images_type == 'raw':
+        backend = fields.DiskBackend.FLAT
+    else:
+        backend = images_type
+    return NodeLayout(images_type=images_type, backend=backend,
+                      force_raw_images=CONF.force_raw_images,
+                      volume_group=CONF.libvirt.images_volume_group,
+                      rbd_pool=CONF.libvirt.images_rbd_pool)
+
+
+def disk_role(bdm):
+    """Return the role of a local mapping: ROOT, EPHEMERAL or SWAP.
+
+    :param bdm: a BlockDeviceMapping (source_type, destination_type,
+        guest_format, boot_index).
+    :returns: the role, or None for a mapping that is not a local disk
+        (a volume).
+    :raises: InvalidInput for a local mapping this driver cannot make (a
+        local disk from a snapshot or a volume; an image that is not the
+        boot disk).
+    """
+    if bdm.destination_type != fields.BlockDeviceDestinationType.LOCAL:
+        return None
+    if bdm.source_type == fields.BlockDeviceSourceType.BLANK:
+        return SWAP if bdm.guest_format == 'swap' else EPHEMERAL
+    if (bdm.source_type == fields.BlockDeviceSourceType.IMAGE and
+            bdm.boot_index == 0):
+        return ROOT
+    raise exception.InvalidInput(
+        reason='a local disk from source %s (boot_index %s) is not '
+               'supported' % (bdm.source_type, bdm.boot_index))
+
+
+def ephemeral_template_name(size_gb, fs_type):
+    """``ephemeral_<GB>_<fs>``: the template an ephemeral disk comes from."""
+    return 'ephemeral_%d_%s' % (size_gb, fs_type)
+
+
+def swap_template_name(size_mb):
+    """``swap_<MB>``: the template a swap disk comes from."""
+    return 'swap_%d' % size_mb
+
+
+def parse_template_name(name):
+    """Return the Template a recorded ``cache_name`` stands for.
+
+    :raises: DiskMetadataInvalid for a name this module never makes.
+    """
+    match = _EPHEMERAL_TEMPLATE.match(name or '')
+    if match and match.group(2) in disk_funcs.SUPPORTED_FILESYSTEMS:
+        return Template(EPHEMERAL, int(match.group(1)), match.group(2))
+    match = _SWAP_TEMPLATE.match(name or '')
+    if match:
+        return Template(SWAP, int(match.group(1)))
+    raise exception.DiskMetadataInvalid(
+        reason='unknown template name %r' % (name,))
+
+
+def volume_name(instance_uuid, disk_name):
+    """``<uuid>_<disk_name>``, escaped for LVM and RBD.
+
+    Characters outside ``[A-Za-z0-9_.-]`` become ``+xx`` (their UTF-8 bytes
+    in hex): the result is a valid LV and RBD image name, and two disk names
+    never share one.
+    """
+    utils.validate_uuid(instance_uuid)
+    escaped = ''.join(
+        ch if ch in _VOLUME_NAME_SAFE else
+        ''.join('+%02x' % b for b in ch.encode('utf-8'))
+        for ch in disk_name)
+    return '%s_%s' % (instance_uuid, escaped)
+
+
+class _Planner:
+    """Plans the disks of one instance under one NodeLayout."""
+
+    def __init__(self, instance, image_meta, layout):
+        self.instance = instance
+        self.uuid = utils.validate_uuid(instance.uuid)
+        self.image_meta = image_meta
+        self.layout = layout
+
+    def fail(self, disk_name, reason):
+        return exception.DiskPlanningFailed(
+            instance_uuid=self.uuid, disk_name=disk_name, reason=reason)
+
+    def record(self, disk_name, fmt, size, backing_format=None, **source):
+        """A record on the node's backend, with the location it needs."""
+        layout = self.layout
+        location = {}
+        if layout.backend == fields.DiskBackend.LVM:
+            if not layout.volume_group:
+                raise exception.DiskLayoutConfigMissing(
+                    instance_uuid=self.uuid, disk_name=disk_name,
+                    option='images_type', value=layout.images_type,
+                    needed='images_volume_group')
+            location = {'volume_group': layout.volume_group,
+                        'volume_name': volume_name(self.uuid, disk_name)}
+        elif layout.backend == fields.DiskBackend.RBD:
+            if not layout.rbd_pool:
+                raise exception.DiskLayoutConfigMissing(
+                    instance_uuid=self.uuid, disk_name=disk_name,
+                    option='images_type', value=layout.images_type,
+                    needed='images_rbd_pool')
+            location = {'rbd_pool': layout.rbd_pool,
+                        'volume_name': volume_name(self.uuid, disk_name)}
+        if size <= 0:
+            raise self.fail(disk_name, 'its size would be %d bytes' % size)
+        record = libvirt_disk.LibvirtDiskMetadata(
+            backend=layout.backend, format=fmt, size=size,
+            disk_name=disk_name, backing_format=backing_format,
+            **location, **source)
+        try:
+            record.validate()
+        except exception.DiskMetadataInvalid as e:
+            raise self.fail(disk_name, str(e))
+        return record
+
+    def template_record(self, disk_name, size, cache_name):
+        """Ephemeral and swap: templates are always made raw."""
+        backend = self.layout.backend
+        if backend == fields.DiskBackend.QCOW2:
+            return self.record(disk_name, fields.DiskFormat.QCOW2, size,
+                               backing_format=fields.DiskFormat.RAW,
+                               cache_name=cache_name)
+        if backend == fields.DiskBackend.PLOOP:
+            return self.record(disk_name, fields.DiskFormat.PLOOP, size,
+                               cache_name=cache_name)
+        return self.record(disk_name, fields.DiskFormat.RAW, size,
+                           cache_name=cache_name)
+
+    def root(self, bdm):
+        disk_name = ROOT_DISK
+        meta = self.image_meta
+        if not meta:
+            raise self.fail(disk_name, 'no image metadata was given')
+        image_id = bdm.image_id or self.instance.image_ref
+        if meta.get('id') != image_id:
+            raise self.fail(disk_name, 'the mapping names image %s but the '
+                            'metadata is of image %s' % (image_id,
+                                                         meta.get('id')))
+        virtual_size = meta.get('virtual_size')
+        root_gb = self.instance.root_gb or 0
+        if root_gb:
+            size = root_gb * units.Gi
+            if virtual_size and virtual_size > size:
+                raise self.fail(disk_name, 'image %s has virtual size %d '
+                                'bytes, larger than the flavor\'s root disk '
+                                'of %d bytes' % (image_id, virtual_size,
+                                                 size))
+            if (meta.get('min_disk') or 0) > root_gb:
+                raise self.fail(disk_name, 'image %s needs a root disk of '
+                                'at least %s GB, the flavor has %d GB' % (
+                                    image_id, meta['min_disk'], root_gb))
+        elif virtual_size:
+            # root_gb 0: the disk is exactly as large as the image.
+            size = virtual_size
+        else:
+            raise self.fail(disk_name, 'the flavor has root_gb 0 and the '
+                            'virtual size of image %s is unknown' % image_id)
+
+        # What the cached base (qcow2) or the disk itself (flat) is kept as.
+        image_format = meta.get('disk_format')
+        keep_qcow2 = (image_format == fields.DiskFormat.QCOW2 and
+                      not self.layout.force_raw_images)
+        image_kept_as = (fields.DiskFormat.QCOW2 if keep_qcow2
+                         else fields.DiskFormat.RAW)
+        backend = self.layout.backend
+        if backend == fields.DiskBackend.QCOW2:
+            return self.record(disk_name, fields.DiskFormat.QCOW2, size,
+                               backing_format=image_kept_as,
+                               image_id=image_id)
+        if backend == fields.DiskBackend.FLAT:
+            return self.record(disk_name, image_kept_as, size,
+                               image_id=image_id)
+        if backend == fields.DiskBackend.PLOOP:
+            return self.record(disk_name, fields.DiskFormat.PLOOP, size,
+                               image_id=image_id)
+        return self.record(disk_name, fields.DiskFormat.RAW, size,
+                           image_id=image_id)
+
+    def ephemeral(self, bdm, disk_name):
+        size_gb = bdm.volume_size or self.instance.ephemeral_gb or 0
+        if size_gb <= 0:
+            raise self.fail(disk_name, 'no ephemeral size: the mapping has '
+                            'no volume_size and the flavor ephemeral_gb 0')
+        fs_type = bdm.guest_format or DEFAULT_EPHEMERAL_FS
+        if fs_type not in disk_funcs.SUPPORTED_FILESYSTEMS:
+            raise self.fail(disk_name, 'filesystem %r is not one of %s' % (
+                fs_type, ', '.join(disk_funcs.SUPPORTED_FILESYSTEMS)))
+        return self.template_record(
+            disk_name, size_gb * units.Gi,
+            ephemeral_template_name(size_gb, fs_type))
+
+    def swap(self, bdm):
+        size_mb = bdm.volume_size or self.instance.swap or 0
+        if size_mb <= 0:
+            raise self.fail(SWAP_DISK, 'no swap size: the mapping has no '
+                            'volume_size and the flavor swap 0')
+        return self.template_record(SWAP_DISK, size_mb * units.Mi,
+                                    swap_template_name(size_mb))
+
+
+def _ephemeral_names(taken):
+    """Yield free ephemeral disk names in upstream's order."""
+    if FIRST_EPHEMERAL_DISK not in taken:
+        yield FIRST_EPHEMERAL_DISK
+    index = 1
+    while True:
+        name = EPHEMERAL_DISK_FMT % index
+        if name not in taken:
+            yield name
+        index += 1
+
+
+def _mapping_label(bdm):
+    """Name a mapping that has no disk name yet, for messages."""
+    for attr in ('uuid', 'id'):
+        if bdm.obj_attr_is_set(attr) and getattr(bdm, attr) is not None:
+            return '(mapping %s)' % getattr(bdm, attr)
+    return '(unsaved mapping)'
+
+
+def plan_disks(instance, image_meta, bdms, taken_names=()):
+    """Decide the layout of each new local disk of an instance.
+
+    :param instance: an Instance (uuid, image_ref, root_gb, ephemeral_gb,
+        swap in MiB).
+    :param image_meta: the root image's metadata from the image service
+        ({'id', 'disk_format', 'virtual_size', 'min_disk', ...}); may be
+        None if no mapping is the root disk.
+    :param bdms: the instance's local mappings that have no record yet, in
+        the instance's mapping order (which decides ephemeral names).
+    :param taken_names: disk names already recorded for this instance.
+    :returns: [(bdm, LibvirtDiskMetadata)], one per mapping, in order.
+    :raises: DiskPlanningFailed (DiskLayoutConfigMissing when the node's
+        images_type needs a setting that is not there) naming the disk;
+        nothing is recorded by this function.
+    """
+    planner = _Planner(instance, image_meta, node_layout())
+    taken = set(taken_names)
+    ephemeral_names = _ephemeral_names(taken)
+    planned = []
+    for bdm in bdms:
+        try:
+            role = disk_role(bdm)
+        except exception.InvalidInput as e:
+            raise planner.fail(_mapping_label(bdm), e.kwargs['reason'])
+        if role is None:
+            raise planner.fail(_mapping_label(bdm),
+                               'it is a volume, not a local disk')
+        if role == ROOT:
+            record = planner.root(bdm)
+        elif role == SWAP:
+            record = planner.swap(bdm)
+        else:
+            record = planner.ephemeral(bdm, next(ephemeral_names))
+        if record.disk_name in taken:
+            raise planner.fail(record.disk_name, 'the instance already has '
+                               'a disk of that name')
+        taken.add(record.disk_name)
+        LOG.debug('Planned disk %(disk)s of instance %(uuid)s: backend '
+                  '%(backend)s, format %(format)s, %(size)d bytes, from '
+                  '%(source)s',
+                  {'disk': record.disk_name, 'uuid': planner.uuid,
+                   'backend': record.backend, 'format': record.format,
+                   'size': record.size, 'source': record.source})
+        planned.append((bdm, record))
+    return planned
