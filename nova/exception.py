@@ -91,6 +91,23 @@ class DBNotAtRevision(NovaException):
     msg_fmt = "Database is at %(actual)s, expected %(expected)s."
 
 
+class InstanceExists(NovaException):
+    msg_fmt = "Instance %(uuid)s already exists."
+
+
+class BDMExists(NovaException):
+    msg_fmt = "Block Device Mapping %(uuid)s already exists."
+
+
+class DBUnversioned(NovaException):
+    msg_fmt = ("Database has tables (%(tables)s) but no alembic version: it "
+               "was not made by db sync, so its revision is unknown.")
+
+
+class DBInvalidRevision(NovaException):
+    msg_fmt = "Cannot migrate the database to %(revision)s: %(reason)s"
+
+
 # --- the persisted disk record (LibvirtDiskMetadata) ----------------------
 
 class DiskMetadataInvalid(Invalid):
@@ -153,6 +170,20 @@ class ImageTooLarge(ImageUnacceptable):
 
 class ProcessFailed(NovaException):
     msg_fmt = "%(cmd)s failed: %(reason)s"
+
+
+class ImageFormatUnsupported(ImageUnacceptable):
+    msg_fmt = ("Image %(image_id)s has disk_format %(disk_format)r, which "
+               "this service does not accept.")
+
+
+class ImageDamaged(ImageUnacceptable):
+    """The bytes are what the metadata says, but not a sound image."""
+    msg_fmt = "Image %(image_id)s is damaged: %(reason)s"
+
+
+class ImageMetadataInvalid(ImageUnacceptable):
+    msg_fmt = "Image %(image_id)s has invalid metadata: %(reason)s"
 
 
 # --- local disks -----------------------------------------------------------

@@ -1,0 +1,1 @@
+"""The database: models, the SQL API, and the alembic migrations."""

@@ -1,0 +1,126 @@
+"""Schema migrations: bring a database to a revision, or report its revision.
+
+``db_sync()`` is what ``nova-manage db sync`` runs: an alembic upgrade of the
+database that ``[database]/connection`` names (or of a given engine) to the
+newest revision or to a given one. An empty database is created from
+scratch; a database already at the target is left alone.
+"""
+
+import os
+
+from alembic import command as alembic_command
+from alembic import config as alembic_config
+from alembic import migration as alembic_migration
+from alembic import script as alembic_script
+from alembic.util import exc as alembic_exc
+from oslo_log import log as logging
+import sqlalchemy as sa
+
+import nova.conf
+from nova.db import api as db_api
+from nova import exception
+
+LOG = logging.getLogger(__name__)
+CONF = nova.conf.CONF
+
+MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                              'migrations')
+_VERSION_TABLE = 'alembic_version'
+
+
+def _alembic_config(connection=None):
+    config = alembic_config.Config(os.path.join(MIGRATIONS_DIR,
+                                                'alembic.ini'))
+    config.set_main_option('script_location', MIGRATIONS_DIR)
+    if connection is not None:
+        config.attributes['connection'] = connection
+    return config
+
+
+def get_script_directory():
+    """Return alembic's view of the revisions in nova/db/migrations."""
+    return alembic_script.ScriptDirectory.from_config(_alembic_config())
+
+
+def _make_sqlite_directory(url):
+    """A new host's SQLite file lives in a state_path that may not exist."""
+    url = sa.engine.make_url(url)
+    if url.get_backend_name() != 'sqlite':
+        return
+    path = url.database
+    if path and path != ':memory:' and not path.startswith('file:'):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+
+def _check_versioned(connection):
+    """Refuse a database that has tables but no alembic_version table."""
+    tables = set(sa.inspect(connection).get_table_names())
+    if tables and _VERSION_TABLE not in tables:
+        raise exception.DBUnversioned(tables=', '.join(sorted(tables)))
+
+
+def db_sync(version=None, engine=None):
+    """Upgrade the database to ``version``.
+
+    :param version: an alembic revision id (or a unique prefix of one), or
+        None for the newest (``head``).
+    :param engine: the engine to migrate; None for the one configured by
+        ``[database]/connection``.
+    :raises: DBUnversioned for a database with tables but no version;
+        DBInvalidRevision for an unknown revision or one older than the
+        database's (there are no downgrades).
+    """
+    if engine is None:
+        _make_sqlite_directory(CONF.database.connection)
+        engine = db_api.get_engine()
+    script = get_script_directory()
+    target = _resolve(script, version or 'head')
+    # One transaction for the whole upgrade where the backend has
+    # transactional DDL (PostgreSQL, SQLite): it either all lands or none.
+    with engine.begin() as connection:
+        _check_versioned(connection)
+        before = _current_revision(connection)
+        if before is not None and before != target and target in {
+                rev.revision for rev in script.iterate_revisions(before,
+                                                                 'base')}:
+            raise exception.DBInvalidRevision(
+                revision=target,
+                reason='the database is at the newer %s and there are no '
+                       'downgrades' % before)
+        alembic_command.upgrade(_alembic_config(connection), target)
+        after = _current_revision(connection)
+    if before != after:
+        LOG.info('Database upgraded from %(before)s to %(after)s',
+                 {'before': before or 'empty', 'after': after})
+    else:
+        LOG.debug('Database already at %(rev)s', {'rev': after})
+
+
+def _resolve(script, version):
+    """Return the full revision id that ``version`` names."""
+    try:
+        revision = script.get_revision(version)
+    except (alembic_exc.CommandError,
+            alembic_script.revision.RevisionError) as e:
+        raise exception.DBInvalidRevision(revision=version, reason=str(e))
+    if revision is None:
+        raise exception.DBInvalidRevision(revision=version,
+                                          reason='no such revision')
+    return revision.revision
+
+
+def _current_revision(connection):
+    return alembic_migration.MigrationContext.configure(
+        connection).get_current_revision()
+
+
+def db_version(engine=None):
+    """Return the database's alembic revision id, or None when it is empty.
+
+    :param engine: as for db_sync().
+    :raises: DBUnversioned for a database with tables but no version.
+    """
+    engine = engine or db_api.get_engine()
+    with engine.connect() as connection:
+        _check_versioned(connection)
+        return _current_revision(connection)
