@@ -1,0 +1,1 @@
+"""Console scripts (see ``[options.entry_points]`` in setup.cfg)."""

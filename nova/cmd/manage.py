@@ -1,0 +1,78 @@
+"""nova-manage: administration commands.
+
+::
+
+    nova-manage [--config-file FILE] db sync [VERSION]
+    nova-manage [--config-file FILE] db version
+
+``db sync`` upgrades the database that ``[database]/connection`` names to
+VERSION (an alembic revision id or a unique prefix of one; default: the
+newest). ``db version`` prints the database's revision, or ``None`` for an
+empty database. Exit status: 0 on success, 1 on a failure (printed on
+stderr), 2 on a usage error.
+"""
+
+import sys
+
+from oslo_config import cfg
+from oslo_db import exception as db_exc
+from oslo_log import log as logging
+
+import nova.conf
+from nova.db import migration
+from nova import exception
+
+CONF = nova.conf.CONF
+LOG = logging.getLogger(__name__)
+
+
+def _db_sync():
+    migration.db_sync(CONF.category.target_version)
+
+
+def _db_version():
+    print(migration.db_version())
+
+
+def _add_parsers(subparsers):
+    db = subparsers.add_parser('db', help='Database commands.')
+    actions = db.add_subparsers(dest='db_action', metavar='ACTION')
+    actions.required = True
+    sync = actions.add_parser(
+        'sync', help='Upgrade the database to VERSION (default: newest).')
+    sync.add_argument('target_version', metavar='VERSION', nargs='?',
+                      default=None)
+    sync.set_defaults(action_fn=_db_sync)
+    version = actions.add_parser(
+        'version', help="Print the database's revision.")
+    version.set_defaults(action_fn=_db_version)
+
+
+_CATEGORY_OPT = cfg.SubCommandOpt('category', title='Command categories',
+                                  handler=_add_parsers)
+
+
+def main(argv=None):
+    """Run one command; ``argv`` defaults to ``sys.argv[1:]``.
+
+    :returns: the exit status.
+    """
+    CONF.register_cli_opt(_CATEGORY_OPT)
+    logging.register_options(CONF)
+    # Our own INFO line says what db sync did; alembic's are chatter.
+    logging.set_defaults(default_log_levels=logging.get_default_log_levels() +
+                         ['alembic=WARN'])
+    CONF(sys.argv[1:] if argv is None else argv, project='nova',
+         prog='nova-manage')
+    logging.setup(CONF, 'nova')
+    try:
+        CONF.category.action_fn()
+    except (exception.NovaException, db_exc.DBError) as e:
+        LOG.debug('nova-manage failed', exc_info=True)
+        print('nova-manage: %s' % e, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
