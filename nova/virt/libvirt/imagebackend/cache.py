@@ -219,14 +219,11 @@ class ImageCache:
         :raises: ImageTooLarge; ImageUnacceptable and ImageNotFound from the
             fetch; CacheEntryInvalid if the cached file fails its check.
         """
-        from nova.virt import images  # the fetch lands there
-
         name = image_entry_name(image_id, fmt)
 
         def fetch(target):
-            verified = images.fetch_verified(
-                context, self.image_api, image_id, target, fmt,
-                max_virtual_size=max_virtual_size)
+            verified = self._fetch(context, image_id, target, fmt,
+                                   max_virtual_size)
             if verified.format != fmt:
                 # The fetch promised fmt; never record anything else.
                 _unlink_quiet(target)
@@ -340,6 +337,16 @@ class ImageCache:
                      {'name': name})
             removed.append(name)
         return removed
+
+    def _fetch(self, context, image_id, target, fmt, max_virtual_size):
+        """Fetch and verify ``image_id`` into ``target`` (see images.py).
+
+        :returns: images.VerifiedImage (format, virtual_size, ...).
+        """
+        from nova.virt import images  # late: only a cold entry needs it
+        return images.fetch_verified(context, self.image_api, image_id,
+                                     target, fmt,
+                                     max_virtual_size=max_virtual_size)
 
     # --- internals -----------------------------------------------------------
 

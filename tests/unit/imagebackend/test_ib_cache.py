@@ -1,0 +1,343 @@
+"""Unit tests of the image cache (nova/virt/libvirt/imagebackend/cache.py).
+
+The fetch is replaced by DictFetchCache (bytes from a dict); everything
+else (locks, sidecars, safety checks, cleanup) is the real code on real
+files.
+"""
+
+import concurrent.futures
+import hashlib
+import json
+import os
+import time
+
+import pytest
+
+import nova.conf
+from nova import exception
+from nova.objects import libvirt_disk
+from nova.virt.libvirt.imagebackend import cache as image_cache
+
+import ib_unit_helpers
+
+CONF = nova.conf.CONF
+
+
+def sha1(text):
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def base_dir():
+    return os.path.join(CONF.instances_path, '_base')
+
+
+# --- names ------------------------------------------------------------------
+
+def test_image_entry_names_are_sha1_of_the_id():
+    assert image_cache.image_entry_name('abc', 'raw') == sha1('abc')
+    assert image_cache.image_entry_name('abc', 'qcow2') == \
+        sha1('abc') + '.qcow2'
+
+
+@pytest.mark.parametrize('fmt', ['vmdk', 'ploop', None, ''])
+def test_image_entry_name_refuses_other_formats(fmt):
+    with pytest.raises(exception.InvalidInput):
+        image_cache.image_entry_name('abc', fmt)
+
+
+@pytest.mark.parametrize('image_id', ['', None, 5])
+def test_image_entry_name_refuses_bad_ids(image_id):
+    with pytest.raises(exception.InvalidInput):
+        image_cache.image_entry_name(image_id, 'raw')
+
+
+def test_hostile_image_id_still_gives_a_plain_name(conf, cache):
+    path = cache.image_path('../../etc/passwd\0', 'raw')
+    assert os.path.dirname(path) == os.path.realpath(base_dir())
+
+
+@pytest.mark.parametrize('name', [
+    '../x', 'a/b', '', '.', '..', 'x\0y', sha1('a'), sha1('a') + '.qcow2',
+    'swap_512.info', 'swap_512.part'])
+def test_template_names_are_checked(conf, cache, name):
+    with pytest.raises((exception.InvalidName, exception.PathOutsideRoot)):
+        cache.ensure_template(name, lambda t, s: None, 4096)
+
+
+def test_record_names():
+    def record(**kw):
+        fields = dict(backend='flat', format='raw', size=1, disk_name='disk')
+        fields.update(kw)
+        record = libvirt_disk.LibvirtDiskMetadata(**fields)
+        record.validate()
+        return record
+
+    assert image_cache.entry_name_for_record(record(image_id='i')) == \
+        {sha1('i')}
+    assert image_cache.entry_name_for_record(
+        record(format='qcow2', image_id='i')) == {sha1('i') + '.qcow2'}
+    assert image_cache.entry_name_for_record(
+        record(backend='qcow2', format='qcow2', backing_format='raw',
+               image_id='i')) == {sha1('i')}
+    assert image_cache.entry_name_for_record(
+        record(backend='ploop', format='ploop', image_id='i')) == \
+        {sha1('i'), sha1('i') + '.qcow2'}
+    assert image_cache.entry_name_for_record(
+        record(cache_name='swap_512')) == {'swap_512'}
+    assert image_cache.entry_name_for_record(record()) == set()
+
+
+def test_default_paths_follow_conf(conf):
+    cache = image_cache.ImageCache()
+    assert cache.base_dir == base_dir()
+    assert cache.lock_path == os.path.join(CONF.instances_path, 'locks')
+    conf.config(subdirectory_name='_other', group='image_cache')
+    assert cache.base_dir == os.path.join(CONF.instances_path, '_other')
+
+
+# --- images ---------------------------------------------------------------
+
+def test_ensure_image_fetches_once_and_writes_a_sidecar(conf, cache):
+    entry = cache.ensure_image(None, 'raw-image', 'raw')
+    assert entry == image_cache.CacheEntry(
+        path=os.path.join(os.path.realpath(base_dir()), sha1('raw-image')),
+        format='raw', virtual_size=1 << 20, name=sha1('raw-image'))
+    with open(entry.path + '.info') as f:
+        sidecar = json.load(f)
+    assert sidecar == {'format': 'raw', 'virtual_size': 1 << 20,
+                       'image_id': 'raw-image', 'version': 1}
+    assert cache.ensure_image(None, 'raw-image', 'raw') == entry
+    assert cache.fetches['raw-image'] == 1
+    assert sorted(os.listdir(base_dir())) == [
+        sha1('raw-image'), sha1('raw-image') + '.info']
+    assert oct(os.stat(entry.path).st_mode & 0o777) == '0o644'
+
+
+def test_qcow2_entry_keeps_its_suffix(conf, cache):
+    entry = cache.ensure_image(None, 'qcow2-image', 'qcow2')
+    assert entry.name == sha1('qcow2-image') + '.qcow2'
+    assert (entry.format, entry.virtual_size) == ('qcow2', 2 << 20)
+
+
+def test_sidecar_not_data_is_the_source_of_truth(conf, cache):
+    """The sidecar is never re-probed: what it says is what we return."""
+    entry = cache.ensure_image(None, 'qcow2-image', 'qcow2')
+    cache.images.clear()  # a second fetch would fail
+    assert cache.ensure_image(None, 'qcow2-image', 'qcow2') == entry
+
+
+def test_concurrent_requests_fetch_once(conf, images):
+    cache = ib_unit_helpers.DictFetchCache(images, delay=0.2)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        entries = list(pool.map(
+            lambda _: cache.ensure_image(None, 'raw-image', 'raw'),
+            range(8)))
+    assert cache.fetches['raw-image'] == 1
+    assert len(set(entries)) == 1
+
+
+def test_data_without_sidecar_is_rebuilt(conf, cache):
+    entry = cache.ensure_image(None, 'raw-image', 'raw')
+    os.unlink(entry.path + '.info')
+    assert cache.ensure_image(None, 'raw-image', 'raw') == entry
+    assert cache.fetches['raw-image'] == 2
+
+
+def test_sidecar_without_data_is_rebuilt(conf, cache):
+    entry = cache.ensure_image(None, 'raw-image', 'raw')
+    os.unlink(entry.path)
+    assert cache.ensure_image(None, 'raw-image', 'raw') == entry
+    assert cache.fetches['raw-image'] == 2
+
+
+def test_stale_partial_files_do_not_block_a_fetch(conf, cache):
+    os.makedirs(base_dir())
+    stale = os.path.join(base_dir(), sha1('raw-image'))
+    for leftover in (stale + '.part', stale + '.info.part'):
+        with open(leftover, 'wb') as f:
+            f.write(b'half')
+    cache.ensure_image(None, 'raw-image', 'raw')
+    assert sorted(os.listdir(base_dir())) == [
+        sha1('raw-image'), sha1('raw-image') + '.info']
+
+
+def test_failed_fetch_leaves_nothing(conf, cache):
+    with pytest.raises(exception.ImageNotFound):
+        cache.ensure_image(None, 'missing', 'raw')
+    assert os.listdir(base_dir()) == []
+
+
+def test_too_large_is_refused_cold_and_warm(conf, cache):
+    with pytest.raises(exception.ImageTooLarge):
+        cache.ensure_image(None, 'raw-image', 'raw',
+                           max_virtual_size=(1 << 20) - 1)
+    assert os.listdir(base_dir()) == []
+    cache.ensure_image(None, 'raw-image', 'raw')
+    with pytest.raises(exception.ImageTooLarge):
+        cache.ensure_image(None, 'raw-image', 'raw',
+                           max_virtual_size=(1 << 20) - 1)
+    assert cache.ensure_image(None, 'raw-image', 'raw',
+                              max_virtual_size=1 << 20)
+
+
+def test_fetch_of_the_wrong_format_is_not_recorded(conf, cache):
+    # The fetch promised qcow2 but wrote raw: nothing may be recorded.
+    cache.images['liar'] = ('raw', b'x' * 512, 4096)
+    with pytest.raises(exception.CacheEntryInvalid):
+        cache.ensure_image(None, 'liar', 'qcow2')
+    assert os.listdir(base_dir()) == []
+
+
+def test_tampered_qcow2_base_is_refused_before_use(conf, cache):
+    entry = cache.ensure_image(None, 'qcow2-image', 'qcow2')
+    with open(entry.path, 'r+b') as f:
+        f.write(ib_unit_helpers.qcow2_header(2 << 20, '/etc/shadow'))
+    with pytest.raises(exception.CacheEntryInvalid, match='backing_file'):
+        cache.ensure_image(None, 'qcow2-image', 'qcow2')
+
+
+def test_qcow2_base_that_is_not_qcow2_any_more_is_refused(conf, cache):
+    entry = cache.ensure_image(None, 'qcow2-image', 'qcow2')
+    with open(entry.path, 'r+b') as f:
+        f.write(b'\0' * 512)
+    with pytest.raises(exception.CacheEntryInvalid):
+        cache.ensure_image(None, 'qcow2-image', 'qcow2')
+
+
+def test_raw_base_of_another_size_is_refused(conf, cache):
+    entry = cache.ensure_image(None, 'raw-image', 'raw')
+    os.truncate(entry.path, 2 << 20)
+    with pytest.raises(exception.CacheEntryInvalid, match='recorded'):
+        cache.ensure_image(None, 'raw-image', 'raw')
+
+
+@pytest.mark.parametrize('body', [
+    b'not json', b'{}', b'{"format": "raw", "virtual_size": -1, '
+    b'"version": 1}', b'{"format": "raw", "virtual_size": 1, '
+    b'"version": 2}', b'{"format": "qcow2", "virtual_size": 1048576, '
+    b'"version": 1}'])
+def test_bad_sidecar_is_refused(conf, cache, body):
+    entry = cache.ensure_image(None, 'raw-image', 'raw')
+    with open(entry.path + '.info', 'wb') as f:
+        f.write(body)
+    with pytest.raises(exception.CacheEntryInvalid):
+        cache.ensure_image(None, 'raw-image', 'raw')
+
+
+def test_use_touches_the_sidecar(conf, cache):
+    entry = cache.ensure_image(None, 'raw-image', 'raw')
+    os.utime(entry.path + '.info', (1, 1))
+    cache.ensure_image(None, 'raw-image', 'raw')
+    assert os.stat(entry.path + '.info').st_mtime > time.time() - 60
+
+
+# --- templates ------------------------------------------------------------
+
+def test_template_made_once_sparse_and_fsynced(conf, cache):
+    calls = []
+
+    def func(target, size):
+        calls.append((target, size, os.stat(target).st_size))
+        with open(target, 'r+b') as f:
+            f.write(b'FS')
+
+    entry = cache.ensure_template('ephemeral_1_ext4', func, 1 << 20)
+    assert cache.ensure_template('ephemeral_1_ext4', func, 1 << 20) == entry
+    target, size, size_seen = calls[0]
+    assert len(calls) == 1
+    # func filled a private .part of the full size, renamed afterwards.
+    assert target == entry.path + '.part' and size == size_seen == 1 << 20
+    assert (entry.format, entry.virtual_size) == ('raw', 1 << 20)
+    st = os.stat(entry.path)
+    assert st.st_size == 1 << 20 and st.st_blocks * 512 < (1 << 20)
+    assert sorted(os.listdir(base_dir())) == [
+        'ephemeral_1_ext4', 'ephemeral_1_ext4.info']
+
+
+def test_failed_template_leaves_nothing(conf, cache):
+    def func(target, size):
+        raise RuntimeError('mkfs failed')
+
+    with pytest.raises(RuntimeError):
+        cache.ensure_template('swap_1', func, 1 << 20)
+    assert os.listdir(base_dir()) == []
+
+
+def test_template_function_must_not_change_the_size(conf, cache):
+    with pytest.raises(exception.CacheEntryInvalid):
+        cache.ensure_template('swap_1', lambda t, s: os.truncate(t, s * 2),
+                              1 << 20)
+    assert os.listdir(base_dir()) == []
+
+
+def test_template_of_another_size_is_refused(conf, cache):
+    cache.ensure_template('swap_1', lambda t, s: None, 1 << 20)
+    with pytest.raises(exception.CacheEntryInvalid):
+        cache.ensure_template('swap_1', lambda t, s: None, 2 << 20)
+
+
+def test_templates_are_raw(conf, cache):
+    with pytest.raises(exception.InvalidInput):
+        cache.ensure_template('swap_1', lambda t, s: None, 1 << 20,
+                              fmt='qcow2')
+
+
+# --- cleanup ----------------------------------------------------------------
+
+def _age(cache, name, seconds):
+    for path in cache._files_of(cache.base_dir, name):
+        if os.path.exists(path):
+            t = time.time() - seconds
+            os.utime(path, (t, t))
+
+
+def test_cleanup_removes_old_unused_entries_only(conf, cache):
+    conf.config(remove_unused_original_minimum_age_seconds=100,
+                group='image_cache')
+    raw = cache.ensure_image(None, 'raw-image', 'raw')
+    qcow = cache.ensure_image(None, 'qcow2-image', 'qcow2')
+    swap = cache.ensure_template('swap_1', lambda t, s: None, 1 << 20)
+    eph = cache.ensure_template('ephemeral_1_ext4', lambda t, s: None,
+                                1 << 20)
+    for entry in (raw, qcow, swap):
+        _age(cache, entry.name, 1000)
+    removed = cache.cleanup(None, in_use={swap.name})
+    # raw and qcow2 are old and unused; swap is in use; eph is young.
+    assert removed == sorted([raw.name, qcow.name])
+    assert sorted(os.listdir(base_dir())) == sorted([
+        swap.name, swap.name + '.info', eph.name, eph.name + '.info'])
+
+
+def test_cleanup_removes_crash_leftovers(conf, cache):
+    os.makedirs(base_dir())
+    for name in ('a' * 40, 'b' * 40 + '.part', 'swap_2.info.part'):
+        with open(os.path.join(base_dir(), name), 'wb'):
+            pass
+    for name in ('a' * 40, 'b' * 40, 'swap_2'):
+        _age(cache, name, 10 ** 6)
+    assert cache.cleanup(None, in_use=()) == ['a' * 40, 'b' * 40, 'swap_2']
+    assert os.listdir(base_dir()) == []
+
+
+def test_cleanup_can_be_disabled(conf, cache):
+    conf.config(remove_unused_base_images=False, group='image_cache')
+    entry = cache.ensure_image(None, 'raw-image', 'raw')
+    _age(cache, entry.name, 10 ** 6)
+    assert cache.cleanup(None, in_use=()) == []
+    assert os.path.exists(entry.path)
+
+
+def test_cleanup_with_no_cache_dir(conf, cache):
+    assert cache.cleanup(None, in_use=()) == []
+
+
+def test_removed_entry_is_fetched_again(conf, cache):
+    entry = cache.ensure_image(None, 'raw-image', 'raw')
+    _age(cache, entry.name, 10 ** 6)
+    assert cache.cleanup(None, in_use=()) == [entry.name]
+    assert cache.ensure_image(None, 'raw-image', 'raw') == entry
+    assert cache.fetches['raw-image'] == 2
+
+
+def test_get_cache_is_one_per_process():
+    assert image_cache.get_cache() is image_cache.get_cache()
