@@ -183,7 +183,8 @@ class BlockDeviceMapping(base.NovaPersistentObject, base.NovaObject,
         db.block_device_mapping_destroy(self._context, self.id)
         delattr(self, base.get_attrname('id'))
 
-    @base.remotable_classmethod
+    @classmethod
+    @base.remotable
     def get_by_id(cls, context, bdm_id):
         """:raises: BDMNotFound."""
         return cls._from_db_object(
@@ -273,7 +274,8 @@ class BlockDeviceMappingList(base.ObjectListBase, base.NovaObject):
         'objects': fields.ListOfObjectsField('BlockDeviceMapping'),
     }
 
-    @base.remotable_classmethod
+    @classmethod
+    @base.remotable
     def get_by_instance_uuid(cls, context, instance_uuid):
         """The live mappings of one instance, in creation order."""
         return ovo_base.obj_make_list(
@@ -281,7 +283,8 @@ class BlockDeviceMappingList(base.ObjectListBase, base.NovaObject):
             db.block_device_mapping_get_all_by_instance_uuid(context,
                                                              instance_uuid))
 
-    @base.remotable_classmethod
+    @classmethod
+    @base.remotable
     def get_by_instance_uuids(cls, context, instance_uuids):
         """The live mappings of these instances, in creation order."""
         return ovo_base.obj_make_list(
@@ -289,7 +292,8 @@ class BlockDeviceMappingList(base.ObjectListBase, base.NovaObject):
             db.block_device_mapping_get_all_by_instance_uuids(
                 context, instance_uuids))
 
-    @base.remotable_classmethod
+    @classmethod
+    @base.remotable
     def get_all_with_driver_info(cls, context):
         """Every live mapping that has a layout record (any instance)."""
         return ovo_base.obj_make_list(

@@ -103,7 +103,8 @@ class Instance(base.NovaPersistentObject, base.NovaObject):
         db_instance = db.instance_destroy(self._context, self.uuid)
         self._from_db_object(self._context, self, db_instance)
 
-    @base.remotable_classmethod
+    @classmethod
+    @base.remotable
     def get_by_uuid(cls, context, uuid):
         """:raises: InstanceNotFound."""
         return cls._from_db_object(context, cls(),
@@ -119,13 +120,15 @@ class InstanceList(base.ObjectListBase, base.NovaObject):
         'objects': fields.ListOfObjectsField('Instance'),
     }
 
-    @base.remotable_classmethod
+    @classmethod
+    @base.remotable
     def get_all(cls, context):
         """Every instance visible under the context's read_deleted."""
         return ovo_base.obj_make_list(context, cls(),
                                       db.instance_get_all(context))
 
-    @base.remotable_classmethod
+    @classmethod
+    @base.remotable
     def get_by_host(cls, context, host):
         """The visible instances whose ``host`` is ``host``."""
         return ovo_base.obj_make_list(
