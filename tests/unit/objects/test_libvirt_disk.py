@@ -1,0 +1,194 @@
+"""LibvirtDiskMetadata: round trip through driver_info, and strict loading."""
+
+import copy
+
+from oslo_serialization import jsonutils
+import pytest
+
+from nova import exception
+from nova import objects
+
+
+def _record(**overrides):
+    values = dict(backend='qcow2', format='qcow2', size=2 * 1024 ** 3,
+                  disk_name='disk', backing_format='raw',
+                  image_id='c0f5b6d4-1b5c-4d8e-9a3f-7e2a1b0c9d8e')
+    values.update(overrides)
+    return objects.LibvirtDiskMetadata(**values)
+
+
+def _fields(record):
+    return {name: getattr(record, name) for name in record.fields}
+
+
+def _primitive(**data_overrides):
+    primitive = jsonutils.loads(_record().to_driver_info())
+    primitive['nova_object.data'].update(data_overrides)
+    return primitive
+
+
+def _load(primitive):
+    return objects.LibvirtDiskMetadata.from_driver_info(
+        jsonutils.dumps(primitive))
+
+
+@pytest.mark.parametrize('record', [
+    _record(),
+    _record(backend='flat', format='raw', backing_format=None,
+            image_id=None),
+    _record(backend='flat', format='raw', backing_format=None,
+            image_id=None, cache_name='ephemeral_1_ext4',
+            disk_name='disk.local'),
+    _record(backend='lvm', format='raw', backing_format=None,
+            volume_group='nova-vg', volume_name='uuid_disk'),
+    _record(backend='rbd', format='raw', backing_format=None,
+            rbd_pool='vms', volume_name='uuid_disk.swap', image_id=None,
+            cache_name='swap_512', disk_name='disk.swap'),
+    _record(backend='ploop', format='ploop', backing_format=None),
+], ids=lambda r: r.backend)
+def test_round_trip(record):
+    text = record.to_driver_info()
+    loaded = objects.LibvirtDiskMetadata.from_driver_info(text)
+    assert _fields(loaded) == _fields(record)
+    assert not loaded.obj_what_changed()
+    # The text is stable: the same record always serialises the same.
+    assert loaded.to_driver_info() == text
+
+
+def test_serialised_form_is_an_ovo_primitive():
+    primitive = jsonutils.loads(_record().to_driver_info())
+    assert primitive['nova_object.name'] == 'LibvirtDiskMetadata'
+    assert primitive['nova_object.namespace'] == 'nova'
+    assert primitive['nova_object.version'] == '1.0'
+    assert 'nova_object.changes' not in primitive
+    assert primitive['nova_object.data']['size'] == 2 * 1024 ** 3
+
+
+@pytest.mark.parametrize('text', ['', '{', 'not json', '{"a": }', None],
+                         ids=['empty', 'truncated', 'text', 'bad', 'none'])
+def test_malformed_json(text):
+    with pytest.raises(exception.DiskMetadataMalformed):
+        objects.LibvirtDiskMetadata.from_driver_info(text)
+
+
+@pytest.mark.parametrize('value', [[], 'disk', 42, None])
+def test_top_level_not_an_object(value):
+    with pytest.raises(exception.DiskMetadataMalformed):
+        _load(value)
+
+
+def test_missing_envelope_key():
+    primitive = _primitive()
+    del primitive['nova_object.version']
+    with pytest.raises(exception.DiskMetadataMalformed):
+        _load(primitive)
+
+
+def test_data_not_an_object():
+    primitive = _primitive()
+    primitive['nova_object.data'] = ['backend', 'qcow2']
+    with pytest.raises(exception.DiskMetadataMalformed):
+        _load(primitive)
+
+
+def test_unknown_object_name():
+    primitive = _primitive()
+    primitive['nova_object.name'] = 'BlockDeviceMapping'
+    with pytest.raises(exception.DiskMetadataUnknownObject):
+        _load(primitive)
+
+
+def test_unknown_namespace():
+    primitive = _primitive()
+    primitive['nova_object.namespace'] = 'cinder'
+    with pytest.raises(exception.DiskMetadataUnknownObject):
+        _load(primitive)
+
+
+@pytest.mark.parametrize('version', ['2.0', '0.9'])
+def test_unknown_major_version(version):
+    primitive = _primitive()
+    primitive['nova_object.version'] = version
+    with pytest.raises(exception.DiskMetadataUnsupportedVersion):
+        _load(primitive)
+
+
+def test_newer_minor_version():
+    # 1.1 may carry facts 1.0 code would drop: refuse, never half-load.
+    primitive = _primitive()
+    primitive['nova_object.version'] = '1.1'
+    with pytest.raises(exception.DiskMetadataUnsupportedVersion):
+        _load(primitive)
+
+
+@pytest.mark.parametrize('version', ['one', '1.x', '', 1.0])
+def test_bad_version(version):
+    primitive = _primitive()
+    primitive['nova_object.version'] = version
+    with pytest.raises(exception.DiskMetadataInvalid):
+        _load(primitive)
+
+
+@pytest.mark.parametrize('field,value', [
+    ('backend', 'zfs'), ('format', 'vmdk'), ('backing_format', 'vhd')])
+def test_unknown_enum_value(field, value):
+    with pytest.raises(exception.DiskMetadataUnknownValue):
+        _load(_primitive(**{field: value}))
+
+
+def test_unknown_field():
+    with pytest.raises(exception.DiskMetadataMalformed):
+        _load(_primitive(encryption='luks'))
+
+
+@pytest.mark.parametrize('overrides', [
+    # lvm without its volume group
+    dict(backend='lvm', format='raw', backing_format=None,
+         volume_name='uuid_disk'),
+    # rbd without its pool
+    dict(backend='rbd', format='raw', backing_format=None,
+         volume_name='uuid_disk'),
+    # a qcow2 overlay must name its base's format
+    dict(backing_format=None),
+    # backing_format only means something for the qcow2 backend
+    dict(backend='flat', format='raw', backing_format='raw'),
+    # a backend that cannot hold the format
+    dict(backend='lvm', format='qcow2', backing_format=None,
+         volume_group='vg', volume_name='lv'),
+    # one source, not two
+    dict(cache_name='ephemeral_1_ext4'),
+    # names end up in paths and volume names
+    dict(disk_name='../x'),
+    dict(disk_name='a/b'),
+    dict(disk_name=''),
+    dict(backend='lvm', format='raw', backing_format=None,
+         volume_group='..', volume_name='lv'),
+    # negative sizes are not sizes
+    dict(size=-1),
+], ids=['lvm-no-vg', 'rbd-no-pool', 'qcow2-no-backing-format',
+        'flat-backing-format', 'lvm-qcow2', 'two-sources', 'dotdot',
+        'slash', 'empty-name', 'vg-dotdot', 'negative-size'])
+def test_inconsistent_fields(overrides):
+    with pytest.raises(exception.DiskMetadataInvalid):
+        _load(_primitive(**overrides))
+
+
+@pytest.mark.parametrize('missing', ['backend', 'format', 'size',
+                                     'disk_name'])
+def test_missing_required_field(missing):
+    primitive = _primitive()
+    del primitive['nova_object.data'][missing]
+    with pytest.raises(exception.DiskMetadataInvalid):
+        _load(primitive)
+
+
+def test_to_driver_info_refuses_inconsistent_record():
+    with pytest.raises(exception.DiskMetadataInvalid):
+        _record(disk_name='../x').to_driver_info()
+
+
+def test_loading_does_not_alter_the_input():
+    primitive = _primitive()
+    before = copy.deepcopy(primitive)
+    _load(primitive)
+    assert primitive == before
