@@ -12,10 +12,11 @@ from nova.virt.libvirt.imagebackend.cache import CacheEntry
 from nova.virt.libvirt.imagebackend.cache import get_cache
 from nova.virt.libvirt.imagebackend.cache import ImageCache
 from nova.virt.libvirt.imagebackend.flat import Flat
+from nova.virt.libvirt.imagebackend.manager import DiskManager  # noqa
 from nova.virt.libvirt.imagebackend.qcow2 import Qcow2
 
-__all__ = ['BACKENDS', 'CacheEntry', 'Flat', 'Image', 'ImageCache', 'Qcow2',
-           'backend_for', 'get_cache']
+__all__ = ['BACKENDS', 'CacheEntry', 'DiskManager', 'Flat', 'Image',
+           'ImageCache', 'Qcow2', 'backend_for', 'get_cache']
 
 #: record.backend -> the class that serves it.
 BACKENDS = {

@@ -1,0 +1,376 @@
+"""LibvirtDriver: an instance's life on libvirt, its local disks by record.
+
+The driver never decides a disk's layout and never looks at a disk to learn
+it. Spawn hands the instance's mappings to the DiskManager, which records
+every new disk's layout (one database write) before creating any disk; the
+guest XML is then built from those records, each disk's element by its
+backend (``libvirt_info``). Every later operation (power on, reboot, power
+off, destroy) rebuilds the XML or finds the disks from the same records, so
+a change of ``[libvirt]`` layout settings after a spawn changes nothing for
+that instance.
+
+Targets are assigned in attach order: the root disk is ``vda``, then the
+ephemerals in mapping order, then swap (``vdb``, ``vdc``, ...), so they are
+the same every time the XML is rebuilt.
+
+Power states follow upstream's ``nova.compute.power_state`` values.
+"""
+
+import errno
+import os
+import time
+
+import libvirt
+from oslo_log import log as logging
+
+import nova.conf
+from nova import exception
+from nova.objects import block_device as block_device_obj
+from nova import utils
+from nova.virt.libvirt import config
+from nova.virt.libvirt import host as libvirt_host
+from nova.virt.libvirt.imagebackend import manager as disk_manager
+
+LOG = logging.getLogger(__name__)
+CONF = nova.conf.CONF
+
+# nova.compute.power_state
+NOSTATE = 0x00
+RUNNING = 0x01
+PAUSED = 0x03
+SHUTDOWN = 0x04
+CRASHED = 0x06
+SUSPENDED = 0x07
+
+POWER_STATE_NAMES = {
+    NOSTATE: 'pending', RUNNING: 'running', PAUSED: 'paused',
+    SHUTDOWN: 'shutdown', CRASHED: 'crashed', SUSPENDED: 'suspended',
+}
+
+# libvirt's VIR_DOMAIN_* state numbers -> power state
+_LIBVIRT_POWER_STATE = {
+    0: NOSTATE,     # NOSTATE
+    1: RUNNING,     # RUNNING
+    2: RUNNING,     # BLOCKED: a running guest waiting on a resource
+    3: PAUSED,      # PAUSED
+    4: SHUTDOWN,    # SHUTDOWN: going down
+    5: SHUTDOWN,    # SHUTOFF
+    6: CRASHED,     # CRASHED
+    7: SUSPENDED,   # PMSUSPENDED
+}
+
+#: Guest memory: the guests here exist to prove their disks open.
+GUEST_MEMORY_MB = 64
+GUEST_VCPUS = 1
+
+#: How long a graceful (ACPI) shutdown may take before a hard stop.
+SOFT_SHUTDOWN_POLL_S = 0.5
+
+
+def target_dev(index, prefix='vd'):
+    """``vda`` ... ``vdz``, ``vdaa`` ...: the index-th virtio target."""
+    letters = ''
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        letters = chr(ord('a') + rem) + letters
+    return prefix + letters
+
+
+class LibvirtDriver:
+    """Spawn, destroy and power operations of libvirt instances.
+
+    :param host: a host.Host (default: one on ``[libvirt]
+        connection_uri``).
+    :param disks: an imagebackend DiskManager (default: a new one on the
+        process-wide image cache).
+    """
+
+    def __init__(self, host=None, disks=None):
+        self.host = host or libvirt_host.Host()
+        self.disks = disks or disk_manager.DiskManager()
+        self._cache_modes = {}
+
+    # --- spawn and destroy ---------------------------------------------------
+
+    def spawn(self, context, instance, image_meta, block_device_info=None,
+              progress=None):
+        """Create the instance's local disks, then define and start it.
+
+        :param instance: the Instance.
+        :param image_meta: the root image's metadata from the image service
+            ({'id', 'disk_format', 'virtual_size', ...}).
+        :param block_device_info: the instance's BlockDeviceMappings (a
+            BlockDeviceMappingList or list); None loads them.
+        :param progress: optional callable(message) told of each step.
+        :raises: DiskPlanningFailed, DiskCreateFailed (naming the disk; the
+            disks this spawn made are removed, their records stay),
+            InstanceSpawnFailed (libvirt refused the domain: it is
+            undefined again, the disks stay for a retry or a destroy).
+        """
+        bdms = self._bdms(context, instance, block_device_info)
+        for bdm in bdms:
+            if not bdm.is_local:
+                raise exception.InstanceSpawnFailed(
+                    instance_uuid=instance.uuid,
+                    reason='mapping %s is a volume; this driver makes local '
+                           'disks only' % bdm.id)
+        utils.ensure_tree(self._instance_dir(instance))
+        disks = self.disks.create_local_disks(context, instance, image_meta,
+                                              bdms, progress=progress)
+        if progress:
+            progress('starting the domain')
+        xml = self._guest_xml(instance, disks)
+        try:
+            dom = self.host.define_domain(xml)
+        except libvirt.libvirtError as e:
+            raise exception.InstanceSpawnFailed(
+                instance_uuid=instance.uuid, reason='define: %s' % e) from e
+        try:
+            dom.create()
+        except libvirt.libvirtError as e:
+            LOG.error('Starting instance %(uuid)s failed: %(error)s',
+                      {'uuid': instance.uuid, 'error': e})
+            self._undefine(instance, dom)
+            raise exception.InstanceSpawnFailed(
+                instance_uuid=instance.uuid, reason='start: %s' % e) from e
+        LOG.info('Spawned instance %(uuid)s with disks %(disks)s',
+                 {'uuid': instance.uuid,
+                  'disks': ', '.join(d.disk_name for d in disks)})
+
+    def destroy(self, context, instance, block_device_info=None,
+                destroy_disks=True):
+        """Stop and undefine the domain, then remove the recorded disks.
+
+        Idempotent: a missing domain or disk is not an error. Each disk is
+        removed as its record says (backend and location), whatever the
+        node's settings are now. A local mapping without a record has no
+        disk made by this driver (records are saved before any disk is
+        made) and is skipped with a warning.
+
+        :raises: InstanceDomainFailed if libvirt refuses to stop or
+            undefine; the first error of a disk removal, after trying all.
+        """
+        dom = self.host.lookup_domain(instance)
+        if dom is not None:
+            self._stop(instance, dom)
+            self._undefine(instance, dom)
+        if not destroy_disks:
+            return
+        bdms = self._bdms(context, instance, block_device_info)
+        failures = []
+        for bdm in bdms:
+            if not bdm.is_local:
+                continue
+            try:
+                self.disks.get_backend(instance, bdm).remove()
+            except exception.DiskMetadataMissing as e:
+                LOG.warning('%(error)s: no disk of it was made by this '
+                            'driver; nothing to remove', {'error': e})
+            except Exception as e:
+                LOG.error('Removing a disk of instance %(uuid)s failed: '
+                          '%(error)s', {'uuid': instance.uuid, 'error': e})
+                failures.append(e)
+        if failures:
+            raise failures[0]
+        self._remove_instance_dir(instance)
+        LOG.info('Destroyed instance %(uuid)s', {'uuid': instance.uuid})
+
+    # --- power -------------------------------------------------------------
+
+    def power_off(self, context, instance, block_device_info=None,
+                  timeout=0):
+        """Stop the guest and redefine it from the records.
+
+        :param timeout: seconds to wait for a graceful (ACPI) shutdown
+            before the hard stop; 0 stops at once.
+        """
+        dom = self._require_domain(instance)
+        self._stop(instance, dom, timeout=timeout)
+        self._redefine(context, instance, block_device_info)
+
+    def power_on(self, context, instance, block_device_info=None):
+        """Redefine the guest from the records and start it."""
+        dom = self._redefine(context, instance, block_device_info)
+        self._start(instance, dom)
+
+    def reboot(self, context, instance, block_device_info=None,
+               reboot_type='HARD', timeout=0):
+        """Stop, redefine from the records, start.
+
+        Always a restart of the domain (upstream's hard reboot), so that the
+        guest runs with the XML of its records. ``reboot_type`` 'SOFT' first
+        asks the guest to shut down and waits up to ``timeout`` seconds.
+        """
+        dom = self._require_domain(instance)
+        self._stop(instance, dom,
+                   timeout=timeout if reboot_type == 'SOFT' else 0)
+        dom = self._redefine(context, instance, block_device_info)
+        self._start(instance, dom)
+
+    def get_power_state(self, instance):
+        """The instance's power state (NOSTATE if it has no domain)."""
+        dom = self.host.lookup_domain(instance)
+        if dom is None:
+            return NOSTATE
+        state, _reason = dom.state()
+        return _LIBVIRT_POWER_STATE.get(state, NOSTATE)
+
+    def get_guest_xml(self, context, instance, block_device_info=None):
+        """The guest XML the records describe (what a redefine writes)."""
+        bdms = self._bdms(context, instance, block_device_info)
+        return self._guest_xml(instance,
+                               self.disks.local_disks(instance, bdms))
+
+    # --- helpers -----------------------------------------------------------
+
+    def _bdms(self, context, instance, block_device_info):
+        if block_device_info is not None:
+            return list(block_device_info)
+        return list(block_device_obj.BlockDeviceMappingList
+                    .get_by_instance_uuid(context, instance.uuid))
+
+    def _instance_dir(self, instance):
+        return utils.safe_join(CONF.instances_path,
+                               utils.validate_uuid(instance.uuid))
+
+    def _remove_instance_dir(self, instance):
+        # Disks were removed one by one as recorded; the directory goes only
+        # if nothing else (a file we know nothing of) is left in it.
+        path = self._instance_dir(instance)
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            if e.errno != errno.ENOTEMPTY:
+                raise
+            LOG.warning('Instance directory %(path)s is not empty after '
+                        'its disks were removed; leaving it',
+                        {'path': path})
+
+    def _cache_mode(self):
+        """'none' (O_DIRECT) where instances_path supports it, as upstream;
+        else 'writethrough'."""
+        path = CONF.instances_path
+        mode = self._cache_modes.get(path)
+        if mode is None:
+            mode = 'none' if _supports_direct_io(path) else 'writethrough'
+            self._cache_modes[path] = mode
+        return mode
+
+    def _guest_xml(self, instance, disks):
+        cache_mode = self._cache_mode()
+        discard = CONF.libvirt.hw_disk_discard
+        guest = config.LibvirtConfigGuest(
+            name=libvirt_host.domain_name(instance),
+            uuid=instance.uuid,
+            virt_type=self.host.domain_type,
+            memory_mb=GUEST_MEMORY_MB,
+            vcpus=GUEST_VCPUS,
+            disks=[disk.backend.libvirt_info(target_dev(i),
+                                             cache_mode=cache_mode,
+                                             discard=discard)
+                   for i, disk in enumerate(disks)])
+        return guest.to_xml()
+
+    def _require_domain(self, instance):
+        dom = self.host.lookup_domain(instance)
+        if dom is None:
+            raise exception.InstanceNotFound(instance_id=instance.uuid)
+        return dom
+
+    def _redefine(self, context, instance, block_device_info):
+        xml = self.get_guest_xml(context, instance, block_device_info)
+        try:
+            return self.host.define_domain(xml)
+        except libvirt.libvirtError as e:
+            raise exception.InstanceDomainFailed(
+                action='define', instance_uuid=instance.uuid,
+                reason=str(e)) from e
+
+    def _start(self, instance, dom):
+        if dom.isActive():
+            return
+        try:
+            dom.create()
+        except libvirt.libvirtError as e:
+            raise exception.InstanceDomainFailed(
+                action='start', instance_uuid=instance.uuid,
+                reason=str(e)) from e
+
+    def _stop(self, instance, dom, timeout=0):
+        """Stop the guest: gracefully within ``timeout`` s, else at once."""
+        if not dom.isActive():
+            return
+        if timeout:
+            try:
+                dom.shutdown()
+            except libvirt.libvirtError as e:
+                LOG.debug('Graceful shutdown of %(uuid)s refused: %(error)s',
+                          {'uuid': instance.uuid, 'error': e})
+            deadline = time.monotonic() + timeout
+            while dom.isActive() and time.monotonic() < deadline:
+                time.sleep(SOFT_SHUTDOWN_POLL_S)
+            if not dom.isActive():
+                return
+        try:
+            dom.destroy()
+        except libvirt.libvirtError as e:
+            # It may have stopped by itself meanwhile.
+            if dom.isActive():
+                raise exception.InstanceDomainFailed(
+                    action='stop', instance_uuid=instance.uuid,
+                    reason=str(e)) from e
+
+    def _undefine(self, instance, dom):
+        """Undefine with everything libvirt keeps beside the definition.
+
+        Snapshot and checkpoint metadata, NVRAM and managed-save images
+        would each make a plain undefine fail. Not every driver accepts
+        every flag (the test driver refuses NVRAM and checkpoints), so the
+        fullest set that is accepted is used.
+        """
+        full = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
+                libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
+                libvirt.VIR_DOMAIN_UNDEFINE_NVRAM |
+                libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA)
+        fallback = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
+                    libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+        for flags in (full, fallback):
+            try:
+                dom.undefineFlags(flags)
+                return
+            except libvirt.libvirtError as e:
+                if libvirt_host.is_error(e, libvirt.VIR_ERR_NO_DOMAIN):
+                    return
+                if not libvirt_host.is_error(e, libvirt.VIR_ERR_INVALID_ARG,
+                                             libvirt.VIR_ERR_NO_SUPPORT):
+                    raise exception.InstanceDomainFailed(
+                        action='undefine', instance_uuid=instance.uuid,
+                        reason=str(e)) from e
+        try:
+            dom.undefine()
+        except libvirt.libvirtError as e:
+            if not libvirt_host.is_error(e, libvirt.VIR_ERR_NO_DOMAIN):
+                raise exception.InstanceDomainFailed(
+                    action='undefine', instance_uuid=instance.uuid,
+                    reason=str(e)) from e
+
+
+def _supports_direct_io(dirpath):
+    """True if files under ``dirpath`` can be opened with O_DIRECT."""
+    if not hasattr(os, 'O_DIRECT'):
+        return False
+    utils.ensure_tree(dirpath)
+    testfile = os.path.join(dirpath, '.directio.test.%d' % os.getpid())
+    try:
+        fd = os.open(testfile, os.O_CREAT | os.O_WRONLY | os.O_DIRECT |
+                     os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError as e:
+        if e.errno == errno.EINVAL:
+            return False
+        raise
+    os.close(fd)
+    os.unlink(testfile)
+    return True

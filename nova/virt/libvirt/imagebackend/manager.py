@@ -1,0 +1,304 @@
+"""DiskManager: the one writer of a local disk's layout record.
+
+Every ``block_device_mapping.driver_info`` is assigned here and nowhere
+else. For new disks the order is fixed and is the point of this module:
+
+1. plan a ``LibvirtDiskMetadata`` for every local mapping that has none
+   (``policy.plan_disks``: the node's configuration, read once);
+2. save all of them in ONE ``BlockDeviceMappingList.save()`` (one
+   transaction, however many disks);
+3. only then create each disk through the backend its record names.
+
+So a disk never exists without a persisted record, and whatever happens to
+the node's configuration later, every operation finds the layout in the
+database. If the save fails, nothing is created. If a create fails, the
+disks this call made are removed and the error names the disk that failed;
+the records stay. A record whose disk does not exist is harmless: creating
+again (a retry of the spawn) makes exactly the recorded disks, and removing
+a disk that is not there is not an error (``Image.remove`` is idempotent).
+Keeping the records rather than clearing them costs no second write on the
+failure path and never leaves a disk on storage that the database does not
+know about; the caller puts the instance in ERROR.
+
+For existing disks, ``get_backend`` builds the backend from the record
+alone; a local mapping without a record raises ``DiskMetadataMissing``
+(see ``_record_of`` for where layout inference for old, unrecorded disks
+will plug in).
+"""
+
+from oslo_log import log as logging
+
+from nova import exception
+from nova.objects import block_device as block_device_obj
+from nova import utils
+from nova.virt.libvirt import disk_funcs
+from nova.virt.libvirt import imagebackend
+from nova.virt.libvirt.imagebackend import policy
+
+LOG = logging.getLogger(__name__)
+
+#: Template kind -> factory of its func(target, size). A template's name
+#: (the record's cache_name) says which kind and filesystem it is.
+TEMPLATE_FUNCS = {
+    policy.EPHEMERAL: lambda template: disk_funcs.make_ephemeral(
+        template.fs_type, 'ephemeral0'),
+    policy.SWAP: lambda template: disk_funcs.make_swap(),
+}
+
+_ROLE_RANK = {role: rank for rank, role in enumerate(policy.ROLES)}
+
+
+class LocalDisk:
+    """One local disk of an instance: its mapping, role and backend.
+
+    ``role`` is policy.ROOT, EPHEMERAL or SWAP; ``backend`` an
+    imagebackend.Image built from the mapping's record; ``record`` is
+    ``backend.record``.
+    """
+
+    def __init__(self, bdm, role, backend):
+        self.bdm = bdm
+        self.role = role
+        self.backend = backend
+
+    @property
+    def record(self):
+        return self.backend.record
+
+    @property
+    def disk_name(self):
+        return self.backend.record.disk_name
+
+    def __repr__(self):
+        return '<LocalDisk %s %s %r>' % (self.role, self.disk_name,
+                                         self.backend)
+
+
+class DiskManager:
+    """Plans, records and creates an instance's local disks.
+
+    :param cache: the ImageCache the backends build from (default: the
+        process-wide one).
+    :param template_funcs: template kind -> factory(Template) of
+        ``func(target, size)``; default TEMPLATE_FUNCS.
+    """
+
+    def __init__(self, cache=None, template_funcs=None):
+        self._cache = cache
+        self._template_funcs = template_funcs or TEMPLATE_FUNCS
+
+    # --- new disks -----------------------------------------------------------
+
+    def create_local_disks(self, context, instance, image_meta, bdms,
+                           progress=None):
+        """Record, then create, every local disk of an instance.
+
+        Mappings that already have a record keep it; their disk is created
+        only if it does not exist yet (a retry after a failed create).
+
+        :param instance: the Instance (uuid, image_ref, root_gb,
+            ephemeral_gb, swap).
+        :param image_meta: the root image's metadata from the image service
+            ({'id', 'disk_format', 'virtual_size', ...}), or None if no
+            root disk needs planning.
+        :param bdms: the instance's block device mappings (a
+            BlockDeviceMappingList or a list of them, as loaded from the
+            database); non-local mappings are ignored.
+        :param progress: optional callable(message) told of each step.
+        :returns: [LocalDisk] in attach order: root, ephemerals, swap.
+        :raises: DiskPlanningFailed (nothing recorded, nothing created);
+            whatever the one save raises (nothing created); DiskCreateFailed
+            naming the disk that failed (the disks made by this call are
+            removed, every record stays).
+        """
+        disks, new = self._plan_and_record(context, instance, image_meta,
+                                           bdms)
+        created = []
+        for disk in disks:
+            if id(disk.bdm) not in new and disk.backend.exists():
+                # Recorded and made by an earlier call: not ours to redo,
+                # and not ours to remove if a later disk fails.
+                LOG.info('Disk %(disk)s of instance %(uuid)s already '
+                         'exists; keeping it', {'disk': disk.disk_name,
+                                                'uuid': instance.uuid})
+                continue
+            if progress:
+                progress('creating disk %s (%s, %s)' % (
+                    disk.disk_name, disk.record.backend,
+                    disk.record.source))
+            try:
+                self._create(context, disk)
+            except Exception as e:
+                self._remove_quietly(instance, created)
+                if (isinstance(e, exception.DiskCreateFailed) and
+                        e.kwargs.get('disk_name') == disk.disk_name):
+                    raise
+                raise exception.DiskCreateFailed(
+                    instance_uuid=instance.uuid, disk_name=disk.disk_name,
+                    reason=str(e)) from e
+            created.append(disk)
+        return disks
+
+    def _plan_and_record(self, context, instance, image_meta, bdms):
+        """Steps 1 and 2: plan what has no record, save it all at once.
+
+        :returns: ([LocalDisk] in attach order, {id() of each newly
+            recorded bdm}).
+        """
+        utils.validate_uuid(instance.uuid)
+        local = self._local_bdms(instance, bdms)
+        recorded = {}
+        unrecorded = []
+        for bdm in local:
+            record = bdm.get_disk_metadata()
+            if record is None:
+                unrecorded.append(bdm)
+            else:
+                recorded[id(bdm)] = record
+        planned = policy.plan_disks(
+            instance, image_meta, unrecorded,
+            taken_names={r.disk_name for r in recorded.values()})
+        for bdm, record in planned:
+            recorded[id(bdm)] = record
+        if planned:
+            self._save_records(context, instance, planned)
+        disks = self._sorted_disks(instance, [
+            (bdm, recorded[id(bdm)]) for bdm in local])
+        return disks, {id(bdm) for bdm, _ in planned}
+
+    def _save_records(self, context, instance, planned):
+        """Write every planned record in one BlockDeviceMappingList.save().
+
+        On failure the mappings in memory get their old (empty) driver_info
+        back, so that they agree with the database again.
+        """
+        for bdm, record in planned:
+            bdm.driver_info = record.to_driver_info()
+        try:
+            block_device_obj.BlockDeviceMappingList(
+                context, objects=[bdm for bdm, _ in planned]).save()
+        except Exception:
+            LOG.error('Saving the disk records of instance %(uuid)s failed; '
+                      'no disk was created', {'uuid': instance.uuid})
+            for bdm, _ in planned:
+                bdm.driver_info = None
+                bdm.obj_reset_changes(['driver_info'])
+            raise
+        LOG.info('Recorded disks %(disks)s of instance %(uuid)s',
+                 {'disks': ', '.join(r.disk_name for _, r in planned),
+                  'uuid': instance.uuid})
+
+    def _create(self, context, disk):
+        """Step 3 for one disk: its backend makes it from its source."""
+        record = disk.record
+        if record.image_id:
+            disk.backend.create_from_image(context, record.image_id,
+                                           size=record.size)
+        elif record.cache_name:
+            template = policy.parse_template_name(record.cache_name)
+            func = self._template_funcs[template.kind](template)
+            disk.backend.create_from_func(context, func, record.cache_name,
+                                          record.size)
+        else:
+            raise exception.DiskCreateFailed(
+                instance_uuid=disk.backend.instance_uuid,
+                disk_name=record.disk_name,
+                reason='its record names no source (image or template)')
+
+    @staticmethod
+    def _remove_quietly(instance, disks):
+        """Remove what a failed call made; log, never mask, the failure."""
+        for disk in reversed(disks):
+            try:
+                disk.backend.remove()
+            except Exception:
+                LOG.exception('Could not remove disk %(disk)s of instance '
+                              '%(uuid)s after a failed create',
+                              {'disk': disk.disk_name,
+                               'uuid': instance.uuid})
+
+    # --- existing disks ----------------------------------------------------
+
+    def get_backend(self, instance, bdm):
+        """The backend of one recorded disk, built from its record alone.
+
+        :raises: DiskMetadataMissing for a local mapping without a record;
+            DiskMetadataInvalid (or a subclass) for an unreadable one;
+            BackendUnavailable if this host cannot serve its backend.
+        """
+        return imagebackend.backend_for(instance, self._record_of(
+            instance, bdm), cache=self._cache)
+
+    def local_disks(self, instance, bdms):
+        """Every recorded local disk of an instance, in attach order.
+
+        :param bdms: the instance's mappings; non-local ones are ignored.
+        :returns: [LocalDisk]: root, then ephemerals in mapping order, then
+            swap.
+        :raises: as get_backend, for the first disk that fails.
+        """
+        local = self._local_bdms(instance, bdms)
+        return self._sorted_disks(instance, [
+            (bdm, self._record_of(instance, bdm)) for bdm in local])
+
+    def resize_disk(self, context, instance, bdm, size):
+        """Grow a disk, then record its new size.
+
+        The disk grows first: if the save then fails, the record still
+        says the old, smaller size, and growing again to ``size`` is a
+        harmless no-op. Never the reverse (a record larger than its disk).
+
+        :raises: DiskShrinkNotSupported, DiskResizeFailed, DiskNotFound,
+            and as get_backend.
+        """
+        backend = self.get_backend(instance, bdm)
+        backend.resize(size)
+        record = self._record_of(instance, bdm)
+        record.size = int(size)
+        bdm.driver_info = record.to_driver_info()
+        bdm.save()
+        LOG.info('Recorded size %(size)d of disk %(disk)s of instance '
+                 '%(uuid)s', {'size': size, 'disk': record.disk_name,
+                              'uuid': instance.uuid})
+        return backend
+
+    # --- helpers -------------------------------------------------------------
+
+    @staticmethod
+    def _local_bdms(instance, bdms):
+        local = []
+        for bdm in bdms:
+            if bdm.instance_uuid != instance.uuid:
+                raise exception.InvalidInput(
+                    reason='mapping %s belongs to instance %s, not %s' % (
+                        bdm.id, bdm.instance_uuid, instance.uuid))
+            if bdm.is_local:
+                local.append(bdm)
+        return local
+
+    def _sorted_disks(self, instance, bdm_records):
+        disks = []
+        for index, (bdm, record) in enumerate(bdm_records):
+            role = policy.disk_role(bdm)
+            backend = imagebackend.backend_for(instance, record,
+                                               cache=self._cache)
+            disks.append((_ROLE_RANK[role], index,
+                          LocalDisk(bdm, role, backend)))
+        return [disk for _, _, disk in sorted(disks, key=lambda d: d[:2])]
+
+    @staticmethod
+    def _record_of(instance, bdm):
+        """The record of a local mapping.
+
+        A mapping without one is a disk made before records existed. The
+        layout inference for those belongs in imagebackend/legacy.py (the
+        only code allowed to infer a layout): when it lands, call it here,
+        save what it infers through this class, and return it. Until then
+        such a disk is refused rather than guessed at.
+        """
+        record = bdm.get_disk_metadata()
+        if record is None:
+            raise exception.DiskMetadataMissing(
+                instance_uuid=instance.uuid,
+                disk_name=bdm.device_name or 'of mapping %s' % bdm.id)
+        return record
