@@ -172,6 +172,20 @@ class ProcessFailed(NovaException):
     msg_fmt = "%(cmd)s failed: %(reason)s"
 
 
+class ImageFormatUnsupported(ImageUnacceptable):
+    msg_fmt = ("Image %(image_id)s has disk_format %(disk_format)r, which "
+               "this service does not accept.")
+
+
+class ImageDamaged(ImageUnacceptable):
+    """The bytes are what the metadata says, but not a sound image."""
+    msg_fmt = "Image %(image_id)s is damaged: %(reason)s"
+
+
+class ImageMetadataInvalid(ImageUnacceptable):
+    msg_fmt = "Image %(image_id)s has invalid metadata: %(reason)s"
+
+
 # --- local disks -----------------------------------------------------------
 
 class DiskNotFound(NotFound):

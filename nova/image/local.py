@@ -1,0 +1,344 @@
+"""The default image store: one directory per image on this host.
+
+Layout, under ``root`` (default ``$state_path/images``)::
+
+    <image_id>/metadata.json   the record that ``get`` returns
+    <image_id>/data            the image's bytes, sparse
+
+``image_id`` is a uuid4 made by ``import_file``, validated as a canonical
+UUID on every call and joined with ``safe_join``, so no id can name a path
+outside ``root``. ``metadata.json`` is written last and atomically (a
+temporary file, fsync, rename): a directory without it is an unfinished
+import and does not exist as an image. Neither file is opened through a
+symlink.
+
+Imports apply the fetch's rules (``nova.virt.images``): the content must
+be the declared format, pass the inspector's safety check and agree with
+``qemu-img info``; what is stored is what a fetch will accept.
+"""
+
+import contextlib
+import os
+import shutil
+import stat
+
+from oslo_log import log as logging
+from oslo_serialization import jsonutils
+from oslo_utils import units
+from oslo_utils import uuidutils
+
+from nova import exception
+from nova.image import api
+from nova import utils
+from nova.virt import images
+import nova.conf
+
+CONF = nova.conf.CONF
+LOG = logging.getLogger(__name__)
+
+METADATA_NAME = 'metadata.json'
+DATA_NAME = 'data'
+_PART_SUFFIX = '.part'
+
+#: Bytes per chunk yielded by ``download`` (and read by ``import_file``).
+CHUNK_SIZE = units.Mi
+
+#: A metadata file larger than this is not ours.
+_MAX_METADATA = units.Mi
+
+_DIR_MODE = 0o700
+_FILE_MODE = 0o600
+
+#: key -> (accepted types, may be None)
+_SCHEMA = {
+    'id': (str, False),
+    'name': (str, True),
+    'status': (str, False),
+    'disk_format': (str, False),
+    'container_format': (str, False),
+    'size': (int, False),
+    'checksum': (str, False),
+    'os_hash_algo': (str, False),
+    'os_hash_value': (str, False),
+    'virtual_size': (int, True),
+    'min_disk': (int, False),
+    'properties': (dict, False),
+}
+
+
+def _open_nofollow(path):
+    return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def validate_metadata(image_id, meta):
+    """Check a loaded metadata record; return a clean copy of it.
+
+    :raises: ImageMetadataInvalid naming the first bad key.
+    """
+    if not isinstance(meta, dict):
+        raise exception.ImageMetadataInvalid(
+            image_id=image_id, reason='not a JSON object')
+    clean = {}
+    for key, (types, nullable) in _SCHEMA.items():
+        if key not in meta:
+            raise exception.ImageMetadataInvalid(
+                image_id=image_id, reason='%s is missing' % key)
+        value = meta[key]
+        if value is None and nullable:
+            clean[key] = None
+            continue
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise exception.ImageMetadataInvalid(
+                image_id=image_id, reason='%s has type %s' % (
+                    key, type(value).__name__))
+        if types is int and value < 0:
+            raise exception.ImageMetadataInvalid(
+                image_id=image_id, reason='%s is negative' % key)
+        clean[key] = value
+    if clean['id'] != image_id:
+        # A record copied or moved under another id: never serve one
+        # image's bytes as another's.
+        raise exception.ImageMetadataInvalid(
+            image_id=image_id, reason='it names image %r' % clean['id'])
+    if not all(isinstance(k, str) for k in clean['properties']):
+        raise exception.ImageMetadataInvalid(
+            image_id=image_id, reason='properties keys must be strings')
+    clean['properties'] = dict(clean['properties'])
+    return clean
+
+
+class LocalImageService(api.ImageService):
+    """Images in a local directory (see the module docstring).
+
+    :param root: the store's directory (default ``$state_path/images``,
+        read at each call).
+    """
+
+    def __init__(self, root=None):
+        self._root = root
+
+    @property
+    def root(self):
+        return os.path.abspath(self._root or
+                               os.path.join(CONF.state_path, 'images'))
+
+    def image_dir(self, image_id):
+        """The directory of ``image_id`` (validated; may not exist)."""
+        utils.validate_uuid(image_id, kind='image')
+        return utils.safe_join(self.root, image_id)
+
+    def _path(self, image_id, name):
+        return utils.safe_join(self.image_dir(image_id), name)
+
+    # --- reading ------------------------------------------------------------
+
+    def get(self, context, image_id):
+        """See ``ImageService.get``."""
+        path = self._path(image_id, METADATA_NAME)
+        try:
+            fd = _open_nofollow(path)
+        except FileNotFoundError:
+            raise exception.ImageNotFound(image_id=image_id)
+        except OSError as e:
+            raise exception.ImageMetadataInvalid(
+                image_id=image_id, reason='cannot open %s: %s' % (
+                    METADATA_NAME, e.strerror))
+        with os.fdopen(fd, 'rb') as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise exception.ImageMetadataInvalid(
+                    image_id=image_id, reason='%s is not a file' %
+                    METADATA_NAME)
+            raw = f.read(_MAX_METADATA + 1)
+        if len(raw) > _MAX_METADATA:
+            raise exception.ImageMetadataInvalid(
+                image_id=image_id, reason='%s is too large' % METADATA_NAME)
+        try:
+            meta = jsonutils.loads(raw.decode('utf-8'))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise exception.ImageMetadataInvalid(
+                image_id=image_id, reason='%s is not JSON: %s' % (
+                    METADATA_NAME, e))
+        return validate_metadata(image_id, meta)
+
+    def download(self, context, image_id, chunk_size=CHUNK_SIZE):
+        """See ``ImageService.download``."""
+        self.get(context, image_id)
+        path = self._path(image_id, DATA_NAME)
+        try:
+            fd = _open_nofollow(path)
+        except FileNotFoundError:
+            raise exception.ImageNotFound(image_id=image_id)
+        except OSError as e:
+            raise exception.ImageMetadataInvalid(
+                image_id=image_id, reason='cannot open its data: %s' %
+                e.strerror)
+        f = os.fdopen(fd, 'rb', buffering=0)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            f.close()
+            raise exception.ImageMetadataInvalid(
+                image_id=image_id, reason='its data is not a file')
+        return _read_chunks(f, chunk_size)
+
+    def get_all(self, context):
+        """Metadata of every valid image; unreadable entries are logged."""
+        try:
+            names = sorted(os.listdir(self.root))
+        except FileNotFoundError:
+            return []
+        result = []
+        for name in names:
+            if not uuidutils.is_uuid_like(name):
+                continue
+            try:
+                result.append(self.get(context, name))
+            except exception.ImageNotFound:
+                continue  # an unfinished import
+            except exception.Invalid as e:
+                LOG.warning('Skipping image %(name)s: %(err)s',
+                            {'name': name, 'err': e})
+        return result
+
+    # --- writing ------------------------------------------------------------
+
+    def import_file(self, context, path, disk_format, name=None,
+                    container_format='bare', progress=None, min_disk=0,
+                    properties=None):
+        """Copy ``path`` into the store as a new image.
+
+        One pass over the source computes size, md5 and sha512, runs the
+        format inspectors and writes the copy (zero blocks as holes); then
+        ``qemu-img info`` must agree and the virtual size is recorded.
+
+        :param path: a regular file.
+        :param disk_format: 'raw', 'qcow2' or 'iso' (what the content must
+            be; a raw disk image detected as gpt counts as raw).
+        :param container_format: 'bare' or 'ovf'.
+        :param progress: optional ``callback(bytes_done, bytes_total)``.
+        :param min_disk: GiB, as in Glance.
+        :param properties: a dict of extra properties (string keys).
+        :returns: the new image's metadata (as ``get`` returns it).
+        :raises: InvalidInput for bad arguments or a source that is not a
+            regular file; ImageUnacceptable subclasses (the same as a
+            fetch) for content that is not acceptable.
+        """
+        if disk_format not in images.DISK_FORMATS:
+            raise exception.InvalidInput(
+                reason='disk_format %r is not one of %s' % (
+                    disk_format, ', '.join(sorted(images.DISK_FORMATS))))
+        if container_format not in images.CONTAINER_FORMATS:
+            raise exception.InvalidInput(
+                reason='container_format %r is not one of %s' % (
+                    container_format, ', '.join(images.CONTAINER_FORMATS)))
+        if name is not None and not isinstance(name, str):
+            raise exception.InvalidInput(reason='name must be a string')
+        properties = dict(properties or {})
+        if not all(isinstance(k, str) for k in properties):
+            raise exception.InvalidInput(
+                reason='property names must be strings')
+        if not isinstance(min_disk, int) or min_disk < 0:
+            raise exception.InvalidInput(
+                reason='min_disk must be a number of GiB')
+
+        try:
+            src = open(path, 'rb', buffering=0)
+        except OSError as e:
+            raise exception.InvalidInput(
+                reason='cannot read %s: %s' % (path, e.strerror))
+        with src:
+            st = os.fstat(src.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise exception.InvalidInput(
+                    reason='%s is not a regular file' % path)
+            image_id = uuidutils.generate_uuid()
+            utils.ensure_tree(self.root, mode=_DIR_MODE)
+            image_dir = self.image_dir(image_id)
+            os.mkdir(image_dir, _DIR_MODE)
+            try:
+                meta = self._import(image_id, image_dir, src, st.st_size,
+                                    disk_format, progress)
+                meta.update(name=name, container_format=container_format,
+                            min_disk=min_disk, properties=properties)
+                self._write_metadata(image_dir, meta)
+                _fsync_dir(self.root)
+            except BaseException:
+                shutil.rmtree(image_dir, ignore_errors=True)
+                raise
+        LOG.info('Imported %(path)s as image %(image_id)s (%(fmt)s, '
+                 '%(size)d bytes, virtual size %(vsize)d)',
+                 {'path': path, 'image_id': image_id, 'fmt': disk_format,
+                  'size': meta['size'], 'vsize': meta['virtual_size']})
+        return self.get(context, image_id)
+
+    def _import(self, image_id, image_dir, src, size, disk_format, progress):
+        part = os.path.join(image_dir, DATA_NAME + _PART_SUFFIX)
+        with utils.open_exclusive(part, _FILE_MODE) as out:
+            with images.ImageStream(image_id, disk_format,
+                                    fd=out.fileno(), size=size,
+                                    progress=progress) as stream:
+                while True:
+                    chunk = src.read(CHUNK_SIZE)
+                    if not chunk:
+                        break
+                    stream.write(chunk)
+                # size was fstat'ed: a source that changed while being
+                # read fails here as a short or long read.
+                inspection = stream.finish()
+            images.check_with_qemu_img(image_id, part, disk_format,
+                                       inspection)
+            os.fsync(out.fileno())
+        os.rename(part, os.path.join(image_dir, DATA_NAME))
+        return {
+            'id': image_id,
+            'status': 'active',
+            'disk_format': disk_format,
+            'size': inspection.size,
+            'checksum': inspection.checksum,
+            'os_hash_algo': inspection.os_hash_algo,
+            'os_hash_value': inspection.os_hash_value,
+            'virtual_size': inspection.virtual_size,
+        }
+
+    def _write_metadata(self, image_dir, meta):
+        """Write ``metadata.json`` atomically, then fsync the directory."""
+        data = jsonutils.dump_as_bytes(meta, indent=2, sort_keys=True)
+        final = os.path.join(image_dir, METADATA_NAME)
+        part = final + _PART_SUFFIX
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(part)
+        with utils.remove_path_on_error(part):
+            with utils.open_exclusive(part, _FILE_MODE) as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.rename(part, final)
+        _fsync_dir(image_dir)
+
+    def delete(self, context, image_id):
+        """Remove ``image_id``: its metadata first, so it vanishes at once.
+
+        :raises: ImageNotFound.
+        """
+        image_dir = self.image_dir(image_id)
+        try:
+            os.unlink(os.path.join(image_dir, METADATA_NAME))
+        except FileNotFoundError:
+            raise exception.ImageNotFound(image_id=image_id)
+        shutil.rmtree(image_dir, ignore_errors=True)
+        LOG.info('Deleted image %(image_id)s', {'image_id': image_id})
+
+
+def _read_chunks(f, chunk_size):
+    with f:
+        while True:
+            chunk = f.read(chunk_size)
+            if not chunk:
+                return
+            yield chunk

@@ -1,0 +1,706 @@
+"""Verified fetch: the one place where an image's bytes become trusted.
+
+An image is untrusted until ``fetch_verified`` has, in this order:
+
+1. read its metadata (declared ``disk_format``, ``size``, checksums) and
+   refused what this service cannot check or use;
+2. streamed its bytes once into a private ``.part`` file next to the
+   target, feeding oslo.utils' format inspectors and the hashes with the
+   same chunks and seeking over zero blocks instead of writing them;
+3. checked the byte count and both checksums, that the detected format is
+   the declared one (a raw disk detected as gpt is the one exception), that
+   the inspector's ``safety_check()`` passes and that the virtual size fits;
+4. asked ``qemu-img info -f <declared>`` to agree (format, virtual size,
+   no backing file, no data-file, not encrypted) and, for qcow2, ``qemu-img
+   check`` to find it sound;
+5. converted it (formats pinned) if a raw copy was asked for, fsynced, and
+   linked it to its final name.
+
+Any failure removes every file the fetch made and raises a typed
+``ImageUnacceptable`` (or ``ImageNotFound``). The local image store runs
+steps 2-4 on files it imports, through ``ImageStream`` and
+``check_with_qemu_img`` below, so both apply the same rules.
+
+Nothing here takes a lock: the image cache holds one around the fetch. A
+flock on each ``.part`` only tells a later fetch which leftovers are a dead
+process's (see ``remove_stale_parts``).
+"""
+
+import binascii
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import hashlib
+import os
+import queue
+import re
+import stat
+import threading
+
+from oslo_log import log as logging
+from oslo_utils.imageutils import format_inspector
+
+from nova import exception
+from nova import utils
+from nova.virt import qemu_img
+from nova.virt import sparse
+
+LOG = logging.getLogger(__name__)
+
+#: Declared disk_format -> the qemu-img format of the same bytes. Anything
+#: else is refused before a byte is downloaded: qemu-img must never be
+#: asked about a format this project does not pin (see qemu_img.FORMATS).
+DISK_FORMATS = {
+    'raw': 'raw',
+    'qcow2': 'qcow2',
+    'iso': 'raw',
+}
+
+#: Container formats that mean "the bytes are the disk": the others (ova,
+#: docker, compressed...) wrap a disk in something qemu cannot boot.
+CONTAINER_FORMATS = ('bare', 'ovf')
+
+#: Checksum algorithms accepted in ``os_hash_algo`` (Glance's default is
+#: sha512); md5 ``checksum`` is checked too when present.
+HASH_ALGOS = ('sha256', 'sha384', 'sha512', 'sha3_256', 'sha3_384',
+              'sha3_512')
+
+#: Longest error text kept from a failed qemu-img (check can print one line
+#: per corrupt cluster).
+_MAX_REASON = 500
+
+_PART_RE_FMT = r'^\.%s\.[0-9a-f]{16}(\.raw)?\.part$'
+_HEX_RE = re.compile(r'^[0-9a-fA-F]{32,128}$')
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifiedImage:
+    """What ``fetch_verified`` put at the target.
+
+    :ivar format: qemu-img format of the target file ('raw' or 'qcow2').
+    :ivar virtual_size: bytes of disk the image holds.
+    :ivar disk_format: the format the image service declared.
+    :ivar size: bytes downloaded (the image as stored).
+    """
+    format: str
+    virtual_size: int
+    disk_format: str
+    size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Inspection:
+    """The verdict of ``ImageStream.finish()``.
+
+    :ivar detected: the inspector's format name ('raw', 'gpt', 'qcow2'...).
+    :ivar virtual_size: bytes of disk (for raw-like formats: ``size``).
+    :ivar size: bytes streamed.
+    :ivar checksum: md5 hex of the bytes.
+    :ivar os_hash_algo, os_hash_value: the strong hash of the bytes.
+    """
+    detected: str
+    virtual_size: int
+    size: int
+    checksum: str
+    os_hash_algo: str
+    os_hash_value: str
+
+
+def qemu_format(image_id, disk_format):
+    """Return the qemu-img format of a declared ``disk_format``.
+
+    :raises: ImageFormatUnsupported for anything not in DISK_FORMATS.
+    """
+    try:
+        return DISK_FORMATS[disk_format]
+    except (KeyError, TypeError):
+        raise exception.ImageFormatUnsupported(image_id=image_id,
+                                               disk_format=disk_format)
+
+
+def _check_hash_algo(image_id, algo):
+    if algo not in HASH_ALGOS:
+        raise exception.ImageMetadataInvalid(
+            image_id=image_id, reason='os_hash_algo %r is not one of %s' % (
+                algo, ', '.join(HASH_ALGOS)))
+
+
+def _safety_reason(exc):
+    failures = getattr(exc, 'failures', None) or {}
+    if not failures:
+        return str(exc)
+    return '; '.join('%s: %s' % (name, failures[name])
+                     for name in sorted(failures))
+
+
+class _HashThread:
+    """A hash updated in its own thread, so that two hashes use two cores.
+
+    hashlib releases the GIL while it hashes a large buffer; md5 and sha512
+    each cost about 1.4 s per GiB here, so running them side by side halves
+    the time a fetch spends hashing. Chunks are immutable ``bytes``, safe
+    to share; the queue is bounded so a slow hash slows the download
+    instead of buffering it in memory.
+    """
+
+    _STOP = object()
+
+    def __init__(self, name):
+        self._hash = hashlib.new(name, usedforsecurity=(name != 'md5'))
+        self._queue = queue.Queue(maxsize=16)
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name='image-hash-%s' % name)
+        self._thread.start()
+
+    def _run(self):
+        while True:
+            chunk = self._queue.get()
+            if chunk is self._STOP:
+                return
+            self._hash.update(chunk)
+
+    def update(self, chunk):
+        self._queue.put(bytes(chunk))
+
+    def hexdigest(self):
+        """Wait for every queued chunk; return the hex digest."""
+        self.stop()
+        return self._hash.hexdigest()
+
+    def stop(self):
+        if self._thread.is_alive():
+            self._queue.put(self._STOP)
+            self._thread.join()
+
+
+class ImageStream:
+    """Consume an image's bytes once: inspect, hash and write sparsely.
+
+    Use it as a context manager (its hash threads stop on the way out).
+    Feed it chunks with ``write()`` (or a whole iterator with
+    ``consume()``), then call ``finish()`` for the verdict. It raises as
+    soon as the bytes cannot be acceptable: more bytes than ``size``, a
+    format decided early that is not the declared one or fails its safety
+    check, a virtual size above ``max_virtual_size``. The caller owns
+    ``fd`` and removes the file on any error.
+
+    :param image_id: for error messages.
+    :param disk_format: the declared format (a key of DISK_FORMATS).
+    :param fd: a new, empty file opened for writing, or None to only
+        inspect and hash.
+    :param size: the declared byte count, or None if unknown (import).
+    :param max_virtual_size: bytes, or None for no bound.
+    :param os_hash_algo: the strong hash to compute.
+    :param progress: optional ``callback(bytes_done, bytes_total)``;
+        ``bytes_total`` is ``size`` (None if unknown).
+    """
+
+    def __init__(self, image_id, disk_format, fd=None, size=None,
+                 max_virtual_size=None, os_hash_algo='sha512',
+                 progress=None):
+        self.image_id = image_id
+        self.disk_format = disk_format
+        self.qemu_format = qemu_format(image_id, disk_format)
+        self.size = size
+        self.max_virtual_size = max_virtual_size
+        self.progress = progress
+        self.bytes_done = 0
+        self._os_hash_algo = os_hash_algo
+        _check_hash_algo(image_id, os_hash_algo)
+        self._md5 = _HashThread('md5')
+        self._os_hash = _HashThread(os_hash_algo)
+        self._writer = sparse.SparseWriter(fd) if fd is not None else None
+        self._source = _Feed()
+        # All inspectors see every chunk: detection must not trust the
+        # declared format to choose which parsers look at the bytes.
+        self._wrapper = format_inspector.InspectWrapper(self._source)
+        self._decided = False
+
+    @property
+    def written(self):
+        """Bytes actually written to the file (zero blocks excluded)."""
+        return self._writer.written if self._writer else 0
+
+    def consume(self, chunks):
+        """``write()`` every chunk of the iterable ``chunks``."""
+        for chunk in chunks:
+            self.write(chunk)
+
+    def abort(self):
+        """Stop the hash threads (idempotent; ``finish()`` does it too)."""
+        self._md5.stop()
+        self._os_hash.stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.abort()
+
+    def write(self, chunk):
+        """Inspect, hash and store one chunk (bytes-like)."""
+        if not chunk:
+            return
+        n = len(chunk)
+        if self.size is not None and self.bytes_done + n > self.size:
+            raise exception.ImageCorrupt(
+                image_id=self.image_id, reason='more than the declared %d '
+                'bytes' % self.size)
+        if (self.max_virtual_size is not None and self.qemu_format == 'raw'
+                and self.bytes_done + n > self.max_virtual_size):
+            # A raw disk is as large as its bytes: stop filling storage
+            # with something that will be refused anyway.
+            raise exception.ImageTooLarge(
+                image_id=self.image_id, virtual_size=self.bytes_done + n,
+                disk_size=self.max_virtual_size)
+        self._source.put(chunk)
+        next(self._wrapper)
+        self._md5.update(chunk)
+        self._os_hash.update(chunk)
+        if self._writer is not None:
+            self._writer.write(chunk)
+        self.bytes_done += n
+        if not self._decided and self._wrapper.formats is not None:
+            # Every inspector has seen enough: judge now rather than after
+            # downloading the rest of a hostile image.
+            self._decided = True
+            self._judge()
+        if self.progress is not None:
+            self.progress(self.bytes_done, self.size)
+
+    def _judge(self):
+        """Return (detected name, virtual size), or raise the verdict."""
+        matches = self._wrapper.formats
+        if matches is None:
+            # finish() was called: everything undecided did not match.
+            raise exception.ImageUnacceptable(
+                image_id=self.image_id, reason='its format could not be '
+                'decided')
+        detected = '+'.join(sorted(str(m) for m in matches))
+        if len(matches) != 1:
+            # e.g. an ISO with a qcow2 header: two parsers, two readings.
+            raise exception.ImageFormatMismatch(
+                image_id=self.image_id, declared=self.disk_format,
+                detected=detected)
+        inspector = matches[0]
+        if detected != self.disk_format and not (
+                self.disk_format == 'raw' and detected == 'gpt'):
+            raise exception.ImageFormatMismatch(
+                image_id=self.image_id, declared=self.disk_format,
+                detected=detected)
+        try:
+            inspector.safety_check()
+        except format_inspector.SafetyCheckFailed as e:
+            raise exception.ImageUnsafe(image_id=self.image_id,
+                                        reason=_safety_reason(e))
+        except format_inspector.ImageFormatError as e:
+            raise exception.ImageUnsafe(image_id=self.image_id,
+                                        reason=str(e))
+        if self.qemu_format == 'raw':
+            # An inspector's size for raw-like content is only what it has
+            # read; qemu sees the whole file.
+            virtual_size = self.bytes_done
+        else:
+            virtual_size = inspector.virtual_size
+            if not virtual_size:
+                raise exception.ImageUnacceptable(
+                    image_id=self.image_id,
+                    reason='its virtual size could not be read')
+            if (self.max_virtual_size is not None and
+                    virtual_size > self.max_virtual_size):
+                raise exception.ImageTooLarge(
+                    image_id=self.image_id, virtual_size=virtual_size,
+                    disk_size=self.max_virtual_size)
+        return detected, virtual_size
+
+    def finish(self, checksum=None, os_hash_value=None):
+        """End of stream: check everything and return an ``Inspection``.
+
+        :param checksum: expected md5 hex, or None.
+        :param os_hash_value: expected hex of ``os_hash_algo``, or None.
+        :raises: ImageCorrupt (size or checksum), ImageFormatMismatch,
+            ImageUnsafe, ImageTooLarge, ImageUnacceptable.
+        """
+        self._wrapper.close()
+        md5 = self._md5.hexdigest()
+        os_hash = self._os_hash.hexdigest()
+        if self._writer is not None:
+            self._writer.finish()
+        if self.size is not None and self.bytes_done != self.size:
+            raise exception.ImageCorrupt(
+                image_id=self.image_id, reason='got %d bytes, expected %d' % (
+                    self.bytes_done, self.size))
+        for name, expected, actual in (('checksum', checksum, md5),
+                                       ('os_hash_value', os_hash_value,
+                                        os_hash)):
+            if expected is not None and expected.lower() != actual:
+                raise exception.ImageCorrupt(
+                    image_id=self.image_id, reason='%s is %s, expected %s' % (
+                        name, actual, expected))
+        detected, virtual_size = self._judge()
+        return Inspection(detected=detected, virtual_size=virtual_size,
+                          size=self.bytes_done, checksum=md5,
+                          os_hash_algo=self._os_hash_algo,
+                          os_hash_value=os_hash)
+
+
+class _Feed:
+    """The one-chunk "source" InspectWrapper pulls from.
+
+    InspectWrapper inspects what it reads from its source; handing it each
+    chunk this way keeps the download loop ours (hashing, sparse writes,
+    size limits) while every inspector sees exactly the bytes stored.
+    """
+
+    def __init__(self):
+        self._chunk = None
+
+    def put(self, chunk):
+        self._chunk = chunk
+
+    def __next__(self):
+        chunk, self._chunk = self._chunk, None
+        if chunk is None:
+            raise StopIteration
+        return chunk
+
+
+def check_with_qemu_img(image_id, path, disk_format, inspection,
+                        max_virtual_size=None):
+    """Make qemu-img agree with the inspector about the file at ``path``.
+
+    ``qemu-img info`` runs with the declared format pinned; it must report
+    that format, the same virtual size, no backing file, no data-file and
+    no encryption. A qcow2 must also pass ``qemu-img check`` (a truncated
+    qcow2 reads back as zeros without an error otherwise).
+
+    :param inspection: the ``Inspection`` of the same bytes.
+    :returns: the ``qemu-img info`` dict.
+    :raises: ImageUnacceptable subclasses.
+    """
+    fmt = qemu_format(image_id, disk_format)
+    try:
+        info = qemu_img.info(path, fmt)
+    except exception.ProcessFailed as e:
+        raise exception.ImageDamaged(
+            image_id=image_id, reason='qemu-img info -f %s: %s' % (
+                fmt, e.kwargs.get('reason', '')[:_MAX_REASON]))
+    if info.get('format') != fmt:
+        raise exception.ImageFormatMismatch(
+            image_id=image_id, declared=disk_format,
+            detected=info.get('format'))
+    qemu_img.check_no_external_references(info, image_id)
+    if info.get('encrypted'):
+        raise exception.ImageUnsafe(image_id=image_id,
+                                    reason='it is encrypted')
+    virtual_size = info.get('virtual-size')
+    if virtual_size != inspection.virtual_size:
+        # Two parsers reading one header differently is how format
+        # confusion attacks start: refuse rather than pick one.
+        raise exception.ImageUnsafe(
+            image_id=image_id, reason='qemu-img reads a virtual size of %s '
+            'bytes, the inspector %d' % (virtual_size,
+                                         inspection.virtual_size))
+    if max_virtual_size is not None and virtual_size > max_virtual_size:
+        raise exception.ImageTooLarge(image_id=image_id,
+                                      virtual_size=virtual_size,
+                                      disk_size=max_virtual_size)
+    if fmt == 'qcow2':
+        try:
+            # Leaked clusters (exit code 3) are refused too: a published
+            # image has none, and a damaged one must not become a disk.
+            qemu_img.execute('check', '-q', '-f', fmt, path)
+        except exception.ProcessFailed as e:
+            raise exception.ImageDamaged(
+                image_id=image_id, reason='qemu-img check: %s' % (
+                    e.kwargs.get('reason', '')[:_MAX_REASON]))
+    return info
+
+
+# --- private files next to the target ------------------------------------
+
+class _Part:
+    """A private, exclusively created file, flocked while this process lives.
+
+    The lock is how ``remove_stale_parts`` tells a crashed fetch's leftover
+    (lock free) from a live fetch's file (locked): the kernel drops it when
+    the process dies, whatever killed it.
+    """
+
+    def __init__(self, directory, base, suffix):
+        self.path = None
+        self.fd = None
+        for _attempt in range(5):
+            token = binascii.hexlify(os.urandom(8)).decode()
+            path = os.path.join(directory, '.%s.%s%s' % (base, token,
+                                                         suffix))
+            try:
+                self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL |
+                                  os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            except FileExistsError:
+                continue
+            self.path = path
+            break
+        else:
+            raise FileExistsError(errno.EEXIST, 'no free .part name', base)
+        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def still_ours(self):
+        """True if ``path`` still names the file we created."""
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(self.fd)
+        return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+    def remove(self):
+        """Unlink (if still ours) and close; safe to call twice."""
+        if self.fd is None:
+            return
+        try:
+            if self.still_ours():
+                os.unlink(self.path)
+        finally:
+            os.close(self.fd)
+            self.fd = None
+
+
+def remove_stale_parts(target):
+    """Remove ``.part`` files of ``target`` left by dead fetches.
+
+    A part whose flock can be taken has no living writer. Live fetches'
+    parts are left alone; errors are logged, never raised, since a
+    leftover never becomes the target (only a verified part is linked).
+
+    :returns: the number of parts removed.
+    """
+    directory, base = os.path.split(target)
+    pattern = re.compile(_PART_RE_FMT % re.escape(base))
+    removed = 0
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return 0
+    for name in names:
+        if not pattern.match(name):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK |
+                         os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                # Not something we create; the name alone is ours to free.
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                    removed += 1
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue  # a live fetch
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                os.unlink(path)
+                removed += 1
+                LOG.info('Removed %(path)s, left by an interrupted fetch',
+                         {'path': path})
+        except OSError as e:
+            LOG.warning('Could not remove stale %(path)s: %(err)s',
+                        {'path': path, 'err': e})
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _fsync_dir(directory):
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _publish(image_id, part, target):
+    """Give the verified ``part`` its final name, never replacing one.
+
+    link() fails if ``target`` exists, so a file that appeared there is
+    never overwritten; on filesystems without hard links, rename() after
+    a check is the fallback.
+    """
+    if not part.still_ours():
+        raise exception.ImageUnacceptable(
+            image_id=image_id,
+            reason='its partial file was removed while in use')
+    try:
+        os.link(part.path, target, follow_symlinks=False)
+    except FileExistsError:
+        raise exception.InvalidInput(reason='fetch target %s already exists'
+                                     % target)
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if os.path.lexists(target):
+            raise exception.InvalidInput(
+                reason='fetch target %s already exists' % target)
+        os.rename(part.path, target)
+        os.close(part.fd)
+        part.fd = None
+    part.remove()
+
+
+def _check_target(target):
+    if not isinstance(target, str) or not os.path.isabs(target) or \
+            '\0' in target or target.endswith(os.sep):
+        raise exception.InvalidInput(
+            reason='fetch target must be an absolute file path, got %r' %
+            (target,))
+    directory, base = os.path.split(target)
+    if base in ('.', '..') or not os.path.isdir(directory):
+        raise exception.InvalidInput(
+            reason='fetch target %s is not a file in an existing directory'
+            % target)
+    return directory, base
+
+
+def _check_metadata(image_id, meta, max_virtual_size):
+    """Refuse, before downloading, what cannot be verified or used."""
+    if meta.get('status', 'active') != 'active':
+        raise exception.ImageUnacceptable(
+            image_id=image_id, reason='its status is %r, not active' %
+            meta.get('status'))
+    fmt = qemu_format(image_id, meta.get('disk_format'))
+    if meta.get('container_format', 'bare') not in CONTAINER_FORMATS:
+        raise exception.ImageUnacceptable(
+            image_id=image_id, reason='container_format %r is not one of %s'
+            % (meta.get('container_format'), ', '.join(CONTAINER_FORMATS)))
+    size = meta.get('size')
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise exception.ImageMetadataInvalid(
+            image_id=image_id, reason='size %r is not a byte count' % (
+                size,))
+    checksum = meta.get('checksum') or None
+    os_hash_algo = meta.get('os_hash_algo') or None
+    os_hash_value = meta.get('os_hash_value') or None
+    if (os_hash_algo is None) != (os_hash_value is None):
+        raise exception.ImageMetadataInvalid(
+            image_id=image_id, reason='os_hash_algo and os_hash_value come '
+            'together')
+    for name, value in (('checksum', checksum),
+                        ('os_hash_value', os_hash_value)):
+        if value is not None and not (isinstance(value, str) and
+                                      _HEX_RE.match(value)):
+            raise exception.ImageMetadataInvalid(
+                image_id=image_id, reason='%s %r is not hex' % (name, value))
+    if checksum is None and os_hash_value is None:
+        # Without a checksum a short or altered download goes unnoticed.
+        raise exception.ImageMetadataInvalid(
+            image_id=image_id, reason='it has no checksum to verify')
+    if fmt == 'raw' and max_virtual_size is not None and \
+            size > max_virtual_size:
+        raise exception.ImageTooLarge(image_id=image_id, virtual_size=size,
+                                      disk_size=max_virtual_size)
+    return fmt, checksum, os_hash_algo or 'sha512', os_hash_value
+
+
+def fetch_verified(context, image_api, image_id, target, output_format,
+                   max_virtual_size=None, progress=None):
+    """Download, verify and (if asked) convert an image to ``target``.
+
+    :param context: the RequestContext, passed to the image service.
+    :param image_api: an image service (``nova.image.API()``): ``get`` and
+        ``download``.
+    :param image_id: the image's id.
+    :param target: absolute path of the file to create, in a directory
+        this service owns; it must not exist.
+    :param output_format: 'raw' (converting a qcow2) or the image's own
+        declared disk_format (kept as it is; an 'iso' is 'raw' on disk).
+    :param max_virtual_size: bytes; a larger image is refused
+        (ImageTooLarge) before any conversion, as early as its header.
+    :param progress: optional ``callback(bytes_done, bytes_total)``, called
+        after each downloaded chunk.
+    :returns: VerifiedImage.
+    :raises: InvalidInput (bad output_format or target), ImageNotFound,
+        ImageUnacceptable and its subclasses (ImageCorrupt,
+        ImageFormatMismatch, ImageFormatUnsupported, ImageUnsafe,
+        ImageTooLarge, ImageDamaged, ImageMetadataInvalid). On any error
+        nothing the fetch made is left behind.
+    """
+    directory, base = _check_target(target)
+    meta = image_api.get(context, image_id)
+    disk_format = meta.get('disk_format')
+    if output_format not in ('raw', disk_format):
+        raise exception.InvalidInput(
+            reason="output_format must be 'raw' or the image's disk_format "
+            "%r, got %r" % (disk_format, output_format))
+    src_fmt, checksum, os_hash_algo, os_hash_value = _check_metadata(
+        image_id, meta, max_virtual_size)
+    dst_fmt = qemu_format(image_id, output_format)
+
+    remove_stale_parts(target)
+    parts = []
+    try:
+        part = _Part(directory, base, '')
+        parts.append(part)
+        with ImageStream(image_id, disk_format, fd=part.fd,
+                         size=meta['size'],
+                         max_virtual_size=max_virtual_size,
+                         os_hash_algo=os_hash_algo,
+                         progress=progress) as stream:
+            chunks = image_api.download(context, image_id)
+            try:
+                stream.consume(chunks)
+            finally:
+                close = getattr(chunks, 'close', None)
+                if close is not None:
+                    close()
+            inspection = stream.finish(checksum=checksum,
+                                       os_hash_value=os_hash_value)
+        check_with_qemu_img(image_id, part.path, disk_format, inspection,
+                            max_virtual_size=max_virtual_size)
+        final = part
+        if dst_fmt != src_fmt:
+            final = _Part(directory, base, '.' + dst_fmt)
+            parts.append(final)
+            # Our own empty file of the right length, written in place
+            # (-n): qemu-img never creates or follows a path itself, and
+            # unallocated clusters stay holes.
+            os.ftruncate(final.fd, inspection.virtual_size)
+            try:
+                qemu_img.convert(part.path, src_fmt, final.path, dst_fmt,
+                                 sparse=True, target_exists=True)
+            except exception.ProcessFailed as e:
+                raise exception.ImageDamaged(
+                    image_id=image_id, reason='qemu-img convert: %s' % (
+                        e.kwargs.get('reason', '')[:_MAX_REASON]))
+            size = os.fstat(final.fd).st_size
+            if size != inspection.virtual_size:
+                raise exception.ImageDamaged(
+                    image_id=image_id, reason='converted to %d bytes, '
+                    'expected %d' % (size, inspection.virtual_size))
+            # The qcow2 is not needed any more; free its space early.
+            part.remove()
+        os.fsync(final.fd)
+        _publish(image_id, final, target)
+        # Only a durable name counts as fetched: if this fails, the
+        # target goes too and the caller sees the error.
+        with utils.remove_path_on_error(target):
+            _fsync_dir(directory)
+    except BaseException:
+        for p in parts:
+            with contextlib.suppress(OSError):
+                p.remove()
+        raise
+    LOG.info('Fetched image %(image_id)s (%(disk_format)s, %(size)d bytes, '
+             '%(written)d written) to %(target)s as %(fmt)s',
+             {'image_id': image_id, 'disk_format': disk_format,
+              'size': inspection.size, 'written': stream.written,
+              'target': target, 'fmt': dst_fmt})
+    return VerifiedImage(format=dst_fmt,
+                         virtual_size=inspection.virtual_size,
+                         disk_format=disk_format, size=inspection.size)
