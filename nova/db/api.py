@@ -41,6 +41,15 @@ def get_engine():
     return main_context_manager.writer.get_engine()
 
 
+def _now():
+    """The time to stamp rows with: naive UTC, whole seconds.
+
+    MySQL's DATETIME keeps whole seconds; stamping what every backend keeps
+    means an object's timestamps equal what a later read returns.
+    """
+    return timeutils.utcnow().replace(microsecond=0)
+
+
 def _where_deleted(model, read_deleted):
     if read_deleted not in _READ_DELETED:
         raise exception.InvalidInput(
@@ -69,12 +78,15 @@ def _clean_values(model, values, extra_immutable=(), creating=False):
     :raises: InvalidInput for unknown or immutable columns.
     """
     columns = model.__table__.columns
+    values = dict(values)
     if creating:
-        values = dict(values)
         if values.pop('deleted', False):
             raise exception.InvalidInput(
                 reason='cannot create a deleted row in %s' %
                        model.__tablename__)
+        values.setdefault('created_at', _now())
+    else:
+        values.setdefault('updated_at', _now())
     bad = sorted(k for k in values
                  if k not in columns or k in _IMMUTABLE
                  or k in extra_immutable)
@@ -158,7 +170,7 @@ def instance_destroy(context, uuid):
     :returns: the Instance row as it is after the delete.
     :raises: InstanceNotFound if there is no live instance with this uuid.
     """
-    now = timeutils.utcnow()
+    now = _now()
     with main_context_manager.writer.using(context) as session:
         row = _instance_get(context, session, uuid, read_deleted='no')
         bdm = models.BlockDeviceMapping
@@ -283,10 +295,10 @@ def block_device_mapping_update_many(context, updates):
     bdm = models.BlockDeviceMapping
     cleaned = {bdm_id: _clean_values(bdm, values)
                for bdm_id, values in updates.items()}
-    now = timeutils.utcnow()
+    now = _now()
     assignments = {'updated_at': now}
     for name in sorted({name for values in cleaned.values()
-                        for name in values}):
+                        for name in values} - {'updated_at'}):
         column = bdm.__table__.columns[name]
         whens = {bdm_id: sa.bindparam(None, values[name], type_=column.type)
                  for bdm_id, values in cleaned.items() if name in values}
@@ -316,7 +328,7 @@ def block_device_mapping_destroy(context, bdm_id):
     :raises: BDMNotFound.
     """
     bdm = models.BlockDeviceMapping
-    now = timeutils.utcnow()
+    now = _now()
     with main_context_manager.writer.using(context) as session:
         result = session.execute(
             sa.update(bdm)

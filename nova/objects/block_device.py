@@ -181,7 +181,7 @@ class BlockDeviceMapping(base.NovaPersistentObject, base.NovaObject,
             raise exception.ObjectActionError(action='destroy',
                                               reason='already destroyed')
         db.block_device_mapping_destroy(self._context, self.id)
-        delattr(self, base.get_attrname('id'))
+        del self.id
 
     @classmethod
     @base.remotable
