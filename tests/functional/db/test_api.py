@@ -137,6 +137,10 @@ def test_bdm_list_save(ctx):
         if bdm.id in records:
             _plan(bdm, records[bdm.id])
     bdms[2].device_name = '/dev/vdc'
+    # Other column types through the same CASE: boolean, integer, NULL.
+    bdms[2].delete_on_termination = True
+    bdms[2].volume_size = 1
+    bdms[0].boot_index = None
     bdms.save()
     assert not any(b.obj_what_changed() for b in bdms)
     assert bdms[0].updated_at and bdms[1].updated_at is None
@@ -146,7 +150,10 @@ def test_bdm_list_save(ctx):
     assert _fields(loaded[0].get_disk_metadata()) == _fields(records[root.id])
     assert loaded[1].driver_info is None
     assert _fields(loaded[2].get_disk_metadata()) == _fields(records[swap.id])
-    assert loaded[2].device_name == '/dev/vdc'
+    assert (loaded[2].device_name, loaded[2].delete_on_termination,
+            loaded[2].volume_size) == ('/dev/vdc', True, 1)
+    assert loaded[0].boot_index is None and loaded[1].boot_index is None
+    assert not loaded[1].delete_on_termination
     assert loaded[0].updated_at == bdms[0].updated_at
 
     # Nothing changed: nothing written.
