@@ -115,9 +115,14 @@ class LibvirtDriver:
                     instance_uuid=instance.uuid,
                     reason='mapping %s is a volume; this driver makes local '
                            'disks only' % bdm.id)
-        utils.ensure_tree(self._instance_dir(instance))
-        disks = self.disks.create_local_disks(context, instance, image_meta,
-                                              bdms, progress=progress)
+        try:
+            disks = self.disks.create_local_disks(
+                context, instance, image_meta, bdms, progress=progress)
+        except exception.DiskCreateFailed:
+            # The disks this spawn made are gone; so is their directory
+            # unless something else is in it.
+            self._remove_instance_dir(instance)
+            raise
         if progress:
             progress('starting the domain')
         xml = self._guest_xml(instance, disks)

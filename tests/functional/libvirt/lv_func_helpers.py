@@ -1,0 +1,87 @@
+"""Helpers of the libvirt driver's functional tests (see conftest.py)."""
+
+import json
+import os
+import subprocess
+
+from oslo_utils import units
+from oslo_utils import uuidutils
+
+import nova.conf
+from nova import objects
+
+CONF = nova.conf.CONF
+
+#: The test images: 64 MiB virtual, 1 MiB of data at the start.
+IMAGE_VIRTUAL_SIZE = 64 * units.Mi
+
+
+def make_image_file(directory, fmt, name=None, data=b'nova' * 256 * 1024):
+    """A disk image of IMAGE_VIRTUAL_SIZE whose first bytes are ``data``."""
+    raw = os.path.join(directory, (name or 'image') + '.raw')
+    with open(raw, 'wb') as f:
+        f.write(data)
+        f.truncate(IMAGE_VIRTUAL_SIZE)
+    if fmt == 'raw':
+        return raw
+    out = os.path.join(directory, (name or 'image') + '.' + fmt)
+    subprocess.run(['qemu-img', 'convert', '-q', '-f', 'raw', '-O', fmt,
+                    raw, out], check=True)
+    return out
+
+
+def create_instance(context, image_meta, root_gb=1, ephemeral_gb=1,
+                    swap_mb=64, ephemerals=1):
+    """An Instance and its mappings, as the API would make them.
+
+    Root from the image (boot_index 0), ``ephemerals`` blank ext4 disks of
+    ``ephemeral_gb`` each, and a swap disk if ``swap_mb``.
+
+    :returns: (instance, BlockDeviceMappingList as loaded from the DB).
+    """
+    instance = objects.Instance(
+        context, uuid=uuidutils.generate_uuid(), display_name='test',
+        image_ref=image_meta['id'], root_gb=root_gb,
+        ephemeral_gb=ephemeral_gb, swap=swap_mb, vm_state='building')
+    instance.create()
+    mappings = [dict(source_type='image', destination_type='local',
+                     boot_index=0, image_id=image_meta['id'],
+                     device_type='disk')]
+    for _ in range(ephemerals):
+        mappings.append(dict(source_type='blank', destination_type='local',
+                             boot_index=-1, guest_format='ext4',
+                             volume_size=ephemeral_gb, device_type='disk'))
+    if swap_mb:
+        mappings.append(dict(source_type='blank', destination_type='local',
+                             boot_index=-1, guest_format='swap',
+                             volume_size=swap_mb, device_type='disk'))
+    for values in mappings:
+        objects.BlockDeviceMapping(context, instance_uuid=instance.uuid,
+                                   **values).create()
+    return instance, objects.BlockDeviceMappingList.get_by_instance_uuid(
+        context, instance.uuid)
+
+
+def disk_files(instance):
+    """Names of the files in the instance's directory (sorted)."""
+    path = os.path.join(CONF.instances_path, instance.uuid)
+    return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+
+def records(context, instance):
+    """{disk_name: record} as persisted in the database now."""
+    result = {}
+    for bdm in objects.BlockDeviceMappingList.get_by_instance_uuid(
+            context, instance.uuid):
+        record = bdm.get_disk_metadata()
+        if record is not None:
+            result[record.disk_name] = record
+    return result
+
+
+def qemu_img_info(path, fmt):
+    """``qemu-img info`` with the format pinned, as JSON."""
+    out = subprocess.run(
+        ['qemu-img', 'info', '--output=json', '-f', fmt, path],
+        check=True, capture_output=True, text=True).stdout
+    return json.loads(out)

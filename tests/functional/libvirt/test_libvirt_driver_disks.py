@@ -1,0 +1,210 @@
+"""LibvirtDriver with real disks, a real database and libvirt's test driver.
+
+Every landed file backend (flat, qcow2) spawns and destroys a 4-disk
+instance (root, two ephemerals, swap); each disk is checked with qemu-img
+(its format pinned from the record) and in the domain's XML. Then: the
+layout settings are changed under a running instance and every later
+operation still obeys the records.
+"""
+
+import os
+import subprocess
+from xml.etree import ElementTree as etree
+
+import pytest
+
+import nova.conf
+from nova import exception
+from nova import objects
+from nova.virt.libvirt import driver as libvirt_driver
+from nova.virt.libvirt import imagebackend
+
+import lv_func_helpers as helpers
+
+CONF = nova.conf.CONF
+
+FILE_BACKENDS = [b for b in ('flat', 'qcow2') if b in imagebackend.BACKENDS]
+
+# (backend, image format, force_raw_images) -> the root disk's
+# (format, backing_format) that the record and the file must show.
+CASES = {
+    ('flat', 'raw', True): ('raw', None),
+    ('flat', 'qcow2', True): ('raw', None),
+    ('flat', 'qcow2', False): ('qcow2', None),
+    ('qcow2', 'raw', True): ('qcow2', 'raw'),
+    ('qcow2', 'qcow2', True): ('qcow2', 'raw'),
+    ('qcow2', 'qcow2', False): ('qcow2', 'qcow2'),
+}
+CASE_IDS = sorted(k for k in CASES if k[0] in FILE_BACKENDS)
+
+DISK_NAMES = ['disk', 'disk.local', 'disk.eph1', 'disk.swap']
+
+
+def domain_disks(xml):
+    """[(target, driver type, source, [(backing format, backing source)])]
+    of a domain XML, in device order."""
+    disks = []
+    for disk in etree.fromstring(xml).findall('./devices/disk'):
+        chain = []
+        store = disk.find('backingStore')
+        while store is not None and store.find('source') is not None:
+            chain.append((store.find('format').get('type'),
+                          store.find('source').get('file')))
+            store = store.find('backingStore')
+        disks.append((disk.find('target').get('dev'),
+                      disk.find('driver').get('type'),
+                      disk.find('source').get('file'), chain))
+    return disks
+
+
+def fs_type(path):
+    """The filesystem signature in a raw file, by blkid (not qemu)."""
+    return subprocess.run(['blkid', '-p', '-s', 'TYPE', '-o', 'value', path],
+                          capture_output=True, text=True).stdout.strip()
+
+
+def configure(conf, backend, force_raw):
+    conf.config(group='libvirt', images_type=backend)
+    conf.config(force_raw_images=force_raw,
+                use_cow_images=(backend == 'qcow2'))
+
+
+def spawn_four_disks(driver, context, image_meta):
+    instance, bdms = helpers.create_instance(context, image_meta,
+                                             ephemerals=2)
+    driver.spawn(context, instance, image_meta, bdms)
+    return instance
+
+
+@pytest.mark.parametrize('case', CASE_IDS, ids=lambda c: '%s-%s-%s' % (
+    c[0], c[1], 'forceraw' if c[2] else 'keep'))
+def test_spawn_then_destroy(conf, context, images, driver, case):
+    backend, image_format, force_raw = case
+    configure(conf, backend, force_raw)
+    image_meta = images[image_format]
+    instance = spawn_four_disks(driver, context, image_meta)
+
+    records = helpers.records(context, instance)
+    assert sorted(records) == sorted(DISK_NAMES)
+    assert {r.backend for r in records.values()} == {backend}
+    root_format, root_backing = CASES[case]
+    assert (records['disk'].format, records['disk'].backing_format) == (
+        root_format, root_backing)
+    assert records['disk'].image_id == image_meta['id']
+    assert records['disk.local'].cache_name == 'ephemeral_1_ext4'
+    assert records['disk.swap'].cache_name == 'swap_64'
+    assert helpers.disk_files(instance) == sorted(DISK_NAMES)
+
+    # Every disk is what its record says, read with the format pinned.
+    for name, record in records.items():
+        backend_obj = imagebackend.backend_for(instance, record)
+        info = helpers.qemu_img_info(backend_obj.path, record.format)
+        assert info['format'] == record.format
+        assert info['virtual-size'] == record.size
+        assert info.get('backing-filename-format') == record.backing_format
+        assert backend_obj.inspect()['virtual_size'] == record.size
+        if record.format == 'raw':
+            assert fs_type(backend_obj.path) == {
+                'disk.local': 'ext4', 'disk.eph1': 'ext4',
+                'disk.swap': 'swap'}.get(name, '')
+
+    # The guest has them in attach order, each with its recorded format.
+    dom = driver.host.lookup_domain(instance)
+    assert dom.isActive()
+    assert driver.get_power_state(instance) == libvirt_driver.RUNNING
+    disks = domain_disks(dom.XMLDesc(0))
+    assert [d[0] for d in disks] == ['vda', 'vdb', 'vdc', 'vdd']
+    for (target, driver_type, source, chain), name in zip(disks,
+                                                          DISK_NAMES):
+        record = records[name]
+        assert os.path.basename(source) == name
+        assert driver_type == record.format
+        assert [fmt for fmt, _ in chain] == (
+            [record.backing_format] if record.backing_format else [])
+
+    driver.destroy(context, instance)
+    assert driver.host.lookup_domain(instance) is None
+    assert not os.path.exists(os.path.join(CONF.instances_path,
+                                           instance.uuid))
+    # Idempotent: nothing left to stop or remove is not an error.
+    driver.destroy(context, instance)
+
+
+@pytest.mark.parametrize('backend', FILE_BACKENDS)
+def test_changed_settings_change_nothing_for_an_existing_instance(
+        conf, context, images, driver, backend):
+    configure(conf, backend, force_raw=False)
+    instance = spawn_four_disks(driver, context, images['qcow2'])
+    dom = driver.host.lookup_domain(instance)
+    before_xml = domain_disks(dom.XMLDesc(0))
+    before_records = {name: r.to_driver_info() for name, r in
+                      helpers.records(context, instance).items()}
+    files = {name: os.stat(os.path.join(CONF.instances_path,
+                                        instance.uuid, name)).st_ino
+             for name in DISK_NAMES}
+
+    # Every layout setting flips; none may touch this instance.
+    other = {'flat': 'qcow2', 'qcow2': 'flat'}[backend]
+    conf.config(group='libvirt', images_type=other)
+    conf.config(use_cow_images=(other == 'qcow2'), force_raw_images=True)
+
+    driver.reboot(context, instance)
+    dom = driver.host.lookup_domain(instance)
+    assert dom.isActive()
+    assert domain_disks(dom.XMLDesc(0)) == before_xml
+
+    driver.power_off(context, instance)
+    assert driver.get_power_state(instance) == libvirt_driver.SHUTDOWN
+    assert domain_disks(dom.XMLDesc(0)) == before_xml
+    driver.power_on(context, instance)
+    assert driver.get_power_state(instance) == libvirt_driver.RUNNING
+    assert domain_disks(dom.XMLDesc(0)) == before_xml
+
+    after_records = {name: r.to_driver_info() for name, r in
+                     helpers.records(context, instance).items()}
+    assert after_records == before_records
+    # Same files: nothing was recreated or converted.
+    assert files == {name: os.stat(os.path.join(
+        CONF.instances_path, instance.uuid, name)).st_ino
+        for name in DISK_NAMES}
+
+    # A new instance does get the new layout: the settings did change.
+    other_instance = spawn_four_disks(driver, context, images['qcow2'])
+    assert {r.backend for r in helpers.records(
+        context, other_instance).values()} == {other}
+
+    # Destroy removes the recorded disks, leaves the other instance and
+    # the shared cache alone.
+    base_dir = imagebackend.get_cache().base_dir
+    cached = sorted(os.listdir(base_dir))
+    driver.destroy(context, instance)
+    assert helpers.disk_files(instance) == []
+    assert helpers.disk_files(other_instance) == sorted(DISK_NAMES)
+    assert sorted(os.listdir(base_dir)) == cached
+    driver.destroy(context, other_instance)
+
+
+@pytest.mark.parametrize('backend', FILE_BACKENDS)
+def test_destroy_keeps_disks_when_asked(conf, context, images, driver,
+                                        backend):
+    configure(conf, backend, force_raw=True)
+    instance = spawn_four_disks(driver, context, images['raw'])
+    driver.destroy(context, instance, destroy_disks=False)
+    assert driver.host.lookup_domain(instance) is None
+    assert helpers.disk_files(instance) == sorted(DISK_NAMES)
+    driver.destroy(context, instance)
+    assert helpers.disk_files(instance) == []
+
+
+def test_volume_mappings_are_refused_before_anything_is_made(
+        conf, context, images, driver):
+    instance, _ = helpers.create_instance(context, images['raw'])
+    objects.BlockDeviceMapping(
+        context, instance_uuid=instance.uuid, source_type='volume',
+        destination_type='volume', boot_index=1, volume_id='vol-1').create()
+    bdms = objects.BlockDeviceMappingList.get_by_instance_uuid(
+        context, instance.uuid)
+    with pytest.raises(exception.InstanceSpawnFailed, match='volume'):
+        driver.spawn(context, instance, images['raw'], bdms)
+    assert helpers.records(context, instance) == {}
+    assert helpers.disk_files(instance) == []
