@@ -280,7 +280,11 @@ def block_device_mapping_update_many(context, updates):
     Each column that any mapping changes is set with a ``CASE id WHEN ...``
     (rows that do not change it keep their value), so N mappings cost one
     statement and one transaction on every backend, whereas executemany
-    is one round trip per row on PyMySQL and psycopg2.
+    is one round trip per row on PyMySQL and psycopg2. Measured for 1, 4
+    and 16 mappings: 1 UPDATE, 1 commit; on the wire 4 round trips either
+    way (PostgreSQL: pre-ping, BEGIN, UPDATE, COMMIT; MariaDB: pre-ping,
+    UPDATE, COMMIT, the pool's ROLLBACK on check-in). ``updated_at`` of
+    every row is set to the same time.
 
     :param updates: {mapping id: {column: value}}, e.g.
         ``{7: {'driver_info': '{...}'}, 8: {'driver_info': '{...}',
