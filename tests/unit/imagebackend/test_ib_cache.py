@@ -310,7 +310,8 @@ def test_cleanup_removes_old_unused_entries_only(conf, cache):
 
 def test_cleanup_removes_crash_leftovers(conf, cache):
     os.makedirs(base_dir())
-    for name in ('a' * 40, 'b' * 40 + '.part', 'swap_2.info.part'):
+    for name in ('a' * 40, 'b' * 40 + '.part', 'swap_2.info.part',
+                 '.%s.0123456789abcdef.raw.part' % ('c' * 40)):
         with open(os.path.join(base_dir(), name), 'wb'):
             pass
     for name in ('a' * 40, 'b' * 40, 'swap_2'):

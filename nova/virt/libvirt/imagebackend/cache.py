@@ -46,6 +46,7 @@ from oslo_utils.imageutils import format_inspector
 import nova.conf
 from nova import exception
 from nova import utils
+from nova.virt import images
 
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
@@ -62,6 +63,10 @@ _LOCK_PREFIX = 'nova-image-cache-'
 # Base names are derived, never given: keep template names out of their
 # namespace so a template can never shadow (or be cleaned as) a base.
 _BASE_NAME_RE = re.compile(r'^[0-9a-f]{40}(\.qcow2)?$')
+# The verified fetch streams into hidden '.<target>.<token>[.<fmt>].part'
+# files next to its target (nova.virt.images).
+_FETCH_PART_RE = re.compile(r'^\.(?P<name>.+)\.[0-9a-f]{16}(\.[a-z0-9]+)?'
+                            r'\.part$')
 # Cached files are read by qemu (possibly another user) as backing files.
 _ENTRY_MODE = 0o644
 
@@ -321,6 +326,9 @@ class ImageCache:
             if name in in_use:
                 continue
             with self._lock(name):
+                # A dead fetch's leftovers go whatever the entry's age (the
+                # fetch tells dead from live by a flock on each part).
+                images.remove_stale_parts(os.path.join(base_dir, name))
                 files = self._files_of(base_dir, name)
                 mtimes = []
                 for path in files:
@@ -343,7 +351,6 @@ class ImageCache:
 
         :returns: images.VerifiedImage (format, virtual_size, ...).
         """
-        from nova.virt import images  # late: only a cold entry needs it
         return images.fetch_verified(context, self.image_api, image_id,
                                      target, fmt,
                                      max_virtual_size=max_virtual_size)
@@ -368,6 +375,10 @@ class ImageCache:
     def _entry_names_on_disk(base_dir):
         names = set()
         for fname in os.listdir(base_dir):
+            fetch_part = _FETCH_PART_RE.match(fname)
+            if fetch_part:
+                names.add(fetch_part.group('name'))
+                continue
             name = fname
             if name.endswith(PART_SUFFIX):
                 name = name[:-len(PART_SUFFIX)]
