@@ -1,0 +1,48 @@
+"""One process of the multi-process fetch test: creates one disk.
+
+Run as ``python ib_worker.py '<json>'`` with keys instances_path, lock_path,
+service (DictImageService.spec()), uuid, backend, cache_format, size,
+image_id, ready (a file to create when ready), go (a file to wait for).
+Prints the disk's path.
+"""
+
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import ib_func_helpers as helpers  # noqa: E402
+import nova.conf  # noqa: E402
+from nova import image  # noqa: E402
+from nova.virt.libvirt import imagebackend  # noqa: E402
+from nova.virt.libvirt.imagebackend import cache as image_cache  # noqa
+
+
+def main():
+    args = json.loads(sys.argv[1])
+    conf = nova.conf.CONF
+    conf([], project='nova', default_config_files=[],
+         default_config_dirs=[])
+    conf.set_override('instances_path', args['instances_path'])
+    conf.set_override('lock_path', args['lock_path'],
+                      group='oslo_concurrency')
+    service = helpers.CountingImageService.from_spec(args['service'])
+    cache = image_cache.ImageCache(image_api=image.API(service=service))
+    record = helpers.make_record(args['backend'], args['cache_format'],
+                                 args['size'], image_id=args['image_id'])
+    disk = imagebackend.backend_for(helpers.Instance(args['uuid']), record,
+                                    cache=cache)
+    open(args['ready'], 'w').close()
+    deadline = time.monotonic() + 60
+    while not os.path.exists(args['go']):
+        if time.monotonic() > deadline:
+            sys.exit('never told to go')
+        time.sleep(0.01)
+    disk.create_from_image(None, args['image_id'])
+    print(disk.path)
+
+
+if __name__ == '__main__':
+    main()
