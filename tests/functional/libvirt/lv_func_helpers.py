@@ -9,11 +9,43 @@ from oslo_utils import uuidutils
 
 import nova.conf
 from nova import objects
+from nova.virt.libvirt import imagebackend
 
 CONF = nova.conf.CONF
 
 #: The test images: 64 MiB virtual, 1 MiB of data at the start.
 IMAGE_VIRTUAL_SIZE = 64 * units.Mi
+
+#: The file backends that have landed.
+FILE_BACKENDS = [b for b in ('flat', 'qcow2') if b in imagebackend.BACKENDS]
+
+#: (backend, image format, force_raw_images) -> the root disk's
+#: (format, backing_format) that the record and the file must show.
+CASES = {
+    ('flat', 'raw', True): ('raw', None),
+    ('flat', 'qcow2', True): ('raw', None),
+    ('flat', 'qcow2', False): ('qcow2', None),
+    ('qcow2', 'raw', True): ('qcow2', 'raw'),
+    ('qcow2', 'qcow2', True): ('qcow2', 'raw'),
+    ('qcow2', 'qcow2', False): ('qcow2', 'qcow2'),
+}
+CASE_KEYS = sorted(k for k in CASES if k[0] in FILE_BACKENDS)
+
+#: A 4-disk instance's disks, in attach order (vda, vdb, vdc, vdd).
+DISK_NAMES = ['disk', 'disk.local', 'disk.eph1', 'disk.swap']
+
+
+def case_id(case):
+    """'qcow2-raw-forceraw' for a CASES key."""
+    return '%s-%s-%s' % (case[0], case[1],
+                         'forceraw' if case[2] else 'keep')
+
+
+def configure(conf, backend, force_raw):
+    """Set the node's layout settings for new disks."""
+    conf.config(group='libvirt', images_type=backend)
+    conf.config(force_raw_images=force_raw,
+                use_cow_images=(backend == 'qcow2'))
 
 
 def make_image_file(directory, fmt, name=None, data=b'nova' * 256 * 1024):

@@ -29,7 +29,7 @@ from nova.virt.libvirt.imagebackend import policy
 import lv_func_helpers as helpers
 
 CONF = nova.conf.CONF
-FILE_BACKENDS = [b for b in ('flat', 'qcow2') if b in imagebackend.BACKENDS]
+FILE_BACKENDS = helpers.FILE_BACKENDS
 WRITES = ('INSERT', 'UPDATE', 'DELETE')
 
 

@@ -23,21 +23,9 @@ import lv_func_helpers as helpers
 
 CONF = nova.conf.CONF
 
-FILE_BACKENDS = [b for b in ('flat', 'qcow2') if b in imagebackend.BACKENDS]
-
-# (backend, image format, force_raw_images) -> the root disk's
-# (format, backing_format) that the record and the file must show.
-CASES = {
-    ('flat', 'raw', True): ('raw', None),
-    ('flat', 'qcow2', True): ('raw', None),
-    ('flat', 'qcow2', False): ('qcow2', None),
-    ('qcow2', 'raw', True): ('qcow2', 'raw'),
-    ('qcow2', 'qcow2', True): ('qcow2', 'raw'),
-    ('qcow2', 'qcow2', False): ('qcow2', 'qcow2'),
-}
-CASE_IDS = sorted(k for k in CASES if k[0] in FILE_BACKENDS)
-
-DISK_NAMES = ['disk', 'disk.local', 'disk.eph1', 'disk.swap']
+FILE_BACKENDS = helpers.FILE_BACKENDS
+CASES = helpers.CASES
+DISK_NAMES = helpers.DISK_NAMES
 
 
 def domain_disks(xml):
@@ -63,12 +51,6 @@ def fs_type(path):
                           capture_output=True, text=True).stdout.strip()
 
 
-def configure(conf, backend, force_raw):
-    conf.config(group='libvirt', images_type=backend)
-    conf.config(force_raw_images=force_raw,
-                use_cow_images=(backend == 'qcow2'))
-
-
 def spawn_four_disks(driver, context, image_meta):
     instance, bdms = helpers.create_instance(context, image_meta,
                                              ephemerals=2)
@@ -76,11 +58,10 @@ def spawn_four_disks(driver, context, image_meta):
     return instance
 
 
-@pytest.mark.parametrize('case', CASE_IDS, ids=lambda c: '%s-%s-%s' % (
-    c[0], c[1], 'forceraw' if c[2] else 'keep'))
+@pytest.mark.parametrize('case', helpers.CASE_KEYS, ids=helpers.case_id)
 def test_spawn_then_destroy(conf, context, images, driver, case):
     backend, image_format, force_raw = case
-    configure(conf, backend, force_raw)
+    helpers.configure(conf, backend, force_raw)
     image_meta = images[image_format]
     instance = spawn_four_disks(driver, context, image_meta)
 
@@ -133,7 +114,7 @@ def test_spawn_then_destroy(conf, context, images, driver, case):
 @pytest.mark.parametrize('backend', FILE_BACKENDS)
 def test_changed_settings_change_nothing_for_an_existing_instance(
         conf, context, images, driver, backend):
-    configure(conf, backend, force_raw=False)
+    helpers.configure(conf, backend, force_raw=False)
     instance = spawn_four_disks(driver, context, images['qcow2'])
     dom = driver.host.lookup_domain(instance)
     before_xml = domain_disks(dom.XMLDesc(0))
@@ -187,7 +168,7 @@ def test_changed_settings_change_nothing_for_an_existing_instance(
 @pytest.mark.parametrize('backend', FILE_BACKENDS)
 def test_destroy_keeps_disks_when_asked(conf, context, images, driver,
                                         backend):
-    configure(conf, backend, force_raw=True)
+    helpers.configure(conf, backend, force_raw=True)
     instance = spawn_four_disks(driver, context, images['raw'])
     driver.destroy(context, instance, destroy_disks=False)
     assert driver.host.lookup_domain(instance) is None
