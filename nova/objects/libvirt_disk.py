@@ -16,6 +16,8 @@ Loading is strict: anything that is not exactly such an object of a version
 this code knows raises a ``DiskMetadataInvalid`` subclass, never a guess.
 """
 
+import re
+
 from oslo_serialization import jsonutils
 from oslo_utils import versionutils
 from oslo_versionedobjects import exception as ovo_exc
@@ -23,6 +25,8 @@ from oslo_versionedobjects import exception as ovo_exc
 from nova import exception
 from nova.objects import base
 from nova.objects import fields
+
+_VERSION = re.compile(r'^[0-9]+\.[0-9]+$')
 
 # Which location field each backend needs; checked on load and on create.
 _REQUIRED_LOCATION = {
@@ -183,11 +187,10 @@ class LibvirtDiskMetadata(base.NovaObject):
         if not isinstance(data, dict):
             raise exception.DiskMetadataMalformed(
                 reason='data is %s, not an object' % type(data).__name__)
-        try:
-            wanted = versionutils.convert_version_to_tuple(version)
-        except (AttributeError, TypeError, ValueError):
+        if not isinstance(version, str) or not _VERSION.match(version):
             raise exception.DiskMetadataMalformed(
                 reason='bad version %r' % (version,))
+        wanted = versionutils.convert_version_to_tuple(version)
         ours = versionutils.convert_version_to_tuple(cls.VERSION)
         # A newer minor version carries facts this code would drop: refuse
         # rather than act on half a record.
@@ -200,7 +203,7 @@ class LibvirtDiskMetadata(base.NovaObject):
                 reason='unknown fields %s' % ', '.join(sorted(unknown)))
         for field in ('backend', 'format', 'backing_format'):
             value = data.get(field)
-            valid = cls.fields[field].AUTO_TYPE._valid_values
+            valid = cls.fields[field].AUTO_TYPE.valid_values
             if value is not None and value not in valid:
                 raise exception.DiskMetadataUnknownValue(field=field,
                                                          value=value)

@@ -121,7 +121,8 @@ def test_newer_minor_version():
         _load(primitive)
 
 
-@pytest.mark.parametrize('version', ['one', '1.x', '', 1.0])
+@pytest.mark.parametrize('version', ['one', '1.x', '', 1.0, '1', '1.0.0',
+                                     ' 1.0'])
 def test_bad_version(version):
     primitive = _primitive()
     primitive['nova_object.version'] = version
