@@ -313,8 +313,9 @@ class LocalImageService(api.ImageService):
         part = final + _PART_SUFFIX
         with contextlib.suppress(FileNotFoundError):
             os.unlink(part)
+        f = utils.open_exclusive(part, _FILE_MODE)
         with utils.remove_path_on_error(part):
-            with utils.open_exclusive(part, _FILE_MODE) as f:
+            with f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())

@@ -433,8 +433,8 @@ class _Part:
         self.fd = None
         for _attempt in range(5):
             token = binascii.hexlify(os.urandom(8)).decode()
-            path = os.path.join(directory, '.%s.%s%s' % (base, token,
-                                                         suffix))
+            name = '.%s.%s%s.part' % (base, token, suffix)
+            path = os.path.join(directory, name)
             try:
                 self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL |
                                   os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
