@@ -1,0 +1,475 @@
+"""Generators of hostile (and a few honest) disk images, built on the fly.
+
+Every image kind of SECURITY.md's "Hostile inputs every release is tested
+against" that concerns an image's bytes, made with the real qemu-img or a
+few lines of Python, in a directory the test owns. Nothing is downloaded
+and nothing is checked in: a test calls a builder and gets a path.
+
+Each builder has the shape ``build(path, ...) -> path``: it creates the
+file ``path`` (its directory must exist) and returns it. Builders that
+name another file inside the image (a backing file, a data-file, a VMDK
+extent) default to a host file such as ``/etc/passwd``, so that a failure
+to refuse them would disclose it.
+
+``CASES`` lists the fetch cases built from them: a ``HostileCase`` names
+the builder, the ``disk_format`` to declare, the exception
+``fetch_verified`` must raise and, where needed, a ``max_virtual_size`` or
+a tampering of the store's metadata. Use ``plant`` to put any file into a
+``LocalImageService`` without the import's checks (which would refuse
+most of these), and ``tamper`` to change a stored record afterwards.
+
+Other engineers' tests may use these (e.g. ``raw_with_qcow2_header`` is
+what a hostile guest writes into its own raw disk).
+"""
+
+import collections
+import hashlib
+import os
+import random
+import struct
+import subprocess
+import uuid
+import zlib
+
+from oslo_serialization import jsonutils
+
+from nova import exception
+from nova.image import local
+
+KiB = 1 << 10
+MiB = 1 << 20
+GiB = 1 << 30
+TiB = 1 << 40
+
+#: A host file every Linux machine has: what a hostile image points at.
+HOST_FILE = '/etc/passwd'
+
+_QCOW2_VERSION_OFFSET = 4
+_QCOW2_INCOMPAT_OFFSET = 72
+
+
+def qemu_img(*args):
+    """Run qemu-img (for building test images only) and return stdout."""
+    return subprocess.run(('qemu-img',) + tuple(str(a) for a in args),
+                          check=True, capture_output=True, text=True).stdout
+
+
+def _patch(path, offset, data):
+    with open(path, 'r+b') as f:
+        f.seek(offset)
+        f.write(data)
+
+
+def pattern(size, seed=0):
+    """``size`` deterministic pseudo-random bytes (never all zero)."""
+    return random.Random(seed).randbytes(size)
+
+
+# --- honest images -----------------------------------------------------------
+
+def raw(path, size=8 * MiB, data_at=((0, 1 * MiB),), seed=1):
+    """A sparse raw disk of ``size`` bytes.
+
+    :param data_at: (offset, length) ranges filled with random bytes; the
+        rest is holes. The default is 1 MiB of data at the start.
+    :returns: path.
+    """
+    with open(path, 'xb') as f:
+        f.truncate(size)
+        for i, (offset, length) in enumerate(data_at):
+            f.seek(offset)
+            f.write(pattern(length, seed + i))
+    return path
+
+
+def data_bytes(data_at):
+    """Total bytes of the ranges given to ``raw(data_at=...)``."""
+    return sum(length for _offset, length in data_at)
+
+
+def qcow2(path, size=8 * MiB, data_at=((0, 1 * MiB),), seed=1, compat=None):
+    """A qcow2 holding the same content as ``raw(...)`` with those args.
+
+    :param compat: '0.10' for a version 2 header, None for qemu's default
+        (version 3).
+    """
+    src = path + '.src.raw'
+    raw(src, size, data_at, seed)
+    try:
+        args = ['convert', '-q', '-f', 'raw', '-O', 'qcow2']
+        if compat:
+            args += ['-o', 'compat=%s' % compat]
+        qemu_img(*(args + [src, path]))
+    finally:
+        os.unlink(src)
+    return path
+
+
+def iso(path, blocks=64):
+    """A minimal ISO 9660 image: a primary volume descriptor at 32 KiB.
+
+    Enough for the inspectors (and qemu, which reads it as raw); not a
+    mountable filesystem.
+    """
+    block = 2048
+    with open(path, 'xb') as f:
+        f.truncate(blocks * block)
+        f.seek(16 * block)
+        f.write(_iso_pvd(blocks, block))
+        f.seek(17 * block)
+        f.write(b'\xffCD001\x01' + bytes(block - 7))  # set terminator
+    return path
+
+
+def _iso_pvd(blocks, block):
+    pvd = bytearray(block)
+    pvd[0:7] = b'\x01CD001\x01'
+    pvd[8:40] = b'LINUX'.ljust(32)
+    pvd[40:72] = b'HOSTILE_TEST'.ljust(32)
+    pvd[80:88] = struct.pack('<I', blocks) + struct.pack('>I', blocks)
+    pvd[120:124] = struct.pack('<H', 1) + struct.pack('>H', 1)
+    pvd[124:128] = struct.pack('<H', 1) + struct.pack('>H', 1)
+    pvd[128:132] = struct.pack('<H', block) + struct.pack('>H', block)
+    pvd[881] = 1
+    return bytes(pvd)
+
+
+def _mbr(entries):
+    """A 512-byte MBR with up to four 16-byte partition entries."""
+    mbr = bytearray(512)
+    for i, entry in enumerate(entries):
+        mbr[446 + 16 * i:446 + 16 * (i + 1)] = entry
+    mbr[510:512] = b'\x55\xaa'
+    return bytes(mbr)
+
+
+def _pte(boot, chs_start, ostype, chs_end, lba_start, lba_size):
+    return struct.pack('<B3sB3sII', boot, bytes(chs_start), ostype,
+                       bytes(chs_end), lba_start, lba_size)
+
+
+def gpt(path, size=8 * MiB, seed=3):
+    """A raw disk with a valid GPT (protective MBR, primary and backup
+    headers, one Linux partition) and 64 KiB of data in the partition.
+
+    The inspectors detect it as 'gpt'; declared 'raw', it is accepted.
+    """
+    sectors = size // 512
+    part_guid = uuid.UUID(int=random.Random(seed).getrandbits(128))
+    disk_guid = uuid.UUID(int=random.Random(seed + 1).getrandbits(128))
+    linux_fs = uuid.UUID('0fc63daf-8483-4772-8e79-3d69d8477de4')
+    first, last = 2048, sectors - 34
+    entry = (linux_fs.bytes_le + part_guid.bytes_le +
+             struct.pack('<QQQ', first, last, 0) +
+             'test'.encode('utf-16-le').ljust(72, b'\0'))
+    entries = entry.ljust(128 * 128, b'\0')
+    entries_crc = zlib.crc32(entries)
+
+    def header(current, backup, entries_lba):
+        fields = struct.pack(
+            '<8sIIIIQQQQ16sQIII', b'EFI PART', 0x00010000, 92, 0, 0,
+            current, backup, 34, sectors - 34, disk_guid.bytes_le,
+            entries_lba, 128, 128, entries_crc)
+        crc = zlib.crc32(fields)
+        return (fields[:16] + struct.pack('<I', crc) +
+                fields[20:]).ljust(512, b'\0')
+
+    protective = _pte(0, (0, 2, 0), 0xEE, (0xff, 0xff, 0xff), 1,
+                      min(sectors - 1, 0xffffffff))
+    with open(path, 'xb') as f:
+        f.truncate(size)
+        f.write(_mbr([protective]))
+        f.write(header(1, sectors - 1, 2))
+        f.write(entries)
+        f.seek(first * 512)
+        f.write(pattern(64 * KiB, seed))
+        f.seek((sectors - 33) * 512)
+        f.write(entries)
+        f.write(header(sectors - 1, 1, sectors - 33))
+    return path
+
+
+# --- hostile images ----------------------------------------------------------
+
+def qcow2_with_backing_file(path, backing_file=HOST_FILE, size=1 * MiB):
+    """A qcow2 whose backing file is a host file (read as raw)."""
+    qemu_img('create', '-q', '-f', 'qcow2', '-u', '-b', backing_file,
+             '-F', 'raw', path, size)
+    return path
+
+
+def qcow2_with_data_file(path, data_file=None, size=1 * MiB):
+    """A qcow2 whose data lives in an external data-file.
+
+    :param data_file: default ``<path>.data`` (created by qemu-img next to
+        the image, as the hostile uploader would name any host file).
+    """
+    data_file = data_file or path + '.data'
+    qemu_img('create', '-q', '-f', 'qcow2', '-o', 'data_file=%s' % data_file,
+             path, size)
+    return path
+
+
+def qcow2_unknown_features(path, bit=10, size=1 * MiB):
+    """A qcow2 v3 with an incompatible feature bit no reader knows."""
+    qemu_img('create', '-q', '-f', 'qcow2', path, size)
+    with open(path, 'r+b') as f:
+        f.seek(_QCOW2_INCOMPAT_OFFSET)
+        (features,) = struct.unpack('>Q', f.read(8))
+        f.seek(_QCOW2_INCOMPAT_OFFSET)
+        f.write(struct.pack('>Q', features | (1 << bit)))
+    return path
+
+
+def qcow2_with_version(path, version, size=1 * MiB):
+    """A qcow2 whose header claims ``version`` (e.g. 1 or 4)."""
+    qemu_img('create', '-q', '-f', 'qcow2', path, size)
+    _patch(path, _QCOW2_VERSION_OFFSET, struct.pack('>I', version))
+    return path
+
+
+def qed(path, size=1 * MiB):
+    """A QED image (a format nobody should accept any more)."""
+    qemu_img('create', '-q', '-f', 'qed', path, size)
+    return path
+
+
+def vmdk_sparse(path, size=1 * MiB):
+    """A monolithicSparse VMDK, as qemu-img makes it."""
+    qemu_img('create', '-q', '-f', 'vmdk', path, size)
+    return path
+
+
+def vmdk_flat_descriptor(path, extent=HOST_FILE, sectors=2048):
+    """A text VMDK descriptor (monolithicFlat) whose extent is a host path.
+
+    Read as vmdk, qemu would serve ``extent``'s bytes as the disk
+    (OSSA-2023-002).
+    """
+    text = ('# Disk DescriptorFile\n'
+            'version=1\n'
+            'CID=fffffffe\n'
+            'parentCID=ffffffff\n'
+            'createType="monolithicFlat"\n'
+            '\n'
+            '# Extent description\n'
+            'RW %d FLAT "%s" 0\n'
+            '\n'
+            '# The Disk Data Base\n'
+            '#DDB\n'
+            'ddb.adapterType = "ide"\n' % (sectors, extent))
+    with open(path, 'x') as f:
+        f.write(text)
+    return path
+
+
+def iso_with_qcow2_header(path, backing_file=HOST_FILE):
+    """A file that is both a qcow2 (with a backing file) and an ISO.
+
+    A qcow2 header at 0 and an ISO primary volume descriptor at 32 KiB,
+    inside the qcow2's header cluster where qcow2 readers never look.
+    """
+    qcow2_with_backing_file(path, backing_file, size=1 * MiB)
+    _patch(path, 16 * 2048, _iso_pvd(64, 2048))
+    _patch(path, 17 * 2048, b'\xffCD001\x01')
+    return path
+
+
+def gpt_bad_protective_mbr(path, size=1 * MiB):
+    """A raw disk whose MBR has a GPT protective entry with a bad start
+    LBA plus an extra partition (which the inspector's safety check
+    refuses)."""
+    bad = _pte(0, (0, 2, 0), 0xEE, (0xff, 0xff, 0xff), 7, 100)
+    extra = _pte(0, (0, 3, 0), 0x83, (0xff, 0xff, 0xff), 200, 100)
+    with open(path, 'xb') as f:
+        f.truncate(size)
+        f.write(_mbr([bad, extra]))
+    return path
+
+
+def qcow2_bomb(path, virtual_size=16 * TiB):
+    """A tiny qcow2 (a few hundred KiB) claiming a huge virtual size."""
+    qemu_img('create', '-q', '-f', 'qcow2', path, virtual_size)
+    return path
+
+
+def truncated_qcow2(path, keep=None):
+    """A qcow2 with 1 MiB of data cut short (its tables point past EOF).
+
+    :param keep: bytes kept; default: the header cluster and a bit.
+    """
+    qcow2(path, size=8 * MiB, data_at=((0, 1 * MiB),))
+    with open(path, 'r+b') as f:
+        f.truncate(keep if keep is not None else 64 * KiB + 1000)
+    return path
+
+
+def raw_with_qcow2_header(path, backing_file=HOST_FILE, size=8 * MiB):
+    """A raw disk whose first bytes are a qcow2 header with a backing file.
+
+    What a hostile guest writes into its own raw disk: read with -f raw it
+    is harmless data; probed, it would open ``backing_file``.
+    """
+    header = path + '.hdr'
+    qcow2_with_backing_file(header, backing_file, size=size)
+    with open(header, 'rb') as f:
+        head = f.read(64 * KiB)
+    os.unlink(header)
+    with open(path, 'xb') as f:
+        f.truncate(size)
+        f.write(head)
+    return path
+
+
+# --- the local store, without its checks -------------------------------------
+
+def plant(store, src_path, disk_format, image_id=None, **overrides):
+    """Put ``src_path`` into ``store`` (a LocalImageService) as is.
+
+    Bypasses ``import_file``'s verification, so that hostile content can be
+    served to ``fetch_verified``. The record is honest (size, md5, sha512
+    of the bytes) unless ``overrides`` say otherwise.
+
+    :returns: the new image's id.
+    """
+    image_id = image_id or str(uuid.uuid4())
+    image_dir = store.image_dir(image_id)
+    os.makedirs(image_dir)
+    md5 = hashlib.md5(usedforsecurity=False)
+    sha512 = hashlib.sha512()
+    size = 0
+    with open(src_path, 'rb') as src, \
+            open(os.path.join(image_dir, local.DATA_NAME), 'xb') as dst:
+        for chunk in iter(lambda: src.read(MiB), b''):
+            md5.update(chunk)
+            sha512.update(chunk)
+            size += len(chunk)
+            if chunk.count(0) == len(chunk):
+                dst.seek(len(chunk), os.SEEK_CUR)
+            else:
+                dst.write(chunk)
+        dst.truncate(size)
+    meta = {
+        'id': image_id, 'name': os.path.basename(src_path),
+        'status': 'active', 'disk_format': disk_format,
+        'container_format': 'bare', 'size': size,
+        'checksum': md5.hexdigest(), 'os_hash_algo': 'sha512',
+        'os_hash_value': sha512.hexdigest(), 'virtual_size': None,
+        'min_disk': 0, 'properties': {},
+    }
+    meta.update(overrides)
+    _write_meta(store, image_id, meta)
+    return image_id
+
+
+def tamper(store, image_id, **changes):
+    """Change keys of a stored record (no checks; ``None`` is kept)."""
+    path = os.path.join(store.image_dir(image_id), local.METADATA_NAME)
+    with open(path) as f:
+        meta = jsonutils.loads(f.read())
+    meta.update(changes)
+    _write_meta(store, image_id, meta)
+
+
+def _write_meta(store, image_id, meta):
+    path = os.path.join(store.image_dir(image_id), local.METADATA_NAME)
+    with open(path, 'w') as f:
+        f.write(jsonutils.dumps(meta))
+
+
+def flip_byte(path, offset=0):
+    """Invert one byte of ``path`` in place (the record is unchanged)."""
+    with open(path, 'r+b') as f:
+        f.seek(offset)
+        (b,) = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b ^ 0xff]))
+
+
+# --- the catalogue -----------------------------------------------------------
+
+#: name: test id; build: builder(path) -> path; declared: disk_format to
+#: declare; error: what fetch_verified must raise; max_virtual_size: passed
+#: to the fetch; meta: record overrides at plant time; after: callable(store,
+#: image_id) run after planting (to damage stored bytes).
+HostileCase = collections.namedtuple(
+    'HostileCase', 'name build declared error max_virtual_size meta after')
+
+
+def _case(name, build, declared, error, max_virtual_size=None, meta=None,
+          after=None):
+    return HostileCase(name, build, declared, error, max_virtual_size,
+                       meta or {}, after)
+
+
+def _data_path(store, image_id):
+    return os.path.join(store.image_dir(image_id), local.DATA_NAME)
+
+
+CASES = [
+    _case('qcow2-backing-file', qcow2_with_backing_file, 'qcow2',
+          exception.ImageUnsafe),
+    _case('qcow2-data-file', qcow2_with_data_file, 'qcow2',
+          exception.ImageUnsafe),
+    _case('qcow2-unknown-features', qcow2_unknown_features, 'qcow2',
+          exception.ImageUnsafe),
+    _case('qcow2-version-1', lambda p: qcow2_with_version(p, 1), 'qcow2',
+          exception.ImageUnsafe),
+    _case('qcow2-version-4', lambda p: qcow2_with_version(p, 4), 'qcow2',
+          exception.ImageUnsafe),
+    _case('qed-declared-qed', qed, 'qed', exception.ImageFormatUnsupported),
+    _case('qed-declared-raw', qed, 'raw', exception.ImageFormatMismatch),
+    _case('qed-declared-qcow2', qed, 'qcow2', exception.ImageFormatMismatch),
+    _case('raw-declared-content-qcow2', qcow2, 'raw',
+          exception.ImageFormatMismatch),
+    _case('raw-declared-content-qcow2-backing', qcow2_with_backing_file,
+          'raw', exception.ImageFormatMismatch),
+    _case('raw-declared-content-vmdk', vmdk_sparse, 'raw',
+          exception.ImageFormatMismatch),
+    _case('vmdk-declared-vmdk', vmdk_sparse, 'vmdk',
+          exception.ImageFormatUnsupported),
+    _case('qcow2-declared-content-raw', raw, 'qcow2',
+          exception.ImageFormatMismatch),
+    _case('vmdk-flat-descriptor-declared-raw', vmdk_flat_descriptor, 'raw',
+          exception.ImageFormatMismatch),
+    _case('vmdk-flat-descriptor-declared-vmdk', vmdk_flat_descriptor,
+          'vmdk', exception.ImageFormatUnsupported),
+    _case('iso-with-qcow2-header-declared-raw', iso_with_qcow2_header, 'raw',
+          exception.ImageFormatMismatch),
+    _case('iso-with-qcow2-header-declared-iso', iso_with_qcow2_header, 'iso',
+          exception.ImageFormatMismatch),
+    _case('iso-with-qcow2-header-declared-qcow2', iso_with_qcow2_header,
+          'qcow2', exception.ImageFormatMismatch),
+    _case('gpt-bad-protective-mbr', gpt_bad_protective_mbr, 'raw',
+          exception.ImageUnsafe),
+    _case('qcow2-bomb', qcow2_bomb, 'qcow2', exception.ImageTooLarge,
+          max_virtual_size=1 * GiB),
+    _case('raw-larger-than-disk', raw, 'raw', exception.ImageTooLarge,
+          max_virtual_size=4 * MiB),
+    _case('truncated-qcow2', truncated_qcow2, 'qcow2',
+          exception.ImageDamaged),
+    _case('download-shorter-than-size', raw, 'raw', exception.ImageCorrupt,
+          meta={'size': 8 * MiB + 512}),
+    _case('download-longer-than-size', raw, 'raw', exception.ImageCorrupt,
+          meta={'size': 8 * MiB - 512}),
+    _case('download-md5-differs', raw, 'raw', exception.ImageCorrupt,
+          meta={'checksum': '0' * 32}),
+    _case('download-sha512-differs', raw, 'raw', exception.ImageCorrupt,
+          meta={'os_hash_value': 'f' * 128}),
+    _case('download-bytes-differ', raw, 'raw', exception.ImageCorrupt,
+          after=lambda store, image_id: flip_byte(
+              _data_path(store, image_id), 4096)),
+    _case('qcow2-download-bytes-differ', qcow2, 'qcow2',
+          exception.ImageCorrupt,
+          after=lambda store, image_id: flip_byte(
+              _data_path(store, image_id), 70000)),
+    _case('no-checksum', raw, 'raw', exception.ImageMetadataInvalid,
+          meta={'checksum': None, 'os_hash_algo': None,
+                'os_hash_value': None}),
+    _case('unknown-hash-algo', raw, 'raw', exception.ImageMetadataInvalid,
+          meta={'os_hash_algo': 'md4'}),
+    _case('not-active', raw, 'raw', exception.ImageUnacceptable,
+          meta={'status': 'queued'}),
+    _case('container-ova', raw, 'raw', exception.ImageUnacceptable,
+          meta={'container_format': 'ova'}),
+]

@@ -1,0 +1,123 @@
+"""LocalImageService.import_file with real qemu-img: what it records, how
+it stores the bytes, and what it refuses (the fetch's rules)."""
+
+import hashlib
+import os
+
+import pytest
+
+from nova import exception
+from tests.functional import hostile_images as hostile
+from tests.functional.image import fetch_helpers as helpers
+
+ctx = helpers.ctx
+store = helpers.store
+image_api = helpers.image_api
+src_dir = helpers.src_dir
+
+MiB = hostile.MiB
+SIZE = 24 * MiB
+DATA_AT = ((0, 2 * MiB), (SIZE - MiB, MiB))
+
+
+def _hashes(path):
+    md5 = hashlib.md5(usedforsecurity=False)
+    sha512 = hashlib.sha512()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(MiB), b''):
+            md5.update(chunk)
+            sha512.update(chunk)
+    return md5.hexdigest(), sha512.hexdigest()
+
+
+@pytest.mark.parametrize('fmt', ['raw', 'qcow2'])
+def test_import_records_what_it_stored(ctx, store, image_api, src_dir, fmt):
+    build = hostile.raw if fmt == 'raw' else hostile.qcow2
+    src = build(os.path.join(src_dir, 'img'), SIZE, DATA_AT)
+    calls = []
+
+    meta = image_api.import_file(
+        ctx, src, fmt, name='test image', properties={'os_type': 'linux'},
+        progress=lambda done, total: calls.append((done, total)))
+
+    md5, sha512 = _hashes(src)
+    assert meta == {
+        'id': meta['id'], 'name': 'test image', 'status': 'active',
+        'disk_format': fmt, 'container_format': 'bare',
+        'size': os.path.getsize(src), 'checksum': md5,
+        'os_hash_algo': 'sha512', 'os_hash_value': sha512,
+        'virtual_size': SIZE, 'min_disk': 0,
+        'properties': {'os_type': 'linux'}}
+    assert image_api.get(ctx, meta['id']) == meta
+    data = os.path.join(store.image_dir(meta['id']), 'data')
+    assert helpers.same_content(src, fmt, data, fmt)
+    # Holes stay holes in the store.
+    assert helpers.allocated(data) <= helpers.allocated(src) + 64 * 1024
+    assert calls[-1] == (os.path.getsize(src), os.path.getsize(src))
+    assert b''.join(image_api.download(ctx, meta['id'])) == open(
+        src, 'rb').read()
+    assert sorted(os.listdir(store.image_dir(meta['id']))) == [
+        'data', 'metadata.json']
+
+
+def test_import_gpt_disk_as_raw(ctx, image_api, src_dir):
+    src = hostile.gpt(os.path.join(src_dir, 'gpt.raw'))
+    meta = image_api.import_file(ctx, src, 'raw')
+    assert meta['virtual_size'] == os.path.getsize(src)
+
+
+@pytest.mark.parametrize('build,declared,error', [
+    (hostile.qcow2_with_backing_file, 'qcow2', exception.ImageUnsafe),
+    (hostile.qcow2_with_data_file, 'qcow2', exception.ImageUnsafe),
+    (hostile.qcow2, 'raw', exception.ImageFormatMismatch),
+    (hostile.raw, 'qcow2', exception.ImageFormatMismatch),
+    (hostile.vmdk_flat_descriptor, 'raw', exception.ImageFormatMismatch),
+    (hostile.iso_with_qcow2_header, 'iso', exception.ImageFormatMismatch),
+    (hostile.gpt_bad_protective_mbr, 'raw', exception.ImageUnsafe),
+    (hostile.truncated_qcow2, 'qcow2', exception.ImageDamaged),
+    (hostile.qed, 'raw', exception.ImageFormatMismatch),
+], ids=['backing-file', 'data-file', 'qcow2-as-raw', 'raw-as-qcow2',
+        'vmdk-descriptor', 'iso-qcow2', 'bad-pmbr', 'truncated', 'qed'])
+def test_import_refuses_hostile_content(ctx, store, image_api, src_dir,
+                                        build, declared, error):
+    src = build(os.path.join(src_dir, 'img'))
+    with pytest.raises(error):
+        image_api.import_file(ctx, src, declared)
+    # Nothing half-imported remains.
+    assert os.listdir(store.root) == []
+    assert image_api.get_all(ctx) == []
+
+
+@pytest.mark.parametrize('kwargs', [
+    {'disk_format': 'vmdk'}, {'disk_format': 'qed'},
+    {'disk_format': 'raw', 'container_format': 'docker'},
+    {'disk_format': 'raw', 'properties': {1: 'x'}},
+    {'disk_format': 'raw', 'min_disk': -1},
+])
+def test_import_refuses_bad_arguments(ctx, store, image_api, src_dir,
+                                      kwargs):
+    src = hostile.raw(os.path.join(src_dir, 'img'))
+    with pytest.raises(exception.InvalidInput):
+        image_api.import_file(ctx, src, **kwargs)
+    assert not os.path.exists(store.root) or os.listdir(store.root) == []
+
+
+def test_import_refuses_non_files(ctx, image_api, src_dir):
+    with pytest.raises(exception.InvalidInput):
+        image_api.import_file(ctx, src_dir, 'raw')
+    with pytest.raises(exception.InvalidInput):
+        image_api.import_file(ctx, os.path.join(src_dir, 'missing'), 'raw')
+
+
+def test_get_all_and_delete(ctx, store, image_api, src_dir):
+    a = image_api.import_file(
+        ctx, hostile.raw(os.path.join(src_dir, 'a')), 'raw', name='a')
+    b = image_api.import_file(
+        ctx, hostile.qcow2(os.path.join(src_dir, 'b')), 'qcow2', name='b')
+    assert image_api.get_all(ctx) == sorted([a, b], key=lambda m: m['id'])
+    image_api.delete(ctx, a['id'])
+    assert image_api.get_all(ctx) == [b]
+    with pytest.raises(exception.ImageNotFound):
+        image_api.get(ctx, a['id'])
+    with pytest.raises(exception.ImageNotFound):
+        image_api.delete(ctx, a['id'])
