@@ -1,0 +1,68 @@
+"""A process SIGKILLed while it fills a cache entry; then a retry.
+
+The entry's lock dies with the process (a kernel file lock), and the retry
+finds only leftovers it may remove: it makes the entry as if nothing had
+happened, and nothing of the dead attempt stays in the cache.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import nova.conf
+from nova.virt.libvirt import disk_funcs
+
+import ib_func_helpers as helpers
+
+CONF = nova.conf.CONF
+HERE = os.path.dirname(os.path.abspath(__file__))
+MiB = helpers.MiB
+
+
+def _kill_when_ready(args):
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(HERE, 'ib_crash_worker.py'),
+         json.dumps(args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    deadline = time.monotonic() + 60
+    while not os.path.exists(args['ready']):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, 'worker never got ready'
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def _args(tmp_path, **kw):
+    return dict(instances_path=CONF.instances_path,
+                lock_path=CONF.oslo_concurrency.lock_path,
+                ready=str(tmp_path / 'ready'), **kw)
+
+
+def test_killed_template_then_retry(cache, base_dir, tmp_path):
+    _kill_when_ready(_args(tmp_path, template='swap_16', size=16 * MiB))
+    assert os.listdir(base_dir) == ['swap_16.part']  # the dead attempt
+
+    entry = cache.ensure_template('swap_16', disk_funcs.make_swap(),
+                                  16 * MiB)
+
+    assert helpers.blkid_type(entry.path) == 'swap'
+    assert sorted(os.listdir(base_dir)) == ['swap_16', 'swap_16.info']
+
+
+def test_killed_fetch_then_retry(cache, base_dir, image_service, image_files,
+                                 tmp_path):
+    image_id = image_service.ids['qcow2']
+    _kill_when_ready(_args(tmp_path, service=image_service.spec(),
+                           image_id=image_id, format='raw'))
+    leftovers = os.listdir(base_dir)
+    assert len(leftovers) == 1 and leftovers[0].endswith('.part')
+
+    entry = cache.ensure_image(None, image_id, 'raw')
+
+    assert sorted(os.listdir(base_dir)) == [entry.name, entry.name + '.info']
+    assert image_service.counted_downloads(image_id) == 2
+    assert helpers.same_content(entry.path, 'raw', image_files['raw'], 'raw')
