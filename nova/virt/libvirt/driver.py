@@ -59,6 +59,12 @@ _LIBVIRT_POWER_STATE = {
     7: SUSPENDED,   # PMSUSPENDED
 }
 
+# libvirt's VIR_DOMAIN_* state numbers -> libvirt's own names (virsh)
+DOMAIN_STATE_NAMES = {
+    0: 'nostate', 1: 'running', 2: 'blocked', 3: 'paused', 4: 'shutdown',
+    5: 'shut off', 6: 'crashed', 7: 'pmsuspended',
+}
+
 #: Guest memory: the guests here exist to prove their disks open.
 GUEST_MEMORY_MB = 64
 GUEST_VCPUS = 1
@@ -220,6 +226,15 @@ class LibvirtDriver:
             return NOSTATE
         state, _reason = dom.state()
         return _LIBVIRT_POWER_STATE.get(state, NOSTATE)
+
+    def get_domain_state(self, instance):
+        """libvirt's name of the domain's state ('running', 'shut off'...),
+        or None if the instance has no domain on this host."""
+        dom = self.host.lookup_domain(instance)
+        if dom is None:
+            return None
+        state, _reason = dom.state()
+        return DOMAIN_STATE_NAMES.get(state, 'unknown (%d)' % state)
 
     def get_guest_xml(self, context, instance, block_device_info=None):
         """The guest XML the records describe (what a redefine writes)."""

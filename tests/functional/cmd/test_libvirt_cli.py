@@ -1,0 +1,179 @@
+"""nova-libvirt, run as a user runs it: the console script, in a subprocess,
+on a private state directory (a config file naming it, or an empty HOME for
+the embedded defaults), with real qemu-img, SQLite and libvirt's test
+driver."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+COMMANDS = ('image-import', 'image-list', 'boot', 'show', 'list', 'destroy')
+
+
+def _script():
+    script = os.path.join(os.path.dirname(sys.executable), 'nova-libvirt')
+    if os.path.exists(script):
+        return [script]
+    return [sys.executable, '-m', 'nova.cmd.libvirt']
+
+
+class CLI:
+    """Runs nova-libvirt with a config file whose state_path is private."""
+
+    def __init__(self, tmp_path, extra_conf=''):
+        self.state = tmp_path / 'state'
+        self.conf = tmp_path / 'nova.conf'
+        self.conf.write_text('[DEFAULT]\nstate_path = %s\n%s' % (
+            self.state, extra_conf))
+        self.env = dict(os.environ, HOME=str(tmp_path / 'home'))
+
+    def run(self, *args, check=True, fmt='json'):
+        cmd = _script() + ['--config-file', str(self.conf),
+                           '--format', fmt] + list(args)
+        result = subprocess.run(cmd, capture_output=True, text=True,
+                                env=self.env, timeout=300)
+        if check and result.returncode != 0:
+            raise AssertionError('%s exited %d\nstdout: %s\nstderr: %s' % (
+                ' '.join(cmd), result.returncode, result.stdout,
+                result.stderr))
+        return result
+
+    def json(self, *args):
+        return json.loads(self.run(*args).stdout)
+
+
+def make_qcow2(path, size='1G'):
+    raw = str(path) + '.raw'
+    with open(raw, 'wb') as f:
+        f.write(b'cli!' * 65536)
+        f.truncate(64 << 20)
+    subprocess.run(['qemu-img', 'convert', '-q', '-f', 'raw', '-O', 'qcow2',
+                    raw, str(path)], check=True)
+    if size:
+        subprocess.run(['qemu-img', 'resize', '-q', '-f', 'qcow2', str(path),
+                        size], check=True)
+    return str(path)
+
+
+@pytest.fixture
+def cli(tmp_path):
+    return CLI(tmp_path)
+
+
+def test_help_explains_every_command(cli):
+    result = subprocess.run(_script() + ['--help'], capture_output=True,
+                            text=True, env=cli.env)
+    assert result.returncode == 0
+    for command in COMMANDS:
+        assert command in result.stdout
+    for word in ('--config-file', '--format', 'state_path',
+                 'test:///default'):
+        assert word in result.stdout
+    for command in COMMANDS:
+        sub = subprocess.run(_script() + [command, '--help'],
+                             capture_output=True, text=True, env=cli.env)
+        assert sub.returncode == 0, sub.stderr
+        assert sub.stdout.startswith('usage: nova-libvirt %s' % command)
+    boot_help = subprocess.run(_script() + ['boot', '--help'],
+                               capture_output=True, text=True,
+                               env=cli.env).stdout
+    for arg in ('--image', '--root-gb', '--ephemeral-gb', '--swap-mb',
+                '--name'):
+        assert arg in boot_help
+
+
+def test_import_boot_show_list_destroy(cli, tmp_path):
+    image = cli.json('image-import', make_qcow2(tmp_path / 'img.qcow2'),
+                     '--disk-format', 'qcow2', '--name', 'cirros')
+    assert image['disk_format'] == 'qcow2'
+    assert image['name'] == 'cirros'
+    assert image['virtual_size'] == 1 << 30
+    assert [i['id'] for i in cli.json('image-list')] == [image['id']]
+    # Everything landed in the one state directory.
+    assert (cli.state / 'nova.sqlite').is_file()
+    assert (cli.state / 'images' / image['id']).is_dir()
+
+    booted = cli.json('boot', '--image', image['id'], '--root-gb', '2',
+                      '--ephemeral-gb', '1', '--swap-mb', '64',
+                      '--name', 'web')
+    uuid = booted['uuid']
+    assert booted['vm_state'] == 'active'
+    assert booted['power_state'] == 'running'
+    assert booted['domain_state'] == 'running'
+    assert [(d['target'], d['disk_name']) for d in booted['disks']] == [
+        ('vda', 'disk'), ('vdb', 'disk.local'), ('vdc', 'disk.swap')]
+
+    shown = cli.json('show', uuid)
+    assert shown['name'] == 'web'
+    assert shown['power_state'] == 'running'
+    # test:///default forgets the domain when boot's process ends.
+    assert shown['domain_state'] == 'not defined'
+    assert 'note' in shown
+    sizes = {'disk': 2 << 30, 'disk.local': 1 << 30, 'disk.swap': 64 << 20}
+    for disk in shown['disks']:
+        record, on_disk = disk['record'], disk['on_disk']
+        # Embedded defaults: qcow2 overlays over raw bases.
+        assert (record['backend'], record['format'],
+                record['backing_format']) == ('qcow2', 'qcow2', 'raw')
+        assert record['size'] == sizes[disk['disk_name']]
+        assert on_disk['format'] == record['format']
+        assert on_disk['virtual_size'] == record['size']
+        assert on_disk['backing_format'] == record['backing_format']
+        assert os.path.isfile(disk['path'])
+    assert shown['disks'][0]['record']['image_id'] == image['id']
+    assert shown['disks'][1]['record']['cache_name'] == 'ephemeral_1_ext4'
+    assert cli.json('show', 'web')['uuid'] == uuid
+
+    table = cli.run('show', uuid, fmt='table').stdout
+    assert 'disk.local' in table and 'ephemeral_1_ext4' in table
+
+    listed = cli.json('list')
+    assert [(i['uuid'], i['vm_state']) for i in listed] == [(uuid, 'active')]
+    assert 'web' in cli.run('list', fmt='table').stdout
+
+    assert cli.json('destroy', uuid)['status'] == 'deleted'
+    assert not (cli.state / 'instances' / uuid).exists()
+    assert cli.json('list') == []
+    gone = cli.run('show', uuid, check=False)
+    assert gone.returncode == 1
+    assert 'could not be found' in gone.stderr
+
+
+def test_failed_boot_leaves_instance_in_error_and_names_the_disk(
+        cli, tmp_path):
+    # A 2 GiB image cannot be the root disk of a 1 GB flavor.
+    big = make_qcow2(tmp_path / 'big.qcow2', size='2G')
+    image = cli.json('image-import', big, '--disk-format', 'qcow2')
+    result = cli.run('boot', '--image', image['id'], '--root-gb', '1',
+                     check=False)
+    assert result.returncode == 1
+    assert 'disk disk of instance' in result.stderr
+    assert result.stdout == ''
+    [instance] = cli.json('list')
+    assert instance['vm_state'] == 'error'
+    cli.json('destroy', instance['uuid'])
+    assert cli.json('list') == []
+
+
+def test_embedded_defaults_without_any_configuration(tmp_path):
+    home = tmp_path / 'home'
+    env = dict(os.environ, HOME=str(home))
+    result = subprocess.run(_script() + ['--format', 'json', 'list'],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+    state = home / '.local' / 'state' / 'nova-libvirt'
+    assert (state / 'nova.sqlite').is_file()
+    assert oct(state.stat().st_mode & 0o777) == oct(0o700)
+
+
+def test_bad_arguments_are_usage_errors(cli):
+    result = cli.run('boot', '--image', 'x', '--root-gb', '-1', check=False)
+    assert result.returncode == 2
+    assert '--root-gb' in result.stderr
+    result = cli.run('boot', '--image', '../../etc/passwd', check=False)
+    assert result.returncode == 1
+    assert 'uuid' in result.stderr
