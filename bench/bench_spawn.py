@@ -1,0 +1,331 @@
+#!/usr/bin/env python3
+"""Benchmark of a whole spawn with a warm cache, against bare tools and
+against upstream Nova, all measured in one run.
+
+Prints (medians of --reps warm spawns; never asserts on time):
+
+(a) a 4-disk instance (root 2 GB from the image, two 1 GB ext4 ephemerals,
+    512 MB swap) spawned through LibvirtDriver (records planned and saved,
+    disks created, guest XML built, domain defined and started on
+    libvirt's test driver) divided by the same external commands run bare
+    (the argv each spawn ran, e.g. ``qemu-img create -f qcow2 -b <base>
+    -F raw <disk> <size>`` per disk, into a scratch directory; for the
+    flat backend, which runs none, ``cp --sparse=always`` of each disk's
+    cache entry);
+(b) external commands and database round trips (statements, and write
+    transactions) per spawn;
+(c) when the anchor venv exists (``bash /work/shared/anchor/setup.sh``),
+    upstream Nova 34.0.0's warm creation of the disks it makes (root,
+    ephemeral, swap) run side by side on the same image, against our
+    spawn of the same three disks: the ratio, and both command counts.
+
+The image is the anchor's (1 GiB sparse raw with 64 MiB of seeded random
+data, and its qcow2; made here if ``~/.cache/anchor/images`` has none).
+Run::
+
+    .venv/bin/python bench/bench_spawn.py [--reps 5] [--backend qcow2|flat]
+"""
+
+import argparse
+import json
+import logging as std_logging
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from oslo_concurrency import processutils
+from oslo_utils import uuidutils
+import sqlalchemy as sa
+
+import nova.conf
+from nova import context as nova_context
+from nova.db import api as db_api
+from nova.db import migration
+from nova import image
+from nova import objects
+from nova.virt.libvirt import driver as libvirt_driver
+from nova.virt.libvirt import host as libvirt_host
+from nova.virt.libvirt.imagebackend import cache as image_cache
+from nova.virt.libvirt.imagebackend import manager as disk_manager
+
+CONF = nova.conf.CONF
+
+MiB = 1 << 20
+GiB = 1 << 30
+ANCHOR = '/work/shared/anchor'
+ANCHOR_DIR = os.environ.get('ANCHOR_DIR', os.path.join(
+    os.environ.get('XDG_CACHE_HOME', os.path.expanduser('~/.cache')),
+    'anchor'))
+
+#: backend -> (image format, anchor arguments of the same layout)
+CONFIGS = {
+    'qcow2': ('qcow2', ['--images-type', 'qcow2', '--use-cow', 'true',
+                        '--force-raw', 'true', '--disk-format', 'qcow2']),
+    'flat': ('raw', ['--images-type', 'flat', '--use-cow', 'false',
+                     '--force-raw', 'true', '--disk-format', 'raw']),
+}
+
+
+class Recorder:
+    """External commands (argv, seconds) and SQL statements of a spawn.
+
+    processutils.execute is wrapped (pass-through) because every tool this
+    project runs goes through it; statements are counted by the engine's
+    own events.
+    """
+
+    def __init__(self, engine):
+        self.commands = []
+        self.statements = []
+        self.write_transactions = 0
+        self._pending_write = False
+        real = processutils.execute
+
+        def execute(*cmd, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return real(*cmd, **kwargs)
+            finally:
+                self.commands.append((cmd, time.perf_counter() - t0))
+
+        processutils.execute = execute
+        sa.event.listen(engine, 'before_cursor_execute', self._on_execute)
+        sa.event.listen(engine, 'commit', self._on_commit)
+
+    def _on_execute(self, conn, cursor, statement, params, ctx, many):
+        verb = statement.split(None, 1)[0].upper()
+        self.statements.append(verb)
+        if verb in ('INSERT', 'UPDATE', 'DELETE'):
+            self._pending_write = True
+
+    def _on_commit(self, conn):
+        if self._pending_write:
+            self.write_transactions += 1
+        self._pending_write = False
+
+    def reset(self):
+        self.commands.clear()
+        self.statements.clear()
+        self.write_transactions = 0
+
+
+def make_images(directory):
+    """The anchor's images, or the same made here."""
+    anchor_images = os.path.join(ANCHOR_DIR, 'images')
+    found = {fmt: os.path.join(anchor_images, 'img.' + fmt)
+             for fmt in ('raw', 'qcow2')}
+    if all(os.path.exists(p) for p in found.values()):
+        return found
+    raw = os.path.join(directory, 'img.raw')
+    with open(raw, 'wb') as f:
+        f.truncate(GiB)
+        f.write(random.Random(20250101).randbytes(64 * MiB))
+    qcow2 = os.path.join(directory, 'img.qcow2')
+    subprocess.run(['qemu-img', 'convert', '-f', 'raw', '-O', 'qcow2', raw,
+                    qcow2], check=True)
+    return {'raw': raw, 'qcow2': qcow2}
+
+
+def create_instance(context, image_meta, ephemerals):
+    """An instance with root 2 GB, ``ephemerals`` x 1 GB, swap 512 MB."""
+    instance = objects.Instance(
+        context, uuid=uuidutils.generate_uuid(), image_ref=image_meta['id'],
+        root_gb=2, ephemeral_gb=1, swap=512, vm_state='building')
+    instance.create()
+    mappings = [dict(source_type='image', destination_type='local',
+                     boot_index=0, image_id=image_meta['id'])]
+    mappings += [dict(source_type='blank', destination_type='local',
+                      boot_index=-1, guest_format='ext4', volume_size=1)
+                 ] * ephemerals
+    mappings.append(dict(source_type='blank', destination_type='local',
+                         boot_index=-1, guest_format='swap',
+                         volume_size=512))
+    for values in mappings:
+        objects.BlockDeviceMapping(context, instance_uuid=instance.uuid,
+                                   **values).create()
+    return instance
+
+
+def bare_baseline(commands, instance_dir, disks, scratch):
+    """Seconds to run the spawn's own commands bare (no Python around
+    them), into ``scratch`` instead of the instance directory; for a spawn
+    that ran none (flat), ``cp --sparse=always`` of each disk's source."""
+    shutil.rmtree(scratch, ignore_errors=True)
+    os.makedirs(scratch)
+    argvs = [[a.replace(instance_dir, scratch) if isinstance(a, str)
+              else str(a) for a in cmd] for cmd, _ in commands]
+    if not argvs:
+        argvs = [['cp', '--sparse=always', src, os.path.join(scratch, name)]
+                 for name, src in disks]
+    total = 0.0
+    for argv in argvs:
+        t0 = time.perf_counter()
+        subprocess.run(argv, check=True, capture_output=True,
+                       env=dict(os.environ, LC_ALL='C', LANG='C'))
+        total += time.perf_counter() - t0
+    return total, argvs
+
+
+def disk_sources(driver, context, instance):
+    """[(disk name, cache entry path)] of a spawned instance's disks."""
+    bdms = objects.BlockDeviceMappingList.get_by_instance_uuid(
+        context, instance.uuid)
+    cache = image_cache.get_cache()
+    result = []
+    for disk in driver.disks.local_disks(instance, bdms):
+        record = disk.record
+        src = (cache.image_path(record.image_id, record.format)
+               if record.image_id else cache.template_path(record.cache_name))
+        result.append((record.disk_name, src))
+    return result
+
+
+def spawn_series(driver, context, image_meta, recorder, reps, ephemerals,
+                 scratch):
+    """Warm spawns; returns medians and the last spawn's details."""
+    spawn_s, bare_s, cmds, stmts, writes = [], [], [], [], []
+    argvs = []
+    for _ in range(reps):
+        instance = create_instance(context, image_meta, ephemerals)
+        recorder.reset()
+        t0 = time.perf_counter()
+        driver.spawn(context, instance, image_meta)
+        spawn_s.append(time.perf_counter() - t0)
+        cmds.append(len(recorder.commands))
+        stmts.append(len(recorder.statements))
+        writes.append(recorder.write_transactions)
+        instance_dir = os.path.join(CONF.instances_path, instance.uuid)
+        b, argvs = bare_baseline(list(recorder.commands), instance_dir,
+                                 disk_sources(driver, context, instance),
+                                 scratch)
+        bare_s.append(b)
+        driver.destroy(context, instance)
+    return {'spawn_s': statistics.median(spawn_s),
+            'bare_s': statistics.median(bare_s),
+            'commands': max(cmds), 'statements': max(stmts),
+            'write_transactions': max(writes), 'argvs': argvs}
+
+
+def run_upstream(backend, image_path, reps, work):
+    """Upstream Nova's warm creation of root/ephemeral/swap (anchor)."""
+    python = os.path.join(ANCHOR_DIR, 'venv', 'bin', 'python')
+    script = os.path.join(ANCHOR, 'upstream_disks.py')
+    if not (os.path.exists(python) and os.path.exists(script)):
+        return None
+    out = os.path.join(work, 'upstream.json')
+    _fmt, args = CONFIGS[backend]
+    # cwd is the work directory: a checkout's nova/ must not shadow
+    # upstream's.
+    subprocess.run(
+        [python, script] + args + [
+            '--image', image_path, '--root-gb', '2', '--ephemeral-gb', '1',
+            '--swap-mb', '512', '--instances-path',
+            os.path.join(work, 'upstream-instances'), '--fresh',
+            '--instances', str(reps + 1), '--output', out],
+        check=True, capture_output=True, cwd=work)
+    with open(out) as f:
+        result = json.load(f)
+    warm = [i for i in result['instances'] if i['label'] != 'cold_cache']
+    return {'total_s': statistics.median(i['total_s'] for i in warm),
+            'commands': max(len(i['commands']) for i in warm)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--reps', type=int, default=5,
+                        help='warm spawns per series (medians reported)')
+    parser.add_argument('--backend', choices=sorted(CONFIGS),
+                        default='qcow2', help='images_type of the spawns')
+    parser.add_argument('--dir', default=None,
+                        help='work directory (default: a new one in '
+                             '/var/tmp; not tmpfs)')
+    args = parser.parse_args(argv)
+
+    CONF([], project='nova', default_config_files=[],
+         default_config_dirs=[])
+    std_logging.basicConfig(level=std_logging.WARNING)
+    objects.register_all()
+    work = tempfile.mkdtemp(prefix='bench-spawn-',
+                            dir=args.dir or '/var/tmp')
+    try:
+        image_format, _ = CONFIGS[args.backend]
+        CONF.set_override('state_path', work)
+        CONF.set_override('connection', 'sqlite:///%s/nova.sqlite' % work,
+                          group='database')
+        CONF.set_override('images_type', args.backend, group='libvirt')
+        CONF.set_override('use_cow_images', args.backend == 'qcow2')
+        CONF.set_override('force_raw_images', True)
+        migration.db_sync()
+        context = nova_context.get_admin_context()
+        images = make_images(work)
+        image_meta = image.API().import_file(context, images[image_format],
+                                             image_format)
+        host = libvirt_host.Host('test:///default')
+        driver = libvirt_driver.LibvirtDriver(
+            host=host, disks=disk_manager.DiskManager())
+        recorder = Recorder(db_api.get_engine())
+        scratch = os.path.join(work, 'bare')
+
+        # Cold: fetch, convert, mkfs, mkswap once; the cache is then warm.
+        cold = create_instance(context, image_meta, 2)
+        recorder.reset()
+        t0 = time.perf_counter()
+        driver.spawn(context, cold, image_meta)
+        cold_s = time.perf_counter() - t0
+        cold_cmds = len(recorder.commands)
+        driver.destroy(context, cold)
+
+        four = spawn_series(driver, context, image_meta, recorder,
+                            args.reps, 2, scratch)
+        three = spawn_series(driver, context, image_meta, recorder,
+                             args.reps, 1, scratch)
+        upstream = run_upstream(args.backend, images[image_format],
+                                args.reps, work)
+        host.close()
+
+        print('backend %s (force_raw_images=True), %s image of 1 GiB with '
+              '64 MiB of data; medians of %d warm spawns' % (
+                  args.backend, image_format, args.reps))
+        print()
+        print('(a) warm 4-disk spawn (root 2 GB, 2 x ephemeral 1 GB, swap '
+              '512 MB) / its commands run bare')
+        print('    spawn           %8.1f ms' % (four['spawn_s'] * 1000))
+        print('    bare commands   %8.1f ms  (%s)' % (
+            four['bare_s'] * 1000, '; '.join(
+                ' '.join(a[:3]) + ' ...' for a in four['argvs'])))
+        print('    ratio           %8.2f' % (four['spawn_s'] /
+                                             four['bare_s']))
+        print()
+        print('(b) per warm 4-disk spawn: %d external commands, %d SQL '
+              'statements (the mappings read, one UPDATE of the 4 '
+              'records), %d write transaction(s)' % (
+                  four['commands'], four['statements'],
+                  four['write_transactions']))
+        print('    cold 4-disk spawn (fetch + convert + mkfs + mkswap): '
+              '%.2f s, %d commands' % (cold_s, cold_cmds))
+        print()
+        print('(c) warm 3-disk spawn (root 2 GB, ephemeral 1 GB, swap 512 '
+              'MB), ours vs upstream Nova 34.0.0 creating the same disks')
+        print('    ours            %8.1f ms, %d commands (whole spawn: DB, '
+              'disks, XML, define + start)' % (three['spawn_s'] * 1000,
+                                               three['commands']))
+        if upstream is None:
+            print('    upstream        not measured: run bash %s/setup.sh '
+                  'first' % ANCHOR)
+        else:
+            print('    upstream        %8.1f ms, %d commands (disks only)'
+                  % (upstream['total_s'] * 1000, upstream['commands']))
+            print('    ratio           %8.2f  (ours / upstream)' % (
+                three['spawn_s'] / upstream['total_s']))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
