@@ -76,14 +76,14 @@ _USAGE = """%(prog)s [--config-file FILE] [--format table|json] [--debug]
 
 _EPILOG = """
 Every [DEFAULT] and [libvirt] option of the configuration file can also
-be given on the command line (--state_path DIR,
---libvirt-connection_uri URI, --libvirt-images_type TYPE,
---nouse_cow_images, --database-connection URL, ...). Without configuration
+be given on the command line: --state_path DIR, --libvirt-connection_uri
+URI, --database-connection URL, and so on ([group] name becomes
+--group-name; a boolean name also has --noname). Without configuration
 everything lives under $state_path (default ~/.local/state/nova-libvirt):
 the SQLite database nova.sqlite (created and migrated on first use), the
 image store images/, the instances' disks instances/UUID/, the image cache
 instances/_base and the locks instances/locks. New disks are qcow2
-overlays (images_type=default, use_cow_images=true). The hypervisor is
+overlays on raw bases (the embedded layout defaults). The hypervisor is
 test:///default, libvirt's in-process test driver, whose domains live only
 as long as the command that made them: show then reports the recorded power
 state and a domain that is not defined. Use --libvirt-connection_uri
@@ -491,9 +491,9 @@ def _add_parsers(subparsers):
         '--root-gb GB (0: the image\'s virtual size), an ext4 ephemeral '
         'disk of --ephemeral-gb GB and a swap disk of --swap-mb MiB (0: '
         'none), record every disk\'s layout in the database, then create '
-        'the disks and start the guest. The layout comes from [libvirt] '
-        'images_type, [DEFAULT] use_cow_images and force_raw_images as '
-        'they are now, and is kept for the instance\'s life. On a failure '
+        'the disks and start the guest. The layout comes from the layout '
+        'options of [libvirt] and [DEFAULT] (see nova.conf.sample) as they '
+        'are now, and is kept for the instance\'s life. On a failure '
         'the instance stays in ERROR (destroy removes it). Prints the '
         'instance as show does. Shows progress on a terminal.')
     p.add_argument('--image', required=True, metavar='ID',
