@@ -67,7 +67,12 @@ _SCHEMA = {
 
 
 def _open_nofollow(path):
-    return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    # O_NONBLOCK: a FIFO planted in the store must fail the S_ISREG check
+    # below, not block the open forever waiting for a writer.
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC |
+                 os.O_NONBLOCK)
+    os.set_blocking(fd, True)
+    return fd
 
 
 def _fsync_dir(path):
@@ -136,7 +141,9 @@ class LocalImageService(api.ImageService):
         return utils.safe_join(self.root, image_id)
 
     def _path(self, image_id, name):
-        return utils.safe_join(self.image_dir(image_id), name)
+        # Not safe_join: it would resolve a symlink planted at ``name``;
+        # the open() with O_NOFOLLOW refuses it instead.
+        return os.path.join(self.image_dir(image_id), name)
 
     # --- reading ------------------------------------------------------------
 

@@ -262,8 +262,9 @@ class ImageStream:
             self._writer.write(chunk)
         self.bytes_done += n
         if not self._decided and self._wrapper.formats is not None:
-            # Every inspector has seen enough: judge now rather than after
-            # downloading the rest of a hostile image.
+            # Every inspector has seen enough (256 KiB at most): judge now
+            # rather than after downloading the rest of a hostile image.
+            # finish() judges again; this early verdict can only refuse.
             self._decided = True
             self._judge()
         if self.progress is not None:
@@ -621,7 +622,9 @@ def fetch_verified(context, image_api, image_id, target, output_format,
     :param output_format: 'raw' (converting a qcow2) or the image's own
         declared disk_format (kept as it is; an 'iso' is 'raw' on disk).
     :param max_virtual_size: bytes; a larger image is refused
-        (ImageTooLarge) before any conversion, as early as its header.
+        (ImageTooLarge) before any conversion: a raw one before its
+        download, a qcow2 once the inspectors have decided its format
+        (the first 256 KiB, where the VHDX inspector looks last).
     :param progress: optional ``callback(bytes_done, bytes_total)``, called
         after each downloaded chunk.
     :returns: VerifiedImage.

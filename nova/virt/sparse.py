@@ -206,8 +206,12 @@ def sparse_copy(src_path, dst_path, mode=0o600):
     :raises: FileExistsError if ``dst_path`` exists; OSError on I/O errors
         or if ``src_path`` is not a regular file.
     """
-    src_fd = os.open(src_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    # O_NONBLOCK so that a FIFO fails the regular-file check instead of
+    # blocking the open.
+    src_fd = os.open(src_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC |
+                     os.O_NONBLOCK)
     try:
+        os.set_blocking(src_fd, True)
         st = os.fstat(src_fd)
         if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, 'not a regular file', src_path)

@@ -1,0 +1,212 @@
+"""nova.virt.images.ImageStream and the metadata rules of the fetch,
+without qemu-img: the inspectors, hashes and limits on crafted bytes."""
+
+import hashlib
+import struct
+import threading
+
+import pytest
+
+from nova import exception
+from nova.virt import images
+
+IMAGE_ID = '0b5a3c9e-4f0e-4d6a-9a43-3b8f3e0c2d11'
+KiB = 1 << 10
+MiB = 1 << 20
+
+
+#: Bytes every inspector needs before the formats are decided (the VHDX
+#: inspector reads its header at 192-256 KiB, whatever the content).
+DECIDED = 256 * KiB
+
+
+def qcow2_header(size=MiB, version=3, backing_offset=0, features=0):
+    """The first 256 KiB of a qcow2: enough for every inspector."""
+    header = struct.pack('>4sIQIIQ', b'QFI\xfb', version, backing_offset,
+                         0, 16, size)
+    header = header.ljust(72, b'\0') + struct.pack('>Q', features)
+    header = header.ljust(104, b'\0') + struct.pack('>I', 104)
+    return header.ljust(DECIDED, b'\0')
+
+
+def _stream(data, disk_format='raw', chunk=64 * KiB, **kwargs):
+    """Feed ``data`` to a new ImageStream; return (stream, inspection)."""
+    checks = {k: kwargs.pop(k) for k in ('checksum', 'os_hash_value')
+              if k in kwargs}
+    with images.ImageStream(IMAGE_ID, disk_format, **kwargs) as stream:
+        for i in range(0, len(data), chunk):
+            stream.write(data[i:i + chunk])
+        return stream, stream.finish(**checks)
+
+
+def test_raw_stream():
+    data = b'\1' * 300 * KiB
+    calls = []
+    stream, result = _stream(data, size=len(data),
+                             progress=lambda d, t: calls.append((d, t)))
+    assert result == images.Inspection(
+        detected='raw', virtual_size=len(data), size=len(data),
+        checksum=hashlib.md5(data).hexdigest(), os_hash_algo='sha512',
+        os_hash_value=hashlib.sha512(data).hexdigest())
+    assert calls[-1] == (len(data), len(data))
+    assert len(calls) == 5
+
+
+def test_other_hash_algorithm():
+    data = b'\2' * 1000
+    with images.ImageStream(IMAGE_ID, 'raw', os_hash_algo='sha256') as s:
+        s.write(data)
+        result = s.finish(os_hash_value=hashlib.sha256(data).hexdigest())
+    assert result.os_hash_algo == 'sha256'
+
+
+@pytest.mark.parametrize('algo', ['md5', 'sha1', 'crc32', ''])
+def test_weak_or_unknown_hash_is_refused(algo):
+    with pytest.raises(exception.ImageMetadataInvalid):
+        images.ImageStream(IMAGE_ID, 'raw', os_hash_algo=algo)
+
+
+def test_short_download():
+    with pytest.raises(exception.ImageCorrupt):
+        _stream(b'\1' * 1000, size=1001)
+
+
+def test_long_download_stops_at_the_declared_size():
+    with images.ImageStream(IMAGE_ID, 'raw', size=1000) as stream:
+        stream.write(b'\1' * 1000)
+        with pytest.raises(exception.ImageCorrupt):
+            stream.write(b'\1')
+
+
+@pytest.mark.parametrize('key', ['checksum', 'os_hash_value'])
+def test_checksum_mismatch(key):
+    with pytest.raises(exception.ImageCorrupt):
+        _stream(b'\1' * 1000, **{key: 'ab' * 64})
+
+
+def test_checksums_compare_case_insensitively():
+    data = b'\3' * 10
+    _stream(data, checksum=hashlib.md5(data).hexdigest().upper())
+
+
+def test_qcow2_declared_raw_is_refused_at_its_header():
+    with images.ImageStream(IMAGE_ID, 'raw', size=64 * MiB) as stream:
+        with pytest.raises(exception.ImageFormatMismatch) as e:
+            stream.write(qcow2_header())
+        assert e.value.kwargs['detected'] == 'qcow2'
+        assert stream.bytes_done == DECIDED
+
+
+def test_raw_declared_qcow2_is_refused_early():
+    with images.ImageStream(IMAGE_ID, 'qcow2', size=64 * MiB) as stream:
+        with pytest.raises(exception.ImageFormatMismatch):
+            stream.write(b'\1' * DECIDED)
+
+
+@pytest.mark.parametrize('header', [
+    qcow2_header(backing_offset=512),
+    qcow2_header(features=1 << 2),   # external data-file
+    qcow2_header(features=1 << 9),   # unknown incompatible feature
+    qcow2_header(version=1),
+    qcow2_header(version=4),
+], ids=['backing', 'data-file', 'unknown-feature', 'v1', 'v4'])
+def test_unsafe_qcow2_is_refused_at_its_header(header):
+    with images.ImageStream(IMAGE_ID, 'qcow2') as stream:
+        with pytest.raises(exception.ImageUnsafe):
+            stream.write(header)
+
+
+def test_qcow2_bomb_is_refused_at_its_header():
+    with images.ImageStream(IMAGE_ID, 'qcow2',
+                            max_virtual_size=MiB) as stream:
+        with pytest.raises(exception.ImageTooLarge) as e:
+            stream.write(qcow2_header(size=1 << 50))
+    assert e.value.kwargs == {'image_id': IMAGE_ID, 'virtual_size': 1 << 50,
+                              'disk_size': MiB}
+
+
+def test_qcow2_virtual_size_from_header():
+    _stream_obj, result = _stream(qcow2_header(size=5 * MiB), 'qcow2')
+    assert result.detected == 'qcow2'
+    assert result.virtual_size == 5 * MiB
+
+
+def test_raw_larger_than_disk_stops_filling_storage():
+    with images.ImageStream(IMAGE_ID, 'raw', max_virtual_size=MiB) as s:
+        s.write(b'\1' * MiB)
+        with pytest.raises(exception.ImageTooLarge):
+            s.write(b'\1')
+
+
+def test_mbr_disk_declared_raw_is_accepted():
+    mbr = bytearray(512)
+    mbr[446:462] = struct.pack('<B3sB3sII', 0x80, b'\0\2\0', 0x83,
+                               b'\xff\xff\xff', 2048, 4096)
+    mbr[510:512] = b'\x55\xaa'
+    _s, result = _stream(bytes(mbr) + bytes(MiB))
+    assert result.detected == 'gpt'
+    assert result.virtual_size == MiB + 512
+
+
+def test_hash_threads_stop_on_error():
+    before = threading.active_count()
+    with pytest.raises(exception.ImageFormatMismatch):
+        with images.ImageStream(IMAGE_ID, 'raw') as stream:
+            stream.write(qcow2_header())
+    assert threading.active_count() == before
+
+
+@pytest.mark.parametrize('disk_format', ['vmdk', 'qed', 'vhd', 'ploop',
+                                         'ami', None, 'RAW'])
+def test_unsupported_disk_format(disk_format):
+    with pytest.raises(exception.ImageFormatUnsupported):
+        images.ImageStream(IMAGE_ID, disk_format)
+
+
+# --- the metadata rules of fetch_verified ----------------------------------
+
+def _meta(**changes):
+    meta = {'id': IMAGE_ID, 'status': 'active', 'disk_format': 'raw',
+            'container_format': 'bare', 'size': 10,
+            'checksum': 'a' * 32, 'os_hash_algo': 'sha512',
+            'os_hash_value': 'b' * 128}
+    meta.update(changes)
+    return meta
+
+
+def test_metadata_accepted():
+    assert images._check_metadata(IMAGE_ID, _meta(), None) == (
+        'raw', 'a' * 32, 'sha512', 'b' * 128)
+    assert images._check_metadata(
+        IMAGE_ID, _meta(checksum=None), 10)[1] is None
+    assert images._check_metadata(
+        IMAGE_ID, _meta(os_hash_algo=None, os_hash_value=None), None)[2:] \
+        == ('sha512', None)
+
+
+@pytest.mark.parametrize('changes,error', [
+    ({'status': 'queued'}, exception.ImageUnacceptable),
+    ({'status': 'killed'}, exception.ImageUnacceptable),
+    ({'container_format': 'docker'}, exception.ImageUnacceptable),
+    ({'disk_format': 'vmdk'}, exception.ImageFormatUnsupported),
+    ({'size': None}, exception.ImageMetadataInvalid),
+    ({'size': '10'}, exception.ImageMetadataInvalid),
+    ({'size': -1}, exception.ImageMetadataInvalid),
+    ({'size': True}, exception.ImageMetadataInvalid),
+    ({'checksum': None, 'os_hash_algo': None, 'os_hash_value': None},
+     exception.ImageMetadataInvalid),
+    ({'checksum': None, 'os_hash_algo': None},
+     exception.ImageMetadataInvalid),
+    ({'os_hash_value': None}, exception.ImageMetadataInvalid),
+    ({'checksum': 'not hex'}, exception.ImageMetadataInvalid),
+    ({'checksum': 12}, exception.ImageMetadataInvalid),
+], ids=repr)
+def test_metadata_refused(changes, error):
+    with pytest.raises(error) as e:
+        images._check_metadata(IMAGE_ID, _meta(**changes), None)
+    assert type(e.value) is error
+
+
+def test_raw_larger_than_disk_refused_before_download():
+    with pytest.raises(exception.ImageTooLarge):
+        images._check_metadata(IMAGE_ID, _meta(size=11), 10)
