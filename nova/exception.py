@@ -186,6 +186,12 @@ class ImageMetadataInvalid(ImageUnacceptable):
     msg_fmt = "Image %(image_id)s has invalid metadata: %(reason)s"
 
 
+class ImageFetchFailed(NovaException):
+    """The host failed during a fetch (no space, I/O); the image may be
+    fine, and a retry may succeed. Nothing of it was kept."""
+    msg_fmt = "Fetching image %(image_id)s failed: %(reason)s"
+
+
 # --- local disks -----------------------------------------------------------
 
 class DiskNotFound(NotFound):

@@ -631,8 +631,10 @@ def fetch_verified(context, image_api, image_id, target, output_format,
     :raises: InvalidInput (bad output_format or target), ImageNotFound,
         ImageUnacceptable and its subclasses (ImageCorrupt,
         ImageFormatMismatch, ImageFormatUnsupported, ImageUnsafe,
-        ImageTooLarge, ImageDamaged, ImageMetadataInvalid). On any error
-        nothing the fetch made is left behind.
+        ImageTooLarge, ImageDamaged, ImageMetadataInvalid) for the image's
+        faults, ImageFetchFailed for the host's (no space, I/O error,
+        qemu-img convert failing). On any error nothing the fetch made is
+        left behind.
     """
     directory, base = _check_target(target)
     meta = image_api.get(context, image_id)
@@ -678,7 +680,9 @@ def fetch_verified(context, image_api, image_id, target, output_format,
                 qemu_img.convert(part.path, src_fmt, final.path, dst_fmt,
                                  sparse=True, target_exists=True)
             except exception.ProcessFailed as e:
-                raise exception.ImageDamaged(
+                # The image passed qemu-img check: more likely the host
+                # (no space) than the image; the reason tells which.
+                raise exception.ImageFetchFailed(
                     image_id=image_id, reason='qemu-img convert: %s' % (
                         e.kwargs.get('reason', '')[:_MAX_REASON]))
             size = os.fstat(final.fd).st_size
@@ -694,10 +698,14 @@ def fetch_verified(context, image_api, image_id, target, output_format,
         # target goes too and the caller sees the error.
         with utils.remove_path_on_error(target):
             _fsync_dir(directory)
-    except BaseException:
+    except BaseException as e:
         for p in parts:
             with contextlib.suppress(OSError):
                 p.remove()
+        if isinstance(e, OSError):
+            # The host failed (no space, I/O error), not the image.
+            raise exception.ImageFetchFailed(image_id=image_id,
+                                             reason=str(e)) from e
         raise
     LOG.info('Fetched image %(image_id)s (%(disk_format)s, %(size)d bytes, '
              '%(written)d written) to %(target)s as %(fmt)s',

@@ -13,6 +13,8 @@ a host crash would take qemu-img with it):
   kills the group when it reads that line, so qemu-img dies mid-way;
 - ``publish``: after everything was verified and fsynced, just before the
   final link;
+- ``fsize:N``: not a crash: RLIMIT_FSIZE of N bytes, so that writing the
+  image fails as a full disk would (EFBIG); prints ``error <class>``;
 - ``none``: completes normally.
 
 After each chunk it prints ``chunk <bytes done>`` (flushed), so the parent
@@ -20,11 +22,13 @@ can wait for a point of the download.
 """
 
 import os
+import resource
 import signal
 import sys
 import time
 
 from nova import context as nova_context
+from nova import exception
 from nova import image
 from nova.image import local
 from nova.virt import images
@@ -60,8 +64,15 @@ def main(store_root, image_id, target, output_format, crash):
             die()
         images._publish = publish
 
-    result = images.fetch_verified(ctx, api, image_id, target, output_format,
-                                   progress=progress)
+    if mode == 'fsize':
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (int(arg), int(arg)))
+    try:
+        result = images.fetch_verified(ctx, api, image_id, target,
+                                       output_format, progress=progress)
+    except exception.NovaException as e:
+        print('error %s %s' % (type(e).__name__, e), flush=True)
+        return
     print('done %s' % (result,), flush=True)
 
 

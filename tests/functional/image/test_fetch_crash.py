@@ -177,3 +177,19 @@ def test_completed_child_fetch(ctx, store, image_api, base_dir, image):
     child.wait_for('done')
     assert child.wait() == 0
     assert helpers.leftovers(base_dir) == ['base']
+
+
+@pytest.mark.parametrize('limit', [512 * 1024, 20 * MiB])
+def test_full_disk_is_a_typed_error_and_leaves_nothing(ctx, store, base_dir,
+                                                       image, limit):
+    # RLIMIT_FSIZE makes writes fail with EFBIG, as a full disk fails with
+    # ENOSPC: in the download (512 KiB; 20 MiB for the raw image, whose
+    # data reaches 24 MiB) or, for the qcow2 (16 MiB), when the raw copy
+    # of 32 MiB is made.
+    image_id, fmt = image
+    target = os.path.join(base_dir, 'base')
+    child = Child(store, image_id, target, 'raw', 'fsize:%d' % limit)
+    line = child.wait_for('error')
+    assert child.wait() == 0
+    assert line.split()[1] == 'ImageFetchFailed', line
+    assert helpers.leftovers(base_dir) == []
