@@ -182,7 +182,9 @@ class ImageStream:
     ``consume()``), then call ``finish()`` for the verdict. It raises as
     soon as the bytes cannot be acceptable: more bytes than ``size``, a
     format decided early that is not the declared one or fails its safety
-    check, a virtual size above ``max_virtual_size``. The caller owns
+    check, a virtual size above ``max_virtual_size``. Chunks are held in
+    memory (at most 256 KiB and a chunk) until the inspectors have decided
+    the format, so a refused header is never written. The caller owns
     ``fd`` and removes the file on any error.
 
     :param image_id: for error messages.
@@ -216,6 +218,7 @@ class ImageStream:
         # declared format to choose which parsers look at the bytes.
         self._wrapper = format_inspector.InspectWrapper(self._source)
         self._decided = False
+        self._pending = []
 
     @property
     def written(self):
@@ -258,17 +261,31 @@ class ImageStream:
         next(self._wrapper)
         self._md5.update(chunk)
         self._os_hash.update(chunk)
-        if self._writer is not None:
-            self._writer.write(chunk)
         self.bytes_done += n
-        if not self._decided and self._wrapper.formats is not None:
-            # Every inspector has seen enough (256 KiB at most): judge now
-            # rather than after downloading the rest of a hostile image.
-            # finish() judges again; this early verdict can only refuse.
-            self._decided = True
-            self._judge()
+        if self._decided:
+            self._store(chunk)
+        else:
+            # Nothing reaches the disk before a verdict: a hostile header
+            # or an oversized qcow2 is refused with no byte written.
+            self._pending.append(chunk)
+            if self._wrapper.formats is not None:
+                # Every inspector has seen enough (256 KiB at most): judge
+                # now rather than after downloading the rest of a hostile
+                # image. finish() judges again; this verdict only refuses.
+                self._decided = True
+                self._judge()
+                self._flush_pending()
         if self.progress is not None:
             self.progress(self.bytes_done, self.size)
+
+    def _store(self, chunk):
+        if self._writer is not None:
+            self._writer.write(chunk)
+
+    def _flush_pending(self):
+        pending, self._pending = self._pending, []
+        for chunk in pending:
+            self._store(chunk)
 
     def _judge(self):
         """Return (detected name, virtual size), or raise the verdict."""
@@ -326,8 +343,6 @@ class ImageStream:
         self._wrapper.close()
         md5 = self._md5.hexdigest()
         os_hash = self._os_hash.hexdigest()
-        if self._writer is not None:
-            self._writer.finish()
         if self.size is not None and self.bytes_done != self.size:
             raise exception.ImageCorrupt(
                 image_id=self.image_id, reason='got %d bytes, expected %d' % (
@@ -340,6 +355,11 @@ class ImageStream:
                     image_id=self.image_id, reason='%s is %s, expected %s' % (
                         name, actual, expected))
         detected, virtual_size = self._judge()
+        # An image shorter than what the inspectors needed to decide is
+        # written only now, after the verdict.
+        self._flush_pending()
+        if self._writer is not None:
+            self._writer.finish()
         return Inspection(detected=detected, virtual_size=virtual_size,
                           size=self.bytes_done, checksum=md5,
                           os_hash_algo=self._os_hash_algo,
@@ -602,10 +622,16 @@ def _check_metadata(image_id, meta, max_virtual_size):
         # Without a checksum a short or altered download goes unnoticed.
         raise exception.ImageMetadataInvalid(
             image_id=image_id, reason='it has no checksum to verify')
-    if fmt == 'raw' and max_virtual_size is not None and \
-            size > max_virtual_size:
-        raise exception.ImageTooLarge(image_id=image_id, virtual_size=size,
-                                      disk_size=max_virtual_size)
+    if max_virtual_size is not None:
+        # Refused before the download when the record already says so: a
+        # raw image is as large as its bytes, and the service's own
+        # virtual_size (untrusted, so only ever used to refuse) may tell.
+        claimed = meta.get('virtual_size')
+        for vsize in (size if fmt == 'raw' else None, claimed):
+            if isinstance(vsize, int) and vsize > max_virtual_size:
+                raise exception.ImageTooLarge(image_id=image_id,
+                                              virtual_size=vsize,
+                                              disk_size=max_virtual_size)
     return fmt, checksum, os_hash_algo or 'sha512', os_hash_value
 
 
@@ -622,9 +648,10 @@ def fetch_verified(context, image_api, image_id, target, output_format,
     :param output_format: 'raw' (converting a qcow2) or the image's own
         declared disk_format (kept as it is; an 'iso' is 'raw' on disk).
     :param max_virtual_size: bytes; a larger image is refused
-        (ImageTooLarge) before any conversion: a raw one before its
-        download, a qcow2 once the inspectors have decided its format
-        (the first 256 KiB, where the VHDX inspector looks last).
+        (ImageTooLarge) before any byte of it is written: a raw one (or one
+        whose record's virtual_size says so) before its download, a qcow2
+        once the inspectors have decided its format (its first 256 KiB,
+        held in memory until then).
     :param progress: optional ``callback(bytes_done, bytes_total)``, called
         after each downloaded chunk.
     :returns: VerifiedImage.
@@ -636,6 +663,7 @@ def fetch_verified(context, image_api, image_id, target, output_format,
         qemu-img convert failing). On any error nothing the fetch made is
         left behind.
     """
+    utils.validate_uuid(image_id, kind='image')
     directory, base = _check_target(target)
     meta = image_api.get(context, image_id)
     disk_format = meta.get('disk_format')

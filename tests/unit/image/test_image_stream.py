@@ -2,6 +2,7 @@
 without qemu-img: the inspectors, hashes and limits on crafted bytes."""
 
 import hashlib
+import os
 import struct
 import threading
 
@@ -210,3 +211,58 @@ def test_metadata_refused(changes, error):
 def test_raw_larger_than_disk_refused_before_download():
     with pytest.raises(exception.ImageTooLarge):
         images._check_metadata(IMAGE_ID, _meta(size=11), 10)
+
+
+@pytest.mark.parametrize('header,kwargs,error', [
+    (qcow2_header(), {'disk_format': 'raw'}, exception.ImageFormatMismatch),
+    (qcow2_header(backing_offset=512), {'disk_format': 'qcow2'},
+     exception.ImageUnsafe),
+    (qcow2_header(size=1 << 40), {'disk_format': 'qcow2',
+                                  'max_virtual_size': MiB},
+     exception.ImageTooLarge),
+], ids=['mismatch', 'backing-file', 'bomb'])
+def test_refused_header_is_never_written(tmp_path, header, kwargs, error):
+    path = tmp_path / 'part'
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with images.ImageStream(IMAGE_ID, fd=fd, **kwargs) as stream:
+            with pytest.raises(error):
+                for i in range(0, len(header), 4 * KiB):
+                    stream.write(header[i:i + 4 * KiB])
+    finally:
+        os.close(fd)
+    assert os.path.getsize(path) == 0
+
+
+def test_accepted_bytes_are_all_written(tmp_path):
+    data = qcow2_header(size=5 * MiB) + b'\7' * 100 + bytes(MiB) + b'\1'
+    path = tmp_path / 'part'
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        _s, result = _stream(data, 'qcow2', chunk=4 * KiB, fd=fd)
+    finally:
+        os.close(fd)
+    assert result.virtual_size == 5 * MiB
+    assert path.read_bytes() == data
+
+
+def test_small_image_is_written_after_the_verdict(tmp_path):
+    path = tmp_path / 'part'
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with images.ImageStream(IMAGE_ID, 'raw', fd=fd) as stream:
+            stream.write(b'\5' * 1000)
+            assert os.path.getsize(path) == 0
+            stream.finish()
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b'\5' * 1000
+
+
+def test_record_virtual_size_refuses_before_download():
+    with pytest.raises(exception.ImageTooLarge):
+        images._check_metadata(IMAGE_ID, _meta(disk_format='qcow2',
+                                               virtual_size=11), 10)
+    # ...but never accepts on its word: a smaller claim changes nothing.
+    images._check_metadata(IMAGE_ID, _meta(disk_format='qcow2',
+                                           virtual_size=1, size=100), 10)
