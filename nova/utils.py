@@ -23,8 +23,11 @@ def safe_join(root, *parts):
     """Join ``parts`` under ``root`` and prove the result stays under it.
 
     Each part must be one plain path component: no separator, no NUL, not
-    ``.`` or ``..``. Symlinks are resolved before the containment check, so
-    a link planted inside ``root`` cannot lead out of it.
+    ``.`` or ``..``. Symlinks in the *directories* are resolved before the
+    containment check, so a link planted inside ``root`` cannot lead out of
+    it. The last component is deliberately not resolved: a link planted
+    there stays a link, which an ``O_NOFOLLOW`` open or ``lexists`` then
+    sees, instead of silently naming the link's target.
 
     :returns: the absolute, normalised path.
     :raises: InvalidName for a bad component, PathOutsideRoot otherwise.
@@ -35,8 +38,11 @@ def safe_join(root, *parts):
             raise exception.InvalidName(kind='path component', name=part,
                                         reason='must be one plain name')
     real_root = os.path.realpath(root)
-    path = os.path.realpath(os.path.join(real_root, *parts))
-    if os.path.commonpath([real_root, path]) != real_root:
+    if not parts:
+        return real_root
+    parent = os.path.realpath(os.path.join(real_root, *parts[:-1]))
+    path = os.path.join(parent, parts[-1])
+    if os.path.commonpath([real_root, parent]) != real_root:
         raise exception.PathOutsideRoot(path=path, root=real_root)
     return path
 
@@ -51,14 +57,22 @@ def ensure_tree(path, mode=0o755):
 def remove_path_on_error(path, remove=None):
     """Remove ``path`` if the block raises, then re-raise.
 
+    Only what the block made is removed: a path that existed before the
+    block, or that an exclusive create in the block found already there
+    (FileExistsError), is left alone.
+
     :param remove: how to remove (default: unlink a file, ignoring a file
         that is already gone).
     """
+    existed = os.path.lexists(path)
     try:
         yield
+    except FileExistsError:
+        raise
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            (remove or os.unlink)(path)
+        if not existed:
+            with contextlib.suppress(FileNotFoundError):
+                (remove or os.unlink)(path)
         raise
 
 

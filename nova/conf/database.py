@@ -1,6 +1,5 @@
 """``[database]``: oslo.db's options, with this project's SQLite default."""
 
-from oslo_config import cfg
 from oslo_db import options as oslo_db_options
 
 from nova.conf import paths

@@ -141,9 +141,11 @@ class LocalImageService(api.ImageService):
         return utils.safe_join(self.root, image_id)
 
     def _path(self, image_id, name):
-        # Not safe_join: it would resolve a symlink planted at ``name``;
-        # the open() with O_NOFOLLOW refuses it instead.
-        return os.path.join(self.image_dir(image_id), name)
+        # safe_join resolves the image's directory (a directory linked out
+        # of the store is refused) but not ``name``: a link planted there is
+        # refused by the O_NOFOLLOW open instead.
+        utils.validate_uuid(image_id, kind='image')
+        return utils.safe_join(self.root, image_id, name)
 
     # --- reading ------------------------------------------------------------
 

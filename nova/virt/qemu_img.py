@@ -7,6 +7,7 @@ qemu-img never probes content that a tenant controls. Each call runs under
 before exec so that bounding a tool costs no extra process.
 """
 
+import os
 import resource
 
 from oslo_concurrency import processutils
@@ -50,6 +51,11 @@ def _limiter(limits):
     return apply_limits
 
 
+# processutils replaces the whole environment with env_variables: keep
+# PATH and the rest, and make qemu-img's messages parseable.
+_ENV = dict(os.environ, LC_ALL='C', LANG='C')
+
+
 def _fmt(fmt):
     if fmt not in FORMATS:
         raise exception.InvalidInput(
@@ -66,8 +72,7 @@ def execute(*args, limits=QEMU_IMG_LIMITS):
     cmd = ('qemu-img',) + tuple(str(a) for a in args)
     try:
         return processutils.execute(*cmd, preexec_fn=_limiter(limits),
-                                    env_variables={'LC_ALL': 'C',
-                                                   'LANG': 'C'})
+                                    env_variables=_ENV)
     except processutils.ProcessExecutionError as e:
         raise exception.ProcessFailed(
             cmd=' '.join(cmd),

@@ -87,12 +87,28 @@ def test_path_is_under_the_instance_dir(conf, cache):
 
 
 def test_planted_link_cannot_lead_out(conf, cache, tmp_path):
+    # The disk's own name is not resolved: the link is seen as the thing
+    # at the disk's path, and nothing is written through it.
     os.makedirs(os.path.join(CONF.instances_path, UUID))
-    os.symlink(str(tmp_path), os.path.join(CONF.instances_path, UUID,
-                                           'disk'))
+    target = tmp_path / 'victim'
+    target.write_bytes(b'precious')
+    os.symlink(str(target), os.path.join(CONF.instances_path, UUID, 'disk'))
+    disk = imagebackend.Flat(instance(), record(), cache=cache)
+    with pytest.raises(exception.DiskAlreadyExists):
+        disk.create_from_image(None, 'raw-image')
+    assert target.read_bytes() == b'precious'
+    assert os.path.islink(disk.path)
+
+
+def test_planted_directory_link_cannot_lead_out(conf, cache, tmp_path):
+    outside = tmp_path / 'outside'
+    outside.mkdir()
+    os.makedirs(CONF.instances_path, exist_ok=True)
+    os.symlink(str(outside), os.path.join(CONF.instances_path, UUID))
     disk = imagebackend.Flat(instance(), record(), cache=cache)
     with pytest.raises(exception.PathOutsideRoot):
         disk.create_from_image(None, 'raw-image')
+    assert os.listdir(outside) == []
 
 
 # --- create arguments -------------------------------------------------------
