@@ -415,7 +415,10 @@ def cmd_boot(context):
         # with its records; destroy removes it.
         instance.vm_state = 'error'
         instance.task_state = None
-        instance.power_state = driver.get_power_state(instance)
+        try:
+            instance.power_state = driver.get_power_state(instance)
+        except exception.NovaException:
+            instance.power_state = libvirt_driver.NOSTATE
         instance.save()
         raise
     finally:

@@ -114,6 +114,12 @@ class LibvirtDriver:
             InstanceSpawnFailed (libvirt refused the domain: it is
             undefined again, the disks stay for a retry or a destroy).
         """
+        dom = self.host.lookup_domain(instance)
+        if dom is not None and dom.isActive():
+            # Never redefine (or, on a failed start, undefine) a guest
+            # that runs.
+            raise exception.InstanceSpawnFailed(
+                instance_uuid=instance.uuid, reason='its domain is running')
         bdms = self._bdms(context, instance, block_device_info)
         for bdm in bdms:
             if not bdm.is_local:
@@ -210,12 +216,14 @@ class LibvirtDriver:
         """Stop, redefine from the records, start.
 
         Always a restart of the domain (upstream's hard reboot), so that the
-        guest runs with the XML of its records. ``reboot_type`` 'SOFT' first
-        asks the guest to shut down and waits up to ``timeout`` seconds.
+        guest runs with the XML of its records; a missing domain is defined
+        again from them. ``reboot_type`` 'SOFT' first asks the guest to
+        shut down and waits up to ``timeout`` seconds.
         """
-        dom = self._require_domain(instance)
-        self._stop(instance, dom,
-                   timeout=timeout if reboot_type == 'SOFT' else 0)
+        dom = self.host.lookup_domain(instance)
+        if dom is not None:
+            self._stop(instance, dom,
+                       timeout=timeout if reboot_type == 'SOFT' else 0)
         dom = self._redefine(context, instance, block_device_info)
         self._start(instance, dom)
 

@@ -7,7 +7,6 @@ qemu-img, the image cache, qemu-img/mkfs/mkswap, and libvirt's test driver
 (and so its own instances_path, image store and locks).
 """
 
-from oslo_config import fixture as config_fixture
 import pytest
 
 import nova.conf
@@ -36,10 +35,9 @@ def db():
 @pytest.fixture
 def conf(db):
     """CONF overrides for one test, undone afterwards."""
-    fixture = config_fixture.Config(CONF)
-    fixture.setUp()
-    yield fixture
-    fixture.cleanUp()
+    overrides = lv_func_helpers.ConfOverrides()
+    yield overrides
+    overrides.undo()
 
 
 @pytest.fixture

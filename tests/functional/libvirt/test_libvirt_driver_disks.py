@@ -189,3 +189,24 @@ def test_volume_mappings_are_refused_before_anything_is_made(
         driver.spawn(context, instance, images['raw'], bdms)
     assert helpers.records(context, instance) == {}
     assert helpers.disk_files(instance) == []
+
+
+def test_spawn_refuses_a_running_guest_and_reboot_restores_a_lost_one(
+        conf, context, images, driver):
+    instance = spawn_four_disks(driver, context, images['raw'])
+    before = domain_disks(driver.host.lookup_domain(instance).XMLDesc(0))
+    with pytest.raises(exception.InstanceSpawnFailed, match='running'):
+        driver.spawn(context, instance, images['raw'])
+    assert driver.get_power_state(instance) == libvirt_driver.RUNNING
+
+    # The hypervisor forgets the guest (a host that restarted): a hard
+    # reboot defines it again from the records.
+    dom = driver.host.lookup_domain(instance)
+    dom.destroy()
+    dom.undefine()
+    assert driver.get_power_state(instance) == libvirt_driver.NOSTATE
+    driver.reboot(context, instance)
+    dom = driver.host.lookup_domain(instance)
+    assert dom.isActive()
+    assert domain_disks(dom.XMLDesc(0)) == before
+    driver.destroy(context, instance)

@@ -1,7 +1,6 @@
 """Pure pieces of the driver and of the libvirt connection wrapper: no
 connection is opened."""
 
-from oslo_config import fixture as config_fixture
 import pytest
 
 import nova.conf
@@ -9,15 +8,16 @@ from nova import objects
 from nova.virt.libvirt import driver as libvirt_driver
 from nova.virt.libvirt import host as libvirt_host
 
+import lv_unit_helpers
+
 CONF = nova.conf.CONF
 
 
 @pytest.fixture
 def conf():
-    fixture = config_fixture.Config(CONF)
-    fixture.setUp()
-    yield fixture
-    fixture.cleanUp()
+    overrides = lv_unit_helpers.ConfOverrides()
+    yield overrides
+    overrides.undo()
 
 
 @pytest.mark.parametrize('index,dev', [

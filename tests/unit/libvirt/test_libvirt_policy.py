@@ -1,13 +1,12 @@
 """policy.py: the layout of new disks, for every setting that decides it.
 
 Pure logic: real objects (Instance, BlockDeviceMapping, LibvirtDiskMetadata)
-built in memory, real configuration (oslo.config's fixture); no database, no
-files.
+built in memory, real configuration (overrides on nova.conf.CONF); no
+database, no files.
 """
 
 import itertools
 
-from oslo_config import fixture as config_fixture
 from oslo_utils import units
 from oslo_utils import uuidutils
 import pytest
@@ -18,6 +17,8 @@ from nova import objects
 from nova.objects import libvirt_disk
 from nova.virt.libvirt.imagebackend import policy
 
+import lv_unit_helpers
+
 CONF = nova.conf.CONF
 UUID = '5b0b2a38-08c2-4c2a-bd3c-1c1a3e3bbd0e'
 IMAGE_ID = 'c0f5e0d2-7a3e-4d0b-9a57-0f0d7b1e2c11'
@@ -25,10 +26,9 @@ IMAGE_ID = 'c0f5e0d2-7a3e-4d0b-9a57-0f0d7b1e2c11'
 
 @pytest.fixture
 def conf():
-    fixture = config_fixture.Config(CONF)
-    fixture.setUp()
-    yield fixture
-    fixture.cleanUp()
+    overrides = lv_unit_helpers.ConfOverrides()
+    yield overrides
+    overrides.undo()
 
 
 def make_instance(root_gb=2, ephemeral_gb=1, swap=512):
