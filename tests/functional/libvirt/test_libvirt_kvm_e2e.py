@@ -83,3 +83,34 @@ def test_kvm_guest_opens_each_disk_as_recorded(kvm_driver, conf, context,
         assert driver_type == record.format, name
         assert chain == ([record.backing_format]
                          if record.backing_format else []), name
+
+
+def test_kvm_guest_with_disks_of_every_backend(kvm_driver, conf, context,
+                                               images):
+    """Records are per disk: one guest can hold disks that different node
+    settings planned (here the root planned under one backend, the rest
+    under another), and each opens as its own record says."""
+    driver, spawned = kvm_driver
+    backends = helpers.FILE_BACKENDS
+    image_meta = images['qcow2']
+    instance, bdms = helpers.create_instance(context, image_meta,
+                                             ephemerals=2)
+    # The root disk is planned and made under the first backend ...
+    helpers.configure(conf, backends[0], force_raw=False)
+    driver.disks.create_local_disks(context, instance, image_meta,
+                                    [bdms[0]])
+    # ... the others when the instance spawns under the last one.
+    helpers.configure(conf, backends[-1], force_raw=True)
+    driver.spawn(context, instance, image_meta)
+    spawned.append((context, instance))
+
+    records = helpers.records(context, instance)
+    assert {r.backend for r in records.values()} == set(backends)
+    dom = driver.host.lookup_domain(instance)
+    live = live_disks(dom)
+    for target, name in zip(['vda', 'vdb', 'vdc', 'vdd'],
+                            helpers.DISK_NAMES):
+        record = records[name]
+        assert dom.blockInfo(target)[0] == record.size, name
+        assert live[target] == (record.format, [record.backing_format]
+                                if record.backing_format else []), name
