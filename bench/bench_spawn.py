@@ -179,7 +179,8 @@ def disk_sources(driver, context, instance):
     result = []
     for disk in driver.disks.local_disks(instance, bdms):
         record = disk.record
-        src = (cache.image_path(record.image_id, record.format)
+        src = (cache.image_path(record.image_id,
+                                record.backing_format or record.format)
                if record.image_id else cache.template_path(record.cache_name))
         result.append((record.disk_name, src))
     return result

@@ -22,6 +22,7 @@ libvirt's in-process test driver (``test:///default``). Exit status: 0 on
 success, 1 on a failure (said on stderr), 2 on a usage error.
 """
 
+import argparse
 import os
 import socket
 import sys
@@ -536,7 +537,6 @@ def _add_parsers(subparsers):
 
 
 def _non_negative_int(text):
-    import argparse
     try:
         value = int(text)
     except ValueError:

@@ -95,7 +95,6 @@ def make_ephemeral(fs_type='ext4', label='ephemeral0'):
                   {'fs': fs_type, 'target': target, 'size': size})
         _run(*args, label, target)
 
-    make_fs.__name__ = 'make_%s' % fs_type
     return make_fs
 
 

@@ -253,7 +253,7 @@ class DiskManager:
         """
         backend = self.get_backend(instance, bdm)
         backend.resize(size)
-        record = self._record_of(instance, bdm)
+        record = backend.record
         record.size = int(size)
         bdm.driver_info = record.to_driver_info()
         bdm.save()
