@@ -57,9 +57,12 @@ _SCHEMA = {
     'disk_format': (str, False),
     'container_format': (str, False),
     'size': (int, False),
-    'checksum': (str, False),
-    'os_hash_algo': (str, False),
-    'os_hash_value': (str, False),
+    # Like Glance's: images from before os_hash have only the md5
+    # checksum, and a record may in principle have only the strong hash.
+    # The fetch refuses a record with neither.
+    'checksum': (str, True),
+    'os_hash_algo': (str, True),
+    'os_hash_value': (str, True),
     'virtual_size': (int, True),
     'min_disk': (int, False),
     'properties': (dict, False),

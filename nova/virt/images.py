@@ -194,12 +194,15 @@ class ImageStream:
     :param size: the declared byte count, or None if unknown (import).
     :param max_virtual_size: bytes, or None for no bound.
     :param os_hash_algo: the strong hash to compute.
+    :param md5: also compute the legacy md5 ``checksum``. A fetch that has
+        a strong hash to verify skips it, as glanceclient does: hashing is
+        most of the CPU time of a large image's fetch.
     :param progress: optional ``callback(bytes_done, bytes_total)``;
         ``bytes_total`` is ``size`` (None if unknown).
     """
 
     def __init__(self, image_id, disk_format, fd=None, size=None,
-                 max_virtual_size=None, os_hash_algo='sha512',
+                 max_virtual_size=None, os_hash_algo='sha512', md5=True,
                  progress=None):
         self.image_id = image_id
         self.disk_format = disk_format
@@ -210,8 +213,9 @@ class ImageStream:
         self.bytes_done = 0
         self._os_hash_algo = os_hash_algo
         _check_hash_algo(image_id, os_hash_algo)
-        self._md5 = _HashThread('md5')
-        self._os_hash = _HashThread(os_hash_algo)
+        self._hashes = {'os_hash_value': _HashThread(os_hash_algo)}
+        if md5:
+            self._hashes['checksum'] = _HashThread('md5')
         self._writer = sparse.SparseWriter(fd) if fd is not None else None
         self._source = _Feed()
         # All inspectors see every chunk: detection must not trust the
@@ -232,8 +236,8 @@ class ImageStream:
 
     def abort(self):
         """Stop the hash threads (idempotent; ``finish()`` does it too)."""
-        self._md5.stop()
-        self._os_hash.stop()
+        for digest in self._hashes.values():
+            digest.stop()
 
     def __enter__(self):
         return self
@@ -259,8 +263,8 @@ class ImageStream:
                 disk_size=self.max_virtual_size)
         self._source.put(chunk)
         next(self._wrapper)
-        self._md5.update(chunk)
-        self._os_hash.update(chunk)
+        for digest in self._hashes.values():
+            digest.update(chunk)
         self.bytes_done += n
         if self._decided:
             self._store(chunk)
@@ -341,19 +345,24 @@ class ImageStream:
             ImageUnsafe, ImageTooLarge, ImageUnacceptable.
         """
         self._wrapper.close()
-        md5 = self._md5.hexdigest()
-        os_hash = self._os_hash.hexdigest()
+        actual = {name: digest.hexdigest()
+                  for name, digest in self._hashes.items()}
         if self.size is not None and self.bytes_done != self.size:
             raise exception.ImageCorrupt(
                 image_id=self.image_id, reason='got %d bytes, expected %d' % (
                     self.bytes_done, self.size))
-        for name, expected, actual in (('checksum', checksum, md5),
-                                       ('os_hash_value', os_hash_value,
-                                        os_hash)):
-            if expected is not None and expected.lower() != actual:
+        for name, expected in (('checksum', checksum),
+                               ('os_hash_value', os_hash_value)):
+            if expected is None:
+                continue
+            if name not in actual:
+                raise exception.InvalidInput(
+                    reason='%s was not computed for image %s' % (
+                        name, self.image_id))
+            if expected.lower() != actual[name]:
                 raise exception.ImageCorrupt(
                     image_id=self.image_id, reason='%s is %s, expected %s' % (
-                        name, actual, expected))
+                        name, actual[name], expected))
         detected, virtual_size = self._judge()
         # An image shorter than what the inspectors needed to decide is
         # written only now, after the verdict.
@@ -361,9 +370,10 @@ class ImageStream:
         if self._writer is not None:
             self._writer.finish()
         return Inspection(detected=detected, virtual_size=virtual_size,
-                          size=self.bytes_done, checksum=md5,
+                          size=self.bytes_done,
+                          checksum=actual.get('checksum'),
                           os_hash_algo=self._os_hash_algo,
-                          os_hash_value=os_hash)
+                          os_hash_value=actual['os_hash_value'])
 
 
 class _Feed:
@@ -684,6 +694,7 @@ def fetch_verified(context, image_api, image_id, target, output_format,
                          size=meta['size'],
                          max_virtual_size=max_virtual_size,
                          os_hash_algo=os_hash_algo,
+                         md5=os_hash_value is None,
                          progress=progress) as stream:
             chunks = image_api.download(context, image_id)
             try:
@@ -692,8 +703,11 @@ def fetch_verified(context, image_api, image_id, target, output_format,
                 close = getattr(chunks, 'close', None)
                 if close is not None:
                     close()
-            inspection = stream.finish(checksum=checksum,
-                                       os_hash_value=os_hash_value)
+            # The strong hash alone when the image has one (md5 only
+            # for images that have nothing better), as glanceclient does.
+            inspection = stream.finish(
+                checksum=checksum if os_hash_value is None else None,
+                os_hash_value=os_hash_value)
         check_with_qemu_img(image_id, part.path, disk_format, inspection,
                             max_virtual_size=max_virtual_size)
         final = part
