@@ -1,5 +1,6 @@
 """``[database]``: oslo.db's options, with this project's SQLite default."""
 
+from oslo_config import cfg
 from oslo_db import options as oslo_db_options
 
 from nova.conf import paths
@@ -8,7 +9,11 @@ _DEFAULT_SQL_CONNECTION = 'sqlite:///' + paths.state_path_def('nova.sqlite')
 
 
 def register_opts(conf):
-    oslo_db_options.set_defaults(conf, connection=_DEFAULT_SQL_CONNECTION)
+    conf.register_opts(oslo_db_options.database_opts, group='database')
+    # Set on the option itself, not with conf.set_default: ConfigOpts.reset()
+    # (every config fixture's cleanup) forgets conf-level defaults.
+    cfg.set_defaults(oslo_db_options.database_opts,
+                     connection=_DEFAULT_SQL_CONNECTION)
 
 
 def list_opts():

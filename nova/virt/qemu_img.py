@@ -80,13 +80,15 @@ def execute(*args, limits=QEMU_IMG_LIMITS):
 
 
 def info(path, fmt):
-    """Return ``qemu-img info --output=json -f fmt path`` as a dict.
+    """Return ``qemu-img info --output=json -U -f fmt path`` as a dict.
 
     Keys used by callers: ``format``, ``virtual-size``, ``actual-size``,
     ``backing-filename``, ``backing-filename-format``,
     ``format-specific.data.data-file``.
     """
-    out, _err = execute('info', '--output=json', '-f', _fmt(fmt), path)
+    # -U: read a running guest's disk without its write lock (info only
+    # reads the header).
+    out, _err = execute('info', '--output=json', '-U', '-f', _fmt(fmt), path)
     return jsonutils.loads(out)
 
 
