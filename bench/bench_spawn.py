@@ -16,8 +16,8 @@ Prints (medians of --reps warm spawns; never asserts on time):
     transactions) per spawn;
 (c) when the anchor venv exists (``bash /work/shared/anchor/setup.sh``),
     upstream Nova 34.0.0's warm creation of the disks it makes (root,
-    ephemeral, swap) run side by side on the same image, against our
-    spawn of the same three disks: the ratio, and both command counts.
+    ephemeral, swap) on the same image, alternating with our spawn of the
+    same three disks: the ratio, and both command counts.
 
 The image is the anchor's (1 GiB sparse raw with 64 MiB of seeded random
 data, and its qcow2; made here if ``~/.cache/anchor/images`` has none).
@@ -186,54 +186,68 @@ def disk_sources(driver, context, instance):
     return result
 
 
-def spawn_series(driver, context, image_meta, recorder, reps, ephemerals,
-                 scratch):
-    """Warm spawns; returns medians and the last spawn's details."""
-    spawn_s, bare_s, cmds, stmts, writes = [], [], [], [], []
-    argvs = []
-    for _ in range(reps):
-        instance = create_instance(context, image_meta, ephemerals)
-        recorder.reset()
-        t0 = time.perf_counter()
-        driver.spawn(context, instance, image_meta)
-        spawn_s.append(time.perf_counter() - t0)
-        cmds.append(len(recorder.commands))
-        stmts.append(len(recorder.statements))
-        writes.append(recorder.write_transactions)
-        instance_dir = os.path.join(CONF.instances_path, instance.uuid)
-        b, argvs = bare_baseline(list(recorder.commands), instance_dir,
-                                 disk_sources(driver, context, instance),
-                                 scratch)
-        bare_s.append(b)
-        driver.destroy(context, instance)
-    return {'spawn_s': statistics.median(spawn_s),
-            'bare_s': statistics.median(bare_s),
-            'commands': max(cmds), 'statements': max(stmts),
-            'write_transactions': max(writes), 'argvs': argvs}
+def spawn_once(driver, context, image_meta, recorder, ephemerals,
+               scratch):
+    """One warm spawn, then the same commands bare; the instance is
+    destroyed afterwards (not timed)."""
+    instance = create_instance(context, image_meta, ephemerals)
+    recorder.reset()
+    t0 = time.perf_counter()
+    driver.spawn(context, instance, image_meta)
+    spawn_s = time.perf_counter() - t0
+    result = {'spawn_s': spawn_s, 'commands': len(recorder.commands),
+              'statements': len(recorder.statements),
+              'write_transactions': recorder.write_transactions}
+    instance_dir = os.path.join(CONF.instances_path, instance.uuid)
+    result['bare_s'], result['argvs'] = bare_baseline(
+        list(recorder.commands), instance_dir,
+        disk_sources(driver, context, instance), scratch)
+    driver.destroy(context, instance)
+    return result
 
 
-def run_upstream(backend, image_path, reps, work):
-    """Upstream Nova's warm creation of root/ephemeral/swap (anchor)."""
-    python = os.path.join(ANCHOR_DIR, 'venv', 'bin', 'python')
-    script = os.path.join(ANCHOR, 'upstream_disks.py')
-    if not (os.path.exists(python) and os.path.exists(script)):
-        return None
-    out = os.path.join(work, 'upstream.json')
-    _fmt, args = CONFIGS[backend]
-    # cwd is the work directory: a checkout's nova/ must not shadow
-    # upstream's.
-    subprocess.run(
-        [python, script] + args + [
+def summarize(runs):
+    """Medians of the times, maxima of the counts."""
+    return {'spawn_s': statistics.median(r['spawn_s'] for r in runs),
+            'bare_s': statistics.median(r['bare_s'] for r in runs),
+            'commands': max(r['commands'] for r in runs),
+            'statements': max(r['statements'] for r in runs),
+            'write_transactions': max(r['write_transactions'] for r in runs),
+            'argvs': runs[-1]['argvs']}
+
+
+class Upstream:
+    """Upstream Nova 34.0.0 creating root, ephemeral and swap (the anchor),
+    one warm instance per call, on one instances path kept warm."""
+
+    def __init__(self, backend, image_path, work):
+        self.python = os.path.join(ANCHOR_DIR, 'venv', 'bin', 'python')
+        self.script = os.path.join(ANCHOR, 'upstream_disks.py')
+        self.available = (os.path.exists(self.python) and
+                          os.path.exists(self.script))
+        self.args = CONFIGS[backend][1] + [
             '--image', image_path, '--root-gb', '2', '--ephemeral-gb', '1',
             '--swap-mb', '512', '--instances-path',
-            os.path.join(work, 'upstream-instances'), '--fresh',
-            '--instances', str(reps + 1), '--output', out],
-        check=True, capture_output=True, cwd=work)
-    with open(out) as f:
-        result = json.load(f)
-    warm = [i for i in result['instances'] if i['label'] != 'cold_cache']
-    return {'total_s': statistics.median(i['total_s'] for i in warm),
-            'commands': max(len(i['commands']) for i in warm)}
+            os.path.join(work, 'upstream-instances'), '--instances', '1']
+        self.work = work
+        self.out = os.path.join(work, 'upstream.json')
+        if self.available:
+            self._run(['--fresh'])  # the cold instance warms the cache
+
+    def _run(self, extra):
+        # cwd is the work directory: a checkout's nova/ must not shadow
+        # upstream's.
+        subprocess.run([self.python, self.script] + self.args + extra +
+                       ['--output', self.out], check=True,
+                       capture_output=True, cwd=self.work)
+        with open(self.out) as f:
+            [instance] = json.load(f)['instances']
+        return instance
+
+    def warm_instance(self):
+        instance = self._run([])
+        return {'total_s': instance['total_s'],
+                'commands': len(instance['commands'])}
 
 
 def main(argv=None):
@@ -281,13 +295,19 @@ def main(argv=None):
         cold_cmds = len(recorder.commands)
         driver.destroy(context, cold)
 
-        four = spawn_series(driver, context, image_meta, recorder,
-                            args.reps, 2, scratch)
-        three = spawn_series(driver, context, image_meta, recorder,
-                             args.reps, 1, scratch)
-        upstream = run_upstream(args.backend, images[image_format],
-                                args.reps, work)
+        # Ours and upstream's alternate, so that load from anything else
+        # on the machine falls on both alike.
+        upstream = Upstream(args.backend, images[image_format], work)
+        four_runs, three_runs, upstream_runs = [], [], []
+        for _ in range(args.reps):
+            four_runs.append(spawn_once(driver, context, image_meta,
+                                        recorder, 2, scratch))
+            three_runs.append(spawn_once(driver, context, image_meta,
+                                         recorder, 1, scratch))
+            if upstream.available:
+                upstream_runs.append(upstream.warm_instance())
         host.close()
+        four, three = summarize(four_runs), summarize(three_runs)
 
         print('backend %s (force_raw_images=True), %s image of 1 GiB with '
               '64 MiB of data; medians of %d warm spawns' % (
@@ -315,14 +335,17 @@ def main(argv=None):
         print('    ours            %8.1f ms, %d commands (whole spawn: DB, '
               'disks, XML, define + start)' % (three['spawn_s'] * 1000,
                                                three['commands']))
-        if upstream is None:
+        if not upstream_runs:
             print('    upstream        not measured: run bash %s/setup.sh '
                   'first' % ANCHOR)
         else:
+            up_s = statistics.median(r['total_s'] for r in upstream_runs)
             print('    upstream        %8.1f ms, %d commands (disks only)'
-                  % (upstream['total_s'] * 1000, upstream['commands']))
-            print('    ratio           %8.2f  (ours / upstream)' % (
-                three['spawn_s'] / upstream['total_s']))
+                  % (up_s * 1000, max(r['commands'] for r in upstream_runs)))
+            print('    ratio           %8.2f  (ours / upstream; per pair: '
+                  '%s)' % (three['spawn_s'] / up_s, ' '.join(
+                      '%.2f' % (o['spawn_s'] / u['total_s'])
+                      for o, u in zip(three_runs, upstream_runs))))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
