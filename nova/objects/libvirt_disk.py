@@ -74,10 +74,15 @@ class LibvirtDiskMetadata(base.NovaObject):
         The source: the image a disk was made from, or the template name
         (``ephemeral_1_ext4``, ``swap_512``) of a disk made by a function.
         At most one is set; neither for a blank disk.
+    ``preallocated``
+        File backends: the disk's full size is allocated when it is
+        created and whenever it grows (``preallocate_images = space``
+        when it was planned). Absent from 1.0 records: False.
     """
 
     # Version 1.0: Initial version
-    VERSION = '1.0'
+    # Version 1.1: Added preallocated
+    VERSION = '1.1'
 
     fields = {
         'backend': fields.DiskBackendField(),
@@ -91,13 +96,14 @@ class LibvirtDiskMetadata(base.NovaObject):
         'volume_name': fields.StringField(nullable=True, default=None),
         'image_id': fields.StringField(nullable=True, default=None),
         'cache_name': fields.StringField(nullable=True, default=None),
+        'preallocated': fields.BooleanField(default=False),
     }
 
     def obj_make_compatible(self, primitive, target_version):
         super().obj_make_compatible(primitive, target_version)
-        # Future minor versions drop their new fields here, e.g.:
-        # if versionutils.convert_version_to_tuple(target_version) < (1, 1):
-        #     primitive.pop('new_field', None)
+        target = versionutils.convert_version_to_tuple(target_version)
+        if target < (1, 1):
+            primitive.pop('preallocated', None)
 
     @property
     def source(self):
@@ -119,9 +125,14 @@ class LibvirtDiskMetadata(base.NovaObject):
         if missing:
             raise exception.DiskMetadataInvalid(
                 reason='missing %s' % ', '.join(missing))
-        for name in self.fields:
+        for name, field in self.fields.items():
             if not self.obj_attr_is_set(name):
-                setattr(self, name, None)
+                # Facts added by later minor versions take their default
+                # when an older record is loaded.
+                if field.default is not fields.UnspecifiedDefault:
+                    self.obj_set_defaults(name)
+                else:
+                    setattr(self, name, None)
         if self.format not in _ALLOWED_FORMATS[self.backend]:
             raise exception.DiskMetadataInvalid(
                 reason='backend %s cannot hold format %s' % (

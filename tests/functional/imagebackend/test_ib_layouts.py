@@ -254,12 +254,13 @@ def test_too_small_disk_is_refused_before_writing(backend, cache,
                                                instance.uuid))
 
 
-def test_preallocate_space(conf, cache, image_service):
-    conf.config(preallocate_images='space')
+def test_preallocated_record(conf, cache, image_service):
+    # The record decides, not preallocate_images (left at 'none' here).
     image_id = image_service.ids['raw']
     for backend in ('flat', 'qcow2'):
         record = helpers.make_record(backend, 'raw', IMAGE_SIZE,
                                      image_id=image_id)
+        record.preallocated = True
         disk = imagebackend.backend_for(helpers.Instance(), record,
                                         cache=cache)
         disk.create_from_image(None, image_id)

@@ -245,12 +245,19 @@ def test_failed_func_leaves_nothing(conf, cache):
     assert os.listdir(os.path.join(CONF.instances_path, '_base')) == []
 
 
-def test_preallocate_space(conf, cache):
-    conf.config(preallocate_images='space')
-    disk = imagebackend.Flat(instance(), record(size=4 * MiB), cache=cache)
+def test_preallocated_record(conf, cache):
+    disk = imagebackend.Flat(
+        instance(), record(size=4 * MiB, preallocated=True), cache=cache)
     disk.create_from_image(None, 'raw-image')
     st = os.stat(disk.path)
     assert st.st_size == 4 * MiB and st.st_blocks * 512 >= 4 * MiB
+
+
+def test_preallocate_images_is_not_read_by_the_backend(conf, cache):
+    conf.config(preallocate_images='space')
+    disk = imagebackend.Flat(instance(), record(size=4 * MiB), cache=cache)
+    disk.create_from_image(None, 'raw-image')
+    assert os.stat(disk.path).st_blocks * 512 < 4 * MiB
 
 
 def test_remove_is_idempotent(conf, cache):

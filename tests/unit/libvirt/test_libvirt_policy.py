@@ -364,3 +364,16 @@ def test_config_change_after_planning_changes_nothing_planned(conf):
     assert libvirt_disk.LibvirtDiskMetadata.from_driver_info(
         text).backend == 'qcow2'
     assert plan_one(root_bdm()).backend == 'flat'
+
+
+@pytest.mark.parametrize('images_type,expected', [
+    ('flat', True), ('qcow2', True), ('rbd', False)])
+def test_preallocate_images_is_recorded_for_file_backends(conf, images_type,
+                                                          expected):
+    conf.config(preallocate_images='space')
+    conf.config(group='libvirt', images_type=images_type)
+    assert {r.preallocated for _, r in policy.plan_disks(
+        make_instance(), image_meta(),
+        [root_bdm(), ephemeral_bdm(), swap_bdm()])} == {expected}
+    conf.config(preallocate_images='none')
+    assert not plan_one(root_bdm()).preallocated

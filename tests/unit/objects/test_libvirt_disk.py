@@ -59,7 +59,7 @@ def test_serialised_form_is_an_ovo_primitive():
     primitive = jsonutils.loads(_record().to_driver_info())
     assert primitive['nova_object.name'] == 'LibvirtDiskMetadata'
     assert primitive['nova_object.namespace'] == 'nova'
-    assert primitive['nova_object.version'] == '1.0'
+    assert primitive['nova_object.version'] == '1.1'
     assert 'nova_object.changes' not in primitive
     assert primitive['nova_object.data']['size'] == 2 * 1024 ** 3
 
@@ -114,11 +114,31 @@ def test_unknown_major_version(version):
 
 
 def test_newer_minor_version():
-    # 1.1 may carry facts 1.0 code would drop: refuse, never half-load.
+    # 1.2 may carry facts this code would drop: refuse, never half-load.
     primitive = _primitive()
-    primitive['nova_object.version'] = '1.1'
+    primitive['nova_object.version'] = '1.2'
     with pytest.raises(exception.DiskMetadataUnsupportedVersion):
         _load(primitive)
+
+
+def test_a_1_0_record_loads_with_the_1_1_default():
+    # What 1.0 code wrote (before preallocated existed) still loads.
+    primitive = _record().obj_to_primitive(target_version='1.0')
+    primitive.pop('nova_object.changes', None)
+    assert primitive['nova_object.version'] == '1.0'
+    assert 'preallocated' not in primitive['nova_object.data']
+    loaded = _load(primitive)
+    assert loaded.preallocated is False
+    current = _load(jsonutils.loads(_record().to_driver_info()))
+    assert _fields(loaded) == _fields(current)
+
+
+def test_backport_to_1_0_drops_preallocated():
+    record = _record(preallocated=True)
+    primitive = record.obj_to_primitive(target_version='1.0')
+    assert primitive['nova_object.version'] == '1.0'
+    assert 'preallocated' not in primitive['nova_object.data']
+    assert record.obj_to_primitive()['nova_object.data']['preallocated']
 
 
 @pytest.mark.parametrize('version', ['one', '1.x', '', 1.0, '1', '1.0.0',

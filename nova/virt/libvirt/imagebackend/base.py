@@ -371,12 +371,12 @@ class Image(metaclass=abc.ABCMeta):
             utils.open_exclusive(path, DISK_MODE).close()
 
     def _preallocate(self, path, size):
-        """Allocate ``size`` bytes up front if preallocate_images=space.
+        """Allocate ``size`` bytes up front if the record says so.
 
         For a qcow2 file this reserves host space that qcow2 then fills
         with clusters, so the guest cannot run out of host storage.
         """
-        if CONF.preallocate_images != 'space':
+        if not self.record.preallocated:
             return
         fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:

@@ -85,6 +85,7 @@ class NodeLayout:
     force_raw_images: bool
     volume_group: str = None
     rbd_pool: str = None
+    preallocate: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +117,8 @@ def node_layout():
     return NodeLayout(images_type=images_type, backend=backend,
                       force_raw_images=CONF.force_raw_images,
                       volume_group=CONF.libvirt.images_volume_group,
-                      rbd_pool=CONF.libvirt.images_rbd_pool)
+                      rbd_pool=CONF.libvirt.images_rbd_pool,
+                      preallocate=CONF.preallocate_images == 'space')
 
 
 def disk_role(bdm):
@@ -220,6 +222,8 @@ class _Planner:
         record = libvirt_disk.LibvirtDiskMetadata(
             backend=layout.backend, format=fmt, size=size,
             disk_name=disk_name, backing_format=backing_format,
+            preallocated=(layout.preallocate and layout.backend in (
+                fields.DiskBackend.FLAT, fields.DiskBackend.QCOW2)),
             **location, **source)
         try:
             record.validate()
