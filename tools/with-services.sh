@@ -4,7 +4,8 @@
 #   libvirtd with KVM (qemu:///system).
 # Each tools/services/<name>.sh start prints KEY=VALUE lines that tell the
 # tests where the service is; they are exported for the command. Every
-# service is stopped when the command ends, whatever its outcome.
+# service this script started is stopped when the command ends, whatever its
+# outcome; one that was already running (a developer's) is left running.
 #
 # Usage: tools/with-services.sh COMMAND [ARGS...]
 set -euo pipefail
@@ -22,8 +23,10 @@ trap stop_all EXIT
 
 for svc in $SERVICES; do
   t0=$(date +%s%N)
+  was_running=false
+  bash "$HERE/services/$svc.sh" status && was_running=true
   vars=$(bash "$HERE/services/$svc.sh" start)
-  started+=("$svc")
+  $was_running || started+=("$svc")
   while IFS= read -r line; do
     case "$line" in
       NOVA_TEST_*=*) export "${line?}" ;;

@@ -162,5 +162,6 @@ stop() {
 case "${1:-}" in
     start) start ;;
     stop) stop ;;
-    *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+    status) daemon_pid >/dev/null ;;
+    *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
 esac

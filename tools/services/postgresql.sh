@@ -131,5 +131,6 @@ stop() {
 case "${1:-}" in
     start) start ;;
     stop) stop ;;
-    *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+    status) server_pid >/dev/null ;;
+    *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
 esac
