@@ -10,6 +10,7 @@ from oslo_config import cfg
 from nova.conf import compute
 from nova.conf import database
 from nova.conf import image_cache
+from nova.conf import image_store
 from nova.conf import libvirt
 from nova.conf import paths
 
@@ -19,6 +20,7 @@ paths.register_opts(CONF)
 compute.register_opts(CONF)
 libvirt.register_opts(CONF)
 image_cache.register_opts(CONF)
+image_store.register_opts(CONF)
 database.register_opts(CONF)
 
 # External locks (one per image cache entry) live beside the instances they

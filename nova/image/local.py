@@ -225,8 +225,9 @@ class LocalImageService(api.ImageService):
                     properties=None):
         """Copy ``path`` into the store as a new image.
 
-        One pass over the source computes size, md5 and sha512, runs the
-        format inspectors and writes the copy (zero blocks as holes); then
+        One pass over the source computes its size and its
+        ``[image_store] hashing_algorithm`` hash, runs the format
+        inspectors and writes the copy (zero blocks as holes); then
         ``qemu-img info`` must agree and the virtual size is recorded.
 
         :param path: a regular file.
@@ -292,9 +293,10 @@ class LocalImageService(api.ImageService):
     def _import(self, image_id, image_dir, src, size, disk_format, progress):
         part = os.path.join(image_dir, DATA_NAME + _PART_SUFFIX)
         with utils.open_exclusive(part, _FILE_MODE) as out:
-            with images.ImageStream(image_id, disk_format,
-                                    fd=out.fileno(), size=size,
-                                    progress=progress) as stream:
+            with images.ImageStream(
+                    image_id, disk_format, fd=out.fileno(), size=size,
+                    os_hash_algo=CONF.image_store.hashing_algorithm,
+                    md5=False, progress=progress) as stream:
                 while True:
                     chunk = src.read(CHUNK_SIZE)
                     if not chunk:

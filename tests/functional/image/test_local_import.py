@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+import nova.conf
 from nova import exception
 from tests.functional import hostile_images as hostile
 from tests.functional.image import fetch_helpers as helpers
@@ -15,19 +16,18 @@ store = helpers.store
 image_api = helpers.image_api
 src_dir = helpers.src_dir
 
+CONF = nova.conf.CONF
 MiB = hostile.MiB
 SIZE = 24 * MiB
 DATA_AT = ((0, 2 * MiB), (SIZE - MiB, MiB))
 
 
-def _hashes(path):
-    md5 = hashlib.md5(usedforsecurity=False)
-    sha512 = hashlib.sha512()
+def _hash(path, algo):
+    digest = hashlib.new(algo)
     with open(path, 'rb') as f:
         for chunk in iter(lambda: f.read(MiB), b''):
-            md5.update(chunk)
-            sha512.update(chunk)
-    return md5.hexdigest(), sha512.hexdigest()
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 @pytest.mark.parametrize('fmt', ['raw', 'qcow2'])
@@ -40,12 +40,12 @@ def test_import_records_what_it_stored(ctx, store, image_api, src_dir, fmt):
         ctx, src, fmt, name='test image', properties={'os_type': 'linux'},
         progress=lambda done, total: calls.append((done, total)))
 
-    md5, sha512 = _hashes(src)
+    # [image_store] hashing_algorithm's default; no legacy md5.
     assert meta == {
         'id': meta['id'], 'name': 'test image', 'status': 'active',
         'disk_format': fmt, 'container_format': 'bare',
-        'size': os.path.getsize(src), 'checksum': md5,
-        'os_hash_algo': 'sha512', 'os_hash_value': sha512,
+        'size': os.path.getsize(src), 'checksum': None,
+        'os_hash_algo': 'sha256', 'os_hash_value': _hash(src, 'sha256'),
         'virtual_size': SIZE, 'min_disk': 0,
         'properties': {'os_type': 'linux'}}
     assert image_api.get(ctx, meta['id']) == meta
@@ -58,6 +58,18 @@ def test_import_records_what_it_stored(ctx, store, image_api, src_dir, fmt):
         src, 'rb').read()
     assert sorted(os.listdir(store.image_dir(meta['id']))) == [
         'data', 'metadata.json']
+
+
+@pytest.mark.parametrize('algo', ['sha512', 'sha3_256'])
+def test_import_uses_the_configured_hash(ctx, image_api, src_dir, algo):
+    CONF.set_override('hashing_algorithm', algo, group='image_store')
+    try:
+        src = hostile.raw(os.path.join(src_dir, 'img'))
+        meta = image_api.import_file(ctx, src, 'raw')
+    finally:
+        CONF.clear_override('hashing_algorithm', group='image_store')
+    assert meta['os_hash_algo'] == algo
+    assert meta['os_hash_value'] == _hash(src, algo)
 
 
 def test_import_gpt_disk_as_raw(ctx, image_api, src_dir):
