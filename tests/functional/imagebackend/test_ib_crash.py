@@ -23,17 +23,17 @@ MiB = helpers.MiB
 
 
 def _kill_when_ready(args):
-    proc = subprocess.Popen(
-        [sys.executable, os.path.join(HERE, 'ib_crash_worker.py'),
-         json.dumps(args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
-    deadline = time.monotonic() + 60
-    while not os.path.exists(args['ready']):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, 'worker never got ready'
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    with subprocess.Popen(
+            [sys.executable, os.path.join(HERE, 'ib_crash_worker.py'),
+             json.dumps(args)], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True) as proc:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(args['ready']):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, 'worker never got ready'
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
 
 
 def _args(tmp_path, **kw):
