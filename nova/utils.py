@@ -76,6 +76,15 @@ def remove_path_on_error(path, remove=None):
         raise
 
 
+def fsync_dir(path):
+    """Make the directory entries of ``path`` (a rename, a link) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def open_exclusive(path, mode=0o600):
     """Create ``path`` for writing; fail if it exists or is a symlink.
 

@@ -49,6 +49,26 @@ def not_configured(backend):
         SERVER_URL_ENV[backend])
 
 
+class ConfOverrides:
+    """``config(group=None, **values)`` sets overrides on CONF; ``undo()``
+    clears exactly those, and touches nothing else of CONF (oslo's config
+    fixture resets all of it on cleanup).
+    """
+
+    def __init__(self):
+        self._set = []
+
+    def config(self, group=None, **values):
+        for name, value in values.items():
+            CONF.set_override(name, value, group=group)
+            self._set.append((name, group))
+
+    def undo(self):
+        while self._set:
+            name, group = self._set.pop()
+            CONF.clear_override(name, group=group)
+
+
 class ConfFixture(config_fixture.Config):
     """``nova.conf.CONF`` with overrides undone after the test.
 

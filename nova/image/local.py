@@ -78,14 +78,6 @@ def _open_nofollow(path):
     return fd
 
 
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def validate_metadata(image_id, meta):
     """Check a loaded metadata record; return a clean copy of it.
 
@@ -280,7 +272,7 @@ class LocalImageService(api.ImageService):
                 meta.update(name=name, container_format=container_format,
                             min_disk=min_disk, properties=properties)
                 self._write_metadata(image_dir, meta)
-                _fsync_dir(self.root)
+                utils.fsync_dir(self.root)
             except BaseException:
                 shutil.rmtree(image_dir, ignore_errors=True)
                 raise
@@ -334,7 +326,7 @@ class LocalImageService(api.ImageService):
                 f.flush()
                 os.fsync(f.fileno())
             os.rename(part, final)
-        _fsync_dir(image_dir)
+        utils.fsync_dir(image_dir)
 
     def delete(self, context, image_id):
         """Remove ``image_id``: its metadata first, so it vanishes at once.

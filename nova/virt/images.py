@@ -549,14 +549,6 @@ def remove_stale_parts(target):
     return removed
 
 
-def _fsync_dir(directory):
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _publish(image_id, part, target):
     """Give the verified ``part`` its final name, never replacing one.
 
@@ -739,7 +731,7 @@ def fetch_verified(context, image_api, image_id, target, output_format,
         # Only a durable name counts as fetched: if this fails, the
         # target goes too and the caller sees the error.
         with utils.remove_path_on_error(target):
-            _fsync_dir(directory)
+            utils.fsync_dir(directory)
     except BaseException as e:
         for p in parts:
             with contextlib.suppress(OSError):

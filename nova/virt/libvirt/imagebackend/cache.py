@@ -138,14 +138,6 @@ def _check_template_name(name):
     return name
 
 
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fsync_file(path):
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
@@ -340,7 +332,7 @@ class ImageCache:
                 # so a reader that races us rebuilds rather than uses it.
                 for path in files:
                     _unlink_quiet(path)
-                _fsync_dir(base_dir)
+                utils.fsync_dir(base_dir)
             LOG.info('Removed unused image cache entry %(name)s',
                      {'name': name})
             removed.append(name)
@@ -405,7 +397,7 @@ class ImageCache:
                 with utils.remove_path_on_error(path):
                     virtual_size = int(create(path))
                     os.chmod(path, _ENTRY_MODE)
-                    _fsync_dir(base_dir)
+                    utils.fsync_dir(base_dir)
                     self._write_sidecar(sidecar, fmt, virtual_size, source)
                 entry = CacheEntry(path=path, format=fmt,
                                    virtual_size=virtual_size, name=name)
@@ -471,7 +463,7 @@ class ImageCache:
                 f.flush()
                 os.fsync(f.fileno())
             os.rename(part, sidecar)
-        _fsync_dir(os.path.dirname(sidecar))
+        utils.fsync_dir(os.path.dirname(sidecar))
 
     @staticmethod
     def _check_safe(entry):
