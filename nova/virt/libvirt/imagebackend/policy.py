@@ -184,6 +184,14 @@ def volume_name(instance_uuid, disk_name):
     return '%s_%s' % (instance_uuid, escaped)
 
 
+#: Block backends -> (the record's and NodeLayout's field naming the
+#: container of their volumes, the option that sets it).
+_CONTAINERS = {
+    fields.DiskBackend.LVM: ('volume_group', 'images_volume_group'),
+    fields.DiskBackend.RBD: ('rbd_pool', 'images_rbd_pool'),
+}
+
+
 class _Planner:
     """Plans the disks of one instance under one NodeLayout."""
 
@@ -201,21 +209,15 @@ class _Planner:
         """A record on the node's backend, with the location it needs."""
         layout = self.layout
         location = {}
-        if layout.backend == fields.DiskBackend.LVM:
-            if not layout.volume_group:
+        if layout.backend in _CONTAINERS:
+            field, option = _CONTAINERS[layout.backend]
+            container = getattr(layout, field)
+            if not container:
                 raise exception.DiskLayoutConfigMissing(
                     instance_uuid=self.uuid, disk_name=disk_name,
                     option='images_type', value=layout.images_type,
-                    needed='images_volume_group')
-            location = {'volume_group': layout.volume_group,
-                        'volume_name': volume_name(self.uuid, disk_name)}
-        elif layout.backend == fields.DiskBackend.RBD:
-            if not layout.rbd_pool:
-                raise exception.DiskLayoutConfigMissing(
-                    instance_uuid=self.uuid, disk_name=disk_name,
-                    option='images_type', value=layout.images_type,
-                    needed='images_rbd_pool')
-            location = {'rbd_pool': layout.rbd_pool,
+                    needed=option)
+            location = {field: container,
                         'volume_name': volume_name(self.uuid, disk_name)}
         if size <= 0:
             raise self.fail(disk_name, 'its size would be %d bytes' % size)
