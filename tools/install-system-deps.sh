@@ -17,7 +17,7 @@ PACKAGES=(
   # databases
   postgresql mariadb-server
   # build helpers for python wheels
-  gcc python3-dev
+  gcc python3-dev python3-venv
 )
 
 missing=()
