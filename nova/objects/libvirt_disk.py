@@ -212,6 +212,8 @@ class LibvirtDiskMetadata(base.NovaObject):
         if unknown:
             raise exception.DiskMetadataMalformed(
                 reason='unknown fields %s' % ', '.join(sorted(unknown)))
+        for name, value in data.items():
+            _check_json_type(name, cls.fields[name], value)
         for field in ('backend', 'format', 'backing_format'):
             value = data.get(field)
             valid = cls.fields[field].AUTO_TYPE.valid_values
@@ -224,8 +226,31 @@ class LibvirtDiskMetadata(base.NovaObject):
                 TypeError, KeyError) as e:
             raise exception.DiskMetadataInvalid(reason=str(e))
         record.validate()
+        # An older record is now a record of this version (its new facts
+        # at their defaults): written back, it must say so.
+        record.VERSION = cls.VERSION
         record.obj_reset_changes()
         return record
+
+
+def _check_json_type(name, field, value):
+    """Refuse a value of the wrong JSON type rather than coerce it.
+
+    oslo.versionedobjects would turn ``"12"`` or ``true`` into a size of
+    12 or 1: a record is read as written, or not at all.
+    """
+    if value is None and field.nullable:
+        return
+    if isinstance(field.AUTO_TYPE, fields.Boolean):
+        ok = isinstance(value, bool)
+    elif isinstance(field.AUTO_TYPE, (fields.Integer,
+                                      fields.NonNegativeInteger)):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise exception.DiskMetadataMalformed(
+            reason='%s has JSON type %s' % (name, type(value).__name__))
 
 
 def _check_simple_name(field, value):

@@ -121,6 +121,25 @@ def test_newer_minor_version():
         _load(primitive)
 
 
+@pytest.mark.parametrize('field,value', [
+    ('size', True), ('size', '12'), ('size', 1.5), ('size', None),
+    ('disk_name', 7), ('image_id', ['x']), ('preallocated', 1),
+    ('preallocated', 'yes'), ('backend', None), ('volume_group', {}),
+])
+def test_wrong_json_types_are_refused_not_coerced(field, value):
+    with pytest.raises(exception.DiskMetadataMalformed, match=field):
+        _load(_primitive(**{field: value}))
+
+
+def test_a_loaded_1_0_record_is_written_back_as_current():
+    primitive = _record().obj_to_primitive(target_version='1.0')
+    primitive.pop('nova_object.changes', None)
+    loaded = _load(primitive)
+    written = jsonutils.loads(loaded.to_driver_info())
+    assert written['nova_object.version'] == '1.1'
+    assert written['nova_object.data']['preallocated'] is False
+
+
 def test_a_1_0_record_loads_with_the_1_1_default():
     # What 1.0 code wrote (before preallocated existed) still loads.
     primitive = _record().obj_to_primitive(target_version='1.0')
