@@ -30,7 +30,7 @@ echo "== nova-libvirt image-import"
 image_id=$("${CLI[@]}" --format json image-import "$work/demo.qcow2" \
              --disk-format qcow2 --name demo |
            "$ROOT/.venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-"${CLI[@]}" image-list 2>/dev/null || true
+"${CLI[@]}" image-list
 
 echo "== nova-libvirt boot (root 2 GB, ephemeral 1 GB, swap 512 MB)"
 instance=$("${CLI[@]}" --format json boot --image "$image_id" --root-gb 2 \

@@ -25,9 +25,10 @@ gives Flat files. Disks that already exist keep their recorded layout.
                 help="""
 Force conversion of backing images to raw format.
 
-When true, a fetched image is converted to raw before it enters the image
-cache, and Flat disks made from it are raw. Read when an image is fetched and
-when a new disk is planned; it never changes an existing disk.
+When true, new disks are planned over a raw copy of their image in the image
+cache (the image is converted when it is fetched), and Flat disks made from
+it are raw. Read only when a new disk is planned, and recorded in its layout;
+it never changes an existing disk.
 """),
     cfg.StrOpt('preallocate_images',
                default='none',

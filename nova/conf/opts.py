@@ -1,7 +1,8 @@
 """The entry point of oslo-config-generator for this project's options.
 
-``oslo-config-generator --namespace nova.conf --namespace
-oslo.concurrency --namespace oslo.log`` writes ``etc/nova/nova.conf.sample``.
+``oslo-config-generator --config-file etc/nova/nova-config-generator.conf``
+(``tox -e genconfig``) writes ``etc/nova/nova.conf.sample`` from this
+namespace (``nova.conf``) and oslo.concurrency's.
 """
 
 import collections
