@@ -10,7 +10,7 @@ set -euo pipefail
 
 PACKAGES=(
   # image tools
-  qemu-utils e2fsprogs dosfstools util-linux
+  qemu-utils e2fsprogs dosfstools xfsprogs util-linux
   # libvirt: python bindings build from source; daemon + KVM for end-to-end
   libvirt-dev pkg-config libvirt-daemon libvirt-daemon-driver-qemu
   libvirt-clients qemu-system-x86 qemu-block-extra
