@@ -28,7 +28,7 @@ import socket
 import sys
 import warnings
 
-from oslo_concurrency import lockutils
+from oslo_concurrency import opts as concurrency_opts
 from oslo_config import cfg
 from oslo_db import exception as db_exc
 from oslo_db import options as db_options
@@ -403,12 +403,13 @@ def cmd_boot(context):
         swap=args.swap_mb, vm_state='building', task_state='spawning',
         power_state=libvirt_driver.NOSTATE)
     instance.create()
-    for values in _mappings(image_meta['id'], args.ephemeral_gb,
-                            args.swap_mb):
-        objects.BlockDeviceMapping(context, instance_uuid=uuid,
-                                   **values).create()
-    bdms = objects.BlockDeviceMappingList.get_by_instance_uuid(context, uuid)
     try:
+        for values in _mappings(image_meta['id'], args.ephemeral_gb,
+                                args.swap_mb):
+            objects.BlockDeviceMapping(context, instance_uuid=uuid,
+                                       **values).create()
+        bdms = objects.BlockDeviceMappingList.get_by_instance_uuid(context,
+                                                                   uuid)
         driver.spawn(context, instance, image_meta, bdms,
                      progress=progress.step)
     except Exception:
@@ -567,9 +568,9 @@ def _register_config_cli_opts():
     CONF.register_cli_opts(
         [o for o in db_options.database_opts if o.name == 'connection'],
         group='database')
+    [(group, lock_opts)] = concurrency_opts.list_opts()
     CONF.register_cli_opts(
-        [o for o in lockutils._opts if o.name == 'lock_path'],
-        group='oslo_concurrency')
+        [o for o in lock_opts if o.name == 'lock_path'], group=group)
 
 
 def _ensure_database():
