@@ -42,14 +42,22 @@ def get_script_directory():
     return alembic_script.ScriptDirectory.from_config(_alembic_config())
 
 
-def _make_sqlite_directory(url):
-    """A new host's SQLite file lives in a state_path that may not exist."""
+def _sqlite_file(url):
+    """The file of a SQLite URL, or None (another backend, in memory)."""
     url = sa.engine.make_url(url)
     if url.get_backend_name() != 'sqlite':
-        return
+        return None
     path = url.database
     if path and path != ':memory:' and not path.startswith('file:'):
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        return os.path.abspath(path)
+    return None
+
+
+def _make_sqlite_directory(url):
+    """A new host's SQLite file lives in a state_path that may not exist."""
+    path = _sqlite_file(url)
+    if path:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
 
 
 def _check_versioned(connection):
@@ -120,6 +128,11 @@ def db_version(engine=None):
     :param engine: as for db_sync().
     :raises: DBUnversioned for a database with tables but no version.
     """
+    if engine is None:
+        path = _sqlite_file(CONF.database.connection)
+        if path and not os.path.exists(path):
+            # Asking must not create the file (or fail on its directory).
+            return None
     engine = engine or db_api.get_engine()
     with engine.connect() as connection:
         _check_versioned(connection)

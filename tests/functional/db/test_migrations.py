@@ -270,6 +270,9 @@ def test_nova_manage_db_sync_and_version(tmp_path):
         assert result.returncode == 0, result.stderr
         return result.stdout.strip()
 
+    # A new host has no database: version says so and creates nothing.
+    assert version() == 'None'
+    assert not (tmp_path / 'state').exists()
     # db sync makes the state directory of a new host.
     assert _nova_manage(config_file, 'db', 'sync', INITIAL).returncode == 0
     assert version() == INITIAL
