@@ -92,12 +92,10 @@ def info(path, fmt):
     return jsonutils.loads(out)
 
 
-def create(path, fmt, size, backing_file=None, backing_fmt=None,
-           options=None):
+def create(path, fmt, size, backing_file=None, backing_fmt=None):
     """Create an image of ``size`` bytes (an overlay if ``backing_file``).
 
     :param backing_fmt: required with ``backing_file`` (pinned with -F).
-    :param options: extra ``-o`` options, e.g. {'preallocation': 'falloc'}.
     """
     args = ['create', '-f', _fmt(fmt)]
     if backing_file is not None:
@@ -105,9 +103,6 @@ def create(path, fmt, size, backing_file=None, backing_fmt=None,
             raise exception.InvalidInput(
                 reason='a backing file needs its format pinned')
         args += ['-b', backing_file, '-F', _fmt(backing_fmt)]
-    if options:
-        args += ['-o', ','.join('%s=%s' % kv for kv in
-                                sorted(options.items()))]
     args += [path, str(int(size))]
     execute(*args)
 

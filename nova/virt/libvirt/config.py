@@ -130,7 +130,6 @@ class LibvirtConfigGuest:
     arch: str = 'x86_64'
     emulator: str = None
     disks: list = dataclasses.field(default_factory=list)
-    metadata: dict = dataclasses.field(default_factory=dict)
 
     def to_element(self):
         domain = etree.Element('domain', type=self.virt_type)
