@@ -23,7 +23,6 @@ success, 1 on a failure (said on stderr), 2 on a usage error.
 """
 
 import argparse
-import os
 import socket
 import sys
 import warnings
@@ -33,16 +32,16 @@ from oslo_config import cfg
 from oslo_db import exception as db_exc
 from oslo_db import options as db_options
 from oslo_log import log as logging
-from oslo_serialization import jsonutils
 from oslo_utils import timeutils
 from oslo_utils import uuidutils
-import prettytable
 import sqlalchemy as sa
 
 import nova.conf
 from nova.conf import opts as conf_opts
 from nova import context as nova_context
 from nova.db import migration
+from nova.cmd import output
+from nova.cmd import progress as progress_mod
 from nova import exception
 from nova import image
 from nova import utils
@@ -100,163 +99,15 @@ _OUTPUT_OPTS = [
 ]
 
 
-# --- progress on a terminal -------------------------------------------
-
-class Progress:
-    """One status line on stderr, only when stderr is a terminal."""
-
-    def __init__(self, stream=None):
-        self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty()
-        self._shown = False
-
-    def step(self, message):
-        if self.enabled:
-            self.stream.write('\r\x1b[K%s' % message)
-            self.stream.flush()
-            self._shown = True
-
-    def bytes_callback(self, label):
-        """A ``callback(done, total)`` showing a percentage (redrawn
-        when it changes, not on every chunk)."""
-        last = [None]
-
-        def report(done, total):
-            if total:
-                percent = done * 100 // total
-                if percent != last[0]:
-                    last[0] = percent
-                    self.step('%s: %3d%% (%s of %s)' % (
-                        label, percent, _human(done), _human(total)))
-            else:
-                self.step('%s: %s' % (label, _human(done)))
-        return report
-
-    def done(self):
-        if self._shown:
-            self.stream.write('\r\x1b[K')
-            self.stream.flush()
-            self._shown = False
-
-
-class _ProgressImageAPI:
-    """The image API, reporting download progress (a fetch into the
-    cache) on a Progress line. Everything else passes through."""
-
-    def __init__(self, api, progress):
-        self._api = api
-        self._progress = progress
-
-    def __getattr__(self, name):
-        return getattr(self._api, name)
-
-    def download(self, context, image_id):
-        total = self._api.get(context, image_id).get('size')
-        chunks = self._api.download(context, image_id)
-        report = self._progress.bytes_callback('fetching image %s' %
-                                               image_id)
-
-        def counted():
-            done = 0
-            try:
-                for chunk in chunks:
-                    done += len(chunk)
-                    report(done, total)
-                    yield chunk
-            finally:
-                close = getattr(chunks, 'close', None)
-                if close is not None:
-                    close()
-        return counted()
-
-
-# --- output -----------------------------------------------------------------
-
-def _human(n):
-    if n is None:
-        return '-'
-    for unit in ('B', 'KiB', 'MiB', 'GiB', 'TiB'):
-        if abs(n) < 1024 or unit == 'TiB':
-            return ('%d %s' % (n, unit) if unit == 'B' or n == int(n)
-                    else '%.1f %s' % (n, unit))
-        n = n / 1024.0
-
-
-def _cell(value):
-    if value is None:
-        return '-'
-    if isinstance(value, (dict, list)):
-        return jsonutils.dumps(value, sort_keys=True)
-    return str(value)
-
-
-def _field_table(data, skip=()):
-    table = prettytable.PrettyTable(['Field', 'Value'])
-    table.align = 'l'
-    for key in sorted(data):
-        if key not in skip:
-            table.add_row([key, _cell(data[key])])
-    return table.get_string()
-
-
-def _row_table(columns, rows):
-    table = prettytable.PrettyTable([title for title, _ in columns])
-    table.align = 'l'
-    for row in rows:
-        table.add_row([_cell(get(row)) for _, get in columns])
-    return table.get_string()
-
-
-_DISK_COLUMNS = [
-    ('Target', lambda d: d.get('target')),
-    ('Disk', lambda d: d['disk_name']),
-    ('Backend', lambda d: (d['record'] or {}).get('backend')),
-    ('Format', lambda d: (d['record'] or {}).get('format')),
-    ('Size', lambda d: _human((d['record'] or {}).get('size'))),
-    ('Backing format', lambda d: (d['record'] or {}).get('backing_format')),
-    ('Source', lambda d: d.get('source')),
-    ('On disk', lambda d: _on_disk_summary(d.get('on_disk'))),
-]
-
-
-def _on_disk_summary(info):
-    if not info:
-        return None
-    if 'error' in info:
-        return info['error']
-    text = '%s, %s virtual, %s allocated' % (
-        info.get('format'), _human(info.get('virtual_size')),
-        _human(info.get('allocated')))
-    if info.get('backing_file'):
-        # The whole path is in --format json; the cache entry's name says
-        # which base it is.
-        text += ', over %s (%s)' % (os.path.basename(info['backing_file']),
-                                    info.get('backing_format'))
-    return text
-
-
-def _print_instance(data):
-    print(_field_table(data, skip=('disks',)))
-    if data.get('disks'):
-        print(_row_table(_DISK_COLUMNS, data['disks']))
-
-
-def _print_rows(columns, rows):
-    print(_row_table(columns, rows))
-
-
 def _emit(data, table_printer):
-    if CONF.format == 'json':
-        print(jsonutils.dumps(data, indent=2, sort_keys=True))
-    else:
-        table_printer(data)
+    output.emit(data, table_printer, CONF.format)
 
 
 # --- the commands -----------------------------------------------------
 
 def _image_api(progress=None):
     api = image.API()
-    return _ProgressImageAPI(api, progress) if progress and \
+    return progress_mod.ProgressImageAPI(api, progress) if progress and \
         progress.enabled else api
 
 
@@ -345,7 +196,7 @@ def _describe(context, driver, instance, with_disks=True):
 
 
 def cmd_image_import(context):
-    progress = Progress()
+    progress = progress_mod.Progress()
     args = CONF.command
     try:
         meta = image.API().import_file(
@@ -357,16 +208,16 @@ def cmd_image_import(context):
 
 
 def _field_table_printer(data):
-    print(_field_table(data))
+    print(output.field_table(data))
 
 
 def cmd_image_list(context):
     images = image.API().get_all(context)
-    _emit(images, lambda rows: _print_rows([
+    _emit(images, lambda rows: output.print_rows([
         ('ID', lambda i: i['id']), ('Name', lambda i: i.get('name')),
         ('Disk format', lambda i: i['disk_format']),
-        ('Size', lambda i: _human(i['size'])),
-        ('Virtual size', lambda i: _human(i.get('virtual_size'))),
+        ('Size', lambda i: output.human(i['size'])),
+        ('Virtual size', lambda i: output.human(i.get('virtual_size'))),
         ('Status', lambda i: i['status'])], rows))
 
 
@@ -391,7 +242,7 @@ def _mappings(image_id, ephemeral_gb, swap_mb):
 
 def cmd_boot(context):
     args = CONF.command
-    progress = Progress()
+    progress = progress_mod.Progress()
     driver = _driver(progress)
     image_meta = image.API().get(context, args.image)
     uuid = uuidutils.generate_uuid()
@@ -430,20 +281,20 @@ def cmd_boot(context):
     instance.power_state = driver.get_power_state(instance)
     instance.launched_at = timeutils.utcnow()
     instance.save()
-    _emit(_describe(context, driver, instance), _print_instance)
+    _emit(_describe(context, driver, instance), output.print_instance)
 
 
 def cmd_show(context):
     driver = _driver()
     instance = _find_instance(context, CONF.command.instance)
-    _emit(_describe(context, driver, instance), _print_instance)
+    _emit(_describe(context, driver, instance), output.print_instance)
 
 
 def cmd_list(context):
     driver = _driver()
     rows = [_describe(context, driver, i, with_disks=False)
             for i in objects.InstanceList.get_all(context)]
-    _emit(rows, lambda rows: _print_rows([
+    _emit(rows, lambda rows: output.print_rows([
         ('UUID', lambda r: r['uuid']), ('Name', lambda r: r['name']),
         ('VM state', lambda r: r['vm_state']),
         ('Power state', lambda r: r['power_state']),
