@@ -165,25 +165,29 @@ class LibvirtDriver:
         disk made by this driver (records are saved before any disk is
         made) and is skipped with a warning.
 
-        :raises: InstanceDomainFailed if libvirt refuses to stop or
+        Every disk's backend is built from its record before the domain is
+        touched: a record this host cannot serve (or read) refuses the
+        destroy while the guest is still as it was, rather than leaving it
+        undefined with its disks behind.
+
+        :raises: BackendUnavailable, DiskMetadataInvalid (nothing was
+            touched); InstanceDomainFailed if libvirt refuses to stop or
             undefine; the first error of a disk removal, after trying all.
         """
+        backends = []
+        if destroy_disks:
+            backends = self._backends_to_remove(
+                instance, self._bdms(context, instance, block_device_info))
         dom = self.host.lookup_domain(instance)
         if dom is not None:
             self._stop(instance, dom)
             self._undefine(instance, dom)
         if not destroy_disks:
             return
-        bdms = self._bdms(context, instance, block_device_info)
         failures = []
-        for bdm in bdms:
-            if not bdm.is_local:
-                continue
+        for backend in backends:
             try:
-                self.disks.get_backend(instance, bdm).remove()
-            except exception.DiskMetadataMissing as e:
-                LOG.warning('%(error)s: no disk of it was made by this '
-                            'driver; nothing to remove', {'error': e})
+                backend.remove()
             except Exception as e:
                 LOG.error('Removing a disk of instance %(uuid)s failed: '
                           '%(error)s', {'uuid': instance.uuid, 'error': e})
@@ -203,12 +207,14 @@ class LibvirtDriver:
             before the hard stop; 0 stops at once.
         """
         dom = self._require_domain(instance)
+        disks = self._local_disks(context, instance, block_device_info)
         self._stop(instance, dom, timeout=timeout)
-        self._redefine(context, instance, block_device_info)
+        self._define(instance, disks)
 
     def power_on(self, context, instance, block_device_info=None):
         """Redefine the guest from the records and start it."""
-        dom = self._redefine(context, instance, block_device_info)
+        disks = self._local_disks(context, instance, block_device_info)
+        dom = self._define(instance, disks)
         self._start(instance, dom)
 
     def reboot(self, context, instance, block_device_info=None,
@@ -219,12 +225,17 @@ class LibvirtDriver:
         guest runs with the XML of its records; a missing domain is defined
         again from them. ``reboot_type`` 'SOFT' first asks the guest to
         shut down and waits up to ``timeout`` seconds.
+
+        The disks are built from their records before the guest is
+        stopped, so a record this host cannot serve refuses the reboot
+        with the guest still running.
         """
+        disks = self._local_disks(context, instance, block_device_info)
         dom = self.host.lookup_domain(instance)
         if dom is not None:
             self._stop(instance, dom,
                        timeout=timeout if reboot_type == 'SOFT' else 0)
-        dom = self._redefine(context, instance, block_device_info)
+        dom = self._define(instance, disks)
         self._start(instance, dom)
 
     def get_power_state(self, instance):
@@ -246,9 +257,8 @@ class LibvirtDriver:
 
     def get_guest_xml(self, context, instance, block_device_info=None):
         """The guest XML the records describe (what a redefine writes)."""
-        bdms = self._bdms(context, instance, block_device_info)
-        return self._guest_xml(instance,
-                               self.disks.local_disks(instance, bdms))
+        return self._guest_xml(instance, self._local_disks(
+            context, instance, block_device_info))
 
     # --- helpers -----------------------------------------------------------
 
@@ -257,6 +267,26 @@ class LibvirtDriver:
             return list(block_device_info)
         return list(block_device_obj.BlockDeviceMappingList
                     .get_by_instance_uuid(context, instance.uuid))
+
+    def _local_disks(self, context, instance, block_device_info):
+        """[LocalDisk] of the instance, each built from its record."""
+        return self.disks.local_disks(
+            instance, self._bdms(context, instance, block_device_info))
+
+    def _backends_to_remove(self, instance, bdms):
+        """The backend of every recorded local disk, built before anything
+        is touched; mappings without a record are skipped (no disk of
+        theirs was made by this driver)."""
+        backends = []
+        for bdm in bdms:
+            if not bdm.is_local:
+                continue
+            try:
+                backends.append(self.disks.get_backend(instance, bdm))
+            except exception.DiskMetadataMissing as e:
+                LOG.warning('%(error)s: no disk of it was made by this '
+                            'driver; nothing to remove', {'error': e})
+        return backends
 
     def _instance_dir(self, instance):
         return utils.safe_join(CONF.instances_path,
@@ -308,8 +338,9 @@ class LibvirtDriver:
             raise exception.InstanceNotFound(instance_id=instance.uuid)
         return dom
 
-    def _redefine(self, context, instance, block_device_info):
-        xml = self.get_guest_xml(context, instance, block_device_info)
+    def _define(self, instance, disks):
+        """Define (or redefine) the domain with ``disks`` as recorded."""
+        xml = self._guest_xml(instance, disks)
         try:
             return self.host.define_domain(xml)
         except libvirt.libvirtError as e:

@@ -325,3 +325,40 @@ def test_disk_funcs_make_real_filesystems(tmp_path):
     with pytest.raises(exception.InvalidInput, match='neither'):
         disk_funcs.make_swap()(str(tmp_path / 'link'), units.Mi)
     assert victim.read_text() == 'keep me'
+
+
+@pytest.mark.parametrize('backend', ['lvm', 'rbd'])
+def test_backend_this_host_cannot_serve_records_and_makes_nothing(
+        conf, context, images, driver, backend):
+    # The node's settings plan a backend this build has no class for: the
+    # records are refused before the one save, so no record is left that
+    # every later operation (destroy included) would trip over.
+    if backend in imagebackend.BACKENDS:
+        pytest.skip('%s is served on this host' % backend)
+    conf.config(group='libvirt', images_type=backend,
+                images_volume_group='vg0', images_rbd_pool='pool0')
+    image_meta = images['raw']
+    instance, bdms = helpers.create_instance(context, image_meta)
+
+    with pytest.raises(exception.BackendUnavailable) as e:
+        driver.spawn(context, instance, image_meta, bdms)
+    assert e.value.kwargs['instance_uuid'] == instance.uuid
+    assert e.value.kwargs['disk_name'] == 'disk'
+    assert e.value.kwargs['backend'] == backend
+    assert helpers.records(context, instance) == {}
+    assert all(bdm.driver_info is None for bdm in bdms)
+    assert not os.path.exists(os.path.join(CONF.instances_path,
+                                           instance.uuid))
+    assert not os.path.exists(imagebackend.get_cache().base_dir)
+    assert driver.host.lookup_domain(instance) is None
+
+    # Nothing stands in the way of a spawn on a backend the host serves,
+    # nor of a destroy.
+    conf.config(group='libvirt', images_type='flat')
+    bdms = objects.BlockDeviceMappingList.get_by_instance_uuid(
+        context, instance.uuid)
+    driver.spawn(context, instance, image_meta, bdms)
+    assert {r.backend for r in helpers.records(
+        context, instance).values()} == {'flat'}
+    driver.destroy(context, instance)
+    assert helpers.disk_files(instance) == []

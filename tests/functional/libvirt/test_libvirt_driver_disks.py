@@ -210,3 +210,53 @@ def test_spawn_refuses_a_running_guest_and_reboot_restores_a_lost_one(
     assert dom.isActive()
     assert domain_disks(dom.XMLDesc(0)) == before
     driver.destroy(context, instance)
+
+
+def _record_on_unavailable_backend(context, instance, disk_name):
+    """Rewrite one disk's record as if it were made on an LVM host (a
+    migration from there, or a record of older code): this host has no
+    LVM backend. Returns a function that puts the record back."""
+    for bdm in objects.BlockDeviceMappingList.get_by_instance_uuid(
+            context, instance.uuid):
+        record = bdm.get_disk_metadata()
+        if record is not None and record.disk_name == disk_name:
+            break
+    original = bdm.driver_info
+    lvm = objects.LibvirtDiskMetadata(
+        backend='lvm', format='raw', size=record.size, disk_name=disk_name,
+        volume_group='vg0', volume_name='%s_%s' % (instance.uuid, disk_name),
+        cache_name=record.cache_name, image_id=record.image_id)
+    bdm.driver_info = lvm.to_driver_info()
+    bdm.save()
+
+    def restore():
+        bdm.driver_info = original
+        bdm.save()
+    return restore
+
+
+@pytest.mark.parametrize('operation', ['destroy', 'reboot'])
+def test_unavailable_backend_refuses_before_touching_anything(
+        conf, context, images, driver, operation):
+    if 'lvm' in imagebackend.BACKENDS:
+        pytest.skip('lvm is served on this host')
+    instance = spawn_four_disks(driver, context, images['raw'])
+    before = domain_disks(driver.host.lookup_domain(instance).XMLDesc(0))
+    restore = _record_on_unavailable_backend(context, instance, 'disk.eph1')
+
+    with pytest.raises(exception.BackendUnavailable) as e:
+        getattr(driver, operation)(context, instance)
+    assert e.value.kwargs['disk_name'] == 'disk.eph1'
+    assert e.value.kwargs['backend'] == 'lvm'
+    assert instance.uuid in str(e.value)
+    # The guest runs on as it was; every disk and record is still there.
+    dom = driver.host.lookup_domain(instance)
+    assert dom is not None and dom.isActive()
+    assert domain_disks(dom.XMLDesc(0)) == before
+    assert helpers.disk_files(instance) == sorted(DISK_NAMES)
+    assert helpers.records(context, instance)['disk.eph1'].backend == 'lvm'
+
+    restore()
+    driver.destroy(context, instance)
+    assert driver.host.lookup_domain(instance) is None
+    assert helpers.disk_files(instance) == []

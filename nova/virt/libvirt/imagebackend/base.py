@@ -163,6 +163,17 @@ class Image(metaclass=abc.ABCMeta):
                 self._preallocate(path, size)
         LOG.info('Created %(disk)r', {'disk': self})
 
+    def check_available(self):
+        """Refuse, before anything is recorded or made, a disk this host
+        cannot serve.
+
+        File backends need nothing but ``instances_path``. A backend on
+        host resources (a volume group, a Ceph pool) checks here that they
+        are there.
+
+        :raises: BackendUnavailable naming the instance, disk and backend.
+        """
+
     def exists(self):
         """True if the disk's file is there."""
         return os.path.lexists(self.path)

@@ -4,7 +4,9 @@ Every ``block_device_mapping.driver_info`` is assigned here and nowhere
 else. For new disks the order is fixed and is the point of this module:
 
 1. plan a ``LibvirtDiskMetadata`` for every local mapping that has none
-   (``policy.plan_disks``: the node's configuration, read once);
+   (``policy.plan_disks``: the node's configuration, read once), and build
+   the backend of every record, refusing (``BackendUnavailable``) one this
+   host cannot serve;
 2. save all of them in ONE ``BlockDeviceMappingList.save()`` (one
    transaction, however many disks);
 3. only then create each disk through the backend its record names.
@@ -107,7 +109,10 @@ class DiskManager:
         :param progress: optional callable(message) told of each step.
         :returns: [LocalDisk] in attach order: root, ephemerals, swap.
         :raises: DiskPlanningFailed (nothing recorded, nothing created);
-            whatever the one save raises (nothing created); DiskCreateFailed
+            BackendUnavailable naming the instance, the disk and the
+            backend if this host cannot serve a disk's record (nothing
+            recorded, nothing created); whatever the one save raises
+            (nothing created); DiskCreateFailed
             naming the disk that failed (the disks made by this call are
             removed, every record stays).
         """
@@ -160,10 +165,17 @@ class DiskManager:
             taken_names={r.disk_name for r in recorded.values()})
         for bdm, record in planned:
             recorded[id(bdm)] = record
-        if planned:
-            self._save_records(context, instance, planned)
+        # Every backend is built, and asked whether this host can serve it,
+        # BEFORE the one save: a record naming a backend this host lacks
+        # (no such class, VG or pool) is refused while nothing is recorded
+        # or made. Saved, it would make every later operation on the
+        # instance fail, its destroy included.
         disks = self._sorted_disks(instance, [
             (bdm, recorded[id(bdm)]) for bdm in local])
+        for disk in disks:
+            disk.backend.check_available()
+        if planned:
+            self._save_records(context, instance, planned)
         return disks, {id(bdm) for bdm, _ in planned}
 
     def _save_records(self, context, instance, planned):
