@@ -355,3 +355,25 @@ def test_qcow2_libvirt_info_over_a_template(conf, cache):
 def test_default_cache_is_the_process_cache(conf):
     disk = imagebackend.Flat(instance(), record())
     assert disk.cache is image_cache.get_cache()
+
+
+def test_flat_raw_resize_does_not_follow_a_planted_link(conf, cache,
+                                                        tmp_path):
+    victim = tmp_path / 'victim'
+    victim.write_bytes(b'x' * 10)
+    os.makedirs(os.path.join(CONF.instances_path, UUID))
+    os.symlink(str(victim), disk_path())
+    disk = imagebackend.Flat(instance(), record(), cache=cache)
+    with pytest.raises(exception.DiskResizeFailed) as e:
+        disk.resize(2 * MiB)
+    assert UUID in str(e.value) and 'disk' in str(e.value)
+    assert victim.read_bytes() == b'x' * 10
+    assert os.path.islink(disk_path())
+
+
+def test_flat_raw_resize_of_a_planted_fifo_does_not_block(conf, cache):
+    os.makedirs(os.path.join(CONF.instances_path, UUID))
+    os.mkfifo(disk_path())
+    disk = imagebackend.Flat(instance(), record(), cache=cache)
+    with pytest.raises(exception.DiskResizeFailed):
+        disk.resize(2 * MiB)

@@ -14,6 +14,7 @@ extended), minus the zeros upstream writes out.
 """
 
 import os
+import stat
 
 from oslo_log import log as logging
 
@@ -54,11 +55,24 @@ class Flat(base.Image):
         if self.record.format != fields.DiskFormat.RAW:
             qemu_img.resize(path, self.qemu_format, size)
             return
-        current = os.stat(path, follow_symlinks=False).st_size
-        if current > size:
-            # truncate would silently cut the guest's data off.
-            raise exception.DiskShrinkNotSupported(
-                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
-                current=current, requested=size)
-        if current < size:
-            os.truncate(path, size)
+        # One descriptor for the check and the truncate, opened without
+        # following a link planted at the disk's name (ELOOP), nor blocking
+        # on a FIFO: the size checked is the size of the file that grows.
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC |
+                     os.O_NONBLOCK)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise exception.DiskResizeFailed(
+                    instance_uuid=self.instance_uuid,
+                    disk_name=self.disk_name, reason='not a regular file')
+            if st.st_size > size:
+                # truncate would silently cut the guest's data off.
+                raise exception.DiskShrinkNotSupported(
+                    instance_uuid=self.instance_uuid,
+                    disk_name=self.disk_name, current=st.st_size,
+                    requested=size)
+            if st.st_size < size:
+                os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
