@@ -237,9 +237,8 @@ def _record_on_unavailable_backend(context, instance, disk_name):
 
 @pytest.mark.parametrize('operation', ['destroy', 'reboot'])
 def test_unavailable_backend_refuses_before_touching_anything(
-        conf, context, images, driver, operation):
-    if 'lvm' in imagebackend.BACKENDS:
-        pytest.skip('lvm is served on this host')
+        conf, context, images, driver, operation, monkeypatch):
+    monkeypatch.delitem(imagebackend.BACKENDS, 'lvm', raising=False)
     instance = spawn_four_disks(driver, context, images['raw'])
     before = domain_disks(driver.host.lookup_domain(instance).XMLDesc(0))
     restore = _record_on_unavailable_backend(context, instance, 'disk.eph1')
