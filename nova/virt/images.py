@@ -57,6 +57,15 @@ DISK_FORMATS = {
     'iso': 'raw',
 }
 
+#: Bytes held in memory while the inspectors decide a format. Every honest
+#: image of DISK_FORMATS is decided within 256 KiB; a hostile header can
+#: keep an inspector waiting until the end of the file (a VMDK grain
+#: directory "at the end", a VHDX region table pointing far away), and the
+#: whole download would be held. Past this many bytes the stream is
+#: written to its private part file instead and judged at the end (a
+#: qcow2's own header is judged at once, see ``ImageStream``).
+MAX_PENDING = 1024 * 1024
+
 #: Container formats that mean "the bytes are the disk": the others (ova,
 #: docker, compressed...) wrap a disk in something qemu cannot boot.
 CONTAINER_FORMATS = ('bare', 'ovf')
@@ -183,9 +192,13 @@ class ImageStream:
     soon as the bytes cannot be acceptable: more bytes than ``size``, a
     format decided early that is not the declared one or fails its safety
     check, a virtual size above ``max_virtual_size``. Chunks are held in
-    memory (at most 256 KiB and a chunk) until the inspectors have decided
-    the format, so a refused header is never written. The caller owns
-    ``fd`` and removes the file on any error.
+    memory until the inspectors have decided the format, so a refused
+    header is never written. At most MAX_PENDING bytes (and a chunk) are
+    held: a stream still undecided then is written on to ``fd`` and
+    judged by ``finish()``, except that a declared qcow2's header is
+    judged at once on the bytes held (format, safety check, virtual size),
+    as a decided stream's is. The caller owns ``fd`` and removes the file
+    on any error.
 
     :param image_id: for error messages.
     :param disk_format: the declared format (a key of DISK_FORMATS).
@@ -223,6 +236,7 @@ class ImageStream:
         self._wrapper = format_inspector.InspectWrapper(self._source)
         self._decided = False
         self._pending = []
+        self._pending_bytes = 0
 
     @property
     def written(self):
@@ -272,12 +286,24 @@ class ImageStream:
             # Nothing reaches the disk before a verdict: a hostile header
             # or an oversized qcow2 is refused with no byte written.
             self._pending.append(chunk)
+            self._pending_bytes += n
             if self._wrapper.formats is not None:
-                # Every inspector has seen enough (256 KiB at most): judge
-                # now rather than after downloading the rest of a hostile
-                # image. finish() judges again; this verdict only refuses.
+                # Every inspector has seen enough (256 KiB for any honest
+                # image): judge now rather than after downloading the rest
+                # of a hostile one. finish() judges again; this verdict
+                # only refuses.
                 self._decided = True
                 self._judge()
+                self._flush_pending()
+            elif self._pending_bytes > MAX_PENDING:
+                # A header that keeps an inspector waiting for the end of
+                # the file (a VMDK grain directory "at the end", VHDX
+                # metadata far away) must not make us hold the whole
+                # download in memory: write on to the private part file
+                # and leave the verdict to finish(), once a declared
+                # qcow2's own header has been judged on the bytes held.
+                self._decided = True
+                self._judge_declared_header()
                 self._flush_pending()
         if self.progress is not None:
             self.progress(self.bytes_done, self.size)
@@ -288,8 +314,34 @@ class ImageStream:
 
     def _flush_pending(self):
         pending, self._pending = self._pending, []
+        self._pending_bytes = 0
         for chunk in pending:
             self._store(chunk)
+
+    def _judge_declared_header(self):
+        """Judge a declared qcow2 on its own header, from the bytes held.
+
+        Called when MAX_PENDING bytes left some inspector undecided. That
+        takes no magic number: a VHDX region table at 192 KiB is read
+        whatever the first bytes are, so a qcow2 can carry one in its
+        header cluster. Without this, such a qcow2 bomb would be written
+        up to its declared size before ``finish()`` refused it. Its qcow2
+        header (512 bytes) is long read: what ``_judge`` would say of it
+        is said now, before a byte is written. A raw image needs nothing
+        here: its size is bounded chunk by chunk.
+        """
+        if self.qemu_format != 'qcow2':
+            return
+        inspector = format_inspector.QcowInspector()
+        for chunk in self._pending:
+            inspector.eat_chunk(chunk)
+            if inspector.complete:
+                break
+        if not inspector.format_match:
+            raise exception.ImageFormatMismatch(
+                image_id=self.image_id, declared=self.disk_format,
+                detected='not qcow2')
+        self._check_inspector(inspector)
 
     def _judge(self):
         """Return (detected name, virtual size), or raise the verdict."""
@@ -311,6 +363,11 @@ class ImageStream:
             raise exception.ImageFormatMismatch(
                 image_id=self.image_id, declared=self.disk_format,
                 detected=detected)
+        return detected, self._check_inspector(inspector)
+
+    def _check_inspector(self, inspector):
+        """Safety check and size bounds of the declared format's
+        inspector; return the virtual size."""
         try:
             inspector.safety_check()
         except format_inspector.SafetyCheckFailed as e:
@@ -334,7 +391,7 @@ class ImageStream:
                 raise exception.ImageTooLarge(
                     image_id=self.image_id, virtual_size=virtual_size,
                     disk_size=self.max_virtual_size)
-        return detected, virtual_size
+        return virtual_size
 
     def finish(self, checksum=None, os_hash_value=None):
         """End of stream: check everything and return an ``Inspection``.
@@ -652,8 +709,8 @@ def fetch_verified(context, image_api, image_id, target, output_format,
     :param max_virtual_size: bytes; a larger image is refused
         (ImageTooLarge) before any byte of it is written: a raw one (or one
         whose record's virtual_size says so) before its download, a qcow2
-        once the inspectors have decided its format (its first 256 KiB,
-        held in memory until then).
+        on its header (read within its first MAX_PENDING bytes, held in
+        memory until then).
     :param progress: optional ``callback(bytes_done, bytes_total)``, called
         after each downloaded chunk.
     :returns: VerifiedImage.

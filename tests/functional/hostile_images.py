@@ -321,6 +321,93 @@ def raw_with_qcow2_header(path, backing_file=HOST_FILE, size=8 * MiB):
     return path
 
 
+# --- headers that keep an inspector waiting ---------------------------------
+#
+# Each is decided only at the end of the stream, however long it is: the
+# fetch must not hold it in memory meanwhile (images.MAX_PENDING).
+
+#: VMDK's "grain directory at the end" marker (streamOptimized).
+VMDK_GD_AT_END = 0xffffffffffffffff
+
+#: GUID of a VHDX metadata region entry.
+_VHDX_METAREGION = uuid.UUID('8b7ca206-4790-4b9a-b8fe-575f050f886e')
+
+#: Where the VHDX inspector reads its region table, whatever the content.
+VHDX_REGION_TABLE = 192 * KiB
+
+
+def _padded(path, head, size, seed):
+    """Write ``head`` at 0, a hole, then 64 KiB of data ending at ``size``.
+
+    The tail makes the stream's last chunks non-zero, so that nothing can
+    be decided from a sparse read; the hole keeps the file small on disk.
+    """
+    tail = 64 * KiB
+    assert len(head) + tail <= size
+    with open(path, 'xb') as f:
+        f.truncate(size)
+        f.write(head)
+        f.seek(size - tail)
+        f.write(pattern(tail, seed))
+    return path
+
+
+def vmdk_grain_directory_at_end(path, size=4 * MiB, seed=7):
+    """A monolithicSparse VMDK header whose grain directory is "at the
+    end": the VMDK inspector waits for the footer, i.e. for EOF.
+
+    :param size: bytes of the file (data after the header and descriptor).
+    """
+    header = struct.pack('<4sIIQQQQIQQ', b'KDMV', 1, 0, size // 512, 128,
+                         1, 1, 512, 0, VMDK_GD_AT_END).ljust(512, b'\0')
+    descriptor = (b'# Disk DescriptorFile\n'
+                  b'createType="monolithicSparse"\n').ljust(512, b'\0')
+    return _padded(path, header + descriptor, size, seed)
+
+
+def vhdx_region_table(metadata_offset=8 * GiB):
+    """The 64 KiB the VHDX inspector reads at 192 KiB: a region table whose
+    metadata region starts at ``metadata_offset``."""
+    table = bytearray(64 * KiB)
+    table[0:16] = struct.pack('<IIII', 0x69676572, 0, 1, 0)  # 'regi', 1
+    table[16:32] = _VHDX_METAREGION.bytes_le
+    table[32:48] = struct.pack('<QII', metadata_offset, 64 * KiB, 0)
+    return bytes(table)
+
+
+def vhdx_far_metadata(path, size=4 * MiB, metadata_offset=8 * GiB, seed=8):
+    """A VHDX (its magic at 0) whose metadata region is far past the end
+    of the file: the VHDX inspector waits for it until EOF."""
+    head = bytearray(VHDX_REGION_TABLE + 64 * KiB)
+    head[0:8] = b'vhdxfile'
+    head[VHDX_REGION_TABLE:] = vhdx_region_table(metadata_offset)
+    return _padded(path, bytes(head), size, seed)
+
+
+def raw_with_vhdx_region_table(path, size=4 * MiB, seed=9):
+    """An honest raw disk (no magic) whose bytes at 192 KiB happen to read
+    as a VHDX region table: undecided until EOF, then raw."""
+    head = bytearray(VHDX_REGION_TABLE + 64 * KiB)
+    head[:4 * KiB] = pattern(4 * KiB, seed)
+    head[VHDX_REGION_TABLE:] = vhdx_region_table()
+    return _padded(path, bytes(head), size, seed + 1)
+
+
+def qcow2_bomb_undecided(path, virtual_size=16 * TiB, size=8 * MiB):
+    """A qcow2 bomb carrying a VHDX region table in its header cluster
+    (2 MiB clusters: qemu never reads those bytes), so that the
+    inspectors stay undecided until EOF; padded with data to ``size``
+    (or a little past qemu's own end, if that is further)."""
+    qemu_img('create', '-q', '-f', 'qcow2', '-o', 'cluster_size=2M', path,
+             virtual_size)
+    _patch(path, VHDX_REGION_TABLE, vhdx_region_table())
+    with open(path, 'r+b') as f:
+        end = max(f.seek(0, os.SEEK_END), size - 64 * KiB)
+        f.seek(end)
+        f.write(pattern(64 * KiB, 10))
+    return path
+
+
 # --- the local store, without its checks -------------------------------------
 
 def plant(store, src_path, disk_format, image_id=None, **overrides):
@@ -442,6 +529,13 @@ CASES = [
           'qcow2', exception.ImageFormatMismatch),
     _case('gpt-bad-protective-mbr', gpt_bad_protective_mbr, 'raw',
           exception.ImageUnsafe),
+    # Undecided until EOF (held in memory before MAX_PENDING existed).
+    _case('vmdk-grain-directory-at-end-declared-raw',
+          vmdk_grain_directory_at_end, 'raw', exception.ImageFormatMismatch),
+    _case('vhdx-far-metadata-declared-raw', vhdx_far_metadata, 'raw',
+          exception.ImageFormatMismatch),
+    _case('qcow2-bomb-undecided', qcow2_bomb_undecided, 'qcow2',
+          exception.ImageTooLarge, max_virtual_size=1 * GiB),
     _case('qcow2-bomb', qcow2_bomb, 'qcow2', exception.ImageTooLarge,
           max_virtual_size=1 * GiB),
     _case('raw-larger-than-disk', raw, 'raw', exception.ImageTooLarge,

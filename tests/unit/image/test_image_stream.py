@@ -266,3 +266,113 @@ def test_record_virtual_size_refuses_before_download():
     # ...but never accepts on its word: a smaller claim changes nothing.
     images._check_metadata(IMAGE_ID, _meta(disk_format='qcow2',
                                            virtual_size=1, size=100), 10)
+
+
+# --- headers that keep an inspector waiting until EOF ------------------------
+
+def vmdk_grain_directory_at_end():
+    """A VMDK header whose grain directory is "at the end": the VMDK
+    inspector waits for the footer, i.e. for the end of the stream."""
+    header = struct.pack('<4sIIQQQQIQQ', b'KDMV', 1, 0, 2048, 128, 1, 1,
+                         512, 0, 0xffffffffffffffff).ljust(512, b'\0')
+    return header + b'createType="monolithicSparse"\n'.ljust(512, b'\0')
+
+
+def vhdx_region_table():
+    """What the VHDX inspector reads at 192 KiB, whatever the first bytes
+    are: a metadata region at 8 GiB, which it then waits for."""
+    table = struct.pack('<IIII', 0x69676572, 0, 1, 0)
+    table += bytes.fromhex('06a27c8b90479a4bb8fe575f050f886e')  # bytes_le
+    table += struct.pack('<QII', 8 << 30, 64 * KiB, 0)
+    return table.ljust(64 * KiB, b'\0')
+
+
+def with_far_vhdx_region(head=b''):
+    """``head``, then zeros, then a VHDX region table at 192 KiB."""
+    return head.ljust(192 * KiB, b'\0') + vhdx_region_table()
+
+
+def vhdx_far_metadata():
+    return with_far_vhdx_region(b'vhdxfile')
+
+
+def _undecided(head, size, fill=b'\x5a'):
+    """Chunks of 64 KiB: ``head``, then ``fill`` bytes up to ``size``."""
+    yield head
+    done = len(head)
+    block = fill * (64 * KiB)
+    while done < size:
+        n = min(len(block), size - done)
+        yield block[:n]
+        done += n
+
+
+def _pending(stream):
+    return sum(len(c) for c in stream._pending)
+
+
+@pytest.mark.parametrize('head', [vmdk_grain_directory_at_end(),
+                                  vhdx_far_metadata()],
+                         ids=['vmdk-gd-at-end', 'vhdx-far-metadata'])
+def test_undecided_stream_holds_at_most_max_pending(tmp_path, head):
+    size = 16 * MiB
+    path = tmp_path / 'part'
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    held = []
+    try:
+        with images.ImageStream(IMAGE_ID, 'raw', fd=fd, size=size) as s:
+            for chunk in _undecided(head, size):
+                s.write(chunk)
+                held.append(_pending(s))
+            assert s._wrapper.formats is None   # still undecided at EOF
+            with pytest.raises(exception.ImageFormatMismatch):
+                s.finish()
+    finally:
+        os.close(fd)
+    assert max(held) <= images.MAX_PENDING + 64 * KiB
+    assert held[-1] == 0
+
+
+def test_undecided_honest_raw_is_accepted_whole(tmp_path):
+    # No magic anywhere: only the region table at 192 KiB keeps the VHDX
+    # inspector waiting. Past MAX_PENDING the bytes go to the file, and
+    # the verdict at EOF is raw.
+    head = with_far_vhdx_region(b'\1' * 4 * KiB)
+    data = b''.join(_undecided(head, 3 * MiB))
+    path = tmp_path / 'part'
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        _s, result = _stream(data, 'raw', fd=fd, size=len(data))
+    finally:
+        os.close(fd)
+    assert result.detected == 'raw'
+    assert result.virtual_size == len(data)
+    assert path.read_bytes() == data
+
+
+@pytest.mark.parametrize('head,kwargs,error', [
+    (qcow2_header(size=1 << 50)[:4 * KiB], {'max_virtual_size': MiB},
+     exception.ImageTooLarge),
+    (qcow2_header(backing_offset=512)[:4 * KiB], {},
+     exception.ImageUnsafe),
+    (qcow2_header(features=1 << 2)[:4 * KiB], {}, exception.ImageUnsafe),
+    (b'\1' * 4 * KiB, {}, exception.ImageFormatMismatch),
+], ids=['bomb', 'backing-file', 'data-file', 'not-qcow2'])
+def test_undecided_qcow2_is_judged_on_its_header(tmp_path, head, kwargs,
+                                                 error):
+    # The region table at 192 KiB keeps the inspectors undecided until
+    # EOF; the declared qcow2's header must still be judged before a byte
+    # is written, not after its whole declared size was.
+    size = 64 * MiB
+    path = tmp_path / 'part'
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with images.ImageStream(IMAGE_ID, 'qcow2', fd=fd, size=size,
+                                **kwargs) as stream:
+            with pytest.raises(error):
+                for chunk in _undecided(with_far_vhdx_region(head), size):
+                    stream.write(chunk)
+            assert stream.bytes_done <= images.MAX_PENDING + 64 * KiB
+    finally:
+        os.close(fd)
+    assert os.path.getsize(path) == 0
