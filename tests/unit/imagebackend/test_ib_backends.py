@@ -2,6 +2,7 @@
 backend_for) on real files, without qemu-img: Flat raw disks need none."""
 
 import os
+import re
 import types
 from xml.etree import ElementTree as etree
 
@@ -377,3 +378,86 @@ def test_flat_raw_resize_of_a_planted_fifo_does_not_block(conf, cache):
     disk = imagebackend.Flat(instance(), record(), cache=cache)
     with pytest.raises(exception.DiskResizeFailed):
         disk.resize(2 * MiB)
+
+
+@pytest.mark.parametrize('name', ['.disk', '.disk.0123456789abcdef.part'])
+def test_hidden_disk_names_are_refused(conf, name):
+    with pytest.raises(exception.DiskMetadataInvalid, match='dot'):
+        imagebackend.Flat(instance(), record(disk_name=name))
+
+
+# --- build under a part, publish atomically --------------------------------
+
+def test_disk_is_built_under_a_private_part_then_published(conf, cache,
+                                                           monkeypatch):
+    from nova.virt.libvirt.imagebackend import flat
+    seen = []
+    real_grow = flat.Flat._grow
+
+    def grow(self, path, size):
+        # Half way: the disk's name is not there yet, its part is, private.
+        seen.append((os.path.basename(path), os.path.lexists(disk_path()),
+                     oct(os.stat(path).st_mode & 0o777)))
+        return real_grow(self, path, size)
+
+    monkeypatch.setattr(flat.Flat, '_grow', grow)
+    disk = imagebackend.Flat(instance(), record(size=2 * MiB), cache=cache)
+    disk.create_from_image(None, 'raw-image')
+    [(part, published, mode)] = seen
+    assert re.match(r'^\.disk\.[0-9a-f]{16}\.part$', part)
+    assert (published, mode) == (False, '0o600')
+    assert os.listdir(os.path.join(CONF.instances_path, UUID)) == ['disk']
+    st = os.stat(disk.path)
+    assert st.st_size == 2 * MiB and st.st_nlink == 1
+
+
+def test_create_removes_stale_parts_of_this_disk_only(conf, cache):
+    d = os.path.join(CONF.instances_path, UUID)
+    os.makedirs(d)
+    stale = ['.disk.0123456789abcdef.part', '.disk.fedcba9876543210.part']
+    others = ['.disk.local.0123456789abcdef.part',
+              '.disk.0123456789abcdef.0123456789abcdef.part', 'console.log']
+    for name in stale + others:
+        with open(os.path.join(d, name), 'wb') as f:
+            f.write(b'half')
+    disk = imagebackend.Flat(instance(), record(), cache=cache)
+    disk.create_from_image(None, 'raw-image')
+    assert sorted(os.listdir(d)) == sorted(others + ['disk'])
+    for name in stale:
+        with open(os.path.join(d, name), 'wb') as f:
+            f.write(b'half')
+    disk.remove()
+    assert sorted(os.listdir(d)) == sorted(others)
+
+
+def test_disk_that_appears_meanwhile_is_kept_and_the_part_goes(
+        conf, cache, monkeypatch):
+    from nova.virt.libvirt.imagebackend import flat
+    real_grow = flat.Flat._grow
+
+    def grow(self, path, size):
+        with open(disk_path(), 'wb') as f:
+            f.write(b'not ours')
+        return real_grow(self, path, size)
+
+    monkeypatch.setattr(flat.Flat, '_grow', grow)
+    disk = imagebackend.Flat(instance(), record(size=2 * MiB), cache=cache)
+    with pytest.raises(exception.DiskAlreadyExists):
+        disk.create_from_image(None, 'raw-image')
+    assert os.listdir(os.path.join(CONF.instances_path, UUID)) == ['disk']
+    with open(disk_path(), 'rb') as f:
+        assert f.read() == b'not ours'
+
+
+def test_failed_create_removes_its_part(conf, cache, monkeypatch):
+    from nova.virt.libvirt.imagebackend import flat
+
+    def grow(self, path, size):
+        raise OSError('no space')
+
+    monkeypatch.setattr(flat.Flat, '_grow', grow)
+    os.makedirs(os.path.join(CONF.instances_path, UUID))
+    disk = imagebackend.Flat(instance(), record(size=2 * MiB), cache=cache)
+    with pytest.raises(exception.DiskCreateFailed, match='no space'):
+        disk.create_from_image(None, 'raw-image')
+    assert os.listdir(os.path.join(CONF.instances_path, UUID)) == []

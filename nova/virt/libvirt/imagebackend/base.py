@@ -13,8 +13,9 @@ the backend:
 * fetching the base or making the template through the image cache, and
   refusing an image larger than the recorded size before any disk byte is
   written;
-* reserving the disk's path exclusively and removing whatever a failed
-  create made (``_new_disk``);
+* building each disk under a private temporary name and publishing it
+  complete, atomically, at its final name; removing whatever a failed
+  create made, and the leftovers of a killed one (``_new_disk``);
 * turning unexpected failures into ``DiskCreateFailed`` /
   ``DiskResizeFailed`` naming the instance and the disk;
 * the common part of the guest's ``<disk>`` element.
@@ -27,6 +28,8 @@ it grows, and what lies under the disk (``<backingStore>``).
 import abc
 import contextlib
 import os
+import re
+import secrets
 
 from oslo_log import log as logging
 
@@ -46,6 +49,11 @@ QEMU_FORMATS = {'raw': 'raw', 'qcow2': 'qcow2', 'ploop': 'parallels'}
 # New disk files hold guest data: private to the service (libvirt relabels
 # them for qemu).
 DISK_MODE = 0o600
+
+#: A disk is built as '.<disk_name>.<16 hex>.part' in the instance
+#: directory, then published at its name (see Image._new_disk).
+PART_SUFFIX = '.part'
+_PART_TOKEN_BYTES = 8
 
 # Errors that already say precisely what was wrong with the request, and
 # that callers handle by type: they pass through the create unchanged.
@@ -78,6 +86,12 @@ class Image(metaclass=abc.ABCMeta):
         self.instance_uuid = utils.validate_uuid(
             getattr(instance, 'uuid', None))
         record.validate()
+        if record.disk_name.startswith('.'):
+            # Hidden names are the instance directory's bookkeeping (the
+            # parts disks are built under): never a disk's.
+            raise exception.DiskMetadataInvalid(
+                reason='disk name %r of instance %s starts with a dot' % (
+                    record.disk_name, self.instance_uuid))
         if record.backend != self.backend_name:
             raise exception.InvalidInput(
                 reason='disk %s of instance %s is recorded on backend %s, '
@@ -179,10 +193,12 @@ class Image(metaclass=abc.ABCMeta):
         return os.path.lexists(self.path)
 
     def remove(self):
-        """Remove the disk; removing a missing disk is not an error."""
+        """Remove the disk, and what a killed create of it left behind;
+        removing a missing disk is not an error."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
             LOG.info('Removed %(disk)r', {'disk': self})
+        self._remove_stale_parts()
 
     def resize(self, size):
         """Grow the disk to ``size`` bytes, with its recorded format pinned.
@@ -263,9 +279,10 @@ class Image(metaclass=abc.ABCMeta):
     def _create_from_entry(self, path, entry, size):
         """Turn the image's cache entry into the disk at ``path``.
 
-        ``path`` does not exist yet: create it exclusively (``_reserve``
-        or ``sparse_copy``). ``entry`` is a cache.CacheEntry no larger
-        than ``size``.
+        ``path`` (a private part, published under the disk's name once
+        this returns: see ``_new_disk``) does not exist yet: create it
+        exclusively (``_reserve`` or ``sparse_copy``). ``entry`` is a
+        cache.CacheEntry no larger than ``size``.
         """
 
     @abc.abstractmethod
@@ -342,29 +359,101 @@ class Image(metaclass=abc.ABCMeta):
 
     @contextlib.contextmanager
     def _new_disk(self):
-        """Yield the disk's path; remove what was made if the block fails.
+        """Yield a private path to build the disk at; publish it after.
 
-        The block must create the file exclusively (O_EXCL, O_NOFOLLOW:
-        ``_reserve()`` or ``sparse_copy``), so a file or link that appeared
-        meanwhile is never written through; that case raises
-        DiskAlreadyExists and the file, not ours, stays. The instance
-        directory is created if missing, and removed again on failure if
-        this call created it and it is empty.
+        The path is ``.<disk_name>.<random>.part`` in the instance
+        directory. The block must create it exclusively (O_EXCL,
+        O_NOFOLLOW, mode 0600: ``_reserve()`` or ``sparse_copy``) and
+        finish the disk there (copy or create, grow, preallocate). Then it
+        is fsynced and published with ``link(part, disk)``, which never
+        replaces anything (a file or link that appeared at the disk's name
+        meanwhile raises DiskAlreadyExists and stays), the part's name is
+        unlinked and the directory fsynced. So the disk's name only ever
+        names a complete disk, even if the process dies half way: the
+        DiskManager keeps an existing recorded disk on a retry, and must
+        never keep half of one. (A qcow2 overlay names its base by
+        absolute path, so it does not care what it is called.)
+
+        Before building, the parts a killed create of this disk left are
+        removed. On failure the part goes, and the instance directory too
+        if this call created it and it is empty.
         """
         instance_dir = self.instance_dir
         made_dir = not os.path.isdir(instance_dir)
         utils.ensure_tree(instance_dir)
-        path = self.path
+        part = None
         try:
-            yield path
+            self._remove_stale_parts()
+            part = os.path.join(instance_dir, '.%s.%s%s' % (
+                self.disk_name, secrets.token_hex(_PART_TOKEN_BYTES),
+                PART_SUFFIX))
+            yield part
+            self._publish(part, self.path, instance_dir)
         except BaseException as e:
-            if not isinstance(e, exception.DiskAlreadyExists):
+            # A part name that was taken (DiskAlreadyExists naming it) is
+            # not ours to remove; any other part at our name is.
+            if part is not None and not (
+                    isinstance(e, exception.DiskAlreadyExists) and
+                    e.kwargs.get('location') == part):
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+                    os.unlink(part)
             if made_dir:
                 with contextlib.suppress(OSError):
                     os.rmdir(instance_dir)
             raise
+
+    def _publish(self, part, path, instance_dir):
+        """Give the finished disk at ``part`` its name ``path``, durably,
+        without ever replacing what is at ``path``."""
+        fd = os.open(part, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC |
+                     os.O_NONBLOCK)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(part, path, follow_symlinks=False)
+        except FileExistsError:
+            raise exception.DiskAlreadyExists(
+                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
+                location=path)
+        try:
+            os.unlink(part)
+            utils.fsync_dir(instance_dir)
+        except BaseException:
+            # The name is ours (link never replaces): take it back rather
+            # than leave a disk whose publication may not be durable.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            raise
+
+    def _remove_stale_parts(self):
+        """Remove this disk's ``.<disk_name>.<random>.part`` files.
+
+        Only a create that was killed leaves one: operations on one
+        instance are serialised per instance (the compute manager holds
+        the instance's lock around build, resize and delete), so no live
+        create of this disk can own a part while this runs. Parts of the
+        instance's other disks are not matched (the random part is exactly
+        16 hex digits, which no '.'-separated rest of a name is).
+        """
+        pattern = re.compile(r'^\.%s\.[0-9a-f]{%d}%s$' % (
+            re.escape(self.disk_name), 2 * _PART_TOKEN_BYTES,
+            re.escape(PART_SUFFIX)))
+        instance_dir = self.instance_dir
+        try:
+            names = os.listdir(instance_dir)
+        except FileNotFoundError:
+            return
+        for name in names:
+            if not pattern.match(name):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(instance_dir, name))
+                LOG.warning('Removed %(part)s, left by a create of disk '
+                            '%(disk)s of instance %(uuid)s that did not '
+                            'finish', {'part': name, 'disk': self.disk_name,
+                                       'uuid': self.instance_uuid})
 
     @contextlib.contextmanager
     def _exclusive(self, path):

@@ -121,8 +121,10 @@ class DiskManager:
         created = []
         for disk in disks:
             if id(disk.bdm) not in new and disk.backend.exists():
-                # Recorded and made by an earlier call: not ours to redo,
-                # and not ours to remove if a later disk fails.
+                # Recorded and made by an earlier call (complete: a disk
+                # is built under a private name and only then published
+                # under its own): not ours to redo, and not ours to
+                # remove if a later disk fails.
                 LOG.info('Disk %(disk)s of instance %(uuid)s already '
                          'exists; keeping it', {'disk': disk.disk_name,
                                                 'uuid': instance.uuid})
