@@ -39,6 +39,7 @@ import stat
 import threading
 
 from oslo_log import log as logging
+from oslo_serialization import jsonutils
 from oslo_utils.imageutils import format_inspector
 
 from nova import exception
@@ -74,6 +75,10 @@ CONTAINER_FORMATS = ('bare', 'ovf')
 #: sha512); md5 ``checksum`` is checked too when present.
 HASH_ALGOS = ('sha256', 'sha384', 'sha512', 'sha3_256', 'sha3_384',
               'sha3_512')
+
+#: Bytes a qcow2 may hold beyond its virtual size (see qcow2_max_bytes).
+QCOW2_METADATA_FIXED = 32 * 1024 * 1024
+QCOW2_METADATA_FRACTION = 16
 
 #: Longest error text kept from a failed qemu-img (check can print one line
 #: per corrupt cluster).
@@ -126,6 +131,23 @@ def qemu_format(image_id, disk_format):
     except (KeyError, TypeError):
         raise exception.ImageFormatUnsupported(image_id=image_id,
                                                disk_format=disk_format)
+
+
+def qcow2_max_bytes(virtual_size):
+    """Most bytes a qcow2 of ``virtual_size`` bytes of disk may hold.
+
+    Its data (at most ``virtual_size``) plus a bounded allowance for its
+    metadata: ``virtual_size / 16 + 32 MiB``. A fully allocated qcow2
+    needs at most 3.2% more than its virtual size (512-byte clusters and
+    64-bit refcounts: 8 bytes of L2 table and 8 of refcount block per
+    cluster, ``qemu-img measure``), and about 10 MiB of fixed tables with
+    2 MiB clusters; the allowance covers both with room. More bytes than
+    this are not disk: padding, or internal snapshots and bitmaps, which
+    a base image has no use for. The bound keeps a small disk from
+    costing a large download and a large file in the cache.
+    """
+    return (virtual_size + virtual_size // QCOW2_METADATA_FRACTION +
+            QCOW2_METADATA_FIXED)
 
 
 def _check_hash_algo(image_id, algo):
@@ -391,6 +413,14 @@ class ImageStream:
                 raise exception.ImageTooLarge(
                     image_id=self.image_id, virtual_size=virtual_size,
                     disk_size=self.max_virtual_size)
+            # Judged on the declared size as soon as the header is read:
+            # a padded qcow2 is refused before its padding is downloaded.
+            size = max(self.size or 0, self.bytes_done)
+            if size > qcow2_max_bytes(virtual_size):
+                raise exception.ImageDamaged(
+                    image_id=self.image_id, reason='it is %d bytes, more '
+                    'than a qcow2 of %d bytes of disk needs (at most %d)' % (
+                        size, virtual_size, qcow2_max_bytes(virtual_size)))
         return virtual_size
 
     def finish(self, checksum=None, os_hash_value=None):
@@ -461,7 +491,8 @@ def check_with_qemu_img(image_id, path, disk_format, inspection,
     ``qemu-img info`` runs with the declared format pinned; it must report
     that format, the same virtual size, no backing file, no data-file and
     no encryption. A qcow2 must also pass ``qemu-img check`` (a truncated
-    qcow2 reads back as zeros without an error otherwise).
+    qcow2 reads back as zeros without an error otherwise) and hold no byte
+    past the end ``check`` finds (its ``image-end-offset``).
 
     :param inspection: the ``Inspection`` of the same bytes.
     :returns: the ``qemu-img info`` dict.
@@ -495,15 +526,37 @@ def check_with_qemu_img(image_id, path, disk_format, inspection,
                                       virtual_size=virtual_size,
                                       disk_size=max_virtual_size)
     if fmt == 'qcow2':
-        try:
-            # Leaked clusters (exit code 3) are refused too: a published
-            # image has none, and a damaged one must not become a disk.
-            qemu_img.execute('check', '-q', '-f', fmt, path)
-        except exception.ProcessFailed as e:
-            raise exception.ImageDamaged(
-                image_id=image_id, reason='qemu-img check: %s' % (
-                    e.kwargs.get('reason', '')[:_MAX_REASON]))
+        _check_qcow2(image_id, path)
     return info
+
+
+def _check_qcow2(image_id, path):
+    """``qemu-img check``: sound, no leaks, nothing after its end."""
+    try:
+        # Exit code 2 (corruptions) and 3 (leaked clusters) fail here: a
+        # published image has neither, and a damaged one must not become
+        # a disk.
+        out, _err = qemu_img.execute('check', '--output=json', '-f',
+                                     'qcow2', path)
+    except exception.ProcessFailed as e:
+        raise exception.ImageDamaged(
+            image_id=image_id, reason='qemu-img check: %s' % (
+                e.kwargs.get('reason', '')[:_MAX_REASON]))
+    try:
+        end = jsonutils.loads(out)['image-end-offset']
+    except (ValueError, TypeError, KeyError):
+        end = None
+    if not isinstance(end, int) or isinstance(end, bool):
+        raise exception.ImageDamaged(
+            image_id=image_id, reason='qemu-img check reported no '
+            'image-end-offset')
+    size = os.stat(path).st_size
+    if size > end:
+        # Bytes qemu never reads: padding that costs a download and
+        # space in the cache for nothing (or data smuggled along).
+        raise exception.ImageDamaged(
+            image_id=image_id, reason='%d bytes after its end at %d' % (
+                size - end, end))
 
 
 # --- private files next to the target ------------------------------------

@@ -293,6 +293,29 @@ def qcow2_bomb(path, virtual_size=16 * TiB):
     return path
 
 
+def qcow2_with_trailing_data(path, extra=1 * MiB, seed=11):
+    """An honest qcow2 followed by ``extra`` bytes qemu never reads (past
+    ``qemu-img check``'s image-end-offset), within the size bound."""
+    qcow2(path, size=8 * MiB, data_at=((0, 1 * MiB),))
+    with open(path, 'ab') as f:
+        f.write(pattern(extra, seed))
+    return path
+
+
+def qcow2_padded(path, virtual_size=1 * MiB, padding=64 * MiB, seed=12):
+    """A small qcow2 padded to far more bytes than its metadata could
+    need (images.qcow2_max_bytes): a large download for a tiny disk.
+
+    The padding is a hole ending in 64 KiB of data (cheap to build).
+    """
+    qemu_img('create', '-q', '-f', 'qcow2', path, virtual_size)
+    with open(path, 'r+b') as f:
+        end = f.seek(0, os.SEEK_END) + padding
+        f.seek(end - 64 * KiB)
+        f.write(pattern(64 * KiB, seed))
+    return path
+
+
 def truncated_qcow2(path, keep=None):
     """A qcow2 with 1 MiB of data cut short (its tables point past EOF).
 
@@ -541,6 +564,10 @@ CASES = [
     _case('raw-larger-than-disk', raw, 'raw', exception.ImageTooLarge,
           max_virtual_size=4 * MiB),
     _case('truncated-qcow2', truncated_qcow2, 'qcow2',
+          exception.ImageDamaged),
+    _case('qcow2-trailing-data', qcow2_with_trailing_data, 'qcow2',
+          exception.ImageDamaged),
+    _case('qcow2-padded-beyond-metadata', qcow2_padded, 'qcow2',
           exception.ImageDamaged),
     _case('download-shorter-than-size', raw, 'raw', exception.ImageCorrupt,
           meta={'size': 8 * MiB + 512}),

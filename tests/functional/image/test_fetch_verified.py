@@ -120,6 +120,43 @@ def test_iso_image_is_raw_on_disk(ctx, image_api, src_dir, base_dir,
     assert same_content(src, 'raw', target, 'raw')
 
 
+@pytest.mark.parametrize('options', [
+    [], ['-c'], ['-o', 'preallocation=full'], ['-o', 'cluster_size=512'],
+    ['-o', 'cluster_size=512,refcount_bits=64,preallocation=metadata'],
+    ['-o', 'cluster_size=2M'], ['-c', '-o', 'cluster_size=2M'],
+    ['-o', 'compat=0.10'],
+], ids=repr)
+def test_qcow2_layouts_fit_the_byte_bound(ctx, store, image_api, src_dir,
+                                          base_dir, options):
+    # Every layout qemu-img makes ends where qemu-img check says it does
+    # and is no larger than qcow2_max_bytes, even fully allocated.
+    src_raw = hostile.raw(os.path.join(src_dir, 'img.raw'), SIZE, DATA_AT)
+    src = os.path.join(src_dir, 'img.qcow2')
+    hostile.qemu_img('convert', '-q', '-f', 'raw', '-O', 'qcow2', *options,
+                     src_raw, src)
+    assert os.path.getsize(src) <= images.qcow2_max_bytes(SIZE)
+    image_id = hostile.plant(store, src, 'qcow2')
+    target = os.path.join(base_dir, 'base')
+    result = images.fetch_verified(ctx, image_api, image_id, target,
+                                   'qcow2', max_virtual_size=SIZE)
+    assert result.size == os.path.getsize(src)
+    assert same_content(src, 'qcow2', target, 'qcow2')
+
+
+def test_qcow2_padding_is_refused_at_its_header(ctx, store, image_api,
+                                                src_dir, base_dir):
+    src = hostile.qcow2_padded(os.path.join(src_dir, 'img'),
+                               padding=200 * MiB)
+    image_id = hostile.plant(store, src, 'qcow2')
+    api = CountingAPI(image_api)
+    with pytest.raises(exception.ImageDamaged):
+        images.fetch_verified(ctx, api, image_id,
+                              os.path.join(base_dir, 'base'), 'qcow2',
+                              max_virtual_size=1 << 30)
+    assert api.downloaded <= 2 * MiB
+    assert leftovers(base_dir) == []
+
+
 def test_max_virtual_size_equal_is_accepted(ctx, image_api, src_dir,
                                             base_dir):
     src = hostile.qcow2(os.path.join(src_dir, 'img.qcow2'), SIZE, DATA_AT)

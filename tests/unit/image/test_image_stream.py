@@ -126,6 +126,27 @@ def test_qcow2_bomb_is_refused_at_its_header():
                               'disk_size': MiB}
 
 
+def test_qcow2_bytes_are_bounded_by_its_virtual_size():
+    vsize = 5 * MiB
+    limit = images.qcow2_max_bytes(vsize)
+    assert limit == vsize + vsize // 16 + 32 * MiB
+    # The declared size is judged with the header, before the padding
+    # is downloaded...
+    with images.ImageStream(IMAGE_ID, 'qcow2', size=limit + 1) as stream:
+        with pytest.raises(exception.ImageDamaged):
+            stream.write(qcow2_header(size=vsize))
+    # ...and the bound itself is accepted.
+    with images.ImageStream(IMAGE_ID, 'qcow2', size=limit) as stream:
+        stream.write(qcow2_header(size=vsize))
+
+
+def test_qcow2_bytes_bound_without_a_declared_size():
+    data = qcow2_header(size=MiB) + b'\1' * (images.qcow2_max_bytes(MiB) -
+                                             DECIDED + 1)
+    with pytest.raises(exception.ImageDamaged):
+        _stream(data, 'qcow2', chunk=MiB)
+
+
 def test_qcow2_virtual_size_from_header():
     _stream_obj, result = _stream(qcow2_header(size=5 * MiB), 'qcow2')
     assert result.detected == 'qcow2'
