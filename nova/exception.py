@@ -225,6 +225,14 @@ class BackendUnavailable(NovaException):
                "%(reason)s")
 
 
+class DiskLayoutMismatch(NovaException):
+    """A disk on storage is not laid out as its record says (e.g. a raw
+    file whose guest wrote a qcow2 header); nothing was done with it."""
+    msg_fmt = ("Disk %(disk_name)s of instance %(instance_uuid)s is not "
+               "laid out as its record says: expected %(expected)s, found "
+               "%(found)s.")
+
+
 class CacheEntryInvalid(NovaException):
     msg_fmt = "Image cache entry %(name)s is unusable: %(reason)s"
 

@@ -109,7 +109,10 @@ class LibvirtDriver:
         :param block_device_info: the instance's BlockDeviceMappings (a
             BlockDeviceMappingList or list); None loads them.
         :param progress: optional callable(message) told of each step.
-        :raises: DiskPlanningFailed, DiskCreateFailed (naming the disk; the
+        :raises: DiskPlanningFailed, BackendUnavailable (nothing recorded
+            or made), DiskLayoutMismatch (a disk kept from an earlier
+            spawn is not what its record says; nothing made),
+            DiskCreateFailed (naming the disk; the
             disks this spawn made are removed, their records stay),
             InstanceSpawnFailed (libvirt refused the domain: it is
             undefined again, the disks stay for a retry or a destroy).
@@ -212,8 +215,13 @@ class LibvirtDriver:
         self._define(instance, disks)
 
     def power_on(self, context, instance, block_device_info=None):
-        """Redefine the guest from the records and start it."""
+        """Redefine the guest from the records and start it.
+
+        :raises: DiskLayoutMismatch if a disk is not what its record says
+            (nothing is defined or started), and as ``_define``/``_start``.
+        """
         disks = self._local_disks(context, instance, block_device_info)
+        self._verify(disks)
         dom = self._define(instance, disks)
         self._start(instance, dom)
 
@@ -228,13 +236,17 @@ class LibvirtDriver:
 
         The disks are built from their records before the guest is
         stopped, so a record this host cannot serve refuses the reboot
-        with the guest still running.
+        with the guest still running. Each disk is verified against its
+        record once the guest stopped (it can write to them until then):
+        a mismatch (DiskLayoutMismatch) leaves the guest stopped, neither
+        redefined nor started.
         """
         disks = self._local_disks(context, instance, block_device_info)
         dom = self.host.lookup_domain(instance)
         if dom is not None:
             self._stop(instance, dom,
                        timeout=timeout if reboot_type == 'SOFT' else 0)
+        self._verify(disks)
         dom = self._define(instance, disks)
         self._start(instance, dom)
 
@@ -272,6 +284,15 @@ class LibvirtDriver:
         """[LocalDisk] of the instance, each built from its record."""
         return self.disks.local_disks(
             instance, self._bdms(context, instance, block_device_info))
+
+    @staticmethod
+    def _verify(disks):
+        """Before a guest is defined from existing disks and started: each
+        disk must be what its record says (see ``Image.verify``); the
+        guest could have written a qcow2 header into a raw disk whose
+        record says qcow2, naming a host file."""
+        for disk in disks:
+            disk.backend.verify()
 
     def _backends_to_remove(self, instance, bdms):
         """The backend of every recorded local disk, built before anything

@@ -259,3 +259,90 @@ def test_unavailable_backend_refuses_before_touching_anything(
     driver.destroy(context, instance)
     assert driver.host.lookup_domain(instance) is None
     assert helpers.disk_files(instance) == []
+
+
+def _lie_about_the_root_disk(context, instance, host_file):
+    """The root disk is raw; its record is made to say flat qcow2, and
+    the guest writes a qcow2 header naming ``host_file`` as backing file
+    into it. Returns a function that puts the record back."""
+    for bdm in objects.BlockDeviceMappingList.get_by_instance_uuid(
+            context, instance.uuid):
+        record = bdm.get_disk_metadata()
+        if record is not None and record.disk_name == 'disk':
+            break
+    assert (record.backend, record.format) == ('flat', 'raw')
+    original = bdm.driver_info
+    record.format = 'qcow2'
+    bdm.driver_info = record.to_driver_info()
+    bdm.save()
+    header = host_file + '.hdr'
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-b',
+                    host_file, '-F', 'raw', header, '1M'], check=True)
+    path = os.path.join(CONF.instances_path, instance.uuid, 'disk')
+    with open(header, 'rb') as src, open(path, 'r+b') as dst:
+        dst.write(src.read())
+
+    def restore():
+        bdm.driver_info = original
+        bdm.save()
+    return restore
+
+
+@pytest.mark.parametrize('operation', ['power_on', 'reboot'])
+def test_disk_unlike_its_record_is_never_started(
+        conf, context, images, driver, tmp_path, operation):
+    helpers.configure(conf, 'flat', force_raw=True)
+    instance = spawn_four_disks(driver, context, images['raw'])
+    if operation == 'power_on':
+        driver.power_off(context, instance)
+    dom = driver.host.lookup_domain(instance)
+    before = domain_disks(dom.XMLDesc(0))
+    host_file = str(tmp_path / 'host-file')
+    with open(host_file, 'wb') as f:
+        f.write(b'host data')
+    restore = _lie_about_the_root_disk(context, instance, host_file)
+
+    with pytest.raises(exception.DiskLayoutMismatch) as e:
+        getattr(driver, operation)(context, instance)
+    assert e.value.kwargs['disk_name'] == 'disk'
+    assert instance.uuid in str(e.value) and host_file in str(e.value)
+    # Stopped, and neither redefined (the domain still says raw) nor
+    # started.
+    dom = driver.host.lookup_domain(instance)
+    assert not dom.isActive()
+    assert domain_disks(dom.XMLDesc(0)) == before
+    assert before[0][1] == 'raw'
+
+    restore()
+    driver.power_on(context, instance)
+    assert driver.get_power_state(instance) == libvirt_driver.RUNNING
+    driver.destroy(context, instance)
+    assert helpers.disk_files(instance) == []
+
+
+def test_spawn_retry_verifies_the_disks_it_keeps(conf, context, images,
+                                                 driver, tmp_path):
+    helpers.configure(conf, 'qcow2', force_raw=True)
+    image_meta = images['raw']
+    instance = spawn_four_disks(driver, context, image_meta)
+    driver.destroy(context, instance, destroy_disks=False)
+    # Someone swapped the root overlay for one over a host file.
+    host_file = str(tmp_path / 'host-file')
+    with open(host_file, 'wb') as f:
+        f.truncate(64 * 1024 * 1024)
+    root = os.path.join(CONF.instances_path, instance.uuid, 'disk')
+    os.unlink(root)
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-b',
+                    host_file, '-F', 'raw', root], check=True)
+    # ... and a swap disk is gone, to be made again by the retry.
+    os.unlink(os.path.join(CONF.instances_path, instance.uuid, 'disk.swap'))
+
+    bdms = objects.BlockDeviceMappingList.get_by_instance_uuid(
+        context, instance.uuid)
+    with pytest.raises(exception.DiskLayoutMismatch, match=host_file):
+        driver.spawn(context, instance, image_meta, bdms)
+    assert driver.host.lookup_domain(instance) is None
+    assert helpers.disk_files(instance) == ['disk', 'disk.eph1',
+                                            'disk.local']
+    driver.destroy(context, instance)
+    assert helpers.disk_files(instance) == []

@@ -30,6 +30,7 @@ import contextlib
 import os
 import re
 import secrets
+import stat
 
 from oslo_log import log as logging
 
@@ -64,6 +65,9 @@ _PASS_THROUGH = (
     exception.DiskAlreadyExists,
     exception.DiskCreateFailed,
 )
+
+#: What a verified disk's metadata is compared on, in messages' order.
+_LAYOUT_KEYS = ('format', 'backing_file', 'backing_format', 'data_file')
 
 
 class Image(metaclass=abc.ABCMeta):
@@ -206,7 +210,8 @@ class Image(metaclass=abc.ABCMeta):
         Does not write the record: the DiskManager does.
 
         :raises: DiskShrinkNotSupported (smaller than recorded or than the
-            disk), DiskNotFound, DiskResizeFailed.
+            disk), DiskNotFound, DiskLayoutMismatch (see ``verify``; the
+            disk is not touched), DiskResizeFailed.
         """
         size = int(size)
         if size < self.record.size:
@@ -216,6 +221,9 @@ class Image(metaclass=abc.ABCMeta):
         if not self.exists():
             raise exception.DiskNotFound(instance_uuid=self.instance_uuid,
                                          disk_name=self.disk_name)
+        # Growing opens the disk with its recorded format: first prove the
+        # file is what the record says (DiskLayoutMismatch otherwise).
+        self.verify()
         try:
             self._grow(self.path, size)
             self._preallocate(self.path, size)
@@ -253,8 +261,9 @@ class Image(metaclass=abc.ABCMeta):
 
         :returns: {'format': 'qcow2', 'virtual_size': 2147483648,
             'allocated': 200704, 'backing_file': '/.../_base/3f78...',
-            'backing_format': 'raw'} (the backing keys are None without a
-            backing file).
+            'backing_format': 'raw', 'data_file': None} (the backing keys
+            are None without a backing file, 'data_file' without an
+            external data file).
         :raises: DiskNotFound, ProcessFailed.
         """
         if not self.exists():
@@ -267,7 +276,63 @@ class Image(metaclass=abc.ABCMeta):
             'allocated': info.get('actual-size'),
             'backing_file': info.get('backing-filename'),
             'backing_format': info.get('backing-filename-format'),
+            'data_file': _data_file(info),
         }
+
+    def verify(self):
+        """Prove the disk is laid out as its record says, before anything
+        opens it with the recorded format (a resize, a guest defined and
+        started from the records).
+
+        A record can say qcow2 of a file that is not what this code made: a
+        raw file whose guest wrote a qcow2 header naming a host file as
+        its backing file or data-file, or a qcow2 file whose chain is not
+        the record's. ``qemu-img info -f <recorded format>`` (which opens
+        neither the backing file nor the data-file) must report the
+        recorded format, no data-file, and exactly the recorded backing
+        file and backing format. A disk whose format has no metadata (raw)
+        has nothing to check. Not needed right after this process made the
+        disk: what it made is what the record says.
+
+        :raises: DiskNotFound; DiskLayoutMismatch naming the instance, the
+            disk, what was expected and what was found (nothing else was
+            done).
+        """
+        expected = self._expected_layout()
+        if expected is None:
+            return
+        expected = dict(expected, format=self.qemu_format, data_file=None)
+        path = self.path
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            raise exception.DiskNotFound(instance_uuid=self.instance_uuid,
+                                         disk_name=self.disk_name)
+        if not stat.S_ISREG(st.st_mode):
+            # Never let qemu-img follow a link or block on a FIFO.
+            raise self._mismatch(expected, 'not a regular file')
+        try:
+            info = qemu_img.info(path, self.qemu_format)
+        except exception.ProcessFailed as e:
+            raise self._mismatch(expected, 'not readable as %s (%s)' % (
+                self.qemu_format, e))
+        found = {
+            'format': info.get('format'),
+            'backing_file': info.get('backing-filename'),
+            'backing_format': info.get('backing-filename-format'),
+            'data_file': _data_file(info),
+        }
+        if found != expected:
+            LOG.error('Disk %(disk)s of instance %(uuid)s is not what its '
+                      'record says: expected %(expected)s, found %(found)s',
+                      {'disk': self.disk_name, 'uuid': self.instance_uuid,
+                       'expected': expected, 'found': found})
+            raise self._mismatch(expected, _describe_layout(found))
+
+    def _mismatch(self, expected, found):
+        return exception.DiskLayoutMismatch(
+            instance_uuid=self.instance_uuid, disk_name=self.disk_name,
+            expected=_describe_layout(expected), found=found)
 
     # --- what each backend supplies ------------------------------------------
 
@@ -296,6 +361,13 @@ class Image(metaclass=abc.ABCMeta):
     def _backing_store(self):
         """The layers under the disk, top first (none by default)."""
         return []
+
+    def _expected_layout(self):
+        """What ``verify`` must find in the disk's metadata, from the record:
+        {'backing_file': path or None, 'backing_format': fmt or None}; or
+        None for a format without metadata (raw), which has nothing to
+        check."""
+        return None
 
     def _check_template_record(self):
         """Refuse a record this backend cannot build from a template."""
@@ -483,3 +555,26 @@ class Image(metaclass=abc.ABCMeta):
             os.posix_fallocate(fd, 0, size)
         finally:
             os.close(fd)
+
+
+def _data_file(info):
+    """The external data-file ``qemu-img info`` reports, or None."""
+    return (info.get('format-specific') or {}).get('data', {}).get(
+        'data-file')
+
+
+def _describe_layout(layout):
+    """'format qcow2, backing file /x (raw), no data-file' for messages."""
+    parts = ['format %s' % layout.get('format')]
+    if layout.get('backing_file'):
+        parts.append('backing file %s (%s)' % (layout['backing_file'],
+                                               layout.get('backing_format')))
+    else:
+        parts.append('no backing file')
+        if layout.get('backing_format'):
+            parts.append('backing format %s' % layout['backing_format'])
+    if layout.get('data_file'):
+        parts.append('data-file %s' % layout['data_file'])
+    else:
+        parts.append('no data-file')
+    return ', '.join(parts)

@@ -51,6 +51,12 @@ class Flat(base.Image):
         self._reserve(path)
         qemu_img.convert(entry.path, 'raw', path, self.qemu_format)
 
+    def _expected_layout(self):
+        # A flat qcow2 disk is standalone: nothing under it, no data-file.
+        if self.record.format == fields.DiskFormat.RAW:
+            return None
+        return {'backing_file': None, 'backing_format': None}
+
     def _grow(self, path, size):
         if self.record.format != fields.DiskFormat.RAW:
             qemu_img.resize(path, self.qemu_format, size)

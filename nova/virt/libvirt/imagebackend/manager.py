@@ -112,22 +112,30 @@ class DiskManager:
             BackendUnavailable naming the instance, the disk and the
             backend if this host cannot serve a disk's record (nothing
             recorded, nothing created); whatever the one save raises
-            (nothing created); DiskCreateFailed
+            (nothing created); DiskLayoutMismatch if a disk an earlier
+            call made is not what its record says (nothing created);
+            DiskCreateFailed
             naming the disk that failed (the disks made by this call are
             removed, every record stays).
         """
         disks, new = self._plan_and_record(context, instance, image_meta,
                                            bdms)
-        created = []
+        # Recorded and made by an earlier call (complete: a disk is built
+        # under a private name and only then published under its own): not
+        # ours to redo, and not ours to remove if a later disk fails. A
+        # guest may have run on it since, so it is verified against its
+        # record, all of them before anything is made.
+        kept = {id(disk) for disk in disks
+                if id(disk.bdm) not in new and disk.backend.exists()}
         for disk in disks:
-            if id(disk.bdm) not in new and disk.backend.exists():
-                # Recorded and made by an earlier call (complete: a disk
-                # is built under a private name and only then published
-                # under its own): not ours to redo, and not ours to
-                # remove if a later disk fails.
+            if id(disk) in kept:
+                disk.backend.verify()
                 LOG.info('Disk %(disk)s of instance %(uuid)s already '
                          'exists; keeping it', {'disk': disk.disk_name,
                                                 'uuid': instance.uuid})
+        created = []
+        for disk in disks:
+            if id(disk) in kept:
                 continue
             if progress:
                 progress('creating disk %s (%s, %s)' % (

@@ -63,6 +63,13 @@ class Qcow2(base.Image):
             return self.cache.template_path(self.record.cache_name)
         return None
 
+    def _expected_layout(self):
+        # Exactly the cached base the record names, in its recorded format.
+        base_path = self._base_path()
+        return {'backing_file': base_path,
+                'backing_format': (self.record.backing_format
+                                   if base_path else None)}
+
     def _backing_store(self):
         base_path = self._base_path()
         if base_path is None:
