@@ -319,9 +319,10 @@ class LocalImageService(api.ImageService):
         part = final + _PART_SUFFIX
         with contextlib.suppress(FileNotFoundError):
             os.unlink(part)
-        f = utils.open_exclusive(part, _FILE_MODE)
+        # Guard first, then the exclusive create: the part we create is
+        # removed if writing it fails.
         with utils.remove_path_on_error(part):
-            with f:
+            with utils.open_exclusive(part, _FILE_MODE) as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())

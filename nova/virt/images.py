@@ -665,6 +665,9 @@ def _publish(image_id, part, target):
     link() fails if ``target`` exists, so a file that appeared there is
     never overwritten; on filesystems without hard links, rename() after
     a check is the fallback.
+
+    :raises: FileExistsError if ``target`` exists: it is not ours, and
+        ``utils.remove_path_on_error`` leaves it alone on that error.
     """
     if not part.still_ours():
         raise exception.ImageUnacceptable(
@@ -673,14 +676,13 @@ def _publish(image_id, part, target):
     try:
         os.link(part.path, target, follow_symlinks=False)
     except FileExistsError:
-        raise exception.InvalidInput(reason='fetch target %s already exists'
-                                     % target)
+        # link()'s error names the part first: name the target.
+        raise FileExistsError(errno.EEXIST, 'exists', target) from None
     except OSError as e:
         if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
             raise
         if os.path.lexists(target):
-            raise exception.InvalidInput(
-                reason='fetch target %s already exists' % target)
+            raise FileExistsError(errno.EEXIST, 'exists', target)
         os.rename(part.path, target)
         os.close(part.fd)
         part.fd = None
@@ -837,15 +839,20 @@ def fetch_verified(context, image_api, image_id, target, output_format,
             # The qcow2 is not needed any more; free its space early.
             part.remove()
         os.fsync(final.fd)
-        _publish(image_id, final, target)
-        # Only a durable name counts as fetched: if this fails, the
-        # target goes too and the caller sees the error.
+        # Only a durable name counts as fetched: if the directory's fsync
+        # fails, the target we linked goes too and the caller sees the
+        # error. The guard is entered before the target exists; a target
+        # that was there already (FileExistsError) is left alone.
         with utils.remove_path_on_error(target):
+            _publish(image_id, final, target)
             utils.fsync_dir(directory)
     except BaseException as e:
         for p in parts:
             with contextlib.suppress(OSError):
                 p.remove()
+        if isinstance(e, FileExistsError) and e.filename == target:
+            raise exception.InvalidInput(
+                reason='fetch target %s already exists' % target) from e
         if isinstance(e, OSError):
             # The host failed (no space, I/O error), not the image.
             raise exception.ImageFetchFailed(image_id=image_id,

@@ -215,13 +215,15 @@ def sparse_copy(src_path, dst_path, mode=0o600):
         st = os.fstat(src_fd)
         if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, 'not a regular file', src_path)
-        # Opened before the cleanup guard: a dst_path that already exists
-        # is someone else's and must survive our failure.
-        dst = utils.open_exclusive(dst_path, mode=mode)
-        with utils.remove_path_on_error(dst_path), dst:
-            dst_fd = dst.fileno()
-            copied = _copy_fd(src_fd, dst_fd, st.st_size)
-            os.fsync(dst_fd)
+        # The guard is entered before the exclusive create, so that it
+        # removes the file we create if the copy fails. A dst_path that
+        # exists already is someone else's: the guard saw it on entry (or
+        # the create raises FileExistsError), and leaves it alone.
+        with utils.remove_path_on_error(dst_path):
+            with utils.open_exclusive(dst_path, mode=mode) as dst:
+                dst_fd = dst.fileno()
+                copied = _copy_fd(src_fd, dst_fd, st.st_size)
+                os.fsync(dst_fd)
     finally:
         os.close(src_fd)
     LOG.debug('Copied %(src)s to %(dst)s: %(copied)d of %(size)d bytes '

@@ -208,6 +208,36 @@ def test_existing_target_is_never_replaced(ctx, image_api, raw_image,
     assert leftovers(base_dir) == ['base']
 
 
+def test_target_appearing_during_the_fetch_is_kept(
+        ctx, image_api, raw_image, base_dir, monkeypatch):
+    target = os.path.join(base_dir, 'base')
+    publish = images._publish
+
+    def racing_publish(image_id, part, target):
+        with open(target, 'x') as f:
+            f.write('theirs')
+        return publish(image_id, part, target)
+    monkeypatch.setattr(images, '_publish', racing_publish)
+    with pytest.raises(exception.InvalidInput):
+        images.fetch_verified(ctx, image_api, raw_image, target, 'raw')
+    with open(target) as f:
+        assert f.read() == 'theirs'
+    assert leftovers(base_dir) == ['base']
+
+
+def test_failed_publish_leaves_nothing(ctx, image_api, raw_image, base_dir,
+                                       monkeypatch):
+    # The target is linked, then the directory's fsync fails: the fetch
+    # fails and takes its target with it.
+    def eio(path):
+        raise OSError(5, 'Input/output error')
+    monkeypatch.setattr(images.utils, 'fsync_dir', eio)
+    with pytest.raises(exception.ImageFetchFailed):
+        images.fetch_verified(ctx, image_api, raw_image,
+                              os.path.join(base_dir, 'base'), 'raw')
+    assert leftovers(base_dir) == []
+
+
 def test_symlink_target_is_never_followed(ctx, image_api, raw_image,
                                           base_dir, tmp_path):
     outside = tmp_path / 'outside'

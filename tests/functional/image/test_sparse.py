@@ -102,3 +102,24 @@ def test_is_zero():
     assert sparse.is_zero(bytes(3 * sparse.ZERO_BLOCK + 5))
     assert not sparse.is_zero(bytes(3 * sparse.ZERO_BLOCK) + b'\1')
     assert not sparse.is_zero(memoryview(b'\0\0\1'))
+
+
+@pytest.mark.parametrize('where', ['_copy_fd', 'fsync'])
+def test_sparse_copy_failure_leaves_nothing(tmp_path, monkeypatch, where):
+    src = hostile.raw(str(tmp_path / 'src'), MiB)
+    dst = tmp_path / 'dst'
+    no_space = OSError(28, 'No space left on device')
+    if where == 'fsync':
+        monkeypatch.setattr(sparse.os, 'fsync', _raiser(no_space))
+    else:
+        monkeypatch.setattr(sparse, '_copy_fd', _raiser(no_space))
+    with pytest.raises(OSError) as e:
+        sparse.sparse_copy(src, str(dst))
+    assert e.value is no_space
+    assert sorted(os.listdir(tmp_path)) == ['src']
+
+
+def _raiser(exc):
+    def fail(*args, **kwargs):
+        raise exc
+    return fail

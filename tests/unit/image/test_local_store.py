@@ -236,6 +236,18 @@ def test_delete_removes_the_record_first(ctx, store):
         store.get(ctx, image_id)
 
 
+def test_failed_metadata_write_leaves_nothing(store, monkeypatch):
+    image_dir = os.path.join(store.root, str(uuid.uuid4()))
+    os.makedirs(image_dir)
+
+    def eio(fd):
+        raise OSError(5, 'Input/output error')
+    monkeypatch.setattr(local.os, 'fsync', eio)
+    with pytest.raises(OSError):
+        store._write_metadata(image_dir, {'a': 1})
+    assert os.listdir(image_dir) == []
+
+
 def test_default_root_is_under_state_path(tmp_path):
     from oslo_config import fixture as config_fixture
     import nova.conf
