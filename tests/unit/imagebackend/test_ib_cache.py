@@ -342,3 +342,55 @@ def test_removed_entry_is_fetched_again(conf, cache):
 
 def test_get_cache_is_one_per_process():
     assert image_cache.get_cache() is image_cache.get_cache()
+
+
+@pytest.mark.parametrize('planted', [
+    '....0123456789abcdef.part', '....0123456789abcdef.raw.part',
+    '...0123456789abcdef.part', '..info.0123456789abcdef.part'])
+def test_cleanup_skips_leftovers_that_name_no_entry(conf, cache, planted):
+    """A planted '.<name>.<token>.part' whose <name> is '..' (or another
+    name no entry can have) is skipped: it leads out of the cache, and
+    must neither be acted on nor abort the cleanup of the real entries."""
+    entry = cache.ensure_image(None, 'raw-image', 'raw')
+    _age(cache, entry.name, 10 ** 6)
+    path = os.path.join(base_dir(), planted)
+    with open(path, 'wb'):
+        pass
+    old = time.time() - 10 ** 6
+    for p in (path, CONF.instances_path, base_dir()):
+        os.utime(p, (old, old))
+    outside = sorted(os.listdir(CONF.instances_path))
+
+    assert cache.cleanup(None, in_use=()) == [entry.name]
+    assert os.listdir(base_dir()) == [planted]
+    assert sorted(os.listdir(CONF.instances_path)) == outside
+
+
+def test_names_in_use_reads_records_through_the_objects(monkeypatch):
+    from nova import objects
+    from nova.objects import block_device
+
+    def bdm(**record):
+        rec = libvirt_disk.LibvirtDiskMetadata(
+            size=1, disk_name='disk', **record)
+        rec.validate()
+        return objects.BlockDeviceMapping(driver_info=rec.to_driver_info())
+
+    bdms = [bdm(backend='flat', format='raw', image_id='i'),
+            bdm(backend='qcow2', format='qcow2', backing_format='raw',
+                cache_name='swap_1')]
+    calls = []
+
+    def get_all_with_driver_info(cls, context):
+        calls.append(context)
+        return bdms
+
+    monkeypatch.setattr(block_device.BlockDeviceMappingList,
+                        'get_all_with_driver_info',
+                        classmethod(get_all_with_driver_info))
+    assert image_cache.names_in_use('ctx') == {sha1('i'), 'swap_1'}
+    assert calls == ['ctx']
+
+    bdms.append(objects.BlockDeviceMapping(driver_info='{not json'))
+    with pytest.raises(exception.CacheEntryInvalid):
+        image_cache.names_in_use('ctx')

@@ -138,6 +138,15 @@ def _check_template_name(name):
     return name
 
 
+def _is_entry_name(name):
+    """True if ``name`` could be a cache entry's: one plain, visible path
+    component without a bookkeeping suffix."""
+    return (isinstance(name, str) and bool(name) and
+            not name.startswith('.') and '/' not in name and
+            '\0' not in name and
+            not name.endswith((SIDECAR_SUFFIX, PART_SUFFIX)))
+
+
 def _fsync_file(path):
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
@@ -365,19 +374,31 @@ class ImageCache:
 
     @staticmethod
     def _entry_names_on_disk(base_dir):
+        """Names of the entries the files in ``base_dir`` belong to.
+
+        A name is derived from a file name, which anyone who can write
+        into the directory chooses: a derived name that no entry can have
+        ('..', '.', hidden, a bookkeeping suffix) is logged and skipped,
+        never joined to a path, and the rest of the cleanup goes on.
+        """
         names = set()
         for fname in os.listdir(base_dir):
             fetch_part = _FETCH_PART_RE.match(fname)
             if fetch_part:
-                names.add(fetch_part.group('name'))
-                continue
-            name = fname
-            if name.endswith(PART_SUFFIX):
-                name = name[:-len(PART_SUFFIX)]
-            if name.endswith(SIDECAR_SUFFIX):
-                name = name[:-len(SIDECAR_SUFFIX)]
-            if name and not name.startswith('.'):
+                name = fetch_part.group('name')
+            else:
+                name = fname
+                if name.endswith(PART_SUFFIX):
+                    name = name[:-len(PART_SUFFIX)]
+                if name.endswith(SIDECAR_SUFFIX):
+                    name = name[:-len(SIDECAR_SUFFIX)]
+                if not name or name.startswith('.'):
+                    continue  # not ours (e.g. another tool's hidden file)
+            if _is_entry_name(name):
                 names.add(name)
+            else:
+                LOG.warning('Image cache cleanup skips %(file)s: it names '
+                            'no possible cache entry', {'file': fname})
         return names
 
     def _ensure(self, name, fmt, create, source):
@@ -502,27 +523,30 @@ def names_in_use(context):
     """Names of the cache entries that persisted disk records depend on.
 
     Reads every live block device mapping that has a ``driver_info`` (all
-    hosts: an instances_path may be shared) through ``nova.db.api`` and
-    maps each record to its entries (see ``entry_name_for_record``).
+    hosts: an instances_path may be shared) as objects, each record the
+    one way records are read (``BlockDeviceMapping.get_disk_metadata``),
+    and maps each record to its entries (see ``entry_name_for_record``).
 
     :raises: CacheEntryInvalid if a record cannot be read: then nobody can
         tell what it depends on, and cleanup must remove nothing.
     """
-    from nova.db import api as db_api
-    from nova.objects import libvirt_disk
+    # Imported late: the objects are not needed to use the cache.
+    from nova.objects import block_device as block_device_obj
 
     names = set()
-    for bdm in db_api.block_device_mapping_get_all_with_driver_info(context):
+    bdms = block_device_obj.BlockDeviceMappingList.get_all_with_driver_info(
+        context)
+    for bdm in bdms:
         try:
-            record = libvirt_disk.LibvirtDiskMetadata.from_driver_info(
-                bdm.driver_info)
+            record = bdm.get_disk_metadata()
         except exception.DiskMetadataInvalid as e:
             # A record we cannot read still names something we cannot
             # know: keeping every entry is the only safe answer.
             raise exception.CacheEntryInvalid(
                 name='*', reason='cannot tell which entries are in use: '
                 '%s' % e)
-        names |= entry_name_for_record(record)
+        if record is not None:
+            names |= entry_name_for_record(record)
     return names
 
 
