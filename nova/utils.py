@@ -2,8 +2,7 @@
 
 import contextlib
 import os
-
-from oslo_utils import uuidutils
+import uuid
 
 from nova import exception
 
@@ -11,12 +10,20 @@ from nova import exception
 def validate_uuid(value, kind='instance'):
     """Return ``value`` if it is a canonical UUID string.
 
+    Canonical is exactly what ``str(uuid.UUID(value))`` writes: 36
+    characters, lower-case hex in 8-4-4-4-12 groups. uuid.UUID() alone
+    accepts much more (braces, ``urn:uuid:``, upper case, dashes anywhere
+    or none), and two spellings of one UUID must never name two paths.
+
     :raises: InvalidUUID for anything else (``../``, NUL, paths, junk).
     """
-    if not isinstance(value, str) or not uuidutils.is_uuid_like(value) or \
-            value != value.lower() or len(value) != 36:
-        raise exception.InvalidUUID(uuid=value)
-    return value
+    if isinstance(value, str):
+        try:
+            if value == str(uuid.UUID(value)):
+                return value
+        except ValueError:
+            pass
+    raise exception.InvalidUUID(uuid=value)
 
 
 def safe_join(root, *parts):
