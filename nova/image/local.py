@@ -332,15 +332,53 @@ class LocalImageService(api.ImageService):
     def delete(self, context, image_id):
         """Remove ``image_id``: its metadata first, so it vanishes at once.
 
-        :raises: ImageNotFound.
+        The image's directory is never reached through a link: a symlink
+        planted at its name (to another image's directory, or out of the
+        store) is refused and left alone, as is anything else that is not
+        a directory. Its removal works on the directory opened with
+        O_NOFOLLOW, and rmtree never follows a link either.
+
+        :raises: ImageNotFound; PathOutsideRoot (a directory linked out of
+            the store, as ``get`` raises) or ImageMetadataInvalid (any
+            other entry that is not a real directory) with nothing
+            removed.
         """
-        image_dir = self.image_dir(image_id)
+        # Validates the id; a link out of the store is refused here.
+        self._path(image_id, METADATA_NAME)
         try:
-            os.unlink(os.path.join(image_dir, METADATA_NAME))
+            root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY |
+                              os.O_CLOEXEC)
         except FileNotFoundError:
             raise exception.ImageNotFound(image_id=image_id)
-        shutil.rmtree(image_dir, ignore_errors=True)
+        try:
+            self._unlink_metadata(root_fd, image_id)
+            shutil.rmtree(image_id, dir_fd=root_fd, ignore_errors=True)
+        finally:
+            os.close(root_fd)
         LOG.info('Deleted image %(image_id)s', {'image_id': image_id})
+
+    @staticmethod
+    def _unlink_metadata(root_fd, image_id):
+        try:
+            dir_fd = os.open(image_id, os.O_RDONLY | os.O_DIRECTORY |
+                             os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root_fd)
+        except FileNotFoundError:
+            raise exception.ImageNotFound(image_id=image_id)
+        except OSError as e:
+            # ELOOP: a symlink; ENOTDIR: a file, a FIFO...
+            raise exception.ImageMetadataInvalid(
+                image_id=image_id, reason='its store entry is not a '
+                'directory: %s' % e.strerror)
+        try:
+            os.unlink(METADATA_NAME, dir_fd=dir_fd)
+        except FileNotFoundError:
+            raise exception.ImageNotFound(image_id=image_id)
+        except OSError as e:
+            raise exception.ImageMetadataInvalid(
+                image_id=image_id, reason='cannot remove %s: %s' % (
+                    METADATA_NAME, e.strerror))
+        finally:
+            os.close(dir_fd)
 
 
 def _read_chunks(f, chunk_size):

@@ -248,6 +248,53 @@ def test_failed_metadata_write_leaves_nothing(store, monkeypatch):
     assert os.listdir(image_dir) == []
 
 
+def test_delete_never_follows_a_linked_image_dir(ctx, store):
+    # An entry linked to another image's directory: deleting it must not
+    # delete the other image.
+    victim = _put(store)
+    link = str(uuid.uuid4())
+    os.symlink(victim, os.path.join(store.root, link))
+    with pytest.raises(exception.ImageMetadataInvalid):
+        store.delete(ctx, link)
+    assert store.get(ctx, victim)['id'] == victim
+    assert os.path.islink(os.path.join(store.root, link))
+    assert sorted(os.listdir(os.path.join(store.root, victim))) == [
+        local.DATA_NAME, local.METADATA_NAME]
+
+
+def test_delete_never_follows_a_dir_linked_out_of_the_store(ctx, store,
+                                                            tmp_path):
+    image_id = str(uuid.uuid4())
+    outside = tmp_path / 'outside'
+    outside.mkdir()
+    (outside / local.METADATA_NAME).write_text('{}')
+    (outside / local.DATA_NAME).write_text('precious')
+    os.makedirs(store.root)
+    os.symlink(outside, os.path.join(store.root, image_id))
+    with pytest.raises(exception.PathOutsideRoot):
+        store.delete(ctx, image_id)
+    assert sorted(os.listdir(outside)) == [local.DATA_NAME,
+                                           local.METADATA_NAME]
+    assert os.path.islink(os.path.join(store.root, image_id))
+
+
+@pytest.mark.parametrize('kind', ['file', 'fifo', 'dangling-link'])
+def test_delete_refuses_an_entry_that_is_not_a_directory(ctx, store, kind):
+    image_id = str(uuid.uuid4())
+    os.makedirs(store.root)
+    path = os.path.join(store.root, image_id)
+    if kind == 'file':
+        with open(path, 'w') as f:
+            f.write('x')
+    elif kind == 'fifo':
+        os.mkfifo(path)
+    else:
+        os.symlink(str(uuid.uuid4()), path)
+    with pytest.raises(exception.ImageMetadataInvalid):
+        store.delete(ctx, image_id)
+    assert os.path.lexists(path)
+
+
 def test_default_root_is_under_state_path(tmp_path):
     from oslo_config import fixture as config_fixture
     import nova.conf
