@@ -39,7 +39,6 @@ import stat
 import threading
 
 from oslo_log import log as logging
-from oslo_serialization import jsonutils
 from oslo_utils.imageutils import format_inspector
 
 from nova import exception
@@ -536,16 +535,17 @@ def _check_qcow2(image_id, path):
         # Exit code 2 (corruptions) and 3 (leaked clusters) fail here: a
         # published image has neither, and a damaged one must not become
         # a disk.
-        out, _err = qemu_img.execute('check', '--output=json', '-f',
-                                     'qcow2', path)
+        report = qemu_img.check(path, 'qcow2')
     except exception.ProcessFailed as e:
         raise exception.ImageDamaged(
             image_id=image_id, reason='qemu-img check: %s' % (
                 e.kwargs.get('reason', '')[:_MAX_REASON]))
-    try:
-        end = jsonutils.loads(out)['image-end-offset']
-    except (ValueError, TypeError, KeyError):
-        end = None
+    except ValueError as e:
+        raise exception.ImageDamaged(
+            image_id=image_id, reason='qemu-img check printed no JSON: %s'
+            % e)
+    end = report.get('image-end-offset') if isinstance(report, dict) \
+        else None
     if not isinstance(end, int) or isinstance(end, bool):
         raise exception.ImageDamaged(
             image_id=image_id, reason='qemu-img check reported no '
