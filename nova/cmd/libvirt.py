@@ -34,7 +34,6 @@ from oslo_db import options as db_options
 from oslo_log import log as logging
 from oslo_utils import timeutils
 from oslo_utils import uuidutils
-import sqlalchemy as sa
 
 import nova.conf
 from nova.conf import opts as conf_opts
@@ -424,23 +423,6 @@ def _register_config_cli_opts():
         [o for o in lock_opts if o.name == 'lock_path'], group=group)
 
 
-def _ensure_database():
-    """Migrate a new (or, for SQLite, our own) database; refuse to run on
-    a shared server database at another revision."""
-    url = sa.engine.make_url(CONF.database.connection)
-    if url.get_backend_name() == 'sqlite':
-        # The embedded default: a private file under state_path that
-        # this command owns; upgrading it is always right.
-        migration.db_sync()
-        return
-    head = migration.get_script_directory().get_current_head()
-    current = migration.db_version()
-    if current is None:
-        migration.db_sync()
-    elif current != head:
-        raise exception.DBNotAtRevision(actual=current, expected=head)
-
-
 def main(argv=None):
     """Run one command; ``argv`` defaults to ``sys.argv[1:]``.
 
@@ -467,7 +449,7 @@ def main(argv=None):
     objects.register_all()
     try:
         utils.ensure_tree(CONF.state_path, mode=0o700)
-        _ensure_database()
+        migration.db_ensure_current()
         CONF.command.action_fn(nova_context.get_admin_context())
     except (exception.NovaException, db_exc.DBError, OSError) as e:
         LOG.debug('%s failed', PROG, exc_info=True)

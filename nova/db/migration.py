@@ -122,6 +122,27 @@ def _current_revision(connection):
         connection).get_current_revision()
 
 
+def db_ensure_current():
+    """Make the configured database usable by this code, or refuse.
+
+    A SQLite file (the embedded default: private to this host) is
+    upgraded; a new, empty server database is created; a server database
+    at another revision is left alone, because other services share it
+    and ``nova-manage db sync`` is the operator's step.
+
+    :raises: DBNotAtRevision, and as db_sync().
+    """
+    if _sqlite_file(CONF.database.connection):
+        db_sync()
+        return
+    head = get_script_directory().get_current_head()
+    current = db_version()
+    if current is None:
+        db_sync()
+    elif current != head:
+        raise exception.DBNotAtRevision(actual=current, expected=head)
+
+
 def db_version(engine=None):
     """Return the database's alembic revision id, or None when it is empty.
 

@@ -4,7 +4,10 @@ so docstrings and help texts that name an option do not count):
 * layout configuration is read in imagebackend/policy.py alone (and in
   imagebackend/legacy.py, the inference for old disks, when it lands);
 * ``driver_info`` is assigned in imagebackend/manager.py alone (and
-  legacy.py, and the objects that define it).
+  legacy.py, and the objects that define it);
+* the image cache's directory (``[image_cache] subdirectory_name``) is
+  known to imagebackend/cache.py alone;
+* SQL (SQLAlchemy, alembic) is imported under nova/db/ alone.
 """
 
 import ast
@@ -17,7 +20,9 @@ import nova
 NOVA_DIR = os.path.dirname(os.path.abspath(nova.__file__))
 
 LAYOUT_OPTIONS = {'images_type', 'use_cow_images', 'force_raw_images',
-                  'images_volume_group', 'images_rbd_pool'}
+                  'images_volume_group', 'images_rbd_pool',
+                  'preallocate_images'}
+SQL_MODULES = ('sqlalchemy', 'alembic')
 LAYOUT_READERS = {'virt/libvirt/imagebackend/policy.py',
                   'virt/libvirt/imagebackend/legacy.py'}
 DRIVER_INFO_WRITERS = {'virt/libvirt/imagebackend/manager.py',
@@ -65,6 +70,24 @@ def _driver_info_writes(tree):
             yield node.lineno
 
 
+def _attribute_reads(tree, name):
+    return [node.lineno for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and node.attr == name]
+
+
+def _sql_imports(tree):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or '']
+        else:
+            continue
+        for name in names:
+            if name.split('.')[0] in SQL_MODULES:
+                yield node.lineno, name
+
+
 MODULES = dict(_modules())
 
 
@@ -84,8 +107,28 @@ def test_driver_info_is_written_by_the_disk_manager_alone(rel):
     assert writes == [], '%s assigns driver_info at lines %s' % (rel, writes)
 
 
+@pytest.mark.parametrize('rel', sorted(MODULES))
+def test_the_image_cache_directory_is_known_to_cache_alone(rel):
+    if rel == 'virt/libvirt/imagebackend/cache.py' or rel.startswith(
+            'conf' + os.sep):
+        return
+    reads = _attribute_reads(MODULES[rel], 'subdirectory_name')
+    assert reads == [], '%s finds _base itself at lines %s' % (rel, reads)
+
+
+@pytest.mark.parametrize('rel', sorted(MODULES))
+def test_sql_lives_under_db_alone(rel):
+    if rel.startswith('db' + os.sep):
+        return
+    imports = list(_sql_imports(MODULES[rel]))
+    assert imports == [], '%s imports %s' % (rel, imports)
+
+
 def test_the_rules_see_what_they_look_for():
     policy = MODULES['virt/libvirt/imagebackend/policy.py']
     assert {attr for _, attr in _conf_reads(policy)} == LAYOUT_OPTIONS
     manager = MODULES['virt/libvirt/imagebackend/manager.py']
     assert list(_driver_info_writes(manager))
+    cache = MODULES['virt/libvirt/imagebackend/cache.py']
+    assert _attribute_reads(cache, 'subdirectory_name')
+    assert list(_sql_imports(MODULES['db/api.py']))
