@@ -65,10 +65,6 @@ class PathOutsideRoot(Invalid):
     msg_fmt = "Path %(path)r resolves outside of %(root)r."
 
 
-class ConfigInvalid(Invalid):
-    msg_fmt = "Invalid configuration: %(reason)s"
-
-
 # --- objects and database -------------------------------------------------
 
 class ObjectActionError(NovaException):
@@ -250,10 +246,6 @@ class HypervisorUnavailable(NovaException):
 
 class InstanceSpawnFailed(NovaException):
     msg_fmt = "Spawning instance %(instance_uuid)s failed: %(reason)s"
-
-
-class InstancePowerOffFailure(Invalid):
-    msg_fmt = "Failed to power off instance %(instance_uuid)s: %(reason)s"
 
 
 class DiskPlanningFailed(Invalid):

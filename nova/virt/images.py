@@ -83,7 +83,7 @@ QCOW2_METADATA_FRACTION = 16
 #: per corrupt cluster).
 _MAX_REASON = 500
 
-_PART_RE_FMT = r'^\.%s\.[0-9a-f]{16}(\.raw)?\.part$'
+_PART_RE = re.compile(r'^\.(?P<target>.+)\.[0-9a-f]{16}(\.raw)?\.part$')
 _HEX_RE = re.compile(r'^[0-9a-fA-F]{32,128}$')
 
 
@@ -608,6 +608,16 @@ class _Part:
             self.fd = None
 
 
+def part_target(name):
+    """The target file name whose fetch made the part file ``name``.
+
+    :returns: ``disk`` for ``.disk.0123456789abcdef.part`` (or
+        ``...raw.part``), None for a name that is not a fetch's part.
+    """
+    match = _PART_RE.match(name)
+    return match.group('target') if match else None
+
+
 def remove_stale_parts(target):
     """Remove ``.part`` files of ``target`` left by dead fetches.
 
@@ -618,14 +628,13 @@ def remove_stale_parts(target):
     :returns: the number of parts removed.
     """
     directory, base = os.path.split(target)
-    pattern = re.compile(_PART_RE_FMT % re.escape(base))
     removed = 0
     try:
         names = os.listdir(directory)
     except OSError:
         return 0
     for name in names:
-        if not pattern.match(name):
+        if part_target(name) != base:
             continue
         path = os.path.join(directory, name)
         try:

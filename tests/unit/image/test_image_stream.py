@@ -87,7 +87,8 @@ def test_checksum_mismatch(key):
 
 def test_checksums_compare_case_insensitively():
     data = b'\3' * 10
-    _stream(data, checksum=hashlib.md5(data).hexdigest().upper())
+    _, result = _stream(data, checksum=hashlib.md5(data).hexdigest().upper())
+    assert result.checksum == hashlib.md5(data).hexdigest()
 
 
 def test_qcow2_declared_raw_is_refused_at_its_header():

@@ -63,10 +63,6 @@ _LOCK_PREFIX = 'nova-image-cache-'
 # Base names are derived, never given: keep template names out of their
 # namespace so a template can never shadow (or be cleaned as) a base.
 _BASE_NAME_RE = re.compile(r'^[0-9a-f]{40}(\.qcow2)?$')
-# The verified fetch streams into hidden '.<target>.<token>[.<fmt>].part'
-# files next to its target (nova.virt.images).
-_FETCH_PART_RE = re.compile(r'^\.(?P<name>.+)\.[0-9a-f]{16}(\.[a-z0-9]+)?'
-                            r'\.part$')
 # Cached files are read by qemu (possibly another user) as backing files.
 _ENTRY_MODE = 0o644
 
@@ -383,10 +379,10 @@ class ImageCache:
         """
         names = set()
         for fname in os.listdir(base_dir):
-            fetch_part = _FETCH_PART_RE.match(fname)
-            if fetch_part:
-                name = fetch_part.group('name')
-            else:
+            # The verified fetch streams into hidden part files next to
+            # its target.
+            name = images.part_target(fname)
+            if name is None:
                 name = fname
                 if name.endswith(PART_SUFFIX):
                     name = name[:-len(PART_SUFFIX)]
