@@ -11,6 +11,7 @@ laid out by persisted records.
     show INSTANCE
     list
     destroy INSTANCE
+    image-cache-cleanup
 
 Without configuration everything lives in one state directory
 (``[DEFAULT] state_path``, embedded default ``~/.local/state/nova-libvirt``):
@@ -70,6 +71,7 @@ _USAGE = """%(prog)s [--config-file FILE] [--format table|json] [--debug]
   show INSTANCE
   list
   destroy INSTANCE
+  image-cache-cleanup
 
 "%(prog)s COMMAND --help" explains a command.""" % {'prog': PROG}
 
@@ -312,6 +314,11 @@ def cmd_destroy(context):
            'status': 'deleted'}, _field_table_printer)
 
 
+def cmd_image_cache_cleanup(context):
+    removed = image_cache.get_cache().cleanup(context)
+    _emit({'removed': removed, 'count': len(removed)}, _field_table_printer)
+
+
 # --- the command line -------------------------------------------------
 
 def _add_parsers(subparsers):
@@ -385,6 +392,14 @@ def _add_parsers(subparsers):
     p.add_argument('instance', metavar='INSTANCE',
                    help='An instance uuid, or a name only it has.')
     p.set_defaults(action_fn=cmd_destroy)
+
+    p = add_parser(
+        'image-cache-cleanup', help='Remove unused image cache entries.',
+        description='Remove the bases and templates in the image cache that '
+        'no disk record names and that were last used longer ago than '
+        '[image_cache] remove_unused_original_minimum_age_seconds (nothing '
+        'when remove_unused_base_images is off). Prints what it removed.')
+    p.set_defaults(action_fn=cmd_image_cache_cleanup)
 
 
 def _non_negative_int(text):

@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-COMMANDS = ('image-import', 'image-list', 'boot', 'show', 'list', 'destroy')
+COMMANDS = ('image-import', 'image-list', 'boot', 'show', 'list', 'destroy',
+            'image-cache-cleanup')
 
 
 def _script():
@@ -177,3 +178,26 @@ def test_bad_arguments_are_usage_errors(cli):
     result = cli.run('boot', '--image', '../../etc/passwd', check=False)
     assert result.returncode == 1
     assert 'uuid' in result.stderr
+
+
+def test_image_cache_cleanup_keeps_what_records_name(tmp_path):
+    cli = CLI(tmp_path, '[image_cache]\n'
+              'remove_unused_original_minimum_age_seconds = 0\n')
+    image = cli.json('image-import', make_qcow2(tmp_path / 'img.qcow2'),
+                     '--disk-format', 'qcow2')
+    instance = cli.json('boot', '--image', image['id'], '--root-gb', '1',
+                        '--ephemeral-gb', '1', '--swap-mb', '16')
+    base = cli.state / 'instances' / '_base'
+    entries = sorted(os.listdir(base))
+
+    # Every entry is named by a record of the live instance: none goes,
+    # however old.
+    assert cli.json('image-cache-cleanup') == {'count': 0, 'removed': []}
+    assert sorted(os.listdir(base)) == entries
+
+    cli.run('destroy', instance['uuid'])
+    removed = cli.json('image-cache-cleanup')
+    assert removed['count'] == 3
+    assert 'ephemeral_1_ext4' in removed['removed']
+    assert 'swap_16' in removed['removed']
+    assert os.listdir(base) == []
