@@ -144,22 +144,30 @@ class LocalImageService(api.ImageService):
 
     # --- reading ------------------------------------------------------------
 
-    def get(self, context, image_id):
-        """See ``ImageService.get``."""
-        path = self._path(image_id, METADATA_NAME)
+    def _open(self, image_id, name, buffering=-1):
+        """Open the store's file ``name`` of ``image_id`` for reading.
+
+        :raises: ImageNotFound if it is missing; ImageMetadataInvalid for a
+            link, or anything that is not a regular file.
+        """
         try:
-            fd = _open_nofollow(path)
+            fd = _open_nofollow(self._path(image_id, name))
         except FileNotFoundError:
             raise exception.ImageNotFound(image_id=image_id)
         except OSError as e:
             raise exception.ImageMetadataInvalid(
                 image_id=image_id, reason='cannot open %s: %s' % (
-                    METADATA_NAME, e.strerror))
-        with os.fdopen(fd, 'rb') as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise exception.ImageMetadataInvalid(
-                    image_id=image_id, reason='%s is not a file' %
-                    METADATA_NAME)
+                    name, e.strerror))
+        f = os.fdopen(fd, 'rb', buffering=buffering)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            f.close()
+            raise exception.ImageMetadataInvalid(
+                image_id=image_id, reason='%s is not a file' % name)
+        return f
+
+    def get(self, context, image_id):
+        """See ``ImageService.get``."""
+        with self._open(image_id, METADATA_NAME) as f:
             raw = f.read(_MAX_METADATA + 1)
         if len(raw) > _MAX_METADATA:
             raise exception.ImageMetadataInvalid(
@@ -175,21 +183,8 @@ class LocalImageService(api.ImageService):
     def download(self, context, image_id, chunk_size=CHUNK_SIZE):
         """See ``ImageService.download``."""
         self.get(context, image_id)
-        path = self._path(image_id, DATA_NAME)
-        try:
-            fd = _open_nofollow(path)
-        except FileNotFoundError:
-            raise exception.ImageNotFound(image_id=image_id)
-        except OSError as e:
-            raise exception.ImageMetadataInvalid(
-                image_id=image_id, reason='cannot open its data: %s' %
-                e.strerror)
-        f = os.fdopen(fd, 'rb', buffering=0)
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            f.close()
-            raise exception.ImageMetadataInvalid(
-                image_id=image_id, reason='its data is not a file')
-        return _read_chunks(f, chunk_size)
+        return _read_chunks(self._open(image_id, DATA_NAME, buffering=0),
+                            chunk_size)
 
     def get_all(self, context):
         """Metadata of every valid image; unreadable entries are logged."""
