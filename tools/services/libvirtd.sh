@@ -36,6 +36,8 @@ START_TIMEOUT_S=${LIBVIRTD_START_TIMEOUT_S:-30}
 
 log() { echo "libvirtd.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
 
 daemon_pid() {
     # The pid of the libvirtd this script started, if it still runs.
@@ -137,25 +139,12 @@ start() {
 }
 
 stop() {
-    local pid i
-    if ! pid=$(daemon_pid); then
+    local pid
+    if pid=$(daemon_pid); then
+        stop_pid "$pid" TERM
+    else
         log "not running"
-        rm -f "$PIDFILE"
-        return 0
     fi
-    log "stopping pid $pid"
-    kill -TERM "$pid"
-    for i in $(seq 1 300); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            rm -f "$PIDFILE"
-            log "stopped"
-            return 0
-        fi
-        sleep 0.1
-    done
-    log "pid $pid ignored SIGTERM for 30 s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
     rm -f "$PIDFILE"
 }
 

@@ -24,6 +24,8 @@ CITEST=openstack_citest
 
 log() { echo "mariadb.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
 
 server_pid() {
     local pid
@@ -97,20 +99,12 @@ SQL
 }
 
 stop() {
-    local pid i
+    local pid
     if ! pid=$(server_pid); then
         log "not running"
         return 0
     fi
-    log "stopping pid $pid"
-    kill -TERM "$pid"
-    for i in $(seq 1 300); do
-        kill -0 "$pid" 2>/dev/null || { log "stopped"; return 0; }
-        sleep 0.1
-    done
-    log "pid $pid ignored SIGTERM for 30 s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    stop_pid "$pid" TERM
 }
 
 case "${1:-}" in

@@ -28,6 +28,8 @@ CITEST=openstack_citest
 
 log() { echo "postgresql.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
 
 as_pg() {
     if [ "$(id -un)" = "$PG_USER" ]; then
@@ -112,20 +114,12 @@ SQL
 }
 
 stop() {
-    local pid i
+    local pid
     if ! pid=$(server_pid); then
         log "not running"
         return 0
     fi
-    log "stopping pid $pid"
-    kill -INT "$pid"    # fast shutdown: roll back and exit
-    for i in $(seq 1 300); do
-        kill -0 "$pid" 2>/dev/null || { log "stopped"; return 0; }
-        sleep 0.1
-    done
-    log "pid $pid ignored SIGINT for 30 s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    stop_pid "$pid" INT    # fast shutdown: roll back and exit
 }
 
 case "${1:-}" in
