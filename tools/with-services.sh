@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs a command with the real services the functional tests need:
 #   PostgreSQL and MariaDB on 127.0.0.1 (throwaway servers, fsync off) and
-#   libvirtd with KVM (qemu:///system).
+#   libvirtd with KVM (qemu:///system); and the venv holding upstream Nova
+#   34.0.0 (tools/upstream/venv.sh), named by NOVA_TEST_UPSTREAM_PYTHON.
 # Each tools/services/<name>.sh start prints KEY=VALUE lines that tell the
 # tests where the service is; they are exported for the command. Every
 # service this script started is stopped when the command ends, whatever its
@@ -34,5 +35,12 @@ for svc in $SERVICES; do
   done <<<"$vars"
   echo "with-services: $svc up in $(( ($(date +%s%N) - t0) / 1000000 )) ms" >&2
 done
+
+# Upstream Nova 34.0.0, in a venv of its own, for the compatibility tests.
+while IFS= read -r line; do
+  case "$line" in
+    NOVA_TEST_*=*) export "${line?}" ;;
+  esac
+done <<<"$(bash "$HERE/upstream/venv.sh")"
 
 "$@"
