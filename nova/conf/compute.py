@@ -45,10 +45,41 @@ creation, so that a guest cannot run out of host storage later.
 """),
 ]
 
+# The filesystem of new ephemeral disks (nova.virt.libvirt.ephemeral_fs).
+ephemeral_fs_opts = [
+    cfg.StrOpt('default_ephemeral_format',
+               help="""
+The default format an ephemeral_volume will be formatted with on creation.
+
+When unset, the filesystem follows the instance's ``os_type``: ``ext4`` for
+``linux``, ``ntfs`` for ``windows`` and ``vfat`` for anything else.
+
+Possible values:
+
+* ``ext2``
+* ``ext3``
+* ``ext4``
+* ``xfs``
+* ``ntfs`` (only for Windows guests)
+"""),
+    cfg.MultiStrOpt('virt_mkfs',
+                    default=[],
+                    help="""
+Name of the mkfs commands for ephemeral device.
+
+The format is <os_type>=<mkfs command>, for example
+``linux=mkfs.ext4 -F -L %(fs_label)s %(target)s``. ``default=...`` applies
+to every os_type without an entry of its own. A command replaces the
+filesystem choice of ``default_ephemeral_format``.
+"""),
+]
+
+ALL_OPTS = compute_opts + ephemeral_fs_opts
+
 
 def register_opts(conf):
-    conf.register_opts(compute_opts)
+    conf.register_opts(ALL_OPTS)
 
 
 def list_opts():
-    return {'DEFAULT': compute_opts}
+    return {'DEFAULT': ALL_OPTS}

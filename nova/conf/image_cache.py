@@ -1,4 +1,11 @@
-"""``[image_cache]``: the shared cache of base images and templates."""
+"""``[image_cache]``: the shared cache of base images and templates.
+
+Upstream's older names are still accepted, as upstream accepts them:
+``[DEFAULT] image_cache_subdirectory_name``, ``[DEFAULT]
+remove_unused_base_images``, ``[DEFAULT]
+remove_unused_original_minimum_age_seconds`` and ``[libvirt]
+remove_unused_resized_minimum_age_seconds``.
+"""
 
 from oslo_config import cfg
 
@@ -14,11 +21,14 @@ from, under ``$instances_path/$subdirectory_name``.
 image_cache_opts = [
     cfg.StrOpt('subdirectory_name',
                default='_base',
+               deprecated_name='image_cache_subdirectory_name',
+               deprecated_group='DEFAULT',
                help="""
 Location of cached images, relative to ``$instances_path``.
 """),
     cfg.BoolOpt('remove_unused_base_images',
                 default=True,
+                deprecated_group='DEFAULT',
                 help="""
 Should unused base images be removed?
 
@@ -27,11 +37,13 @@ source.
 """),
     cfg.IntOpt('remove_unused_original_minimum_age_seconds',
                default=(24 * 3600),
+               deprecated_group='DEFAULT',
                help="""
 Unused unresized base images younger than this will not be removed.
 """),
     cfg.IntOpt('remove_unused_resized_minimum_age_seconds',
                default=3600,
+               deprecated_group='libvirt',
                help="""
 Unused resized base images younger than this will not be removed.
 """),

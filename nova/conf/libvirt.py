@@ -108,8 +108,40 @@ that will be cleared using method set in ``volume_clear`` option.
 """),
 ]
 
+# How local disks are attached (nova.virt.libvirt.disk_tuning).
+libvirt_disk_tuning_opts = [
+    cfg.ListOpt('disk_cachemodes',
+                default=[],
+                help="""
+Specific cache modes to use for different disk types.
+
+For example: file=directsync,block=none,network=writeback
+
+The disk types are the ``<disk type=...>`` of libvirt: ``file`` (Flat,
+Qcow2 and Ploop disks), ``block`` (LVM volumes) and ``network`` (RBD).
+An entry with an unknown cache mode is ignored with a warning.
+
+Possible cache modes:
+
+* default: "It Depends" -- For Nova-managed disks, ``none``, if the host
+  file system is capable of Linux's 'O_DIRECT' semantics; otherwise
+  ``writeback``.
+* none: the host page cache is disabled (O_DIRECT), the disk write cache
+  is enabled for the guest.
+* writethrough: the host page cache is enabled, the disk write cache is
+  disabled for the guest.
+* writeback: both the host page cache and the disk write cache are
+  enabled for the guest.
+* directsync: like writethrough, but bypasses the host page cache.
+* unsafe: like writeback, but ignores the guest's flush requests.
+
+A disk whose io mode would be ``native`` (preallocated files, LVM volumes)
+gets ``threads`` instead with a cache mode that does not use O_DIRECT.
+"""),
+]
+
 ALL_OPTS = (libvirt_general_opts + libvirt_imagebackend_opts +
-            libvirt_lvm_opts)
+            libvirt_lvm_opts + libvirt_disk_tuning_opts)
 
 
 def register_opts(conf):

@@ -38,6 +38,11 @@ class LibvirtConfigGuestDisk:
     with exactly it. ``backing_store`` lists the layers below, top first;
     for a file with no backing it is empty and an empty ``<backingStore/>``
     tells libvirt not to probe for one.
+
+    ``driver_name`` (``qemu``, or None for the hypervisor's choice),
+    ``driver_cache``, ``driver_io``, ``driver_discard``, ``iotune``
+    (``{'read_bytes_sec': '1024', ...}``) and ``scsi_unit`` (a unit on
+    SCSI controller 0, or None) say how it is attached: see disk_tuning.
     """
 
     source_type: str
@@ -60,12 +65,16 @@ class LibvirtConfigGuestDisk:
     backing_store: list = dataclasses.field(default_factory=list)
     readonly: bool = False
     serial: str = None
+    iotune: dict = dataclasses.field(default_factory=dict)
+    scsi_unit: int = None
 
     def to_element(self):
         disk = etree.Element('disk', type=self.source_type,
                              device=self.source_device)
-        driver = etree.SubElement(disk, 'driver', name=self.driver_name,
-                                  type=self.driver_format)
+        driver = etree.SubElement(disk, 'driver')
+        if self.driver_name:
+            driver.set('name', self.driver_name)
+        driver.set('type', self.driver_format)
         if self.driver_cache:
             driver.set('cache', self.driver_cache)
         if self.driver_discard:
@@ -104,8 +113,16 @@ class LibvirtConfigGuestDisk:
                          bus=self.target_bus)
         if self.serial:
             etree.SubElement(disk, 'serial').text = self.serial
+        if self.iotune:
+            iotune = etree.SubElement(disk, 'iotune')
+            for name, value in self.iotune.items():
+                etree.SubElement(iotune, name).text = str(value)
         if self.readonly:
             etree.SubElement(disk, 'readonly')
+        if self.scsi_unit is not None:
+            # Controller 0 is the one the guest's SCSI disks share.
+            etree.SubElement(disk, 'address', type='drive', controller='0',
+                             unit=str(self.scsi_unit))
         return disk
 
     def to_xml(self):

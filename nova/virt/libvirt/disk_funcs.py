@@ -9,7 +9,8 @@ block device is used as it is.
     func = make_ephemeral('ext4', 'ephemeral0')
     func('/var/lib/nova/instances/_base/ephemeral_1_ext4.part', units.Gi)
 
-One external command per call: ``mkfs.<fs>`` or ``mkswap``.
+One external command per call: ``mkfs.<fs>``, ``mkswap`` or a configured
+``[DEFAULT] virt_mkfs`` command (``make_ephemeral_by_command``).
 """
 
 import os
@@ -96,6 +97,32 @@ def make_ephemeral(fs_type='ext4', label='ephemeral0'):
         _run(*args, label, target)
 
     return make_fs
+
+
+def make_ephemeral_by_command(mkfs_command, label='ephemeral0'):
+    """Return func(target, size) that runs a ``[DEFAULT] virt_mkfs``
+    command.
+
+    :param mkfs_command: a command template with ``%(fs_label)s`` and
+        ``%(target)s``, e.g. ``mkfs.ext4 -q -F -L %(fs_label)s %(target)s``
+        (split on whitespace, as upstream; no shell).
+    :param label: the filesystem label.
+    :raises: InvalidInput for a template with an unknown key.
+    """
+    try:
+        mkfs_command % {'fs_label': label, 'target': 'target'}
+    except (KeyError, ValueError, TypeError) as e:
+        raise exception.InvalidInput(
+            reason='mkfs command %r: %s' % (mkfs_command, e)) from e
+
+    def run_mkfs_command(target, size):
+        _prepare_target(target, size)
+        cmd = mkfs_command % {'fs_label': label, 'target': target}
+        LOG.debug('Making an ephemeral filesystem on %(target)s with '
+                  '%(cmd)s', {'target': target, 'cmd': cmd})
+        _run(*cmd.split())
+
+    return run_mkfs_command
 
 
 def make_swap():

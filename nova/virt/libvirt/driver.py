@@ -17,6 +17,7 @@ Power states follow upstream's ``nova.compute.power_state`` values.
 """
 
 import errno
+import mmap
 import os
 import time
 
@@ -28,6 +29,7 @@ from nova import exception
 from nova.objects import block_device as block_device_obj
 from nova import utils
 from nova.virt.libvirt import config
+from nova.virt.libvirt import disk_tuning
 from nova.virt.libvirt import host as libvirt_host
 from nova.virt.libvirt.imagebackend import manager as disk_manager
 
@@ -71,6 +73,9 @@ GUEST_VCPUS = 1
 
 #: How long a graceful (ACPI) shutdown may take before a hard stop.
 SOFT_SHUTDOWN_POLL_S = 0.5
+
+#: The block an O_DIRECT probe writes: the alignment O_DIRECT asks for.
+_DIRECT_IO_BLOCK = 4096
 
 
 def target_dev(index, prefix='vd'):
@@ -329,28 +334,35 @@ class LibvirtDriver:
                         {'path': path})
 
     def _cache_mode(self):
-        """'none' (O_DIRECT) where instances_path supports it, as upstream;
-        else 'writethrough'."""
+        """The cache mode of a disk no ``[libvirt] disk_cachemodes`` entry
+        names: 'none' (O_DIRECT) where instances_path supports it, else
+        'writeback', as upstream. Probed once per path."""
         path = CONF.instances_path
         mode = self._cache_modes.get(path)
         if mode is None:
-            mode = 'none' if _supports_direct_io(path) else 'writethrough'
+            mode = disk_tuning.default_cache_mode(_supports_direct_io(path))
             self._cache_modes[path] = mode
         return mode
 
     def _guest_xml(self, instance, disks):
-        cache_mode = self._cache_mode()
-        discard = CONF.libvirt.hw_disk_discard
+        """The domain XML: each disk's element from its record (what it
+        is), tuned from config and the flavor (how it is attached)."""
+        settings = disk_tuning.settings_from_conf(CONF, self._cache_mode())
+        extra_specs = disk_tuning.flavor_extra_specs(instance)
+        elements = [disk.backend.libvirt_info(target_dev(i))
+                    for i, disk in enumerate(disks)]
+        units = disk_tuning.scsi_units([e.target_bus for e in elements])
+        for disk, element, unit in zip(disks, elements, units):
+            disk_tuning.apply(element, disk_tuning.tune(
+                settings, element.source_type, disk.backend.record,
+                extra_specs=extra_specs, unit=unit))
         guest = config.LibvirtConfigGuest(
             name=libvirt_host.domain_name(instance),
             uuid=instance.uuid,
             virt_type=self.host.domain_type,
             memory_mb=GUEST_MEMORY_MB,
             vcpus=GUEST_VCPUS,
-            disks=[disk.backend.libvirt_info(target_dev(i),
-                                             cache_mode=cache_mode,
-                                             discard=discard)
-                   for i, disk in enumerate(disks)])
+            disks=elements)
         return guest.to_xml()
 
     def _require_domain(self, instance):
@@ -439,7 +451,12 @@ class LibvirtDriver:
 
 
 def _supports_direct_io(dirpath):
-    """True if files under ``dirpath`` can be opened with O_DIRECT."""
+    """True if files under ``dirpath`` take an aligned O_DIRECT write.
+
+    Some filesystems accept the O_DIRECT open and refuse the write, so one
+    4 KiB block is written from an aligned (mmap) buffer, as upstream
+    does. EINVAL (no O_DIRECT) means no; other errors are raised.
+    """
     if not hasattr(os, 'O_DIRECT'):
         return False
     utils.ensure_tree(dirpath)
@@ -451,6 +468,15 @@ def _supports_direct_io(dirpath):
         if e.errno == errno.EINVAL:
             return False
         raise
-    os.close(fd)
-    os.unlink(testfile)
+    try:
+        with mmap.mmap(-1, _DIRECT_IO_BLOCK) as block:
+            block.write(b'x' * _DIRECT_IO_BLOCK)
+            os.write(fd, block)
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
+        return False
+    finally:
+        os.close(fd)
+        os.unlink(testfile)
     return True

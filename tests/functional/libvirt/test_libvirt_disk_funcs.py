@@ -38,3 +38,19 @@ def test_unknown_filesystem_is_refused_before_anything_is_made(tmp_path):
         disk_funcs.make_ephemeral('zfs', 'ephemeral0')(str(target),
                                                        units.Mi)
     assert not target.exists()
+
+
+def test_a_virt_mkfs_command_is_run_with_label_and_target(tmp_path):
+    target = str(tmp_path / 'by_command')
+    func = disk_funcs.make_ephemeral_by_command(
+        'mkfs.ext3 -F -q -L %(fs_label)s %(target)s', 'eph1')
+    func(target, 32 * units.Mi)
+    assert _blkid(target, 'TYPE') == 'ext3'
+    assert _blkid(target, 'LABEL') == 'eph1'
+
+
+def test_a_bad_virt_mkfs_template_is_refused_before_anything_is_made(
+        tmp_path):
+    with pytest.raises(exception.InvalidInput, match='device'):
+        disk_funcs.make_ephemeral_by_command('mkfs.ext4 %(device)s', 'e')
+    assert list(tmp_path.iterdir()) == []

@@ -36,6 +36,11 @@ UPSTREAM = {
     ('image_cache', 'remove_unused_base_images'): (cfg.BoolOpt, True),
     ('image_cache', 'remove_unused_original_minimum_age_seconds'):
         (cfg.IntOpt, 86400),
+    ('image_cache', 'remove_unused_resized_minimum_age_seconds'):
+        (cfg.IntOpt, 3600),
+    ('libvirt', 'disk_cachemodes'): (cfg.ListOpt, []),
+    ('DEFAULT', 'default_ephemeral_format'): (cfg.StrOpt, None),
+    ('DEFAULT', 'virt_mkfs'): (cfg.MultiStrOpt, []),
 }
 
 
@@ -107,3 +112,40 @@ def test_sample_config_is_current(tmp_path):
         check=True, cwd=ROOT, capture_output=True)
     with open(os.path.join(ROOT, 'etc', 'nova', 'nova.conf.sample')) as f:
         assert out.read_text() == f.read()
+
+
+# An upstream-style nova.conf with the names upstream still accepts.
+DEPRECATED_NAMES_CONF = """
+[DEFAULT]
+image_cache_subdirectory_name = _cache_old
+remove_unused_base_images = false
+remove_unused_original_minimum_age_seconds = 7200
+virt_mkfs = linux=mkfs.ext4 -L %(fs_label)s -E stride=8 %(target)s
+virt_mkfs = default=mkfs.vfat -n %(fs_label)s %(target)s
+default_ephemeral_format = xfs
+
+[libvirt]
+remove_unused_resized_minimum_age_seconds = 60
+disk_cachemodes = file=writethrough,block=none
+"""
+
+
+def test_upstreams_deprecated_names_are_read(tmp_path):
+    conf_file = tmp_path / 'nova.conf'
+    conf_file.write_text(DEPRECATED_NAMES_CONF)
+    CONF(['--config-file', str(conf_file)], default_config_files=[])
+    try:
+        assert CONF.image_cache.subdirectory_name == '_cache_old'
+        assert CONF.image_cache.remove_unused_base_images is False
+        assert CONF.image_cache.remove_unused_original_minimum_age_seconds \
+            == 7200
+        assert CONF.image_cache.remove_unused_resized_minimum_age_seconds \
+            == 60
+        assert CONF.virt_mkfs == [
+            'linux=mkfs.ext4 -L %(fs_label)s -E stride=8 %(target)s',
+            'default=mkfs.vfat -n %(fs_label)s %(target)s']
+        assert CONF.default_ephemeral_format == 'xfs'
+        assert CONF.libvirt.disk_cachemodes == ['file=writethrough',
+                                                'block=none']
+    finally:
+        CONF.reset()
