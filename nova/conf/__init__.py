@@ -9,6 +9,7 @@ from oslo_config import cfg
 
 from nova.conf import compute
 from nova.conf import database
+from nova.conf import ephemeral_storage
 from nova.conf import image_cache
 from nova.conf import image_store
 from nova.conf import libvirt
@@ -22,6 +23,7 @@ libvirt.register_opts(CONF)
 image_cache.register_opts(CONF)
 image_store.register_opts(CONF)
 database.register_opts(CONF)
+ephemeral_storage.register_opts(CONF)
 
 # External locks (one per image cache entry) live beside the instances they
 # protect unless [oslo_concurrency] lock_path says otherwise.

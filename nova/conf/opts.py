@@ -9,12 +9,14 @@ import collections
 
 from nova.conf import compute
 from nova.conf import database
+from nova.conf import ephemeral_storage
 from nova.conf import image_cache
 from nova.conf import image_store
 from nova.conf import libvirt
 from nova.conf import paths
 
-_MODULES = (paths, compute, libvirt, image_cache, image_store, database)
+_MODULES = (paths, compute, libvirt, image_cache, image_store, database,
+            ephemeral_storage)
 
 
 def list_opts():
