@@ -67,10 +67,11 @@ Possible values:
                     help="""
 Name of the mkfs commands for ephemeral device.
 
-The format is <os_type>=<mkfs command>, for example
-``linux=mkfs.ext4 -F -L %(fs_label)s %(target)s``. ``default=...`` applies
-to every os_type without an entry of its own. A command replaces the
-filesystem choice of ``default_ephemeral_format``.
+The format is <os_type>=<mkfs command>. The command is split on whitespace
+and takes two named placeholders, ``fs_label`` and ``target`` (Python string
+formatting), for the label and the device or file to format. An entry for
+``default`` applies to every os_type without one of its own. A command
+replaces the filesystem choice of ``default_ephemeral_format``.
 """),
 ]
 
