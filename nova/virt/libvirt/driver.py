@@ -19,6 +19,7 @@ Power states follow upstream's ``nova.compute.power_state`` values.
 import errno
 import mmap
 import os
+import secrets
 import time
 
 import libvirt
@@ -460,12 +461,17 @@ def _supports_direct_io(dirpath):
     if not hasattr(os, 'O_DIRECT'):
         return False
     utils.ensure_tree(dirpath)
-    testfile = os.path.join(dirpath, '.directio.test.%d' % os.getpid())
+    # A name of its own: instances_path may be shared by several hosts.
+    testfile = os.path.join(dirpath,
+                            '.directio.test.%s' % secrets.token_hex(8))
     try:
         fd = os.open(testfile, os.O_CREAT | os.O_WRONLY | os.O_DIRECT |
                      os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except OSError as e:
         if e.errno == errno.EINVAL:
+            # Linux creates the file before it refuses O_DIRECT; O_EXCL
+            # proves the file is the one this call made.
+            os.unlink(testfile)
             return False
         raise
     try:
