@@ -49,6 +49,7 @@ _TOKEN_BYTES = 8
 _PART_RE = re.compile(r'^\.(?P<target>.+)\.[0-9a-f]{%d}(\.[a-z0-9]+)?%s$' % (
     2 * _TOKEN_BYTES, re.escape(PART_SUFFIX)))
 
+_FD_PATH_RE = re.compile(r'^/proc/[0-9]+/fd/[0-9]+$')
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _RENAME_NOREPLACE = 1
 # link() is missing or refused on some filesystems: rename instead.
@@ -65,6 +66,12 @@ def fd_path(fd):
     processutils, which closes inherited descriptors, get it too.)
     """
     return '/proc/%d/fd/%d' % (os.getpid(), fd)
+
+
+def is_fd_path(path):
+    """True if ``path`` is one ``fd_path`` made in this process."""
+    return isinstance(path, str) and _FD_PATH_RE.match(path) is not None \
+        and path.split('/')[2] == str(os.getpid())
 
 
 def _fix_for(path, st):
