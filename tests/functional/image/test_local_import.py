@@ -139,7 +139,7 @@ def test_get_all_and_delete(ctx, store, image_api, src_dir):
 
 
 def test_import_refuses_a_fifo_without_blocking(ctx, store, image_api,
-                                                 src_dir):
+                                                src_dir):
     # No writer ever opens the FIFO: a blocking open would never return.
     fifo = os.path.join(src_dir, 'fifo')
     os.mkfifo(fifo)
@@ -200,7 +200,7 @@ def test_killed_import_leaves_nothing_the_next_one_keeps(ctx, store,
 
 
 def test_remove_unfinished_leaves_a_live_import_alone(ctx, store, image_api,
-                                                       src_dir):
+                                                      src_dir):
     src = hostile.raw(os.path.join(src_dir, 'img'), SIZE, DATA_AT)
     seen = []
 
