@@ -401,3 +401,40 @@ def test_names_in_use_reads_records_through_the_objects(monkeypatch):
     bdms.append(objects.BlockDeviceMapping(driver_info='{not json'))
     with pytest.raises(exception.CacheEntryInvalid):
         image_cache.names_in_use('ctx')
+
+
+# --- entries opened by descriptor -----------------------------------------
+
+def test_open_entry_gives_the_checked_file(conf, cache):
+    entry = cache.ensure_image(None, 'raw-image', 'raw')
+    fd = cache.open_entry(entry)
+    try:
+        assert os.path.samestat(os.fstat(fd), os.stat(entry.path))
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize('plant', ['symlink', 'fifo'])
+def test_open_entry_and_check_base_refuse_a_planted_file(conf, cache,
+                                                         tmp_path, plant):
+    entry = cache.ensure_image(None, 'raw-image', 'raw')
+    other = tmp_path / 'other'
+    other.write_bytes(b'\0' * entry.virtual_size)
+    os.unlink(entry.path)
+    if plant == 'symlink':
+        os.symlink(other, entry.path)
+    else:
+        os.mkfifo(entry.path)
+    with pytest.raises(exception.CacheEntryInvalid):
+        cache.open_entry(entry)
+    with pytest.raises(exception.CacheEntryInvalid):
+        cache.check_base(entry.path, 'raw')
+
+
+def test_check_base_refuses_a_path_outside_the_cache(conf, cache, tmp_path):
+    entry = cache.ensure_image(None, 'raw-image', 'raw')
+    assert cache.check_base(entry.path, 'raw') == entry
+    with pytest.raises(exception.CacheEntryInvalid):
+        cache.check_base(str(tmp_path / os.path.basename(entry.path)), 'raw')
+    with pytest.raises(exception.CacheEntryInvalid):
+        cache.check_base(entry.path, 'qcow2')

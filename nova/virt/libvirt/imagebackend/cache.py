@@ -17,16 +17,30 @@ format and size from then on: nothing here ever asks qemu-img what a cached
 file is. An entry is valid only when both files exist; a data file without
 its sidecar is the leftover of a crash and is rebuilt.
 
-Each entry has its own external lock (threads and processes), and every
-creation re-checks the entry inside that lock, so any number of concurrent
-requests for one image make one fetch. Before each use a base is re-checked
-with oslo.utils' format inspector for its recorded format (the header only,
-no process), so a cache file altered behind our back is refused rather than
+``_base`` may be shared (NFS) with hosts this one does not trust, so it is
+only ever reached through a descriptor (``nova.virt.staging``): opened
+without following a link, StrictModes-checked, and every file in it made
+as a private part (data, templates, sidecars), published without
+replacing, and read, checked or removed by ``*at()`` calls on that
+descriptor. Tools (qemu-img, mkfs) get the part's descriptor, never a name
+in ``_base``.
+
+Each entry has its own lock (threads and processes: a flock on a lock file
+in ``lock_path``, opened O_NOFOLLOW), and every creation re-checks the
+entry inside that lock, so any number of concurrent requests for one image
+make one fetch. Before each use, and every time a guest is defined over it
+(``check_base``), a base is re-checked by descriptor: a regular file owned
+by this service, and, with oslo.utils' format inspector for its recorded
+format (the header only, no process), the format and size its sidecar
+says, so a cache file altered behind our back is refused rather than
 handed to qemu.
 
 The sidecar's mtime is the entry's "last used" time: ``cleanup()`` removes
 entries that no persisted disk record names and that were not used for
-``[image_cache] remove_unused_original_minimum_age_seconds``.
+``[image_cache] remove_unused_original_minimum_age_seconds``. It removes
+only regular files with names this cache makes; anything else in
+``_base`` (a directory, a link, a stranger's file) is reported and left
+alone, and never stops the rest of the cleanup.
 """
 
 import contextlib
@@ -567,8 +581,25 @@ class ImageCache:
             raise _invalid(name, e)
         return entry
 
+    def open_entry(self, entry):
+        """Open ``entry``'s data file for reading, checked by descriptor.
+
+        For a backend that copies or converts a cached file: hand the
+        descriptor (or ``staging.fd_path`` of it) to the copy or the tool,
+        never ``entry.path``, which a neighbour could swap.
+
+        :returns: a descriptor (close it).
+        :raises: CacheEntryInvalid as ``check_base``.
+        """
+        try:
+            with self._open_base() as base:
+                return self._check_entry(base, entry, keep_open=True)
+        except (OSError, exception.UnsafePath,
+                exception.UnsafeDirectory) as e:
+            raise _invalid(entry.name, e)
+
     @staticmethod
-    def _check_entry(base, entry):
+    def _check_entry(base, entry, keep_open=False):
         """Re-check a cached file against its sidecar, by descriptor.
 
         The file is opened once (O_NOFOLLOW, O_NONBLOCK) and everything
@@ -576,6 +607,8 @@ class ImageCache:
         service, and its header only: for qcow2 no backing file, no
         data-file, no unknown features, and the header's size equals the
         recorded one; for raw the file's length is the recorded size.
+
+        :returns: the checked descriptor if ``keep_open`` (close it).
         """
         try:
             fd = base.open_regular(entry.name)
@@ -585,6 +618,7 @@ class ImageCache:
         except (OSError, exception.UnsafePath) as e:
             raise exception.CacheEntryInvalid(
                 name=entry.name, reason='not a regular file: %s' % e)
+        ok = False
         try:
             st = os.fstat(fd)
             if st.st_uid != os.geteuid():
@@ -600,14 +634,17 @@ class ImageCache:
                 raise exception.CacheEntryInvalid(
                     name=entry.name, reason='%s safety check failed: %s' % (
                         entry.format, e))
+            size = (st.st_size if entry.format == 'raw'
+                    else inspector.virtual_size)
+            if size != entry.virtual_size:
+                raise exception.CacheEntryInvalid(
+                    name=entry.name, reason='holds %d bytes of disk, '
+                    'recorded %d' % (size, entry.virtual_size))
+            ok = True
         finally:
-            os.close(fd)
-        size = (st.st_size if entry.format == 'raw'
-                else inspector.virtual_size)
-        if size != entry.virtual_size:
-            raise exception.CacheEntryInvalid(
-                name=entry.name, reason='holds %d bytes of disk, recorded '
-                '%d' % (size, entry.virtual_size))
+            if not (ok and keep_open):
+                os.close(fd)
+        return fd if keep_open else None
 
 
 def _files_of(name):
