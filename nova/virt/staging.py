@@ -153,13 +153,7 @@ class Directory:
                 raise exception.UnsafePath(path=path, kind='directory',
                                            reason=e.strerror) from None
             raise
-        try:
-            if strict:
-                check_strict(fd, path)
-        except BaseException:
-            os.close(fd)
-            raise
-        return Directory(fd, path)
+        return _checked(fd, path, strict)
 
     def listdir(self):
         return os.listdir(self.fd)
@@ -289,7 +283,12 @@ def open_root(path, create=False, mode=0o700, strict=True):
     path = os.path.abspath(path)
     if create:
         os.makedirs(path, mode=mode, exist_ok=True)
-    fd = os.open(path, _DIR_FLAGS)
+    return _checked(os.open(path, _DIR_FLAGS), path, strict)
+
+
+def _checked(fd, path, strict):
+    """Directory of the open ``fd``, StrictModes-checked if ``strict``
+    (``fd`` is closed if the check fails)."""
     try:
         if strict:
             check_strict(fd, path)
