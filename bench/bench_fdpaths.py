@@ -6,7 +6,8 @@ The "before" tree is a ``git worktree`` of the commit this change started
 from (the parent of the first commit that added ``nova/virt/staging.py``,
 or ``--base``), made in a temporary directory and removed afterwards.
 Both trees run the same two operations, each in worker processes of its
-own (both are the package ``nova``), alternating tree by tree:
+own (both are the package ``nova``), alternating tree by tree (and which
+goes first, round by round):
 
 * warm spawn: a 3-disk instance (qcow2 root over a raw base, an ext4
   ephemeral, swap) on libvirt's test driver, its cache already filled;
@@ -167,9 +168,11 @@ def main(argv=None):
         trees = {'this': ROOT, 'before': before}
         results = {(tree, op): [] for tree in trees
                    for op in ('spawn', 'fetch')}
-        for _ in range(args.rounds):
+        for n in range(args.rounds):
+            # Alternate which tree goes first: neither gets a warmer host.
+            order = list(trees.items())[::(-1) ** n]
             for op in ('spawn', 'fetch'):
-                for name, tree in trees.items():
+                for name, tree in order:
                     results[(name, op)] += run_worker(
                         tree, op, args.reps, scratch, image_dir)
         print('descriptor-based paths: this tree vs. %s (%d rounds x %d '
