@@ -197,18 +197,24 @@ class Directory:
         :returns: a descriptor in blocking mode (close it).
         :raises: FileNotFoundError; UnsafePath.
         """
+        fd = self._open_file(name, flags, 'file')
+        os.set_blocking(fd, True)
+        return fd
+
+    def _open_file(self, name, flags, kind, mode=0o600):
+        """``openat(name, flags | O_NOFOLLOW | O_NONBLOCK)``, then a regular
+        file or UnsafePath (the descriptor closed)."""
         path = self.join(name)
         try:
             fd = os.open(name, flags | os.O_NOFOLLOW | os.O_NONBLOCK |
-                         os.O_CLOEXEC, dir_fd=self.fd)
+                         os.O_CLOEXEC, mode, dir_fd=self.fd)
         except OSError as e:
             if e.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
-                raise exception.UnsafePath(path=path, kind='file',
+                raise exception.UnsafePath(path=path, kind=kind,
                                            reason=e.strerror) from None
             raise
         try:
-            check_regular(fd, path)
-            os.set_blocking(fd, True)
+            check_regular(fd, path, kind=kind)
         except BaseException:
             os.close(fd)
             raise
@@ -234,17 +240,8 @@ class Directory:
 
         :raises: UnsafePath for a planted link or FIFO (left alone).
         """
-        path = self.join(name)
+        fd = self._open_file(name, os.O_RDWR | os.O_CREAT, 'lock file')
         try:
-            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW |
-                         os.O_NONBLOCK | os.O_CLOEXEC, 0o600, dir_fd=self.fd)
-        except OSError as e:
-            if e.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
-                raise exception.UnsafePath(path=path, kind='lock file',
-                                           reason=e.strerror) from None
-            raise
-        try:
-            check_regular(fd, path, kind='lock file')
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
