@@ -65,6 +65,19 @@ class PathOutsideRoot(Invalid):
     msg_fmt = "Path %(path)r resolves outside of %(root)r."
 
 
+# --- files and directories (see nova/virt/staging.py) --------------------
+
+class UnsafeDirectory(NovaException):
+    """A service directory others could change behind our back."""
+    msg_fmt = ("Refusing to work in %(path)s: %(reason)s. Fix: %(fix)s")
+
+
+class UnsafePath(Invalid):
+    """A link, FIFO or other unexpected entry where a plain file or
+    directory of ours must be: refused and left alone."""
+    msg_fmt = "%(path)s is not a plain %(kind)s (%(reason)s); left alone."
+
+
 # --- objects and database -------------------------------------------------
 
 class ObjectActionError(NovaException):

@@ -5,6 +5,7 @@ import os
 import uuid
 
 from nova import exception
+from nova.virt import staging
 
 
 def validate_uuid(value, kind='instance'):
@@ -55,8 +56,16 @@ def safe_join(root, *parts):
 
 
 def ensure_tree(path, mode=0o755):
-    """Create ``path`` and its parents if missing; return it."""
+    """Create ``path`` and its parents if missing; return it.
+
+    The service's directories (``state_path``, ``instances_path`` and those
+    under them) must be its own, like sshd's StrictModes: a directory
+    that someone else owns or can write is refused.
+
+    :raises: UnsafeDirectory naming ``path`` and the fix.
+    """
     os.makedirs(path, mode=mode, exist_ok=True)
+    staging.open_root(path).close()
     return path
 
 

@@ -19,6 +19,12 @@ The top-level directory for maintaining Nova's state.
 
 It holds, unless configured otherwise, the SQLite database, the instances
 directory (with its image cache and locks) and the local image store.
+
+Like sshd's StrictModes, this directory and those under it that the
+service uses (instances_path, its image cache, the image store,
+lock_path) must be owned by the service's user and not writable by group
+or others: the service creates them that way and refuses to work in one
+that is not, naming the directory and the command that fixes it.
 """),
 ]
 

@@ -5,19 +5,22 @@ Layout, under ``root`` (default ``$state_path/images``)::
     <image_id>/metadata.json   the record that ``get`` returns
     <image_id>/data            the image's bytes, sparse
 
-``image_id`` is a uuid4 made by ``import_file``, validated as a canonical
-UUID on every call and joined with ``safe_join``, so no id can name a path
-outside ``root``. ``metadata.json`` is written last and atomically (a
-temporary file, fsync, rename): a directory without it is an unfinished
-import and does not exist as an image. Neither file is opened through a
-symlink.
+``image_id`` is a uuid4 made by ``import_file`` and validated as a
+canonical UUID on every call, so no id can name a path outside ``root``.
+Every file is made, read and removed through directory descriptors
+(``nova.virt.staging``): the store must be the service's own (StrictModes),
+an image's directory and its files are never reached through a link, and a
+FIFO is refused without blocking. ``metadata.json`` is written last (a
+private part, fsync, published without replacing): a directory without it
+is an unfinished import, invisible as an image, and removed by the next
+import once its importer is gone (``remove_unfinished``).
 
 Imports apply the fetch's rules (``nova.virt.images``): the content must
 be the declared format, pass the inspector's safety check and agree with
 ``qemu-img info``; what is stored is what a fetch will accept.
 """
 
-import contextlib
+import fcntl
 import os
 import shutil
 import stat
@@ -31,6 +34,7 @@ from nova import exception
 from nova.image import api
 from nova import utils
 from nova.virt import images
+from nova.virt import staging
 import nova.conf
 
 CONF = nova.conf.CONF
@@ -38,7 +42,6 @@ LOG = logging.getLogger(__name__)
 
 METADATA_NAME = 'metadata.json'
 DATA_NAME = 'data'
-_PART_SUFFIX = '.part'
 
 #: Bytes per chunk yielded by ``download`` (and read by ``import_file``).
 CHUNK_SIZE = units.Mi
@@ -67,15 +70,6 @@ _SCHEMA = {
     'min_disk': (int, False),
     'properties': (dict, False),
 }
-
-
-def _open_nofollow(path):
-    # O_NONBLOCK: a FIFO planted in the store must fail the S_ISREG check
-    # below, not block the open forever waiting for a writer.
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC |
-                 os.O_NONBLOCK)
-    os.set_blocking(fd, True)
-    return fd
 
 
 def validate_metadata(image_id, meta):
@@ -133,37 +127,40 @@ class LocalImageService(api.ImageService):
     def image_dir(self, image_id):
         """The directory of ``image_id`` (validated; may not exist)."""
         utils.validate_uuid(image_id, kind='image')
-        return utils.safe_join(self.root, image_id)
+        return os.path.join(self.root, image_id)
 
-    def _path(self, image_id, name):
-        # safe_join resolves the image's directory (a directory linked out
-        # of the store is refused) but not ``name``: a link planted there is
-        # refused by the O_NOFOLLOW open instead.
-        utils.validate_uuid(image_id, kind='image')
-        return utils.safe_join(self.root, image_id, name)
+    def _open_root(self, create=False):
+        """The store's directory, checked (StrictModes, see staging)."""
+        return staging.open_root(self.root, create=create, mode=_DIR_MODE)
 
     # --- reading ------------------------------------------------------------
 
     def _open(self, image_id, name, buffering=-1):
         """Open the store's file ``name`` of ``image_id`` for reading.
 
+        The store and the image's directory are opened without following
+        a link, the file with ``O_NOFOLLOW | O_NONBLOCK`` and checked by
+        its descriptor (see ``staging.Directory.open_regular``).
+
         :raises: ImageNotFound if it is missing; ImageMetadataInvalid for a
-            link, or anything that is not a regular file.
+            link, or anything that is not a regular file; UnsafeDirectory
+            for a store others can write.
         """
+        utils.validate_uuid(image_id, kind='image')
         try:
-            fd = _open_nofollow(self._path(image_id, name))
+            with self._open_root() as root:
+                with root.subdir(image_id, strict=False) as image_dir:
+                    fd = image_dir.open_regular(name)
         except FileNotFoundError:
             raise exception.ImageNotFound(image_id=image_id)
+        except exception.UnsafePath as e:
+            raise exception.ImageMetadataInvalid(
+                image_id=image_id, reason='cannot open %s: %s' % (name, e))
         except OSError as e:
             raise exception.ImageMetadataInvalid(
                 image_id=image_id, reason='cannot open %s: %s' % (
                     name, e.strerror))
-        f = os.fdopen(fd, 'rb', buffering=buffering)
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            f.close()
-            raise exception.ImageMetadataInvalid(
-                image_id=image_id, reason='%s is not a file' % name)
-        return f
+        return os.fdopen(fd, 'rb', buffering=buffering)
 
     def get(self, context, image_id):
         """See ``ImageService.get``."""
@@ -194,7 +191,7 @@ class LocalImageService(api.ImageService):
             return []
         result = []
         for name in names:
-            if not uuidutils.is_uuid_like(name):
+            if not uuidutils.is_uuid_like(name) or name != name.lower():
                 continue
             try:
                 result.append(self.get(context, name))
@@ -247,41 +244,79 @@ class LocalImageService(api.ImageService):
             raise exception.InvalidInput(
                 reason='min_disk must be a number of GiB')
 
-        try:
-            src = open(path, 'rb', buffering=0)
-        except OSError as e:
-            raise exception.InvalidInput(
-                reason='cannot read %s: %s' % (path, e.strerror))
+        src = _open_source(path)
         with src:
-            st = os.fstat(src.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise exception.InvalidInput(
-                    reason='%s is not a regular file' % path)
+            size = os.fstat(src.fileno()).st_size
             image_id = uuidutils.generate_uuid()
-            utils.ensure_tree(self.root, mode=_DIR_MODE)
-            image_dir = self.image_dir(image_id)
-            os.mkdir(image_dir, _DIR_MODE)
-            try:
-                meta = self._import(image_id, image_dir, src, st.st_size,
-                                    disk_format, progress)
-                meta.update(name=name, container_format=container_format,
-                            min_disk=min_disk, properties=properties)
-                self._write_metadata(image_dir, meta)
-                utils.fsync_dir(self.root)
-            except BaseException:
-                shutil.rmtree(image_dir, ignore_errors=True)
-                raise
+            with self._open_root(create=True) as root:
+                self.remove_unfinished(root)
+                os.mkdir(image_id, _DIR_MODE, dir_fd=root.fd)
+                try:
+                    with root.subdir(image_id) as image_dir:
+                        # Held for the whole import: remove_unfinished
+                        # leaves a directory alone while it is locked.
+                        fcntl.flock(image_dir.fd, fcntl.LOCK_EX)
+                        meta = self._import(image_id, image_dir, src, size,
+                                            disk_format, progress)
+                        meta.update(name=name,
+                                    container_format=container_format,
+                                    min_disk=min_disk, properties=properties)
+                        self._write_metadata(image_dir, meta)
+                    root.fsync()
+                except BaseException:
+                    shutil.rmtree(image_id, dir_fd=root.fd,
+                                  ignore_errors=True)
+                    raise
         LOG.info('Imported %(path)s as image %(image_id)s (%(fmt)s, '
                  '%(size)d bytes, virtual size %(vsize)d)',
                  {'path': path, 'image_id': image_id, 'fmt': disk_format,
                   'size': meta['size'], 'vsize': meta['virtual_size']})
         return self.get(context, image_id)
 
+    def remove_unfinished(self, root=None):
+        """Remove what killed imports left: image directories without
+        ``metadata.json`` whose import is not running.
+
+        A running import holds a flock on its image directory; the kernel
+        drops it when the importer dies. Only entries with image-id names
+        that are real directories are looked at; anything else (a link, a
+        file) is logged and left alone.
+
+        :returns: sorted ids of the removed directories.
+        """
+        if root is None:
+            try:
+                with self._open_root() as root:
+                    return self.remove_unfinished(root)
+            except FileNotFoundError:
+                return []
+        removed = []
+        for name in sorted(root.listdir()):
+            if not uuidutils.is_uuid_like(name) or name != name.lower():
+                continue
+            try:
+                image_dir = root.subdir(name, strict=False)
+            except (OSError, exception.UnsafePath) as e:
+                LOG.warning('Image store entry %(name)s left alone: '
+                            '%(err)s', {'name': name, 'err': e})
+                continue
+            with image_dir:
+                try:
+                    fcntl.flock(image_dir.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # an import in progress
+                if image_dir.lexists(METADATA_NAME):
+                    continue
+                shutil.rmtree(name, dir_fd=root.fd, ignore_errors=True)
+            LOG.info('Removed %(path)s, left by an interrupted import',
+                     {'path': root.join(name)})
+            removed.append(name)
+        return removed
+
     def _import(self, image_id, image_dir, src, size, disk_format, progress):
-        part = os.path.join(image_dir, DATA_NAME + _PART_SUFFIX)
-        with utils.open_exclusive(part, _FILE_MODE) as out:
+        with staging.Part(image_dir, DATA_NAME, mode=_FILE_MODE) as part:
             with images.ImageStream(
-                    image_id, disk_format, fd=out.fileno(), size=size,
+                    image_id, disk_format, fd=part.fd, size=size,
                     os_hash_algo=CONF.image_store.hashing_algorithm,
                     md5=False, progress=progress) as stream:
                 while True:
@@ -292,10 +327,9 @@ class LocalImageService(api.ImageService):
                 # size was fstat'ed: a source that changed while being
                 # read fails here as a short or long read.
                 inspection = stream.finish()
-            images.check_with_qemu_img(image_id, part, disk_format,
+            images.check_with_qemu_img(image_id, part.path, disk_format,
                                        inspection)
-            os.fsync(out.fileno())
-        os.rename(part, os.path.join(image_dir, DATA_NAME))
+            part.publish()
         return {
             'id': image_id,
             'status': 'active',
@@ -308,21 +342,12 @@ class LocalImageService(api.ImageService):
         }
 
     def _write_metadata(self, image_dir, meta):
-        """Write ``metadata.json`` atomically, then fsync the directory."""
+        """Write ``metadata.json`` last: fsynced, published without
+        replacing, the directory fsynced (see ``staging.Part``)."""
         data = jsonutils.dump_as_bytes(meta, indent=2, sort_keys=True)
-        final = os.path.join(image_dir, METADATA_NAME)
-        part = final + _PART_SUFFIX
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(part)
-        # Guard first, then the exclusive create: the part we create is
-        # removed if writing it fails.
-        with utils.remove_path_on_error(part):
-            with utils.open_exclusive(part, _FILE_MODE) as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.rename(part, final)
-        utils.fsync_dir(image_dir)
+        with staging.Part(image_dir, METADATA_NAME, mode=_FILE_MODE) as part:
+            _write_all(part.fd, data)
+            part.publish()
 
     def delete(self, context, image_id):
         """Remove ``image_id``: its metadata first, so it vanishes at once.
@@ -333,23 +358,17 @@ class LocalImageService(api.ImageService):
         a directory. Its removal works on the directory opened with
         O_NOFOLLOW, and rmtree never follows a link either.
 
-        :raises: ImageNotFound; PathOutsideRoot (a directory linked out of
-            the store, as ``get`` raises) or ImageMetadataInvalid (any
-            other entry that is not a real directory) with nothing
-            removed.
+        :raises: ImageNotFound; ImageMetadataInvalid (an entry that is not
+            a real directory: a link, a file) with nothing removed.
         """
-        # Validates the id; a link out of the store is refused here.
-        self._path(image_id, METADATA_NAME)
+        utils.validate_uuid(image_id, kind='image')
         try:
-            root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY |
-                              os.O_CLOEXEC)
+            root = self._open_root()
         except FileNotFoundError:
             raise exception.ImageNotFound(image_id=image_id)
-        try:
-            self._unlink_metadata(root_fd, image_id)
-            shutil.rmtree(image_id, dir_fd=root_fd, ignore_errors=True)
-        finally:
-            os.close(root_fd)
+        with root:
+            self._unlink_metadata(root.fd, image_id)
+            shutil.rmtree(image_id, dir_fd=root.fd, ignore_errors=True)
         LOG.info('Deleted image %(image_id)s', {'image_id': image_id})
 
     @staticmethod
@@ -374,6 +393,36 @@ class LocalImageService(api.ImageService):
                     METADATA_NAME, e.strerror))
         finally:
             os.close(dir_fd)
+
+
+def _open_source(path):
+    """Open an import's source: a regular file, refused without blocking.
+
+    ``O_NONBLOCK`` first, so that a FIFO (or a device) is refused by the
+    ``fstat`` that follows instead of blocking the open for a writer.
+
+    :raises: InvalidInput.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise exception.InvalidInput(
+            reason='cannot read %s: %s' % (path, e.strerror))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise exception.InvalidInput(
+                reason='%s is not a regular file' % path)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, 'rb', buffering=0)
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _read_chunks(f, chunk_size):

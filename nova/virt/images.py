@@ -26,16 +26,12 @@ flock on each ``.part`` only tells a later fetch which leftovers are a dead
 process's (see ``remove_stale_parts``).
 """
 
-import binascii
 import contextlib
 import dataclasses
-import errno
-import fcntl
 import hashlib
 import os
 import queue
 import re
-import stat
 import threading
 
 from oslo_log import log as logging
@@ -45,6 +41,7 @@ from nova import exception
 from nova import utils
 from nova.virt import qemu_img
 from nova.virt import sparse
+from nova.virt import staging
 
 LOG = logging.getLogger(__name__)
 
@@ -83,7 +80,6 @@ QCOW2_METADATA_FRACTION = 16
 #: per corrupt cluster).
 _MAX_REASON = 500
 
-_PART_RE = re.compile(r'^\.(?P<target>.+)\.[0-9a-f]{16}(\.raw)?\.part$')
 _HEX_RE = re.compile(r'^[0-9a-fA-F]{32,128}$')
 
 
@@ -561,155 +557,51 @@ def _check_qcow2(image_id, path):
 
 # --- private files next to the target ------------------------------------
 
-class _Part:
-    """A private, exclusively created file, flocked while this process lives.
-
-    The lock is how ``remove_stale_parts`` tells a crashed fetch's leftover
-    (lock free) from a live fetch's file (locked): the kernel drops it when
-    the process dies, whatever killed it.
-    """
-
-    def __init__(self, directory, base, suffix):
-        self.path = None
-        self.fd = None
-        for _attempt in range(5):
-            token = binascii.hexlify(os.urandom(8)).decode()
-            name = '.%s.%s%s.part' % (base, token, suffix)
-            path = os.path.join(directory, name)
-            try:
-                self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL |
-                                  os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            except FileExistsError:
-                continue
-            self.path = path
-            break
-        else:
-            raise FileExistsError(errno.EEXIST, 'no free .part name', base)
-        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-    def still_ours(self):
-        """True if ``path`` still names the file we created."""
-        try:
-            st = os.lstat(self.path)
-        except FileNotFoundError:
-            return False
-        mine = os.fstat(self.fd)
-        return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
-
-    def remove(self):
-        """Unlink (if still ours) and close; safe to call twice."""
-        if self.fd is None:
-            return
-        try:
-            if self.still_ours():
-                os.unlink(self.path)
-        finally:
-            os.close(self.fd)
-            self.fd = None
-
-
-def part_target(name):
-    """The target file name whose fetch made the part file ``name``.
-
-    :returns: ``disk`` for ``.disk.0123456789abcdef.part`` (or
-        ``...raw.part``), None for a name that is not a fetch's part.
-    """
-    match = _PART_RE.match(name)
-    return match.group('target') if match else None
+#: The target a fetch's part file is for (see ``staging.part_target``).
+part_target = staging.part_target
 
 
 def remove_stale_parts(target):
     """Remove ``.part`` files of ``target`` left by dead fetches.
 
-    A part whose flock can be taken has no living writer. Live fetches'
-    parts are left alone; errors are logged, never raised, since a
-    leftover never becomes the target (only a verified part is linked).
+    ``target`` is a path; its directory is opened without following a
+    link (see ``staging.remove_stale_parts``).
 
     :returns: the number of parts removed.
     """
-    directory, base = os.path.split(target)
-    removed = 0
     try:
-        names = os.listdir(directory)
-    except OSError:
+        directory, name = staging.open_parent(target, strict=False)
+    except (OSError, exception.UnsafePath):
         return 0
-    for name in names:
-        if part_target(name) != base:
-            continue
-        path = os.path.join(directory, name)
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK |
-                         os.O_CLOEXEC)
-        except FileNotFoundError:
-            continue
-        except OSError as e:
-            if e.errno == errno.ELOOP:
-                # Not something we create; the name alone is ours to free.
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
-                    removed += 1
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue  # a live fetch
-        try:
-            if stat.S_ISREG(os.fstat(fd).st_mode):
-                os.unlink(path)
-                removed += 1
-                LOG.info('Removed %(path)s, left by an interrupted fetch',
-                         {'path': path})
-        except OSError as e:
-            LOG.warning('Could not remove stale %(path)s: %(err)s',
-                        {'path': path, 'err': e})
-        finally:
-            os.close(fd)
-    return removed
+    with directory:
+        return staging.remove_stale_parts(directory, name)
 
 
-def _publish(image_id, part, target):
-    """Give the verified ``part`` its final name, never replacing one.
-
-    link() fails if ``target`` exists, so a file that appeared there is
-    never overwritten; on filesystems without hard links, rename() after
-    a check is the fallback.
-
-    :raises: FileExistsError if ``target`` exists: it is not ours, and
-        ``utils.remove_path_on_error`` leaves it alone on that error.
-    """
-    if not part.still_ours():
-        raise exception.ImageUnacceptable(
-            image_id=image_id,
-            reason='its partial file was removed while in use')
-    try:
-        os.link(part.path, target, follow_symlinks=False)
-    except FileExistsError:
-        # link()'s error names the part first: name the target.
-        raise FileExistsError(errno.EEXIST, 'exists', target) from None
-    except OSError as e:
-        if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
-            raise
-        if os.path.lexists(target):
-            raise FileExistsError(errno.EEXIST, 'exists', target)
-        os.rename(part.path, target)
-        os.close(part.fd)
-        part.fd = None
-    part.remove()
-
-
-def _check_target(target):
+def _open_target_dir(target, directory):
+    """(Directory, name, owned) for ``target``: ``directory`` if given
+    (the caller's, already checked), else its parent opened here."""
     if not isinstance(target, str) or not os.path.isabs(target) or \
             '\0' in target or target.endswith(os.sep):
         raise exception.InvalidInput(
             reason='fetch target must be an absolute file path, got %r' %
             (target,))
-    directory, base = os.path.split(target)
-    if base in ('.', '..') or not os.path.isdir(directory):
+    dirname, base = os.path.split(target)
+    if base in ('.', '..'):
+        raise exception.InvalidInput(
+            reason='fetch target %s is not a file name' % target)
+    if directory is not None:
+        if os.path.abspath(dirname) != os.path.abspath(directory.path):
+            raise exception.InvalidInput(
+                reason='fetch target %s is not in %s' % (
+                    target, directory.path))
+        return directory, base, False
+    try:
+        directory, base = staging.open_parent(target, strict=False)
+    except (FileNotFoundError, NotADirectoryError):
         raise exception.InvalidInput(
             reason='fetch target %s is not a file in an existing directory'
             % target)
-    return directory, base
+    return directory, base, True
 
 
 def _check_metadata(image_id, meta, max_virtual_size):
@@ -759,7 +651,7 @@ def _check_metadata(image_id, meta, max_virtual_size):
 
 
 def fetch_verified(context, image_api, image_id, target, output_format,
-                   max_virtual_size=None, progress=None):
+                   max_virtual_size=None, progress=None, directory=None):
     """Download, verify and (if asked) convert an image to ``target``.
 
     :param context: the RequestContext, passed to the image service.
@@ -777,6 +669,10 @@ def fetch_verified(context, image_api, image_id, target, output_format,
         memory until then).
     :param progress: optional ``callback(bytes_done, bytes_total)``, called
         after each downloaded chunk.
+    :param directory: the ``staging.Directory`` that ``target`` is in, as
+        the caller opened and checked it (the image cache's ``_base``);
+        default: ``target``'s directory, opened here without following a
+        link.
     :returns: VerifiedImage.
     :raises: InvalidInput (bad output_format or target), ImageNotFound,
         ImageUnacceptable and its subclasses (ImageCorrupt,
@@ -787,7 +683,18 @@ def fetch_verified(context, image_api, image_id, target, output_format,
         left behind.
     """
     utils.validate_uuid(image_id, kind='image')
-    directory, base = _check_target(target)
+    directory, base, owned = _open_target_dir(target, directory)
+    try:
+        return _fetch(context, image_api, image_id, directory, base,
+                      output_format, max_virtual_size, progress)
+    finally:
+        if owned:
+            directory.close()
+
+
+def _fetch(context, image_api, image_id, directory, base, output_format,
+           max_virtual_size, progress):
+    target = directory.join(base)
     meta = image_api.get(context, image_id)
     disk_format = meta.get('disk_format')
     if output_format not in ('raw', disk_format):
@@ -798,10 +705,10 @@ def fetch_verified(context, image_api, image_id, target, output_format,
         image_id, meta, max_virtual_size)
     dst_fmt = qemu_format(image_id, output_format)
 
-    remove_stale_parts(target)
+    staging.remove_stale_parts(directory, base)
     parts = []
     try:
-        part = _Part(directory, base, '')
+        part = staging.Part(directory, base)
         parts.append(part)
         with ImageStream(image_id, disk_format, fd=part.fd,
                          size=meta['size'],
@@ -821,11 +728,13 @@ def fetch_verified(context, image_api, image_id, target, output_format,
             inspection = stream.finish(
                 checksum=checksum if os_hash_value is None else None,
                 os_hash_value=os_hash_value)
+        # qemu-img is handed the descriptor we wrote (part.path), never
+        # the part's name: a link swapped in at that name is not followed.
         check_with_qemu_img(image_id, part.path, disk_format, inspection,
                             max_virtual_size=max_virtual_size)
         final = part
         if dst_fmt != src_fmt:
-            final = _Part(directory, base, '.' + dst_fmt)
+            final = staging.Part(directory, base, '.' + dst_fmt)
             parts.append(final)
             # Our own empty file of the right length, written in place
             # (-n): qemu-img never creates or follows a path itself, and
@@ -846,19 +755,15 @@ def fetch_verified(context, image_api, image_id, target, output_format,
                     image_id=image_id, reason='converted to %d bytes, '
                     'expected %d' % (size, inspection.virtual_size))
             # The qcow2 is not needed any more; free its space early.
-            part.remove()
-        os.fsync(final.fd)
-        # Only a durable name counts as fetched: if the directory's fsync
-        # fails, the target we linked goes too and the caller sees the
-        # error. The guard is entered before the target exists; a target
-        # that was there already (FileExistsError) is left alone.
-        with utils.remove_path_on_error(target):
-            _publish(image_id, final, target)
-            utils.fsync_dir(directory)
+            part.discard()
+        # fsync, link without replacing, fsync the directory: only a
+        # durable name counts as fetched; a target that was there
+        # already (FileExistsError) is left alone.
+        final.publish()
     except BaseException as e:
         for p in parts:
             with contextlib.suppress(OSError):
-                p.remove()
+                p.discard()
         if isinstance(e, FileExistsError) and e.filename == target:
             raise exception.InvalidInput(
                 reason='fetch target %s already exists' % target) from e

@@ -232,6 +232,21 @@ def sparse_copy(src_path, dst_path, mode=0o600):
     return copied
 
 
+def copy_fd(src_fd, dst_fd, size=None):
+    """Copy the open regular file ``src_fd`` into the empty ``dst_fd``.
+
+    As ``sparse_copy`` (reflink, else data extents, holes kept), for
+    callers that hold both descriptors already (a ``staging.Part``, a
+    checked cache entry). Does not fsync.
+
+    :param size: bytes of ``src_fd`` (default: its fstat size).
+    :returns: the number of bytes of data copied (0 for a reflink).
+    """
+    if size is None:
+        size = os.fstat(src_fd).st_size
+    return _copy_fd(src_fd, dst_fd, size)
+
+
 def _copy_fd(src_fd, dst_fd, size):
     if size and _reflink(src_fd, dst_fd):
         return 0

@@ -20,6 +20,7 @@ from oslo_concurrency import processutils
 from oslo_log import log as logging
 
 from nova import exception
+from nova.virt import staging
 
 LOG = logging.getLogger(__name__)
 
@@ -48,8 +49,11 @@ def _prepare_target(target, size):
     A file is opened without following links, so a link planted at the
     target cannot redirect the write.
     """
+    # A staging part is handed over as its descriptor's /proc link: that
+    # link is the file itself, and the only one followed.
+    mine = staging.is_fd_path(target)
     try:
-        st = os.stat(target, follow_symlinks=False)
+        st = os.stat(target, follow_symlinks=mine)
     except FileNotFoundError:
         st = None
     if st is not None and stat.S_ISBLK(st.st_mode):
@@ -58,8 +62,8 @@ def _prepare_target(target, size):
         raise exception.InvalidInput(
             reason='%s is neither a regular file nor a block device' %
                    target)
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW |
-                 os.O_CLOEXEC, 0o600)
+    fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC | (
+        0 if mine else os.O_CREAT | os.O_NOFOLLOW), 0o600)
     try:
         if os.fstat(fd).st_size < size:
             os.ftruncate(fd, size)

@@ -33,6 +33,7 @@ from nova.virt.libvirt import config
 from nova.virt.libvirt import disk_tuning
 from nova.virt.libvirt import host as libvirt_host
 from nova.virt.libvirt.imagebackend import manager as disk_manager
+from nova.virt import staging
 
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
@@ -179,12 +180,14 @@ class LibvirtDriver:
         destroy while the guest is still as it was, rather than leaving it
         undefined with its disks behind.
 
-        :raises: BackendUnavailable, DiskMetadataInvalid (nothing was
-            touched); InstanceDomainFailed if libvirt refuses to stop or
+        :raises: BackendUnavailable, DiskMetadataInvalid, UnsafePath (the
+            instance's directory is a link or not a directory), nothing
+            touched; InstanceDomainFailed if libvirt refuses to stop or
             undefine; the first error of a disk removal, after trying all.
         """
         backends = []
         if destroy_disks:
+            self._check_instance_dir(instance)
             backends = self._backends_to_remove(
                 instance, self._bdms(context, instance, block_device_info))
         dom = self.host.lookup_domain(instance)
@@ -316,23 +319,51 @@ class LibvirtDriver:
         return backends
 
     def _instance_dir(self, instance):
-        return utils.safe_join(CONF.instances_path,
-                               utils.validate_uuid(instance.uuid))
+        """Open exactly ``instances_path/<uuid>``: the uuid validated,
+        instances_path checked (StrictModes), the instance's directory
+        never reached through a link.
+
+        :returns: staging.Directory (close it).
+        :raises: FileNotFoundError; UnsafePath (a link, a file or a FIFO
+            at its name: not the instance's directory, left alone);
+            UnsafeDirectory.
+        """
+        uuid = utils.validate_uuid(instance.uuid)
+        with staging.open_root(CONF.instances_path) as root:
+            return root.subdir(uuid)
+
+    def _check_instance_dir(self, instance):
+        """Refuse, before any disk of it is touched, an instance whose
+        directory is not a real directory (a link to another instance's
+        directory would have that instance's disks removed)."""
+        try:
+            self._instance_dir(instance).close()
+        except FileNotFoundError:
+            pass
 
     def _remove_instance_dir(self, instance):
         # Disks were removed one by one as recorded; the directory goes only
-        # if nothing else (a file we know nothing of) is left in it.
-        path = self._instance_dir(instance)
+        # if nothing else (a file we know nothing of) is left in it. It is
+        # removed as the directory opened (never through a link): rmdir of
+        # its name in instances_path, after proving that name is it.
         try:
-            os.rmdir(path)
+            instance_dir = self._instance_dir(instance)
         except FileNotFoundError:
-            pass
-        except OSError as e:
-            if e.errno != errno.ENOTEMPTY:
-                raise
-            LOG.warning('Instance directory %(path)s is not empty after '
-                        'its disks were removed; leaving it',
-                        {'path': path})
+            return
+        with instance_dir, staging.open_root(CONF.instances_path) as root:
+            uuid = os.path.basename(instance_dir.path)
+            if not root.same_file(uuid, instance_dir.fd):
+                return  # replaced meanwhile: not ours to remove
+            try:
+                root.rmdir(uuid)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                if e.errno != errno.ENOTEMPTY:
+                    raise
+                LOG.warning('Instance directory %(path)s is not empty after '
+                            'its disks were removed; leaving it',
+                            {'path': instance_dir.path})
 
     def _cache_mode(self):
         """The cache mode of a disk no ``[libvirt] disk_cachemodes`` entry
@@ -352,6 +383,12 @@ class LibvirtDriver:
         extra_specs = disk_tuning.flavor_extra_specs(instance)
         elements = [disk.backend.libvirt_info(target_dev(i))
                     for i, disk in enumerate(disks)]
+        for disk, element in zip(disks, elements):
+            # A cached base under a disk is checked every time a guest is
+            # defined on it (it may have been swapped since the disk was
+            # made): CacheEntryInvalid, nothing defined.
+            for layer in element.backing_store:
+                disk.backend.cache.check_base(layer.path, layer.format)
         units = disk_tuning.scsi_units([e.target_bus for e in elements])
         for disk, element, unit in zip(disks, elements, units):
             disk_tuning.apply(element, disk_tuning.tune(

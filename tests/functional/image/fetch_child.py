@@ -33,6 +33,7 @@ from nova import image
 from nova.image import local
 from nova.virt import images
 from nova.virt import qemu_img
+from nova.virt import staging
 
 
 def die():
@@ -62,7 +63,7 @@ def main(store_root, image_id, target, output_format, crash):
     if mode == 'publish':
         def publish(*args, **kwargs):
             die()
-        images._publish = publish
+        staging.Part.publish = publish
 
     if mode == 'fsize':
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

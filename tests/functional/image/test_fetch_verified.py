@@ -8,6 +8,7 @@ import pytest
 
 from nova import exception
 from nova.virt import images
+from nova.virt import staging
 from tests.functional import hostile_images as hostile
 from tests.functional.image import fetch_helpers as helpers
 
@@ -211,13 +212,13 @@ def test_existing_target_is_never_replaced(ctx, image_api, raw_image,
 def test_target_appearing_during_the_fetch_is_kept(
         ctx, image_api, raw_image, base_dir, monkeypatch):
     target = os.path.join(base_dir, 'base')
-    publish = images._publish
+    publish = staging.Part.publish
 
-    def racing_publish(image_id, part, target):
+    def racing_publish(part, name=None):
         with open(target, 'x') as f:
             f.write('theirs')
-        return publish(image_id, part, target)
-    monkeypatch.setattr(images, '_publish', racing_publish)
+        return publish(part, name)
+    monkeypatch.setattr(staging.Part, 'publish', racing_publish)
     with pytest.raises(exception.InvalidInput):
         images.fetch_verified(ctx, image_api, raw_image, target, 'raw')
     with open(target) as f:
@@ -229,9 +230,9 @@ def test_failed_publish_leaves_nothing(ctx, image_api, raw_image, base_dir,
                                        monkeypatch):
     # The target is linked, then the directory's fsync fails: the fetch
     # fails and takes its target with it.
-    def eio(path):
+    def eio(directory):
         raise OSError(5, 'Input/output error')
-    monkeypatch.setattr(images.utils, 'fsync_dir', eio)
+    monkeypatch.setattr(staging.Directory, 'fsync', eio)
     with pytest.raises(exception.ImageFetchFailed):
         images.fetch_verified(ctx, image_api, raw_image,
                               os.path.join(base_dir, 'base'), 'raw')

@@ -3,6 +3,9 @@ it stores the bytes, and what it refuses (the fetch's rules)."""
 
 import hashlib
 import os
+import subprocess
+import sys
+import threading
 
 import pytest
 
@@ -133,3 +136,79 @@ def test_get_all_and_delete(ctx, store, image_api, src_dir):
         image_api.get(ctx, a['id'])
     with pytest.raises(exception.ImageNotFound):
         image_api.delete(ctx, a['id'])
+
+
+def test_import_refuses_a_fifo_without_blocking(ctx, store, image_api,
+                                                src_dir):
+    # No writer ever opens the FIFO: a blocking open would never return.
+    fifo = os.path.join(src_dir, 'fifo')
+    os.mkfifo(fifo)
+    outcome = []
+
+    def run():
+        try:
+            image_api.import_file(ctx, fifo, 'raw')
+        except exception.InvalidInput as e:
+            outcome.append(e)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), 'import_file blocked on a FIFO'
+    assert len(outcome) == 1 and 'not a regular file' in str(outcome[0])
+    assert not os.path.exists(store.root) or os.listdir(store.root) == []
+
+
+_SLOW_IMPORT = '''
+import sys, time
+from nova import context
+from nova.image import local
+store = local.LocalImageService(root=sys.argv[1])
+
+def progress(done, total):
+    print('chunk', done, flush=True)
+    time.sleep(60)
+store.import_file(context.get_admin_context(), sys.argv[2], 'raw',
+                  progress=progress)
+'''
+
+
+def test_killed_import_leaves_nothing_the_next_one_keeps(ctx, store,
+                                                         image_api, src_dir):
+    src = hostile.raw(os.path.join(src_dir, 'img'), SIZE, DATA_AT)
+    for _attempt in range(3):
+        child = subprocess.Popen(
+            [sys.executable, '-c', _SLOW_IMPORT, store.root, src],
+            stdout=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout.readline().startswith('chunk')
+        finally:
+            child.kill()
+            child.wait()
+            child.stdout.close()
+        # Each import removes the previous dead one's directory: one
+        # leftover at a time, never an accumulation.
+        leftovers = os.listdir(store.root)
+        assert len(leftovers) == 1
+        assert any(name.endswith('.part') for name in os.listdir(
+            os.path.join(store.root, leftovers[0])))
+    # The next import removes the last one, keeping only its own image.
+    meta = image_api.import_file(ctx, src, 'raw')
+    assert os.listdir(store.root) == [meta['id']]
+    assert sorted(os.listdir(store.image_dir(meta['id']))) == [
+        'data', 'metadata.json']
+    assert store.remove_unfinished() == []
+
+
+def test_remove_unfinished_leaves_a_live_import_alone(ctx, store, image_api,
+                                                      src_dir):
+    src = hostile.raw(os.path.join(src_dir, 'img'), SIZE, DATA_AT)
+    seen = []
+
+    def progress(done, total):
+        if not seen:
+            # Mid-import: its directory has no metadata yet, but its
+            # importer is alive.
+            seen.append(store.remove_unfinished())
+    meta = image_api.import_file(ctx, src, 'raw', progress=progress)
+    assert seen == [[]]
+    assert image_api.get(ctx, meta['id']) == meta

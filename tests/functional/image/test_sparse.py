@@ -123,3 +123,19 @@ def _raiser(exc):
     def fail(*args, **kwargs):
         raise exc
     return fail
+
+
+def test_copy_fd_between_descriptors_keeps_holes(tmp_path):
+    src = hostile.raw(str(tmp_path / 'src'), 16 * MiB,
+                      ((0, MiB), (8 * MiB, 4 * KiB)))
+    dst = str(tmp_path / 'dst')
+    src_fd = os.open(src, os.O_RDONLY)
+    dst_fd = os.open(dst, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        sparse.copy_fd(src_fd, dst_fd)
+    finally:
+        os.close(src_fd)
+        os.close(dst_fd)
+    with open(src, 'rb') as a, open(dst, 'rb') as b:
+        assert a.read() == b.read()
+    assert _allocated(dst) <= _allocated(src)

@@ -17,6 +17,7 @@ import pytest
 
 import nova.conf
 from nova import objects
+from nova.virt import staging
 from nova.virt.libvirt import disk_funcs
 from nova.virt.libvirt.imagebackend import manager
 
@@ -49,7 +50,9 @@ def _args(tmp_path, **kw):
 
 def test_killed_template_then_retry(cache, base_dir, tmp_path):
     _kill_when_ready(_args(tmp_path, template='swap_16', size=16 * MiB))
-    assert os.listdir(base_dir) == ['swap_16.part']  # the dead attempt
+    # The dead attempt's private part.
+    assert [staging.part_target(n) for n in os.listdir(base_dir)] == [
+        'swap_16']
 
     entry = cache.ensure_template('swap_16', disk_funcs.make_swap(),
                                   16 * MiB)

@@ -11,6 +11,7 @@ from nova import context as nova_context
 from nova import exception
 from nova import image
 from nova.image import local
+from nova.virt import staging
 
 BAD_IDS = [
     '../../etc/passwd', '/etc/passwd', '..', '.', '', 'abc',
@@ -85,7 +86,8 @@ def test_metadata_round_trip(ctx, store):
     os.makedirs(d)
     meta = _record(image_id, properties={'hw_disk_bus': 'virtio',
                                          'n': 3, 'flag': True})
-    store._write_metadata(d, meta)
+    with staging.open_root(d) as image_dir:
+        store._write_metadata(image_dir, meta)
     got = store.get(ctx, image_id)
     assert got == meta
     got['properties']['x'] = 'changed'
@@ -217,7 +219,7 @@ def test_image_dir_symlinked_out_of_the_store(ctx, store, tmp_path):
         json.dumps(_record(image_id)))
     os.makedirs(store.root)
     os.symlink(outside, os.path.join(store.root, image_id))
-    with pytest.raises(exception.PathOutsideRoot):
+    with pytest.raises(exception.ImageMetadataInvalid):
         store.get(ctx, image_id)
 
 
@@ -244,7 +246,8 @@ def test_failed_metadata_write_leaves_nothing(store, monkeypatch):
         raise OSError(5, 'Input/output error')
     monkeypatch.setattr(local.os, 'fsync', eio)
     with pytest.raises(OSError):
-        store._write_metadata(image_dir, {'a': 1})
+        with staging.open_root(image_dir) as d:
+            store._write_metadata(d, {'a': 1})
     assert os.listdir(image_dir) == []
 
 
@@ -271,7 +274,7 @@ def test_delete_never_follows_a_dir_linked_out_of_the_store(ctx, store,
     (outside / local.DATA_NAME).write_text('precious')
     os.makedirs(store.root)
     os.symlink(outside, os.path.join(store.root, image_id))
-    with pytest.raises(exception.PathOutsideRoot):
+    with pytest.raises(exception.ImageMetadataInvalid):
         store.delete(ctx, image_id)
     assert sorted(os.listdir(outside)) == [local.DATA_NAME,
                                            local.METADATA_NAME]

@@ -31,7 +31,8 @@ class DictFetchCache(image_cache.ImageCache):
         self.fetches = collections.Counter()
         self._count_lock = threading.Lock()
 
-    def _fetch(self, context, image_id, target, fmt, max_virtual_size):
+    def _fetch(self, context, image_id, target, fmt, max_virtual_size,
+               directory=None):
         with self._count_lock:
             self.fetches[image_id] += 1
         if image_id not in self.images:

@@ -152,8 +152,12 @@ def test_sidecar_without_data_is_rebuilt(conf, cache):
 
 def test_stale_partial_files_do_not_block_a_fetch(conf, cache):
     os.makedirs(base_dir())
-    stale = os.path.join(base_dir(), sha1('raw-image'))
-    for leftover in (stale + '.part', stale + '.info.part'):
+    # Parts of makers that died (no flock held on them).
+    name = sha1('raw-image')
+    for leftover in (os.path.join(base_dir(), '.%s.0123456789abcdef.part' %
+                                  name),
+                     os.path.join(base_dir(), '.%s.info.0123456789abcdef'
+                                  '.part' % name)):
         with open(leftover, 'wb') as f:
             f.write(b'half')
     cache.ensure_image(None, 'raw-image', 'raw')
@@ -245,8 +249,10 @@ def test_template_made_once_sparse_and_fsynced(conf, cache):
     assert cache.ensure_template('ephemeral_1_ext4', func, 1 << 20) == entry
     target, size, size_seen = calls[0]
     assert len(calls) == 1
-    # func filled a private .part of the full size, renamed afterwards.
-    assert target == entry.path + '.part' and size == size_seen == 1 << 20
+    # func filled a private part of the full size, named by its
+    # descriptor (never by a name in _base), published afterwards.
+    assert target.startswith('/proc/%d/fd/' % os.getpid())
+    assert size == size_seen == 1 << 20
     assert (entry.format, entry.virtual_size) == ('raw', 1 << 20)
     st = os.stat(entry.path)
     assert st.st_size == 1 << 20 and st.st_blocks * 512 < (1 << 20)
@@ -285,7 +291,8 @@ def test_templates_are_raw(conf, cache):
 # --- cleanup ----------------------------------------------------------------
 
 def _age(cache, name, seconds):
-    for path in cache._files_of(cache.base_dir, name):
+    for fname in image_cache._files_of(name):
+        path = os.path.join(cache.base_dir, fname)
         if os.path.exists(path):
             t = time.time() - seconds
             os.utime(path, (t, t))
@@ -394,3 +401,40 @@ def test_names_in_use_reads_records_through_the_objects(monkeypatch):
     bdms.append(objects.BlockDeviceMapping(driver_info='{not json'))
     with pytest.raises(exception.CacheEntryInvalid):
         image_cache.names_in_use('ctx')
+
+
+# --- entries opened by descriptor -----------------------------------------
+
+def test_open_entry_gives_the_checked_file(conf, cache):
+    entry = cache.ensure_image(None, 'raw-image', 'raw')
+    fd = cache.open_entry(entry)
+    try:
+        assert os.path.samestat(os.fstat(fd), os.stat(entry.path))
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize('plant', ['symlink', 'fifo'])
+def test_open_entry_and_check_base_refuse_a_planted_file(conf, cache,
+                                                         tmp_path, plant):
+    entry = cache.ensure_image(None, 'raw-image', 'raw')
+    other = tmp_path / 'other'
+    other.write_bytes(b'\0' * entry.virtual_size)
+    os.unlink(entry.path)
+    if plant == 'symlink':
+        os.symlink(other, entry.path)
+    else:
+        os.mkfifo(entry.path)
+    with pytest.raises(exception.CacheEntryInvalid):
+        cache.open_entry(entry)
+    with pytest.raises(exception.CacheEntryInvalid):
+        cache.check_base(entry.path, 'raw')
+
+
+def test_check_base_refuses_a_path_outside_the_cache(conf, cache, tmp_path):
+    entry = cache.ensure_image(None, 'raw-image', 'raw')
+    assert cache.check_base(entry.path, 'raw') == entry
+    with pytest.raises(exception.CacheEntryInvalid):
+        cache.check_base(str(tmp_path / os.path.basename(entry.path)), 'raw')
+    with pytest.raises(exception.CacheEntryInvalid):
+        cache.check_base(entry.path, 'qcow2')

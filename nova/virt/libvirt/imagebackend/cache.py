@@ -17,16 +17,30 @@ format and size from then on: nothing here ever asks qemu-img what a cached
 file is. An entry is valid only when both files exist; a data file without
 its sidecar is the leftover of a crash and is rebuilt.
 
-Each entry has its own external lock (threads and processes), and every
-creation re-checks the entry inside that lock, so any number of concurrent
-requests for one image make one fetch. Before each use a base is re-checked
-with oslo.utils' format inspector for its recorded format (the header only,
-no process), so a cache file altered behind our back is refused rather than
+``_base`` may be shared (NFS) with hosts this one does not trust, so it is
+only ever reached through a descriptor (``nova.virt.staging``): opened
+without following a link, StrictModes-checked, and every file in it made
+as a private part (data, templates, sidecars), published without
+replacing, and read, checked or removed by ``*at()`` calls on that
+descriptor. Tools (qemu-img, mkfs) get the part's descriptor, never a name
+in ``_base``.
+
+Each entry has its own lock (threads and processes: a flock on a lock file
+in ``lock_path``, opened O_NOFOLLOW), and every creation re-checks the
+entry inside that lock, so any number of concurrent requests for one image
+make one fetch. Before each use, and every time a guest is defined over it
+(``check_base``), a base is re-checked by descriptor: a regular file owned
+by this service, and, with oslo.utils' format inspector for its recorded
+format (the header only, no process), the format and size its sidecar
+says, so a cache file altered behind our back is refused rather than
 handed to qemu.
 
 The sidecar's mtime is the entry's "last used" time: ``cleanup()`` removes
 entries that no persisted disk record names and that were not used for
-``[image_cache] remove_unused_original_minimum_age_seconds``.
+``[image_cache] remove_unused_original_minimum_age_seconds``. It removes
+only regular files with names this cache makes; anything else in
+``_base`` (a directory, a link, a stranger's file) is reported and left
+alone, and never stops the rest of the cleanup.
 """
 
 import contextlib
@@ -38,7 +52,6 @@ import stat
 import threading
 import time
 
-from oslo_concurrency import lockutils
 from oslo_log import log as logging
 from oslo_serialization import jsonutils
 from oslo_utils.imageutils import format_inspector
@@ -47,6 +60,7 @@ import nova.conf
 from nova import exception
 from nova import utils
 from nova.virt import images
+from nova.virt import staging
 
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
@@ -63,6 +77,9 @@ _LOCK_PREFIX = 'nova-image-cache-'
 # Base names are derived, never given: keep template names out of their
 # namespace so a template can never shadow (or be cleaned as) a base.
 _BASE_NAME_RE = re.compile(r'^[0-9a-f]{40}(\.qcow2)?$')
+# Templates are named by policy.py (``ephemeral_1_ext4``, ``swap_512``):
+# one plain, visible name.
+_TEMPLATE_NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.+-]{0,200}$')
 # Cached files are read by qemu (possibly another user) as backing files.
 _ENTRY_MODE = 0o644
 
@@ -127,6 +144,7 @@ def _check_format(fmt):
 def _check_template_name(name):
     """Template names come from policy.py; still, keep them plain."""
     if (not isinstance(name, str) or _BASE_NAME_RE.match(name)
+            or not _TEMPLATE_NAME_RE.match(name)
             or name.endswith((SIDECAR_SUFFIX, PART_SUFFIX))):
         raise exception.InvalidName(
             kind='template', name=name,
@@ -135,25 +153,27 @@ def _check_template_name(name):
 
 
 def _is_entry_name(name):
-    """True if ``name`` could be a cache entry's: one plain, visible path
-    component without a bookkeeping suffix."""
-    return (isinstance(name, str) and bool(name) and
-            not name.startswith('.') and '/' not in name and
-            '\0' not in name and
-            not name.endswith((SIDECAR_SUFFIX, PART_SUFFIX)))
+    """True if ``name`` is one this code makes: a base's (sha1, maybe
+    ``.qcow2``) or a template's (``_TEMPLATE_NAME_RE``, no bookkeeping
+    suffix)."""
+    return isinstance(name, str) and bool(
+        _BASE_NAME_RE.match(name) or (
+            _TEMPLATE_NAME_RE.match(name) and
+            not name.endswith((SIDECAR_SUFFIX, PART_SUFFIX))))
 
 
-def _fsync_file(path):
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _plain(name):
+    if not _is_entry_name(name):
+        raise exception.InvalidName(kind='image cache entry', name=name,
+                                    reason='not a name this cache makes')
+    return name
 
 
-def _unlink_quiet(path):
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+def _invalid(name, e):
+    """CacheEntryInvalid for a planted link/FIFO/directory or an I/O error."""
+    return exception.CacheEntryInvalid(
+        name=name, reason=str(e) if isinstance(e, exception.NovaException)
+        else (e.strerror or str(e)))
 
 
 class ImageCache:
@@ -197,8 +217,14 @@ class ImageCache:
         return self._image_api
 
     def path_of(self, name):
-        """Absolute path of the data file of entry ``name``."""
-        return utils.safe_join(self.base_dir, name)
+        """Absolute path of the data file of entry ``name``.
+
+        The directories above ``_base`` are resolved (an operator may link
+        instances_path to a mount); ``_base`` itself is not: it is only
+        ever opened without following a link (``_open_base``).
+        """
+        parent, base = os.path.split(self.base_dir)
+        return os.path.join(utils.safe_join(parent, base), _plain(name))
 
     def image_path(self, image_id, fmt):
         """Where the base of ``image_id`` kept in ``fmt`` is (or will be)."""
@@ -223,12 +249,12 @@ class ImageCache:
         """
         name = image_entry_name(image_id, fmt)
 
-        def fetch(target):
-            verified = self._fetch(context, image_id, target, fmt,
-                                   max_virtual_size)
+        def fetch(base):
+            verified = self._fetch(context, image_id, base.join(name), fmt,
+                                   max_virtual_size, directory=base)
             if verified.format != fmt:
                 # The fetch promised fmt; never record anything else.
-                _unlink_quiet(target)
+                base.unlink(name)
                 raise exception.CacheEntryInvalid(
                     name=name, reason='fetch produced %s, wanted %s' % (
                         verified.format, fmt))
@@ -245,9 +271,12 @@ class ImageCache:
     def ensure_template(self, name, func, size, fmt='raw'):
         """Return template ``name``, making it once with ``func``.
 
-        The template is made as a sparse raw file of ``size`` bytes (a
-        truncate, no process) that ``func(target, size)`` fills, e.g. with
-        mkfs or mkswap; it is then fsynced and renamed into place.
+        The template is made as a private part (``staging.Part``): a
+        sparse raw file of ``size`` bytes (a truncate, no process) that
+        ``func(target, size)`` fills, e.g. with mkfs or mkswap. ``target``
+        names the part's descriptor (``/proc/<pid>/fd/<n>``), never a name
+        in ``_base`` that could be swapped; the part is then fsynced and
+        published without replacing anything.
 
         :param fmt: 'raw' only: templates are raw.
         :returns: CacheEntry.
@@ -265,21 +294,16 @@ class ImageCache:
                 reason='template %s needs a positive size, got %d' % (
                     name, size))
 
-        def make(target):
-            part = target + PART_SUFFIX
-            # We hold the entry's lock: any .part is a crash's leftover.
-            _unlink_quiet(part)
-            with utils.remove_path_on_error(part):
-                with utils.open_exclusive(part, _ENTRY_MODE) as f:
-                    f.truncate(size)
-                func(part, size)
-                actual = os.stat(part).st_size
+        def make(base):
+            with staging.Part(base, name, mode=_ENTRY_MODE) as part:
+                os.ftruncate(part.fd, size)
+                func(part.path, size)
+                actual = os.fstat(part.fd).st_size
                 if actual != size:
                     raise exception.CacheEntryInvalid(
                         name=name, reason='the template function left '
                         '%d bytes, expected %d' % (actual, size))
-                _fsync_file(part)
-                os.rename(part, target)
+                part.publish()
             return size
 
         entry = self._ensure(name, fmt, make, {'template': name})
@@ -307,153 +331,203 @@ class ImageCache:
         """
         if not CONF.image_cache.remove_unused_base_images:
             return []
-        base_dir = self.base_dir
-        if not os.path.isdir(base_dir):
+        try:
+            base = self._open_base()
+        except FileNotFoundError:
             return []
-        if in_use is None:
-            in_use = names_in_use(context)
-        in_use = set(in_use)
-        # Bases are never resized here (disks grow, bases do not), so one
-        # age applies to bases and templates alike.
-        max_age = CONF.image_cache.remove_unused_original_minimum_age_seconds
-        now = time.time() if now is None else now
-
-        removed = []
-        for name in sorted(self._entry_names_on_disk(base_dir)):
-            if name in in_use:
-                continue
-            with self._lock(name):
-                # A dead fetch's leftovers go whatever the entry's age (the
-                # fetch tells dead from live by a flock on each part).
-                images.remove_stale_parts(os.path.join(base_dir, name))
-                files = self._files_of(base_dir, name)
-                mtimes = []
-                for path in files:
-                    with contextlib.suppress(FileNotFoundError):
-                        mtimes.append(os.lstat(path).st_mtime)
-                if not mtimes or now - max(mtimes) < max_age:
+        with base:
+            if in_use is None:
+                in_use = names_in_use(context)
+            in_use = set(in_use)
+            # Bases are never resized here (disks grow, bases do not), so
+            # one age applies to bases and templates alike.
+            max_age = \
+                CONF.image_cache.remove_unused_original_minimum_age_seconds
+            now = time.time() if now is None else now
+            removed = []
+            for name in sorted(self._entry_names_on_disk(base)):
+                if name in in_use:
                     continue
-                # The sidecar goes first: without it the entry is invalid,
-                # so a reader that races us rebuilds rather than uses it.
-                for path in files:
-                    _unlink_quiet(path)
-                utils.fsync_dir(base_dir)
-            LOG.info('Removed unused image cache entry %(name)s',
-                     {'name': name})
-            removed.append(name)
+                try:
+                    with self._lock(name):
+                        gone = self._remove_if_unused(base, name, now,
+                                                      max_age)
+                except (OSError, exception.NovaException) as e:
+                    # One odd entry (a planted directory, a lock file that
+                    # is a link) never stops the rest of the cleanup.
+                    LOG.warning('Image cache cleanup left %(name)s alone: '
+                                '%(err)s', {'name': name, 'err': e})
+                    continue
+                if gone:
+                    LOG.info('Removed unused image cache entry %(name)s',
+                             {'name': name})
+                    removed.append(name)
         return removed
 
-    def _fetch(self, context, image_id, target, fmt, max_virtual_size):
-        """Fetch and verify ``image_id`` into ``target`` (see images.py).
+    @staticmethod
+    def _remove_if_unused(base, name, now, max_age):
+        """Under the entry's lock: remove its files if all are older than
+        ``max_age``. Only regular files are removed; anything else at an
+        entry's file name is reported and left alone.
+
+        :returns: True if the entry's files were removed.
+        """
+        # A dead fetch's leftovers go whatever the entry's age (a live
+        # one holds a flock on its part).
+        staging.remove_stale_parts(base, name)
+        staging.remove_stale_parts(base, name + SIDECAR_SUFFIX)
+        files = []
+        mtimes = []
+        for fname in _files_of(name):
+            try:
+                st = base.lstat(fname)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                LOG.warning('Image cache cleanup leaves %(path)s alone: '
+                            'not a regular file', {'path': base.join(fname)})
+                continue
+            files.append(fname)
+            mtimes.append(st.st_mtime)
+        if not mtimes or now - max(mtimes) < max_age:
+            return False
+        # The sidecar goes first: without it the entry is invalid, so a
+        # reader that races us rebuilds rather than uses it.
+        for fname in files:
+            base.unlink(fname)
+        base.fsync()
+        return True
+
+    def _fetch(self, context, image_id, target, fmt, max_virtual_size,
+               directory=None):
+        """Fetch and verify ``image_id`` into ``target`` (see images.py),
+        in ``directory`` (the open ``_base``).
 
         :returns: images.VerifiedImage (format, virtual_size, ...).
         """
         return images.fetch_verified(context, self.image_api, image_id,
                                      target, fmt,
-                                     max_virtual_size=max_virtual_size)
+                                     max_virtual_size=max_virtual_size,
+                                     directory=directory)
 
     # --- internals -----------------------------------------------------------
 
+    def _open_base(self, create=False):
+        """Open ``_base``: its parent as a configured root, ``_base``
+        itself never through a link; both must be the service's own
+        (StrictModes, see ``staging.check_strict``).
+
+        :returns: staging.Directory (close it).
+        :raises: FileNotFoundError (missing, not ``create``),
+            UnsafeDirectory, UnsafePath (a link or a file at ``_base``).
+        """
+        parent, name = os.path.split(self.base_dir)
+        # Cached files are read by qemu (possibly another user): 0755.
+        with staging.open_root(parent, create=create, mode=0o755) as root:
+            return root.subdir(name, create=create, mode=0o755)
+
     @contextlib.contextmanager
     def _lock(self, name):
-        utils.ensure_tree(self.lock_path)
-        with lockutils.lock(name, lock_file_prefix=_LOCK_PREFIX,
-                            external=True, lock_path=self.lock_path):
-            yield
+        """The entry's lock, between threads and processes: a flock on a
+        lock file in the checked ``lock_path``, opened O_NOFOLLOW (a link
+        planted at its name is neither followed nor created through)."""
+        with staging.open_root(self.lock_path, create=True) as locks:
+            with locks.lock(_LOCK_PREFIX + name):
+                yield
 
     @staticmethod
-    def _files_of(base_dir, name):
-        """Every file an entry may own, sidecar first."""
-        data = os.path.join(base_dir, name)
-        sidecar = data + SIDECAR_SUFFIX
-        return [sidecar, sidecar + PART_SUFFIX, data, data + PART_SUFFIX]
+    def _entry_names_on_disk(base):
+        """Names of the entries the files in ``base`` belong to.
 
-    @staticmethod
-    def _entry_names_on_disk(base_dir):
-        """Names of the entries the files in ``base_dir`` belong to.
-
-        A name is derived from a file name, which anyone who can write
-        into the directory chooses: a derived name that no entry can have
-        ('..', '.', hidden, a bookkeeping suffix) is logged and skipped,
-        never joined to a path, and the rest of the cleanup goes on.
+        Only names this code makes count: a file name that maps to no
+        possible entry (anything else someone put there) is reported and
+        left alone, never joined to a path, and the rest of the cleanup
+        goes on.
         """
         names = set()
-        for fname in os.listdir(base_dir):
-            # The verified fetch streams into hidden part files next to
-            # its target.
-            name = images.part_target(fname)
+        for fname in base.listdir():
+            # The verified fetch and templates build in hidden parts.
+            name = staging.part_target(fname)
             if name is None:
                 name = fname
                 if name.endswith(PART_SUFFIX):
                     name = name[:-len(PART_SUFFIX)]
-                if name.endswith(SIDECAR_SUFFIX):
-                    name = name[:-len(SIDECAR_SUFFIX)]
-                if not name or name.startswith('.'):
-                    continue  # not ours (e.g. another tool's hidden file)
+            if name.endswith(SIDECAR_SUFFIX):
+                name = name[:-len(SIDECAR_SUFFIX)]
             if _is_entry_name(name):
                 names.add(name)
             else:
-                LOG.warning('Image cache cleanup skips %(file)s: it names '
-                            'no possible cache entry', {'file': fname})
+                LOG.warning('Image cache cleanup leaves %(path)s alone: it '
+                            'names no cache entry', {'path': base.join(fname)})
         return names
 
     def _ensure(self, name, fmt, create, source):
-        """Return entry ``name``, calling ``create(path)`` if it is missing.
+        """Return entry ``name``, calling ``create(base)`` if it is missing.
 
-        ``create`` leaves a complete file at ``path`` or nothing, and
-        returns the virtual size of what it made.
+        ``create`` publishes a complete file ``name`` in ``base`` (the open
+        ``_base``) or leaves nothing, and returns the virtual size of what
+        it made.
         """
-        base_dir = utils.ensure_tree(self.base_dir)
-        path = self.path_of(name)
-        sidecar = path + SIDECAR_SUFFIX
-        with self._lock(name):
-            entry = self._load(name, path, fmt)
+        sidecar = name + SIDECAR_SUFFIX
+        with self._open_base(create=True) as base, self._lock(name):
+            try:
+                entry = self._load(base, name, fmt)
+            except (OSError, exception.UnsafePath) as e:
+                raise _invalid(name, e)
             if entry is None:
                 LOG.info('Creating image cache entry %(name)s (%(source)s)',
                          {'name': name, 'source': source})
-                with utils.remove_path_on_error(path):
-                    virtual_size = int(create(path))
-                    os.chmod(path, _ENTRY_MODE)
-                    utils.fsync_dir(base_dir)
-                    self._write_sidecar(sidecar, fmt, virtual_size, source)
-                entry = CacheEntry(path=path, format=fmt,
+                virtual_size = int(create(base))
+                try:
+                    fd = base.open_regular(name)
+                    try:
+                        # Cached files are read by qemu as backing files.
+                        os.fchmod(fd, _ENTRY_MODE)
+                    finally:
+                        os.close(fd)
+                    self._write_sidecar(base, name, fmt, virtual_size,
+                                        source)
+                except BaseException:
+                    base.unlink(name)
+                    raise
+                entry = CacheEntry(path=self.path_of(name), format=fmt,
                                    virtual_size=virtual_size, name=name)
             else:
                 # The sidecar's mtime is the entry's last use (cleanup).
-                os.utime(sidecar)
-            self._check_safe(entry)
+                base.touch(sidecar)
+            self._check_entry(base, entry)
         return entry
 
-    def _load(self, name, path, fmt):
+    def _load(self, base, name, fmt):
         """Read an entry under its lock; None if it must be (re)built."""
-        sidecar = path + SIDECAR_SUFFIX
-        has_data = os.path.lexists(path)
-        has_sidecar = os.path.lexists(sidecar)
+        sidecar = name + SIDECAR_SUFFIX
+        has_data = base.lexists(name)
+        has_sidecar = base.lexists(sidecar)
         if has_data and has_sidecar:
-            return self._read_sidecar(name, path, fmt)
+            return self._read_sidecar(base, name, fmt)
         if has_data:
-            # Renamed into place but the sidecar never followed (crash):
-            # its format and size are unknown and will not be probed.
+            # Published but the sidecar never followed (crash): its format
+            # and size are unknown and will not be probed.
             LOG.warning('Image cache entry %(name)s has no sidecar; '
                         'rebuilding it', {'name': name})
-            _unlink_quiet(path)
+            base.unlink(name)
         if has_sidecar:
-            _unlink_quiet(sidecar)
-        # We hold the entry's lock, so partial files are a crash's
-        # leftovers; an exclusive create of the same name would trip on
-        # them.
-        _unlink_quiet(sidecar + PART_SUFFIX)
-        _unlink_quiet(path + PART_SUFFIX)
+            base.unlink(sidecar)
+        # Parts of makers that died; a live maker cannot exist (we hold the
+        # entry's lock), but its flock would keep its part anyway.
+        staging.remove_stale_parts(base, name)
+        staging.remove_stale_parts(base, sidecar)
         return None
 
-    def _read_sidecar(self, name, path, fmt):
-        sidecar = path + SIDECAR_SUFFIX
+    def _read_sidecar(self, base, name, fmt):
         try:
-            with open(sidecar, 'rb') as f:
+            fd = base.open_regular(name + SIDECAR_SUFFIX)
+            with os.fdopen(fd, 'rb') as f:
                 info = jsonutils.loads(f.read(4096))
             recorded_fmt = info['format']
             virtual_size = info['virtual_size']
-        except (OSError, ValueError, TypeError, KeyError) as e:
+        except (OSError, ValueError, TypeError, KeyError,
+                exception.UnsafePath) as e:
             raise exception.CacheEntryInvalid(
                 name=name, reason='unreadable sidecar: %s' % e)
         if info.get('version') != SIDECAR_VERSION or \
@@ -465,54 +539,119 @@ class ImageCache:
             raise exception.CacheEntryInvalid(
                 name=name, reason='recorded as %s, wanted %s' % (
                     recorded_fmt, fmt))
-        return CacheEntry(path=path, format=recorded_fmt,
+        return CacheEntry(path=self.path_of(name), format=recorded_fmt,
                           virtual_size=virtual_size, name=name)
 
     @staticmethod
-    def _write_sidecar(sidecar, fmt, virtual_size, source):
-        part = sidecar + PART_SUFFIX
-        _unlink_quiet(part)
+    def _write_sidecar(base, name, fmt, virtual_size, source):
         body = dict(source, version=SIDECAR_VERSION, format=fmt,
                     virtual_size=virtual_size)
-        with utils.remove_path_on_error(part):
-            with utils.open_exclusive(part, _ENTRY_MODE) as f:
-                f.write(jsonutils.dump_as_bytes(body, sort_keys=True))
-                f.flush()
-                os.fsync(f.fileno())
-            os.rename(part, sidecar)
-        utils.fsync_dir(os.path.dirname(sidecar))
+        data = jsonutils.dump_as_bytes(body, sort_keys=True)
+        with staging.Part(base, name + SIDECAR_SUFFIX,
+                          mode=_ENTRY_MODE) as part:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(part.fd, view):]
+            part.publish()
 
-    @staticmethod
-    def _check_safe(entry):
-        """Re-check a cached file against its recorded format.
+    def check_base(self, path, fmt):
+        """Check the cached base at ``path`` before a guest uses it.
 
-        Reads the header only. For qcow2: no backing file, no data-file,
-        no unknown features, and the header's size equals the recorded
-        one. For raw: the file's length is the recorded size.
+        Called every time a guest is defined over a cached base (reboot,
+        power on: not only when a disk is made from it): ``path`` must be
+        an entry of this cache (in ``_base``, opened without following a
+        link), with a sidecar recording ``fmt``, and its data file must
+        pass ``_check_entry`` (regular file, owned by this service, format
+        and size as the sidecar says).
+
+        :returns: the CacheEntry.
+        :raises: CacheEntryInvalid naming the entry and what is wrong.
+        """
+        name = os.path.basename(path)
+        if not _is_entry_name(name) or path != self.path_of(name):
+            raise exception.CacheEntryInvalid(
+                name=path, reason='not an entry of the image cache in %s' %
+                self.base_dir)
+        try:
+            with self._open_base() as base:
+                entry = self._read_sidecar(base, name, fmt)
+                self._check_entry(base, entry)
+        except (OSError, exception.UnsafePath,
+                exception.UnsafeDirectory) as e:
+            raise _invalid(name, e)
+        return entry
+
+    def open_entry(self, entry):
+        """Open ``entry``'s data file for reading, checked by descriptor.
+
+        For a backend that copies or converts a cached file: hand the
+        descriptor (or ``staging.fd_path`` of it) to the copy or the tool,
+        never ``entry.path``, which a neighbour could swap.
+
+        :returns: a descriptor (close it).
+        :raises: CacheEntryInvalid as ``check_base``.
         """
         try:
-            st = os.lstat(entry.path)
+            with self._open_base() as base:
+                return self._check_entry(base, entry, keep_open=True)
+        except (OSError, exception.UnsafePath,
+                exception.UnsafeDirectory) as e:
+            raise _invalid(entry.name, e)
+
+    @staticmethod
+    def _check_entry(base, entry, keep_open=False):
+        """Re-check a cached file against its sidecar, by descriptor.
+
+        The file is opened once (O_NOFOLLOW, O_NONBLOCK) and everything
+        is read from that descriptor: a regular file, owned by this
+        service, and its header only: for qcow2 no backing file, no
+        data-file, no unknown features, and the header's size equals the
+        recorded one; for raw the file's length is the recorded size.
+
+        :returns: the checked descriptor if ``keep_open`` (close it).
+        """
+        try:
+            fd = base.open_regular(entry.name)
         except FileNotFoundError:
             raise exception.CacheEntryInvalid(
                 name=entry.name, reason='data file vanished')
-        if not stat.S_ISREG(st.st_mode):
+        except (OSError, exception.UnsafePath) as e:
             raise exception.CacheEntryInvalid(
-                name=entry.name, reason='not a regular file')
-        inspector_cls = format_inspector.get_inspector(entry.format)
+                name=entry.name, reason='not a regular file: %s' % e)
+        ok = False
         try:
-            inspector = inspector_cls.from_file(entry.path)
-            inspector.safety_check()
-        except (format_inspector.ImageFormatError,
-                format_inspector.SafetyCheckFailed) as e:
-            raise exception.CacheEntryInvalid(
-                name=entry.name, reason='%s safety check failed: %s' % (
-                    entry.format, e))
-        size = (st.st_size if entry.format == 'raw'
-                else inspector.virtual_size)
-        if size != entry.virtual_size:
-            raise exception.CacheEntryInvalid(
-                name=entry.name, reason='holds %d bytes of disk, recorded '
-                '%d' % (size, entry.virtual_size))
+            st = os.fstat(fd)
+            if st.st_uid != os.geteuid():
+                raise exception.CacheEntryInvalid(
+                    name=entry.name, reason='owned by uid %d, not by this '
+                    'service' % st.st_uid)
+            inspector_cls = format_inspector.get_inspector(entry.format)
+            try:
+                inspector = inspector_cls.from_file(staging.fd_path(fd))
+                inspector.safety_check()
+            except (format_inspector.ImageFormatError,
+                    format_inspector.SafetyCheckFailed) as e:
+                raise exception.CacheEntryInvalid(
+                    name=entry.name, reason='%s safety check failed: %s' % (
+                        entry.format, e))
+            size = (st.st_size if entry.format == 'raw'
+                    else inspector.virtual_size)
+            if size != entry.virtual_size:
+                raise exception.CacheEntryInvalid(
+                    name=entry.name, reason='holds %d bytes of disk, '
+                    'recorded %d' % (size, entry.virtual_size))
+            ok = True
+        finally:
+            if not (ok and keep_open):
+                os.close(fd)
+        return fd if keep_open else None
+
+
+def _files_of(name):
+    """Every file name an entry may own, sidecar first (``.part`` names
+    are those of earlier versions of this code)."""
+    sidecar = name + SIDECAR_SUFFIX
+    return [sidecar, sidecar + PART_SUFFIX, name, name + PART_SUFFIX]
 
 
 def names_in_use(context):

@@ -1,0 +1,507 @@
+"""Staging: the one way files are made under the service's directories.
+
+``instances_path``, its ``_base``, the image store and ``lock_path`` are
+often shared (NFS, for live migration) with hosts or users this service
+does not trust. Anything that checks a path and then uses it again by name
+lets such a neighbour swap a symlink or a FIFO in between, and the service
+(as root) then writes, formats or deletes whatever the link points at.
+This module removes the name from every step after the first:
+
+* A service directory is opened once (``open_root``, following the
+  operator's configured path but refusing one that anyone but the service
+  user could change: sshd's StrictModes) and each directory under it with
+  ``O_DIRECTORY | O_NOFOLLOW`` (``Directory.subdir``). Everything else is
+  an ``*at()`` call on that descriptor.
+* A new file is a ``Part``: created with ``O_EXCL | O_NOFOLLOW`` at an
+  unpredictable name (``.<target>.<16 hex>[.<suffix>].part``), flocked
+  while its maker lives, and handed to tools as ``/proc/<pid>/fd/<n>``,
+  the descriptor that was created (see ``Part.path``), never as its name.
+* ``Part.publish`` gives the finished, fsynced file its name without ever
+  replacing one: ``linkat`` of the descriptor itself (so a swapped part
+  name publishes nothing else), or ``renameat2(RENAME_NOREPLACE)`` where
+  the filesystem has no hard links.
+* ``remove_stale_parts`` removes the parts of makers that died (their
+  flock is free), only regular files, only names of that pattern.
+
+Reading a file of ours is ``Directory.open_regular``: ``O_NOFOLLOW |
+O_NONBLOCK`` then ``fstat``, so neither a link nor a FIFO is followed or
+blocks.
+"""
+
+import binascii
+import contextlib
+import ctypes
+import errno
+import fcntl
+import os
+import re
+import stat
+
+from oslo_log import log as logging
+
+from nova import exception
+
+LOG = logging.getLogger(__name__)
+
+PART_SUFFIX = '.part'
+_TOKEN_BYTES = 8
+#: ``.<target>.<16 hex>[.<suffix>].part``: every part this module makes.
+_PART_RE = re.compile(r'^\.(?P<target>.+)\.[0-9a-f]{%d}(\.[a-z0-9]+)?%s$' % (
+    2 * _TOKEN_BYTES, re.escape(PART_SUFFIX)))
+
+_FD_PATH_RE = re.compile(r'^/proc/[0-9]+/fd/[0-9]+$')
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_RENAME_NOREPLACE = 1
+# link() is missing or refused on some filesystems: rename instead.
+_NO_LINK = (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS)
+
+
+def fd_path(fd):
+    """A path naming the open file ``fd`` itself, for a tool to open.
+
+    ``/proc/<pid>/fd/<n>`` of this process: a child (qemu-img, mkfs) opens
+    the very file this process created and checked, whatever has been
+    done to its name meanwhile. (``/proc/self`` would name the child; this
+    works without passing the descriptor, so tools run through
+    processutils, which closes inherited descriptors, get it too.)
+    """
+    return '/proc/%d/fd/%d' % (os.getpid(), fd)
+
+
+def is_fd_path(path):
+    """True if ``path`` is one ``fd_path`` made in this process."""
+    return isinstance(path, str) and _FD_PATH_RE.match(path) is not None \
+        and path.split('/')[2] == str(os.getpid())
+
+
+def _fix_for(path, st):
+    return 'chown %d %s && chmod go-w %s' % (os.geteuid(), path, path) \
+        if st.st_uid != os.geteuid() else 'chmod go-w %s' % path
+
+
+def check_strict(fd, path):
+    """Refuse a directory that anyone but this service's user can change.
+
+    Like sshd's StrictModes: owned by the effective user, and not
+    writable by group or others.
+
+    :raises: UnsafeDirectory naming ``path`` and the command that fixes it.
+    """
+    st = os.fstat(fd)
+    if st.st_uid != os.geteuid():
+        reason = 'it is owned by uid %d, not by this service (uid %d)' % (
+            st.st_uid, os.geteuid())
+    elif st.st_mode & 0o022:
+        reason = 'it is writable by %s (mode %04o)' % (
+            'group and others' if st.st_mode & 0o022 == 0o022 else
+            'group' if st.st_mode & 0o020 else 'others',
+            stat.S_IMODE(st.st_mode))
+    else:
+        return
+    raise exception.UnsafeDirectory(path=path, reason=reason,
+                                    fix=_fix_for(path, st))
+
+
+class Directory:
+    """An open directory of the service: a descriptor and its path.
+
+    The path is for messages, and for what must name a file to others
+    (libvirt's XML); everything this code does inside goes through ``fd``.
+    Use as a context manager, or ``close()`` it.
+    """
+
+    def __init__(self, fd, path):
+        self.fd = fd
+        self.path = path
+
+    def __repr__(self):
+        return '<Directory %s fd=%s>' % (self.path, self.fd)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def join(self, name):
+        """The path of entry ``name`` (for messages and for libvirt)."""
+        return os.path.join(self.path, _plain(name))
+
+    def subdir(self, name, create=False, mode=0o700, strict=True):
+        """Open directory ``name`` in this one, never through a link.
+
+        :param create: make it (``mode``, owned by this service) if
+            missing.
+        :param strict: apply ``check_strict`` to it.
+        :raises: UnsafePath (a link, a file, a FIFO at that name: left
+            alone), FileNotFoundError (missing, not ``create``),
+            UnsafeDirectory.
+        """
+        if create:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(_plain(name), mode, dir_fd=self.fd)
+        path = self.join(name)
+        try:
+            fd = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=self.fd)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise exception.UnsafePath(path=path, kind='directory',
+                                           reason=e.strerror) from None
+            raise
+        return _checked(fd, path, strict)
+
+    def listdir(self):
+        return os.listdir(self.fd)
+
+    def lstat(self, name):
+        """``fstatat(name, AT_SYMLINK_NOFOLLOW)``."""
+        return os.stat(_plain(name), dir_fd=self.fd, follow_symlinks=False)
+
+    def lexists(self, name):
+        try:
+            self.lstat(name)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def unlink(self, name, missing_ok=True):
+        """Remove the entry ``name`` itself (a link, never its target)."""
+        try:
+            os.unlink(_plain(name), dir_fd=self.fd)
+        except FileNotFoundError:
+            if not missing_ok:
+                raise
+
+    def rmdir(self, name):
+        os.rmdir(_plain(name), dir_fd=self.fd)
+
+    def fsync(self):
+        os.fsync(self.fd)
+
+    def touch(self, name):
+        """Set ``name``'s times to now, never through a link."""
+        os.utime(_plain(name), dir_fd=self.fd, follow_symlinks=False)
+
+    def open_regular(self, name, flags=os.O_RDONLY):
+        """Open the regular file ``name``: never a link, never blocking.
+
+        ``O_NOFOLLOW | O_NONBLOCK``, then ``fstat`` of what was opened: a
+        link (ELOOP) or anything that is not a regular file (a FIFO, a
+        device, a directory) is refused without waiting for a writer.
+
+        :returns: a descriptor in blocking mode (close it).
+        :raises: FileNotFoundError; UnsafePath.
+        """
+        fd = self._open_file(name, flags, 'file')
+        os.set_blocking(fd, True)
+        return fd
+
+    def _open_file(self, name, flags, kind, mode=0o600):
+        """``openat(name, flags | O_NOFOLLOW | O_NONBLOCK)``, then a regular
+        file or UnsafePath (the descriptor closed)."""
+        path = self.join(name)
+        try:
+            fd = os.open(name, flags | os.O_NOFOLLOW | os.O_NONBLOCK |
+                         os.O_CLOEXEC, mode, dir_fd=self.fd)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+                raise exception.UnsafePath(path=path, kind=kind,
+                                           reason=e.strerror) from None
+            raise
+        try:
+            check_regular(fd, path, kind=kind)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def same_file(self, name, fd):
+        """True if ``name`` here is (still) the file open as ``fd``."""
+        try:
+            st = self.lstat(name)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(fd)
+        return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+    @contextlib.contextmanager
+    def lock(self, name):
+        """Hold an exclusive flock on the lock file ``name`` here.
+
+        The lock file is created ``O_NOFOLLOW`` (mode 0600) and must be a
+        regular file: a link planted at its name is neither followed nor
+        created through. A flock belongs to one open file description, so
+        threads of one process exclude each other too.
+
+        :raises: UnsafePath for a planted link or FIFO (left alone).
+        """
+        fd = self._open_file(name, os.O_RDWR | os.O_CREAT, 'lock file')
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+def check_regular(fd, path, kind='file'):
+    """Raise UnsafePath unless ``fd`` is a regular file."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise exception.UnsafePath(path=path, kind=kind,
+                                   reason='file type %o' % stat.S_IFMT(
+                                       st.st_mode))
+    return st
+
+
+def _plain(name):
+    if (not isinstance(name, str) or not name or name in ('.', '..') or
+            '/' in name or '\0' in name):
+        raise exception.InvalidName(kind='path component', name=name,
+                                    reason='must be one plain name')
+    return name
+
+
+def open_root(path, create=False, mode=0o700, strict=True):
+    """Open a configured service directory (``instances_path``...).
+
+    The operator's path is followed as configured (it may well be a link
+    to a mount); the directory it leads to must then be the service's own
+    (``check_strict``): no one else can swap anything in it.
+
+    :param create: make it and its missing parents (``mode``) first.
+    :returns: Directory (its path absolute, as configured).
+    :raises: FileNotFoundError, NotADirectoryError, UnsafeDirectory.
+    """
+    path = os.path.abspath(path)
+    if create:
+        os.makedirs(path, mode=mode, exist_ok=True)
+    return _checked(os.open(path, _DIR_FLAGS), path, strict)
+
+
+def _checked(fd, path, strict):
+    """Directory of the open ``fd``, StrictModes-checked if ``strict``
+    (``fd`` is closed if the check fails)."""
+    try:
+        if strict:
+            check_strict(fd, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return Directory(fd, path)
+
+
+def open_parent(path, create=False, strict=True):
+    """Open the directory of the file ``path``: its parent's parent as a
+    configured root (``open_root``), the parent itself never through a
+    link (``subdir``).
+
+    :returns: (Directory, file name).
+    """
+    path = os.path.abspath(path)
+    directory, name = os.path.split(path)
+    parent, dirname = os.path.split(directory)
+    _plain(name)
+    if not dirname:
+        return open_root(directory, strict=strict), name
+    with open_root(parent, create=create, strict=False) as root:
+        return root.subdir(dirname, create=create, strict=strict), name
+
+
+def part_target(name):
+    """The target whose ``Part`` is named ``name``, or None.
+
+    ``disk`` for ``.disk.0123456789abcdef.part`` or ``...abcdef.raw.part``.
+    """
+    match = _PART_RE.match(name)
+    return match.group('target') if match else None
+
+
+class Part:
+    """A private file being made in ``directory``, for ``target``.
+
+    Created ``O_EXCL | O_NOFOLLOW`` (``mode``) at an unpredictable name and
+    flocked while this process lives: the kernel drops the lock when the
+    process dies, however it dies, which is how ``remove_stale_parts``
+    tells a dead maker's leftover from a live one's. Use ``path`` (the
+    descriptor, see ``fd_path``) for tools; ``publish`` when finished;
+    ``discard`` on failure (``with`` does it if the block raises).
+    """
+
+    def __init__(self, directory, target, suffix='', mode=0o600):
+        self.directory = directory
+        self.target = _plain(target)
+        self.fd = None
+        self.name = None
+        for _attempt in range(5):
+            token = binascii.hexlify(os.urandom(_TOKEN_BYTES)).decode()
+            name = '.%s.%s%s%s' % (target, token, suffix, PART_SUFFIX)
+            try:
+                self.fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL |
+                                  os.O_NOFOLLOW | os.O_CLOEXEC, mode,
+                                  dir_fd=directory.fd)
+            except FileExistsError:
+                continue
+            self.name = name
+            break
+        else:
+            raise FileExistsError(errno.EEXIST, 'no free part name',
+                                  directory.join(target))
+        # umask must not decide who reads a file that others use (a base).
+        os.fchmod(self.fd, mode)
+        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.discard()
+        else:
+            self.close()
+
+    @property
+    def path(self):
+        """The part's file itself, for a tool to open (see ``fd_path``)."""
+        return fd_path(self.fd)
+
+    @property
+    def target_path(self):
+        return self.directory.join(self.target)
+
+    def still_ours(self):
+        """True if the part's name still names the file we created."""
+        return self.directory.same_file(self.name, self.fd)
+
+    def fsync(self):
+        os.fsync(self.fd)
+
+    def publish(self, target=None):
+        """fsync the part and give it the name ``target``; never replace.
+
+        ``linkat`` of the descriptor (``/proc/<pid>/fd/<n>``, followed):
+        the file published is the one we made and wrote, whatever is at
+        the part's name now. Where the filesystem has no hard links,
+        ``renameat2(RENAME_NOREPLACE)`` of the part's name, after checking
+        that it is still ours. The part's name is then removed and the
+        directory fsynced; if that fails, the new name is taken back.
+
+        :raises: FileExistsError (``filename`` = the target's path) if
+            anything is at ``target``: it is left alone.
+        """
+        target = _plain(target or self.target)
+        dest = self.directory.join(target)
+        os.fsync(self.fd)
+        try:
+            os.link(self.path, target, dst_dir_fd=self.directory.fd,
+                    follow_symlinks=True)
+            linked = True
+        except FileExistsError:
+            raise FileExistsError(errno.EEXIST, 'exists', dest) from None
+        except OSError as e:
+            if e.errno not in _NO_LINK:
+                raise
+            linked = False
+        if not linked:
+            if not self.still_ours():
+                raise OSError(errno.ESTALE, 'part was replaced', dest)
+            _rename_noreplace(self.directory.fd, self.name, target, dest)
+        try:
+            if linked and self.still_ours():
+                self.directory.unlink(self.name)
+            self.directory.fsync()
+        except BaseException:
+            if self.directory.same_file(target, self.fd):
+                self.directory.unlink(target)
+            raise
+        self.close()
+        return dest
+
+    def discard(self):
+        """Remove the part (if its name is still ours) and close it."""
+        if self.fd is None:
+            return
+        try:
+            if self.still_ours():
+                self.directory.unlink(self.name)
+        finally:
+            self.close()
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+_libc = None
+
+
+def _rename_noreplace(dir_fd, old, new, dest):
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    rc = _libc.renameat2(dir_fd, old.encode(), dir_fd, new.encode(),
+                         _RENAME_NOREPLACE)
+    if rc != 0:
+        err = ctypes.get_errno()
+        if err == errno.EEXIST:
+            raise FileExistsError(errno.EEXIST, 'exists', dest)
+        raise OSError(err, os.strerror(err), dest)
+
+
+def remove_stale_parts(directory, target=None):
+    """Remove the parts (of ``target``, or all) whose maker died.
+
+    A part whose flock can be taken has no living maker. Only regular
+    files with a part's name are removed (a link at such a name is
+    unlinked itself: the name is ours, its target never touched); a live
+    maker's part is left alone. Errors are logged, never raised: a
+    leftover never becomes a target (only a finished part is published).
+
+    :returns: the number of parts removed.
+    """
+    removed = 0
+    try:
+        names = directory.listdir()
+    except OSError:
+        return 0
+    for name in names:
+        owner = part_target(name)
+        if owner is None or (target is not None and owner != target):
+            continue
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK |
+                         os.O_CLOEXEC, dir_fd=directory.fd)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                with contextlib.suppress(OSError):
+                    directory.unlink(name)
+                    removed += 1
+            else:
+                LOG.warning('Leaving %(path)s alone: %(err)s',
+                            {'path': directory.join(name), 'err': e})
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue  # a live maker
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode) and \
+                    directory.same_file(name, fd):
+                directory.unlink(name)
+                removed += 1
+                LOG.info('Removed %(path)s, left by an interrupted '
+                         'operation', {'path': directory.join(name)})
+        except OSError as e:
+            LOG.warning('Could not remove stale %(path)s: %(err)s',
+                        {'path': directory.join(name), 'err': e})
+        finally:
+            os.close(fd)
+    return removed

@@ -1,0 +1,98 @@
+"""Fixtures of the hostile-neighbour tests: a real database, the local
+image store, the image cache, qemu-img/mkfs and libvirt's test driver,
+under a private state_path per test (see tests/functional/libvirt)."""
+
+import os
+
+import pytest
+
+import nova.conf
+from nova import context as nova_context
+from nova import image
+from nova.virt.libvirt import driver as libvirt_driver
+from nova.virt.libvirt import host as libvirt_host
+from nova.virt.libvirt.imagebackend import cache as image_cache
+from nova.virt.libvirt.imagebackend import manager as disk_manager
+from tests import fixtures as nova_fixtures
+from tests.functional.libvirt import lv_func_helpers
+from tests.functional.security import racer
+
+CONF = nova.conf.CONF
+
+
+@pytest.fixture
+def db():
+    fixture = nova_fixtures.Database()
+    fixture.setUp()
+    yield fixture
+    fixture.cleanUp()
+
+
+@pytest.fixture
+def conf(db, tmp_path):
+    overrides = lv_func_helpers.ConfOverrides()
+    state = tmp_path / 'state'
+    overrides.config(state_path=str(state),
+                     instances_path=str(state / 'instances'))
+    overrides.config(group='oslo_concurrency',
+                     lock_path=str(state / 'instances' / 'locks'))
+    yield overrides
+    overrides.undo()
+
+
+@pytest.fixture
+def context(db):
+    return nova_context.get_admin_context()
+
+
+@pytest.fixture
+def image_api(conf):
+    return image.API()
+
+
+@pytest.fixture
+def src_dir(tmp_path):
+    path = tmp_path / 'src'
+    path.mkdir()
+    return str(path)
+
+
+@pytest.fixture
+def images(context, image_api, src_dir):
+    """{'raw': metadata, 'qcow2': metadata} of two imported images."""
+    return {fmt: image_api.import_file(
+        context, lv_func_helpers.make_image_file(src_dir, fmt), fmt,
+        name=fmt) for fmt in ('raw', 'qcow2')}
+
+
+@pytest.fixture
+def cache(conf, image_api):
+    return image_cache.ImageCache(image_api=image_api)
+
+
+@pytest.fixture
+def host(conf):
+    conf.config(group='libvirt', connection_uri='test:///default')
+    h = libvirt_host.Host()
+    yield h
+    h.close()
+
+
+@pytest.fixture
+def driver(host, cache):
+    return libvirt_driver.LibvirtDriver(
+        host=host, disks=disk_manager.DiskManager(cache=cache))
+
+
+@pytest.fixture
+def outside(tmp_path):
+    """A directory outside every service directory: the victims' home."""
+    path = tmp_path / 'outside'
+    path.mkdir()
+    return str(path)
+
+
+@pytest.fixture
+def victim(outside):
+    """A host file a neighbour would like the service to write or read."""
+    return racer.Victim(os.path.join(outside, 'host-file'))

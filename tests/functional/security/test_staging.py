@@ -1,0 +1,121 @@
+"""The staging protocol itself (nova/virt/staging.py), on real files."""
+
+import errno
+import fcntl
+import os
+
+import pytest
+
+from nova import exception
+from nova.virt import staging
+
+
+@pytest.fixture
+def d(tmp_path):
+    with staging.open_root(str(tmp_path / 'dir'), create=True) as directory:
+        yield directory
+
+
+def _names(directory):
+    return sorted(directory.listdir())
+
+
+def test_part_is_private_and_published_without_replacing(d):
+    with staging.Part(d, 'disk') as part:
+        assert part.name.startswith('.disk.') and part.name.endswith('.part')
+        assert d.lstat(part.name).st_mode & 0o777 == 0o600
+        os.write(part.fd, b'mine')
+        assert part.publish() == d.join('disk')
+    assert _names(d) == ['disk']
+    with open(d.join('disk'), 'rb') as f:
+        assert f.read() == b'mine'
+    with pytest.raises(FileExistsError) as err:
+        with staging.Part(d, 'disk') as part:
+            part.publish()
+    assert err.value.filename == d.join('disk')
+    assert _names(d) == ['disk']
+
+
+def test_published_file_is_the_descriptor_not_the_name(d, tmp_path):
+    other = tmp_path / 'other'
+    other.write_bytes(b'theirs')
+    with pytest.raises(OSError):
+        with staging.Part(d, 'disk') as part:
+            os.write(part.fd, b'mine')
+            # The name is swapped: publishing follows the descriptor, and
+            # the file we made has no name left to link from.
+            d.unlink(part.name)
+            os.symlink(str(other), d.join(part.name))
+            part.publish()
+    assert not d.lexists('disk')
+    assert other.read_bytes() == b'theirs'
+
+
+def test_rename_fallback_never_replaces(d, monkeypatch):
+    real_link = os.link
+
+    def no_links(*args, **kwargs):
+        raise OSError(errno.EPERM, 'no hard links here')
+    monkeypatch.setattr(os, 'link', no_links)
+    with staging.Part(d, 'disk') as part:
+        part.publish()
+    with open(d.join('taken'), 'w') as f:
+        f.write('x')
+    with pytest.raises(FileExistsError):
+        with staging.Part(d, 'taken') as part:
+            part.publish()
+    monkeypatch.setattr(os, 'link', real_link)
+    assert _names(d) == ['disk', 'taken']
+
+
+def test_stale_parts_only_of_dead_makers(d):
+    live = staging.Part(d, 'disk')
+    dead = os.open(d.join('.disk.0123456789abcdef.part'),
+                   os.O_CREAT | os.O_WRONLY, 0o600)
+    os.close(dead)
+    os.mkdir(d.join('.disk.fedcba9876543210.part'))
+    os.mkfifo(d.join('.disk.00000000000000ff.part'))
+    try:
+        assert staging.remove_stale_parts(d, 'disk') == 1
+        names = _names(d)
+        assert live.name in names
+        assert '.disk.0123456789abcdef.part' not in names
+        assert '.disk.fedcba9876543210.part' in names
+        assert '.disk.00000000000000ff.part' in names
+    finally:
+        live.discard()
+
+
+def test_open_regular_refuses_links_and_fifos_without_blocking(d, tmp_path):
+    os.mkfifo(d.join('fifo'))
+    os.symlink(str(tmp_path), d.join('link'))
+    for name in ('fifo', 'link'):
+        with pytest.raises(exception.UnsafePath):
+            d.open_regular(name)
+    with pytest.raises(exception.UnsafePath):
+        d.subdir('link')
+
+
+def test_lock_refuses_a_planted_link_and_locks_between_threads(d, tmp_path):
+    target = tmp_path / 'created'
+    os.symlink(str(target), d.join('l1'))
+    with pytest.raises(exception.UnsafePath):
+        with d.lock('l1'):
+            pass
+    assert not target.exists()
+    with d.lock('l2'):
+        fd = d.open_regular('l2')
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+
+
+def test_fd_path_names_the_descriptor(d):
+    with staging.Part(d, 'x') as part:
+        assert staging.is_fd_path(part.path)
+        assert os.path.samestat(os.stat(part.path), os.fstat(part.fd))
+        part.discard()
+    assert not staging.is_fd_path('/proc/1/fd/3') or os.getpid() == 1
+    assert not staging.is_fd_path(d.join('x'))
