@@ -245,7 +245,7 @@ def test_guest_xml_tunes_every_disk_from_conf_flavor_and_record(conf):
         uuid=str(uuid.uuid4()),
         flavor={'extra_specs': {'quota:disk_total_iops_sec': '1000'}})
     records = [_record('flat', preallocated=True),
-               _record('qcow2', 'qcow2', disk_name='disk.local',
+               _record('flat', 'qcow2', disk_name='disk.local',
                        image_id=None, cache_name='ephemeral_1_ext4')]
     xml = _driver()._guest_xml(instance, _disks(instance, records))
     disks = etree.fromstring(xml).findall('./devices/disk')
