@@ -5,6 +5,7 @@ cache fetching from it through the real verified fetch."""
 import os
 import shutil
 import subprocess
+import types
 
 from oslo_config import fixture as config_fixture
 import pytest
@@ -15,6 +16,7 @@ from nova.image import local
 from nova.virt.libvirt.imagebackend import cache as image_cache
 
 import ib_func_helpers
+import lvm_harness
 
 CONF = nova.conf.CONF
 MiB = ib_func_helpers.MiB
@@ -85,3 +87,28 @@ def cache(conf, image_service):
 @pytest.fixture
 def base_dir(conf):
     return os.path.join(CONF.instances_path, '_base')
+
+
+@pytest.fixture
+def lvm(conf, monkeypatch):
+    """The harness's volume group (tools/services/lvm.sh), with LVM and
+    ``storage.lvm.device_path`` pointed at it (see lvm_harness).
+
+    Yields vg (its name) and aliases (lvm_harness.LoopAliases). Afterwards
+    every volume the test made and left is removed and every loop device
+    over the PV detached.
+    """
+    if not lvm_harness.available():
+        pytest.skip('no test volume group: run under tools/with-services.sh '
+                    'with the lvm service')
+    from nova.virt.libvirt.storage import lvm as storage_lvm
+    aliases = lvm_harness.install(monkeypatch.setenv)
+    vg = os.environ[lvm_harness.ENV_VG]
+    before = set(storage_lvm.volumes(vg))
+    try:
+        yield types.SimpleNamespace(vg=vg, aliases=aliases)
+    finally:
+        lvm_harness.uninstall()
+        aliases.detach_all()
+        for lv in set(storage_lvm.volumes(vg)) - before:
+            storage_lvm.remove_volume(vg, lv)

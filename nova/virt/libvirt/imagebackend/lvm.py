@@ -13,7 +13,9 @@ block device ``storage.lvm.device_path`` gives:
   ``block.BlockImage``;
 * removal wipes per ``[libvirt] volume_clear`` / ``volume_clear_size``
   first; a wipe that fails keeps the volume;
-* growth is ``lvextend``; shrinking is refused.
+* growth is ``lvextend``; shrinking is refused;
+* the guest never reads what an earlier volume left on the extents: the
+  part of a new or grown volume that the image does not cover is zeroed.
 
 Volumes are fully allocated: ``sparse_logical_volumes`` is refused when a
 disk is planned (policy.py).
@@ -67,6 +69,12 @@ class Lvm(block.BlockImage):
                 name=entry.name, reason='holds %s, the disk is recorded '
                 'from %s' % (entry.format, self._image_cache_format()))
         self._convert_into(entry.path, entry.format, device)
+        if entry.virtual_size < size:
+            # The extents may hold an earlier volume's bytes (volume_clear
+            # = none, or a shorter clear size): the guest sees the image,
+            # then zeros, never them.
+            lvm.zero_range(device, entry.virtual_size,
+                           size - entry.virtual_size)
 
     def _create_from_template(self, device, entry, size):
         self._convert_into(entry.path, fields.DiskFormat.RAW, device)
@@ -85,6 +93,10 @@ class Lvm(block.BlockImage):
                 current=current, requested=size)
         if size > current:
             lvm.extend_volume(self.record.volume_group, name, size)
+            # As on create: the new extents read as zeros, never as what
+            # an earlier volume left there.
+            grown = self._volume_size(name)
+            lvm.zero_range(self._device_path(name), current, grown - current)
 
     # --- volumes -------------------------------------------------------------
 

@@ -16,7 +16,6 @@ import os
 from oslo_concurrency import processutils
 from oslo_log import log as logging
 from oslo_serialization import jsonutils
-from oslo_utils import units
 
 from nova import exception
 
@@ -111,6 +110,15 @@ def device_path(vg, lv):
     return os.path.join('/dev', vg, lv)
 
 
+def zero_range(path, offset, length):
+    """Write ``length`` zero bytes at ``offset`` of the device at ``path``
+    (both multiples of 512), directly to the device."""
+    _execute('dd', 'if=/dev/zero', 'of=%s' % path, 'bs=1M',
+             'seek=%d' % offset, 'count=%d' % length,
+             'oflag=seek_bytes,direct', 'iflag=count_bytes',
+             'conv=fsync,notrunc', 'status=none')
+
+
 def clear_volume(path, size, method, clear_size=0):
     """Overwrite the first bytes of the block device at ``path``.
 
@@ -128,20 +136,6 @@ def clear_volume(path, size, method, clear_size=0):
         return
     length = min(clear_size, size) if clear_size else size
     if method == 'zero':
-        # Direct I/O: the zeros reach the device, not the page cache, and
-        # a device that refuses writes fails here rather than at close.
-        blocks, rest = divmod(length, units.Mi)
-        if blocks:
-            _execute('dd', 'if=/dev/zero', 'of=%s' % path, 'bs=1M',
-                     'count=%d' % blocks, 'oflag=direct',
-                     'conv=fsync,notrunc',
-                     'status=none')
-        if rest:
-            # Not a multiple of direct I/O's block: through the cache, then
-            # flushed.
-            _execute('dd', 'if=/dev/zero', 'of=%s' % path, 'bs=%d' % rest,
-                     'count=1', 'seek=%d' % (blocks * units.Mi),
-                     'oflag=seek_bytes', 'conv=fsync,notrunc',
-                     'status=none')
+        zero_range(path, 0, length)
     else:
         _execute('shred', '-n', '3', '-s', str(length), path)
