@@ -5,7 +5,6 @@ cache fetching from it through the real verified fetch."""
 import os
 import shutil
 import subprocess
-import types
 
 from oslo_config import fixture as config_fixture
 import pytest
@@ -14,9 +13,9 @@ import nova.conf
 from nova import image
 from nova.image import local
 from nova.virt.libvirt.imagebackend import cache as image_cache
+from tests.functional import lvm_harness
 
 import ib_func_helpers
-import lvm_harness
 
 CONF = nova.conf.CONF
 MiB = ib_func_helpers.MiB
@@ -89,26 +88,10 @@ def base_dir(conf):
     return os.path.join(CONF.instances_path, '_base')
 
 
-@pytest.fixture
-def lvm(conf, monkeypatch):
-    """The harness's volume group (tools/services/lvm.sh), with LVM and
-    ``storage.lvm.device_path`` pointed at it (see lvm_harness).
+lvm_vg = lvm_harness.lvm_vg
 
-    Yields vg (its name) and aliases (lvm_harness.LoopAliases). Afterwards
-    every volume the test made and left is removed and every loop device
-    over the PV detached.
-    """
-    if not lvm_harness.available():
-        pytest.skip('no test volume group: run under tools/with-services.sh '
-                    'with the lvm service')
-    from nova.virt.libvirt.storage import lvm as storage_lvm
-    aliases = lvm_harness.install(monkeypatch.setenv)
-    vg = os.environ[lvm_harness.ENV_VG]
-    before = set(storage_lvm.volumes(vg))
-    try:
-        yield types.SimpleNamespace(vg=vg, aliases=aliases)
-    finally:
-        lvm_harness.uninstall()
-        aliases.detach_all()
-        for lv in set(storage_lvm.volumes(vg)) - before:
-            storage_lvm.remove_volume(vg, lv)
+
+@pytest.fixture
+def lvm(conf, lvm_vg):  # noqa: F811
+    """The test volume group (see tests/functional/lvm_harness.py)."""
+    return lvm_vg

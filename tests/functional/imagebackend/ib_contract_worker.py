@@ -15,16 +15,18 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(os.path.dirname(os.path.dirname(
+    HERE)))]
 
 import ib_func_helpers as helpers  # noqa: E402
-import lvm_harness  # noqa: E402
 import nova.conf  # noqa: E402
 from nova import image  # noqa: E402
 from nova.objects import libvirt_disk  # noqa: E402
 from nova.virt.libvirt import disk_funcs  # noqa: E402
 from nova.virt.libvirt.imagebackend import backends  # noqa: E402
 from nova.virt.libvirt.imagebackend import cache as image_cache  # noqa
+from tests.functional import lvm_harness  # noqa: E402
 
 
 def main():

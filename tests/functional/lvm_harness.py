@@ -11,13 +11,16 @@ extents on the PV. Writes through it land where LVM would put them, so a
 test can read the PV to see a wipe. Nothing else is replaced: lvcreate,
 lvrename, lvextend, lvremove, qemu-img, dd and shred all run for real.
 
-Imported by name by the tests and their worker processes (this directory
-is on sys.path).
+The ``lvm`` fixture gives a test the volume group with all of that in
+place; test modules and conftests import it from here.
 """
 
 import json
 import os
 import subprocess
+import types
+
+import pytest
 
 from nova.virt.libvirt.storage import lvm
 
@@ -124,3 +127,27 @@ def install(setenv=None):
 
 def uninstall():
     lvm.device_path = _product_device_path
+
+
+@pytest.fixture
+def lvm_vg(monkeypatch):
+    """The harness's volume group (tools/services/lvm.sh), with LVM and
+    ``storage.lvm.device_path`` pointed at it.
+
+    Yields vg (its name) and aliases (LoopAliases). Afterwards every
+    volume the test made and left is removed and every loop device over
+    the PV detached.
+    """
+    if not available():
+        pytest.skip('no test volume group: run under tools/with-services.sh '
+                    'with the lvm service')
+    aliases = install(monkeypatch.setenv)
+    vg = os.environ[ENV_VG]
+    before = set(lvm.volumes(vg))
+    try:
+        yield types.SimpleNamespace(vg=vg, aliases=aliases)
+    finally:
+        uninstall()
+        aliases.detach_all()
+        for lv in set(lvm.volumes(vg)) - before:
+            lvm.remove_volume(vg, lv)
