@@ -25,7 +25,6 @@ start, and its qcow2; the root disk is as large as the image.
 import argparse
 import logging as std_logging
 import os
-import random
 import shutil
 import statistics
 import subprocess
@@ -47,12 +46,13 @@ from nova.virt.libvirt.imagebackend import policy  # noqa: E402
 from nova.virt.libvirt.storage import lvm  # noqa: E402
 from tests.functional import lvm_harness  # noqa: E402
 
+from bench_backends import make_images  # noqa: E402
+
 CONF = nova.conf.CONF
 
 MiB = 1 << 20
 GiB = 1 << 30
 IMAGE_SIZE = 1 * GiB
-IMAGE_DATA = 64 * MiB
 
 
 class Instance:
@@ -68,16 +68,6 @@ def timed(func):
     t0 = time.perf_counter()
     func()
     return time.perf_counter() - t0
-
-
-def make_images(directory):
-    raw = os.path.join(directory, 'img.raw')
-    with open(raw, 'wb') as f:
-        f.truncate(IMAGE_SIZE)
-        f.write(random.Random(20250101).randbytes(IMAGE_DATA))
-    qcow2 = os.path.join(directory, 'img.qcow2')
-    run('qemu-img', 'convert', '-f', 'raw', '-O', 'qcow2', raw, qcow2)
-    return {'raw': raw, 'qcow2': qcow2}
 
 
 def fresh_instances(work):

@@ -20,7 +20,6 @@ sys.path[:0] = [HERE, os.path.dirname(os.path.dirname(os.path.dirname(
     HERE)))]
 
 import ib_func_helpers as helpers  # noqa: E402
-import nova.conf  # noqa: E402
 from nova import image  # noqa: E402
 from nova.objects import libvirt_disk  # noqa: E402
 from nova.virt.libvirt import disk_funcs  # noqa: E402
@@ -31,12 +30,7 @@ from tests.functional import lvm_harness  # noqa: E402
 
 def main():
     args = json.loads(sys.argv[1])
-    conf = nova.conf.CONF
-    conf([], project='nova', default_config_files=[],
-         default_config_dirs=[])
-    conf.set_override('instances_path', args['instances_path'])
-    conf.set_override('lock_path', args['lock_path'],
-                      group='oslo_concurrency')
+    helpers.configure_worker(args)
     if lvm_harness.available():
         lvm_harness.install()
     record = libvirt_disk.LibvirtDiskMetadata.from_driver_info(args['disk'])

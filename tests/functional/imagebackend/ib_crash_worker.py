@@ -14,7 +14,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import ib_func_helpers as helpers  # noqa: E402
-import nova.conf  # noqa: E402
 from nova import image  # noqa: E402
 from nova.virt.libvirt.imagebackend import cache as image_cache  # noqa
 
@@ -41,12 +40,7 @@ class HangingService(helpers.CountingImageService):
 
 def main():
     args = json.loads(sys.argv[1])
-    conf = nova.conf.CONF
-    conf([], project='nova', default_config_files=[],
-         default_config_dirs=[])
-    conf.set_override('instances_path', args['instances_path'])
-    conf.set_override('lock_path', args['lock_path'],
-                      group='oslo_concurrency')
+    helpers.configure_worker(args)
     if 'template' in args:
         def func(target, size):
             with open(target, 'r+b') as f:

@@ -15,12 +15,8 @@ Lvm volume is wiped: zeros read back from the PV); ``resize()`` grows in
 the recorded format and never shrinks.
 """
 
-import json
 import os
-import signal
 import subprocess
-import sys
-import time
 
 import pytest
 
@@ -252,17 +248,7 @@ def test_failed_create_leaves_nothing(contract):
 
 
 def _kill_when_ready(args):
-    with subprocess.Popen(
-            [sys.executable, os.path.join(HERE, 'ib_contract_worker.py'),
-             json.dumps(args)], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True) as proc:
-        deadline = time.monotonic() + 60
-        while not os.path.exists(args['ready']):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, 'worker never got ready'
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    helpers.kill_when_ready(os.path.join(HERE, 'ib_contract_worker.py'), args)
 
 
 @pytest.mark.parametrize('source', ['image', 'func'])

@@ -7,12 +7,7 @@ create killed half way is part of the backend contract:
 test_ib_contract.py.)
 """
 
-import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import nova.conf
 from nova.virt.libvirt import disk_funcs
@@ -25,17 +20,7 @@ MiB = helpers.MiB
 
 
 def _kill_when_ready(args):
-    with subprocess.Popen(
-            [sys.executable, os.path.join(HERE, 'ib_crash_worker.py'),
-             json.dumps(args)], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True) as proc:
-        deadline = time.monotonic() + 60
-        while not os.path.exists(args['ready']):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, 'worker never got ready'
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    helpers.kill_when_ready(os.path.join(HERE, 'ib_crash_worker.py'), args)
 
 
 def _args(tmp_path, **kw):
