@@ -212,7 +212,8 @@ def test_unknown_field():
     dict(size=-1),
 ], ids=['lvm-no-vg', 'rbd-no-pool', 'qcow2-no-backing-format',
         'flat-backing-format', 'rbd-backing-format', 'lvm-qcow2',
-        'two-sources', 'dotdot', 'slash', 'empty-name', 'vg-dotdot', 'negative-size'])
+        'two-sources', 'dotdot', 'slash', 'empty-name', 'vg-dotdot',
+        'negative-size'])
 def test_inconsistent_fields(overrides):
     with pytest.raises(exception.DiskMetadataInvalid):
         _load(_primitive(**overrides))
