@@ -126,3 +126,21 @@ def test_resize_to_the_same_size_is_a_no_op(lvm, cache, image_service):
     disk, where = _filled(lvm, cache, image_service)
     disk.resize(SIZE)
     assert lvm.aliases.extents(lvm.vg, disk.record.volume_name) == where
+
+
+def test_volume_that_appears_meanwhile_is_kept(lvm, cache):
+    instance = helpers.Instance()
+    name = policy.volume_name(instance.uuid, 'disk.swap')
+    record = libvirt_disk.LibvirtDiskMetadata(
+        backend='lvm', format='raw', size=SIZE, disk_name='disk.swap',
+        volume_group=lvm.vg, volume_name=name, cache_name='swap_64')
+    disk = backends.backend_for(instance, record, cache=cache)
+
+    def someone_else_makes_it(target, size):
+        storage_lvm.create_volume(lvm.vg, name, size)
+
+    with pytest.raises(exception.DiskAlreadyExists):
+        disk.create_from_func(None, someone_else_makes_it, 'swap_64', SIZE)
+
+    assert sorted(lv for lv in storage_lvm.volumes(lvm.vg)
+                  if lv.startswith(instance.uuid)) == [name]

@@ -104,11 +104,17 @@ class BlockImage(base.Image):
         self._create_volume(temp, size)
         try:
             yield self._device_path(temp)
-            if self.exists():
-                raise exception.DiskAlreadyExists(
-                    instance_uuid=self.instance_uuid,
-                    disk_name=self.disk_name, location=self._location())
-            self._rename_volume(temp, self.volume_name)
+            try:
+                self._rename_volume(temp, self.volume_name)
+            except exception.ProcessFailed:
+                # The volume manager refuses to rename onto an existing
+                # volume: one that appeared meanwhile is kept.
+                if self.exists():
+                    raise exception.DiskAlreadyExists(
+                        instance_uuid=self.instance_uuid,
+                        disk_name=self.disk_name,
+                        location=self._location())
+                raise
         except BaseException:
             try:
                 self._remove_if_there(temp)
@@ -170,7 +176,8 @@ class BlockImage(base.Image):
 
     @abc.abstractmethod
     def _rename_volume(self, old, new):
-        """Rename a volume (never replacing one)."""
+        """Rename a volume; ProcessFailed (nothing renamed) if ``new``
+        exists."""
 
     @abc.abstractmethod
     def _wipe(self, name, size):
