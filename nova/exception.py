@@ -242,6 +242,28 @@ class DiskLayoutMismatch(NovaException):
                "%(found)s.")
 
 
+# --- block and ploop storage (imagebackend/lvm.py, ploop.py) -----------------
+
+class DiskRemoveFailed(NovaException):
+    """A disk could not be removed; it is still there."""
+    msg_fmt = ("Removing disk %(disk_name)s of instance %(instance_uuid)s "
+               "failed, the disk is kept: %(reason)s")
+
+
+class VolumeWipeFailed(DiskRemoveFailed):
+    """Wiping a volume before its removal failed: it was not removed."""
+    msg_fmt = ("Wiping volume %(volume)s of disk %(disk_name)s of instance "
+               "%(instance_uuid)s (volume_clear = %(method)s) failed, the "
+               "volume is kept: %(reason)s")
+
+
+class PloopOperationUnsupported(NovaException):
+    """Only the ploop kernel module could do this, and it is not here."""
+    msg_fmt = ("Disk %(disk_name)s of instance %(instance_uuid)s: "
+               "%(operation)s needs the ploop kernel module, which this "
+               "host does not have.")
+
+
 class CacheEntryInvalid(NovaException):
     msg_fmt = "Image cache entry %(name)s is unusable: %(reason)s"
 

@@ -14,6 +14,8 @@ PACKAGES=(
   # libvirt: python bindings build from source; daemon + KVM for end-to-end
   libvirt-dev pkg-config libvirt-daemon libvirt-daemon-driver-qemu
   libvirt-clients qemu-system-x86 qemu-block-extra
+  # block and container storage: LVM metadata on a loop device, ploop images
+  lvm2 ploop
   # databases
   postgresql mariadb-server
   # build helpers for python wheels

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs a command with the real services the functional tests need:
-#   PostgreSQL and MariaDB on 127.0.0.1 (throwaway servers, fsync off) and
-#   libvirtd with KVM (qemu:///system); and the venv holding upstream Nova
+#   PostgreSQL and MariaDB on 127.0.0.1 (throwaway servers, fsync off),
+#   libvirtd with KVM (qemu:///system) and an LVM volume group on a loop
+#   device (tools/services/lvm.sh); and the venv holding upstream Nova
 #   34.0.0 (tools/upstream/venv.sh), named by NOVA_TEST_UPSTREAM_PYTHON.
 # Each tools/services/<name>.sh start prints KEY=VALUE lines that tell the
 # tests where the service is; they are exported for the command. Every
@@ -11,7 +12,7 @@
 # Usage: tools/with-services.sh COMMAND [ARGS...]
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-SERVICES=${NOVA_TEST_SERVICES:-postgresql mariadb libvirtd}
+SERVICES=${NOVA_TEST_SERVICES:-postgresql mariadb libvirtd lvm}
 export NOVA_TEST_SERVICES_DIR=${NOVA_TEST_SERVICES_DIR:-/tmp/nova-test-services}
 
 started=()

@@ -25,26 +25,9 @@ from oslo_versionedobjects import exception as ovo_exc
 from nova import exception
 from nova.objects import base
 from nova.objects import fields
+from nova.virt.libvirt.imagebackend import specs
 
 _VERSION = re.compile(r'^[0-9]+\.[0-9]+$')
-
-# Which location field each backend needs; checked on load and on create.
-_REQUIRED_LOCATION = {
-    fields.DiskBackend.FLAT: (),
-    fields.DiskBackend.QCOW2: (),
-    fields.DiskBackend.LVM: ('volume_group', 'volume_name'),
-    fields.DiskBackend.RBD: ('rbd_pool', 'volume_name'),
-    fields.DiskBackend.PLOOP: (),
-}
-
-# The formats each backend can hold.
-_ALLOWED_FORMATS = {
-    fields.DiskBackend.FLAT: (fields.DiskFormat.RAW, fields.DiskFormat.QCOW2),
-    fields.DiskBackend.QCOW2: (fields.DiskFormat.QCOW2,),
-    fields.DiskBackend.LVM: (fields.DiskFormat.RAW,),
-    fields.DiskBackend.RBD: (fields.DiskFormat.RAW,),
-    fields.DiskBackend.PLOOP: (fields.DiskFormat.PLOOP,),
-}
 
 
 @base.NovaObjectRegistry.register
@@ -65,8 +48,11 @@ class LibvirtDiskMetadata(base.NovaObject):
         ``disk.swap``. File backends keep it at
         ``$instances_path/<uuid>/<disk_name>``.
     ``backing_format``
-        qcow2 backend only: format of the cached base the overlay sits on
-        (``-F`` on create, ``<backingStore>`` in the guest XML).
+        The format of the cached base the disk is built from, for the
+        backends whose spec keeps it: qcow2 (required: the base the overlay
+        sits on, ``-F`` on create, ``<backingStore>`` in the guest XML) and
+        lvm (optional, raw when absent: ``-f`` of the convert into the
+        volume).
     ``volume_group`` / ``rbd_pool`` / ``volume_name``
         Block backends only: the LVM volume group or the RBD pool, and the
         LV or RBD image name inside it.
@@ -133,17 +119,19 @@ class LibvirtDiskMetadata(base.NovaObject):
                     self.obj_set_defaults(name)
                 else:
                     setattr(self, name, None)
-        if self.format not in _ALLOWED_FORMATS[self.backend]:
+        spec = specs.SPECS[self.backend]
+        if self.format not in spec.formats:
             raise exception.DiskMetadataInvalid(
                 reason='backend %s cannot hold format %s' % (
                     self.backend, self.format))
-        if (self.backend == fields.DiskBackend.QCOW2) != bool(
-                self.backing_format):
+        if self.backing_format and not spec.keeps_base_format:
             raise exception.DiskMetadataInvalid(
-                reason='backing_format is set exactly for backend qcow2, '
-                       'got backend %s with backing_format %s' % (
-                           self.backend, self.backing_format))
-        for name in _REQUIRED_LOCATION[self.backend]:
+                reason='backend %s keeps no backing_format, got %s' % (
+                    self.backend, self.backing_format))
+        if spec.overlay and not self.backing_format:
+            raise exception.DiskMetadataInvalid(
+                reason='backend %s needs backing_format' % self.backend)
+        for name in spec.location:
             if not getattr(self, name):
                 raise exception.DiskMetadataInvalid(
                     reason='backend %s needs %s' % (self.backend, name))
@@ -182,6 +170,10 @@ class LibvirtDiskMetadata(base.NovaObject):
             primitive = jsonutils.loads(driver_info)
         except (TypeError, ValueError) as e:
             raise exception.DiskMetadataMalformed(reason=str(e))
+        except RecursionError:
+            # Nesting deep enough to exhaust the parser is not a record.
+            raise exception.DiskMetadataMalformed(
+                reason='nested too deeply to be a disk record')
         if not isinstance(primitive, dict):
             raise exception.DiskMetadataMalformed(
                 reason='top level is %s, not an object' %

@@ -13,6 +13,7 @@ import nova.conf
 from nova import image
 from nova.image import local
 from nova.virt.libvirt.imagebackend import cache as image_cache
+from tests.functional import lvm_harness
 
 import ib_func_helpers
 
@@ -85,3 +86,12 @@ def cache(conf, image_service):
 @pytest.fixture
 def base_dir(conf):
     return os.path.join(CONF.instances_path, '_base')
+
+
+lvm_vg = lvm_harness.lvm_vg
+
+
+@pytest.fixture
+def lvm(conf, lvm_vg):  # noqa: F811
+    """The test volume group (see tests/functional/lvm_harness.py)."""
+    return lvm_vg

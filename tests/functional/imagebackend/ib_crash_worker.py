@@ -3,10 +3,7 @@
 Run as ``python ib_crash_worker.py '<json>'`` with keys instances_path,
 lock_path, ready (a file created once the entry is half made), and either
 ``template`` (a name: the template function hangs after writing) or
-``service`` + ``image_id`` (the download hangs after its first chunk), or
-``disk`` (a record's driver_info) + ``uuid`` + ``service``: the disk's
-create hangs half way (a qcow2 overlay before qemu-img wrote it, a flat
-copy before it grew).
+``service`` + ``image_id`` (the download hangs after its first chunk).
 """
 
 import json
@@ -17,7 +14,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import ib_func_helpers as helpers  # noqa: E402
-import nova.conf  # noqa: E402
 from nova import image  # noqa: E402
 from nova.virt.libvirt.imagebackend import cache as image_cache  # noqa
 
@@ -42,38 +38,10 @@ class HangingService(helpers.CountingImageService):
         return first_then_hang()
 
 
-def create_disk_and_hang(args):
-    from nova.objects import libvirt_disk
-    from nova.virt.libvirt import imagebackend
-    from nova.virt.libvirt.imagebackend import flat
-    from nova.virt import qemu_img
-
-    def hang_instead(*_args, **_kwargs):
-        hang(args['ready'])
-
-    # The disk is half made when the process dies: an empty overlay file
-    # (qemu-img never ran), or a copy of the base not grown yet.
-    qemu_img.create = hang_instead
-    flat.Flat._grow = hang_instead
-    record = libvirt_disk.LibvirtDiskMetadata.from_driver_info(args['disk'])
-    service = helpers.CountingImageService.from_spec(args['service'])
-    cache = image_cache.ImageCache(image_api=image.API(service=service))
-    disk = imagebackend.backend_for(helpers.Instance(args['uuid']), record,
-                                    cache=cache)
-    disk.create_from_image(None, record.image_id)
-
-
 def main():
     args = json.loads(sys.argv[1])
-    conf = nova.conf.CONF
-    conf([], project='nova', default_config_files=[],
-         default_config_dirs=[])
-    conf.set_override('instances_path', args['instances_path'])
-    conf.set_override('lock_path', args['lock_path'],
-                      group='oslo_concurrency')
-    if 'disk' in args:
-        create_disk_and_hang(args)
-    elif 'template' in args:
+    helpers.configure_worker(args)
+    if 'template' in args:
         def func(target, size):
             with open(target, 'r+b') as f:
                 f.write(b'half a filesystem')

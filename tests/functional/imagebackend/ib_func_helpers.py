@@ -10,8 +10,11 @@ mkfs, mkswap, blkid.
 import collections
 import json
 import os
+import signal
 import subprocess
+import sys
 import threading
+import time
 import uuid
 
 from nova.image import local
@@ -130,3 +133,31 @@ def files_under(path):
         for name in files:
             found.append(os.path.relpath(os.path.join(root, name), path))
     return sorted(found)
+
+
+def configure_worker(args):
+    """In a worker process: parse no config files, then take
+    ``instances_path`` and ``lock_path`` from the worker's JSON args."""
+    import nova.conf
+    conf = nova.conf.CONF
+    conf([], project='nova', default_config_files=[],
+         default_config_dirs=[])
+    conf.set_override('instances_path', args['instances_path'])
+    conf.set_override('lock_path', args['lock_path'],
+                      group='oslo_concurrency')
+
+
+def kill_when_ready(worker, args):
+    """Run ``python worker '<args as json>'``, SIGKILL it once the file
+    ``args['ready']`` exists (it must within 60 s), and reap it."""
+    with subprocess.Popen(
+            [sys.executable, worker, json.dumps(args)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True) as proc:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(args['ready']):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, 'worker never got ready'
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()

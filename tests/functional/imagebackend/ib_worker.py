@@ -14,7 +14,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import ib_func_helpers as helpers  # noqa: E402
-import nova.conf  # noqa: E402
 from nova import image  # noqa: E402
 from nova.virt.libvirt import imagebackend  # noqa: E402
 from nova.virt.libvirt.imagebackend import cache as image_cache  # noqa
@@ -22,12 +21,7 @@ from nova.virt.libvirt.imagebackend import cache as image_cache  # noqa
 
 def main():
     args = json.loads(sys.argv[1])
-    conf = nova.conf.CONF
-    conf([], project='nova', default_config_files=[],
-         default_config_dirs=[])
-    conf.set_override('instances_path', args['instances_path'])
-    conf.set_override('lock_path', args['lock_path'],
-                      group='oslo_concurrency')
+    helpers.configure_worker(args)
     service = helpers.CountingImageService.from_spec(args['service'])
     cache = image_cache.ImageCache(image_api=image.API(service=service))
     record = helpers.make_record(args['backend'], args['cache_format'],

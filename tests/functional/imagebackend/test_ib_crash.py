@@ -2,24 +2,16 @@
 
 The entry's lock dies with the process (a kernel file lock), and the retry
 finds only leftovers it may remove: it makes the entry as if nothing had
-happened, and nothing of the dead attempt stays in the cache.
+happened, and nothing of the dead attempt stays in the cache. (A disk's
+create killed half way is part of the backend contract:
+test_ib_contract.py.)
 """
 
-import json
 import os
-import re
-import signal
-import subprocess
-import sys
-import time
-
-import pytest
 
 import nova.conf
-from nova import objects
 from nova.virt import staging
 from nova.virt.libvirt import disk_funcs
-from nova.virt.libvirt.imagebackend import manager
 
 import ib_func_helpers as helpers
 
@@ -29,17 +21,7 @@ MiB = helpers.MiB
 
 
 def _kill_when_ready(args):
-    with subprocess.Popen(
-            [sys.executable, os.path.join(HERE, 'ib_crash_worker.py'),
-             json.dumps(args)], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True) as proc:
-        deadline = time.monotonic() + 60
-        while not os.path.exists(args['ready']):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, 'worker never got ready'
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    helpers.kill_when_ready(os.path.join(HERE, 'ib_crash_worker.py'), args)
 
 
 def _args(tmp_path, **kw):
@@ -74,42 +56,3 @@ def test_killed_fetch_then_retry(cache, base_dir, image_service, image_files,
     assert sorted(os.listdir(base_dir)) == [entry.name, entry.name + '.info']
     assert image_service.counted_downloads(image_id) == 2
     assert helpers.same_content(entry.path, 'raw', image_files['raw'], 'raw')
-
-
-@pytest.mark.parametrize('backend,cache_format', [
-    ('qcow2', 'raw'), ('flat', 'raw'), ('flat', 'qcow2')])
-def test_killed_disk_create_then_retry(cache, image_service, image_files,
-                                       tmp_path, backend, cache_format):
-    """The spawn's retry after a SIGKILL half way through a disk: the
-    DiskManager keeps a recorded disk that exists, so a half-made one must
-    never be at the disk's name."""
-    image_id = image_service.ids[cache_format]
-    instance = helpers.Instance()
-    record = helpers.make_record(backend, cache_format, 64 * MiB,
-                                 image_id=image_id)
-    _kill_when_ready(_args(tmp_path, disk=record.to_driver_info(),
-                           uuid=instance.uuid,
-                           service=image_service.spec()))
-    instance_dir = os.path.join(CONF.instances_path, instance.uuid)
-    [leftover] = os.listdir(instance_dir)  # the dead attempt, not 'disk'
-    assert re.match(r'^\.disk\.[0-9a-f]{16}\.part$', leftover), leftover
-
-    bdm = objects.BlockDeviceMapping(
-        instance_uuid=instance.uuid, source_type='image',
-        destination_type='local', boot_index=0, image_id=image_id,
-        device_name='/dev/vda', id=1, driver_info=record.to_driver_info())
-    [disk] = manager.DiskManager(cache=cache).create_local_disks(
-        None, instance, None, [bdm])
-
-    assert os.listdir(instance_dir) == ['disk']
-    info = helpers.qemu_info(disk.backend.path, record.format)
-    assert info['virtual-size'] == record.size
-    assert info.get('backing-filename-format') == record.backing_format
-    assert helpers.same_content(disk.backend.path, record.format,
-                                image_files['raw'], 'raw')
-
-    # remove() takes a dead attempt's part with the disk.
-    with open(os.path.join(instance_dir, leftover), 'wb') as f:
-        f.write(b'half a disk')
-    disk.backend.remove()
-    assert os.listdir(instance_dir) == []

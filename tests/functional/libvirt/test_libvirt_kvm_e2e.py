@@ -17,12 +17,17 @@ import pytest
 import nova.conf
 from nova.virt.libvirt import driver as libvirt_driver
 from nova.virt.libvirt import host as libvirt_host
+from nova.virt.libvirt.imagebackend import backends as disk_backends
 from nova.virt.libvirt.imagebackend import manager as disk_manager
+from nova.virt.libvirt.imagebackend import specs
+from tests.functional import lvm_harness
 
 import lv_func_helpers as helpers
 
 CONF = nova.conf.CONF
 URI_ENV = 'NOVA_TEST_LIBVIRT_URI'
+
+lvm_vg = lvm_harness.lvm_vg
 
 
 @pytest.fixture
@@ -114,3 +119,41 @@ def test_kvm_guest_with_disks_of_every_backend(kvm_driver, conf, context,
         assert dom.blockInfo(target)[0] == record.size, name
         assert live[target] == (record.format, [record.backing_format]
                                 if record.backing_format else []), name
+
+
+@pytest.mark.parametrize('backend', sorted(disk_backends.BACKENDS))
+def test_kvm_guest_opens_every_backend_as_recorded(kvm_driver, conf,
+                                                   context, images, backend,
+                                                   request):
+    """The backend contract under KVM: a guest with a root, an ephemeral
+    and a swap disk of each registered backend starts, and QEMU opens each
+    disk with the recorded format and size (an Lvm disk as a block
+    device)."""
+    driver, spawned = kvm_driver
+    spec = specs.SPECS[backend]
+    conf.config(group='libvirt', images_type=backend)
+    conf.config(force_raw_images=True, use_cow_images=False)
+    if spec.container == ('volume_group', 'images_volume_group'):
+        conf.config(group='libvirt',
+                    images_volume_group=request.getfixturevalue(
+                        'lvm_vg').vg)
+    image_meta = images['raw']
+    instance, bdms = helpers.create_instance(context, image_meta,
+                                             ephemerals=1)
+    driver.spawn(context, instance, image_meta, bdms)
+    spawned.append((context, instance))
+
+    dom = driver.host.lookup_domain(instance)
+    assert dom.isActive()
+    records = helpers.records(context, instance)
+    assert {r.backend for r in records.values()} == {backend}
+    live = live_disks(dom)
+    element = etree.fromstring(dom.XMLDesc(0))
+    for target, name in zip(['vda', 'vdb', 'vdc'],
+                            ['disk', 'disk.local', 'disk.swap']):
+        record = records[name]
+        assert dom.blockInfo(target)[0] == record.size, name
+        assert live[target][0] == record.format, name
+        [disk] = [d for d in element.findall('./devices/disk')
+                  if d.find('target').get('dev') == target]
+        assert disk.get('type') == spec.source_type, name

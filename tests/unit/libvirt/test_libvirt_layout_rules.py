@@ -21,7 +21,7 @@ NOVA_DIR = os.path.dirname(os.path.abspath(nova.__file__))
 
 LAYOUT_OPTIONS = {'images_type', 'use_cow_images', 'force_raw_images',
                   'images_volume_group', 'images_rbd_pool',
-                  'preallocate_images'}
+                  'preallocate_images', 'sparse_logical_volumes'}
 SQL_MODULES = ('sqlalchemy', 'alembic')
 LAYOUT_READERS = {'virt/libvirt/imagebackend/policy.py',
                   'virt/libvirt/imagebackend/legacy.py'}

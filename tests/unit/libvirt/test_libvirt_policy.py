@@ -90,6 +90,21 @@ def test_backend_from_images_type_and_use_cow(conf, images_type,
         assert plan_one(bdm).backend == backend
 
 
+def test_sparse_logical_volumes_is_refused_at_planning(conf):
+    conf.config(group='libvirt', images_type='lvm',
+                images_volume_group='nova-vg', sparse_logical_volumes=True)
+    with pytest.raises(exception.DiskPlanningFailed) as e:
+        plan_one(root_bdm())
+    msg = str(e.value)
+    assert 'sparse_logical_volumes' in msg and UUID in msg and 'disk' in msg
+
+
+def test_sparse_logical_volumes_is_ignored_by_other_backends(conf):
+    conf.config(group='libvirt', images_type='flat',
+                sparse_logical_volumes=True)
+    assert plan_one(root_bdm()).backend == 'flat'
+
+
 def test_lvm_backend(conf):
     conf.config(group='libvirt', images_type='lvm',
                 images_volume_group='nova-vg')
@@ -114,7 +129,7 @@ ROOT_FORMATS = {
     ('qcow2', 'qcow2', True): ('qcow2', 'raw'),
     ('qcow2', 'qcow2', False): ('qcow2', 'qcow2'),
     ('qcow2', 'vmdk', False): ('qcow2', 'raw'),
-    ('lvm', 'qcow2', False): ('raw', None),
+    ('lvm', 'qcow2', False): ('raw', 'qcow2'),
     ('lvm', 'raw', True): ('raw', None),
     ('rbd', 'qcow2', False): ('raw', None),
     ('rbd', 'raw', True): ('raw', None),

@@ -41,6 +41,9 @@ def _load(primitive):
             disk_name='disk.local'),
     _record(backend='lvm', format='raw', backing_format=None,
             volume_group='nova-vg', volume_name='uuid_disk'),
+    # An Lvm record keeps the format of the base it was converted from.
+    _record(backend='lvm', format='raw', backing_format='qcow2',
+            volume_group='nova-vg', volume_name='uuid_disk'),
     _record(backend='rbd', format='raw', backing_format=None,
             rbd_pool='vms', volume_name='uuid_disk.swap', image_id=None,
             cache_name='swap_512', disk_name='disk.swap'),
@@ -190,8 +193,10 @@ def test_unknown_field():
          volume_name='uuid_disk'),
     # a qcow2 overlay must name its base's format
     dict(backing_format=None),
-    # backing_format only means something for the qcow2 backend
+    # backing_format only means something where the spec keeps it
     dict(backend='flat', format='raw', backing_format='raw'),
+    dict(backend='rbd', format='raw', backing_format='qcow2',
+         rbd_pool='vms', volume_name='uuid_disk'),
     # a backend that cannot hold the format
     dict(backend='lvm', format='qcow2', backing_format=None,
          volume_group='vg', volume_name='lv'),
@@ -206,8 +211,9 @@ def test_unknown_field():
     # negative sizes are not sizes
     dict(size=-1),
 ], ids=['lvm-no-vg', 'rbd-no-pool', 'qcow2-no-backing-format',
-        'flat-backing-format', 'lvm-qcow2', 'two-sources', 'dotdot',
-        'slash', 'empty-name', 'vg-dotdot', 'negative-size'])
+        'flat-backing-format', 'rbd-backing-format', 'lvm-qcow2',
+        'two-sources', 'dotdot', 'slash', 'empty-name', 'vg-dotdot',
+        'negative-size'])
 def test_inconsistent_fields(overrides):
     with pytest.raises(exception.DiskMetadataInvalid):
         _load(_primitive(**overrides))
@@ -232,3 +238,11 @@ def test_loading_does_not_alter_the_input():
     before = copy.deepcopy(primitive)
     _load(primitive)
     assert primitive == before
+
+
+@pytest.mark.parametrize('opener', ['[', '{"a":'])
+def test_nesting_that_exhausts_the_parser_is_malformed(opener):
+    """Issue 10: a record nested deep enough to exhaust the JSON parser is
+    refused with the same typed error as any bad record."""
+    with pytest.raises(exception.DiskMetadataMalformed):
+        objects.LibvirtDiskMetadata.from_driver_info(opener * 200000)

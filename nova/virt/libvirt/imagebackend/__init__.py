@@ -1,44 +1,49 @@
 """Local disks of libvirt instances, one backend per layout.
 
-``backend_for(instance, record)`` returns the backend object that serves a
-disk's persisted record (``LibvirtDiskMetadata``); ``BACKENDS`` maps each
-recorded backend name to its class. A new backend is one module and one
-entry in the table.
+The contract names are importable from here (``Flat``, ``Qcow2``, ``Lvm``,
+``Ploop``, ``Image``, ``DiskManager``, ``BACKENDS``, ``backend_for``,
+``ImageCache``, ``CacheEntry``, ``get_cache``). They are resolved on first
+use, so that importing one module of the package (``specs``, which the
+record's object reads) does not import the whole package, and no module of
+it ever needs to import the package itself.
+
+Where each lives: ``base.py`` (the contract), ``file.py`` and ``block.py``
+(the mid-levels), one module per backend, ``specs.py`` (one spec per
+backend), ``backends.py`` (the registry), ``cache.py``, ``policy.py``,
+``manager.py``.
 """
 
-from nova import exception
-from nova.virt.libvirt.imagebackend.base import Image
-from nova.virt.libvirt.imagebackend.cache import CacheEntry
-from nova.virt.libvirt.imagebackend.cache import get_cache
-from nova.virt.libvirt.imagebackend.cache import ImageCache
-from nova.virt.libvirt.imagebackend.flat import Flat
-from nova.virt.libvirt.imagebackend.manager import DiskManager  # noqa
-from nova.virt.libvirt.imagebackend.qcow2 import Qcow2
+import importlib
 
-__all__ = ['BACKENDS', 'CacheEntry', 'DiskManager', 'Flat', 'Image',
-           'ImageCache', 'Qcow2', 'backend_for', 'get_cache']
-
-#: record.backend -> the class that serves it.
-BACKENDS = {
-    Flat.backend_name: Flat,
-    Qcow2.backend_name: Qcow2,
+#: Contract name -> the module of this package that defines it.
+_EXPORTS = {
+    'BACKENDS': 'backends',
+    'backend_for': 'backends',
+    'Flat': 'flat',
+    'Qcow2': 'qcow2',
+    'Lvm': 'lvm',
+    'Ploop': 'ploop',
+    'Image': 'base',
+    'DiskManager': 'manager',
+    'CacheEntry': 'cache',
+    'ImageCache': 'cache',
+    'get_cache': 'cache',
 }
 
+__all__ = sorted(_EXPORTS)
 
-def backend_for(instance, record, cache=None):
-    """Return the backend object for one disk, built from its record alone.
 
-    :param instance: anything with a ``uuid``.
-    :param record: the disk's LibvirtDiskMetadata.
-    :param cache: an ImageCache (default: the process-wide one).
-    :raises: BackendUnavailable if this host has no such backend.
-    """
+def __getattr__(name):
     try:
-        cls = BACKENDS[record.backend]
+        module = _EXPORTS[name]
     except KeyError:
-        raise exception.BackendUnavailable(
-            instance_uuid=getattr(instance, 'uuid', None),
-            disk_name=record.disk_name, backend=record.backend,
-            reason='no backend of that name here (have: %s)' %
-                   ', '.join(sorted(BACKENDS)))
-    return cls(instance, record, cache=cache)
+        raise AttributeError('module %r has no attribute %r' % (
+            __name__, name)) from None
+    value = getattr(importlib.import_module('%s.%s' % (__name__, module)),
+                    name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,60 +1,46 @@
-"""Image: the contract of a local-disk backend, and the steps they share.
+"""Image: the contract of a local-disk backend, and what every kind shares.
 
 A backend object is built from an instance (anything with a ``uuid``) and
 the disk's persisted record (``LibvirtDiskMetadata``), and never from node
-configuration: the record says the backend, the format, the size and the
-source of the disk. The base class owns everything that does not depend on
-the backend:
+configuration: the record says the backend, the format, the size, the
+location and the source of the disk. This base owns only what does not
+depend on where the disk is kept:
 
-* resolving the disk's path (``$instances_path/<uuid>/<disk_name>``, proven
-  to stay under ``instances_path``) and creating the instance directory;
-* checking the arguments of a create against the record (a disk made from
-  another image, or with another size, than was recorded is refused);
-* fetching the base or making the template through the image cache, and
-  refusing an image larger than the recorded size before any disk byte is
-  written;
-* building each disk under a private temporary name and publishing it
-  complete, atomically, at its final name; removing whatever a failed
-  create made, and the leftovers of a killed one (``_new_disk``);
+* checking the record against the class's spec (``specs.py``) and the
+  arguments of a create against the record (a disk made from another
+  image, or with another size, than was recorded is refused);
+* ``create_from_image`` / ``create_from_func`` as template methods: fetch
+  the base or make the template through the image cache, refuse an image
+  larger than the recorded size before any disk byte is written, then
+  build the disk in a staging place (``_staged``) that is published
+  complete under the disk's name, or removed;
+* ``resize`` (grow only, the recorded format pinned);
 * turning unexpected failures into ``DiskCreateFailed`` /
   ``DiskResizeFailed`` naming the instance and the disk;
 * the common part of the guest's ``<disk>`` element.
 
-A subclass (``flat.py``, ``qcow2.py``) implements only what differs: which
-cache format it builds from, how it turns a cache entry into its disk, how
-it grows, and what lies under the disk (``<backingStore>``).
+Where the disk lives is a mid-level's business, as in Nova's libvirt
+volume drivers: ``file.FileImage`` (a file under ``instances_path``:
+Flat, Qcow2, Ploop) and ``block.BlockImage`` (a block device: Lvm); a
+network backend (Rbd) sits beside them with no local path at all. A
+backend module then supplies only what makes it different.
 """
 
 import abc
 import contextlib
-import os
-import re
-import secrets
-import stat
 
 from oslo_log import log as logging
 
-import nova.conf
 from nova import exception
 from nova import utils
 from nova.virt.libvirt import config
 from nova.virt.libvirt.imagebackend import cache as image_cache
-from nova.virt import qemu_img
+from nova.virt.libvirt.imagebackend import specs
 
 LOG = logging.getLogger(__name__)
-CONF = nova.conf.CONF
 
-# How qemu-img names each recorded format.
-QEMU_FORMATS = {'raw': 'raw', 'qcow2': 'qcow2', 'ploop': 'parallels'}
-
-# New disk files hold guest data: private to the service (libvirt relabels
-# them for qemu).
-DISK_MODE = 0o600
-
-#: A disk is built as '.<disk_name>.<16 hex>.part' in the instance
-#: directory, then published at its name (see Image._new_disk).
-PART_SUFFIX = '.part'
-_PART_TOKEN_BYTES = 8
+# Kept for callers that name qemu-img formats through this module.
+QEMU_FORMATS = specs.QEMU_FORMATS
 
 # Errors that already say precisely what was wrong with the request, and
 # that callers handle by type: they pass through the create unchanged.
@@ -66,41 +52,36 @@ _PASS_THROUGH = (
     exception.DiskCreateFailed,
 )
 
-#: What a verified disk's metadata is compared on, in messages' order.
-_LAYOUT_KEYS = ('format', 'backing_file', 'backing_format', 'data_file')
-
 
 class Image(metaclass=abc.ABCMeta):
     """One local disk of an instance, laid out as its record says.
 
     :param instance: anything with a ``uuid`` (validated: a canonical
-        UUID, so that it is one safe path component).
+        UUID, so that it is one safe name component).
     :param record: a ``LibvirtDiskMetadata`` whose ``backend`` is this
-        class's ``backend_name``; it is validated here.
+        class's ``spec.name``; it is validated here.
     :param cache: the ``ImageCache`` to build from (default: the process'
         ``cache.get_cache()``).
     """
 
-    #: The ``record.backend`` value this class serves.
-    backend_name = None
-    #: The libvirt ``<disk type=...>`` of this backend's disks.
-    source_type = 'file'
+    #: This backend's specs.BackendSpec.
+    spec = None
 
     def __init__(self, instance, record, cache=None):
         self.instance_uuid = utils.validate_uuid(
             getattr(instance, 'uuid', None))
         record.validate()
         if record.disk_name.startswith('.'):
-            # Hidden names are the instance directory's bookkeeping (the
-            # parts disks are built under): never a disk's.
+            # Hidden names are the backends' bookkeeping (the parts disks
+            # are built under): never a disk's.
             raise exception.DiskMetadataInvalid(
                 reason='disk name %r of instance %s starts with a dot' % (
                     record.disk_name, self.instance_uuid))
-        if record.backend != self.backend_name:
+        if record.backend != self.spec.name:
             raise exception.InvalidInput(
                 reason='disk %s of instance %s is recorded on backend %s, '
                        'not %s' % (record.disk_name, self.instance_uuid,
-                                   record.backend, self.backend_name))
+                                   record.backend, self.spec.name))
         self.record = record
         self._cache = cache
 
@@ -109,7 +90,10 @@ class Image(metaclass=abc.ABCMeta):
             type(self).__name__, self.instance_uuid, self.record.disk_name,
             self.record.format, self.record.size, self.record.source)
 
-    # --- where the disk is ---------------------------------------------------
+    @property
+    def backend_name(self):
+        """The ``record.backend`` value this class serves."""
+        return self.spec.name
 
     @property
     def cache(self):
@@ -120,20 +104,9 @@ class Image(metaclass=abc.ABCMeta):
         return self.record.disk_name
 
     @property
-    def instance_dir(self):
-        """``$instances_path/<uuid>``, proven to stay under instances_path."""
-        return utils.safe_join(CONF.instances_path, self.instance_uuid)
-
-    @property
-    def path(self):
-        """``$instances_path/<uuid>/<disk_name>``, proven to stay under it."""
-        return utils.safe_join(CONF.instances_path, self.instance_uuid,
-                               self.record.disk_name)
-
-    @property
     def qemu_format(self):
         """The recorded format, as qemu-img names it (pinned with -f)."""
-        return QEMU_FORMATS[self.record.format]
+        return specs.QEMU_FORMATS[self.record.format]
 
     # --- the contract --------------------------------------------------------
 
@@ -158,9 +131,9 @@ class Image(metaclass=abc.ABCMeta):
             if entry.virtual_size > size:
                 raise exception.FlavorDiskSmallerThanImage(
                     flavor_size=size, image_size=entry.virtual_size)
-            with self._new_disk() as path:
-                self._create_from_entry(path, entry, size)
-                self._preallocate(path, size)
+            with self._staged(size) as target:
+                self._create_from_entry(target, entry, size)
+                self._finish(target, size)
         LOG.info('Created %(disk)r', {'disk': self})
 
     def create_from_func(self, context, func, cache_name, size):
@@ -175,10 +148,13 @@ class Image(metaclass=abc.ABCMeta):
         self._check_func_args(func, cache_name, size)
         self._refuse_existing()
         with self._create_errors('template %s' % cache_name):
-            entry = self.cache.ensure_template(cache_name, func, size)
-            with self._new_disk() as path:
-                self._create_from_template(path, entry, size)
-                self._preallocate(path, size)
+            entry = self._template(func, cache_name, size)
+            with self._staged(size) as target:
+                if entry is None:
+                    func(target, size)
+                else:
+                    self._create_from_template(target, entry, size)
+                self._finish(target, size)
         LOG.info('Created %(disk)r', {'disk': self})
 
     def check_available(self):
@@ -192,17 +168,14 @@ class Image(metaclass=abc.ABCMeta):
         :raises: BackendUnavailable naming the instance, disk and backend.
         """
 
+    @abc.abstractmethod
     def exists(self):
-        """True if the disk's file is there."""
-        return os.path.lexists(self.path)
+        """True if the disk is there (complete: see ``_staged``)."""
 
+    @abc.abstractmethod
     def remove(self):
         """Remove the disk, and what a killed create of it left behind;
         removing a missing disk is not an error."""
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
-            LOG.info('Removed %(disk)r', {'disk': self})
-        self._remove_stale_parts()
 
     def resize(self, size):
         """Grow the disk to ``size`` bytes, with its recorded format pinned.
@@ -221,12 +194,13 @@ class Image(metaclass=abc.ABCMeta):
         if not self.exists():
             raise exception.DiskNotFound(instance_uuid=self.instance_uuid,
                                          disk_name=self.disk_name)
-        # Growing opens the disk with its recorded format: first prove the
-        # file is what the record says (DiskLayoutMismatch otherwise).
+        # Growing opens the disk with its recorded format: first prove it
+        # is what the record says (DiskLayoutMismatch otherwise).
         self.verify()
         try:
-            self._grow(self.path, size)
-            self._preallocate(self.path, size)
+            target = self._resize_target()
+            self._grow(target, size)
+            self._finish(target, size)
         except (exception.DiskShrinkNotSupported, exception.DiskResizeFailed):
             raise
         except (exception.NovaException, OSError) as e:
@@ -243,96 +217,56 @@ class Image(metaclass=abc.ABCMeta):
         :param target_dev: e.g. 'vda'; ``target_bus``: e.g. 'virtio';
             ``cache_mode``: libvirt's cache attribute; ``discard``: 'unmap',
             'ignore' or None.
-        :returns: config.LibvirtConfigGuestDisk, driver type = record.format
-            and the layers under the disk in ``backing_store``.
+        :returns: config.LibvirtConfigGuestDisk of the spec's source type,
+            driver type = record.format, the layers under the disk in
+            ``backing_store``.
         """
         return config.LibvirtConfigGuestDisk(
-            source_type=self.source_type,
-            source_path=self.path,
+            source_type=self.spec.source_type,
             target_dev=target_dev,
             target_bus=target_bus,
             driver_format=self.record.format,
             driver_cache=cache_mode,
             driver_discard=discard,
-            backing_store=self._backing_store())
-
-    def inspect(self):
-        """What is on disk, read with the recorded format pinned.
-
-        :returns: {'format': 'qcow2', 'virtual_size': 2147483648,
-            'allocated': 200704, 'backing_file': '/.../_base/3f78...',
-            'backing_format': 'raw', 'data_file': None} (the backing keys
-            are None without a backing file, 'data_file' without an
-            external data file).
-        :raises: DiskNotFound, ProcessFailed.
-        """
-        if not self.exists():
-            raise exception.DiskNotFound(instance_uuid=self.instance_uuid,
-                                         disk_name=self.disk_name)
-        info = qemu_img.info(self.path, self.qemu_format)
-        return {
-            'format': info.get('format'),
-            'virtual_size': info.get('virtual-size'),
-            'allocated': info.get('actual-size'),
-            'backing_file': info.get('backing-filename'),
-            'backing_format': info.get('backing-filename-format'),
-            'data_file': _data_file(info),
-        }
+            backing_store=self._backing_store(),
+            **self._libvirt_source())
 
     def verify(self):
         """Prove the disk is laid out as its record says, before anything
         opens it with the recorded format (a resize, a guest defined and
         started from the records).
 
-        A record can say qcow2 of a file that is not what this code made: a
-        raw file whose guest wrote a qcow2 header naming a host file as
-        its backing file or data-file, or a qcow2 file whose chain is not
-        the record's. ``qemu-img info -f <recorded format>`` (which opens
-        neither the backing file nor the data-file) must report the
-        recorded format, no data-file, and exactly the recorded backing
-        file and backing format. A disk whose format has no metadata (raw)
-        has nothing to check. Not needed right after this process made the
-        disk: what it made is what the record says.
+        Nothing to prove for a disk whose format has no metadata (raw);
+        the file mid-level checks the rest.
 
-        :raises: DiskNotFound; DiskLayoutMismatch naming the instance, the
-            disk, what was expected and what was found (nothing else was
-            done).
+        :raises: DiskNotFound; DiskLayoutMismatch.
         """
-        expected = self._expected_layout()
-        if expected is None:
-            return
-        expected = dict(expected, format=self.qemu_format, data_file=None)
-        path = self.path
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            raise exception.DiskNotFound(instance_uuid=self.instance_uuid,
-                                         disk_name=self.disk_name)
-        if not stat.S_ISREG(st.st_mode):
-            # Never let qemu-img follow a link or block on a FIFO.
-            raise self._mismatch(expected, 'not a regular file')
-        try:
-            info = qemu_img.info(path, self.qemu_format)
-        except exception.ProcessFailed as e:
-            raise self._mismatch(expected, 'not readable as %s (%s)' % (
-                self.qemu_format, e))
-        found = {
-            'format': info.get('format'),
-            'backing_file': info.get('backing-filename'),
-            'backing_format': info.get('backing-filename-format'),
-            'data_file': _data_file(info),
-        }
-        if found != expected:
-            LOG.error('Disk %(disk)s of instance %(uuid)s is not what its '
-                      'record says: expected %(expected)s, found %(found)s',
-                      {'disk': self.disk_name, 'uuid': self.instance_uuid,
-                       'expected': expected, 'found': found})
-            raise self._mismatch(expected, _describe_layout(found))
 
-    def _mismatch(self, expected, found):
-        return exception.DiskLayoutMismatch(
-            instance_uuid=self.instance_uuid, disk_name=self.disk_name,
-            expected=_describe_layout(expected), found=found)
+    # --- what a mid-level supplies -------------------------------------------
+
+    @abc.abstractmethod
+    def _staged(self, size):
+        """Context manager: yield a private target to build the disk in
+        (a file path, a block device), then publish it under the disk's
+        name; on failure remove it. Before building, what a killed create
+        of this disk left is removed."""
+
+    @abc.abstractmethod
+    def _location(self):
+        """Where the disk is, for messages (a path, ``vg/lv``)."""
+
+    @abc.abstractmethod
+    def _libvirt_source(self):
+        """The source attributes of the ``<disk>`` element, e.g.
+        {'source_path': '/dev/vg/lv'}."""
+
+    @abc.abstractmethod
+    def _resize_target(self):
+        """What ``_grow`` and ``_finish`` act on for an existing disk."""
+
+    def _finish(self, target, size):
+        """Last step of a create or a resize at ``target`` (none by
+        default; files may preallocate)."""
 
     # --- what each backend supplies ------------------------------------------
 
@@ -341,33 +275,30 @@ class Image(metaclass=abc.ABCMeta):
         """The cache format ('raw' or 'qcow2') this disk is built from."""
 
     @abc.abstractmethod
-    def _create_from_entry(self, path, entry, size):
-        """Turn the image's cache entry into the disk at ``path``.
+    def _create_from_entry(self, target, entry, size):
+        """Turn the image's cache entry into the disk at ``target``.
 
-        ``path`` (a private part, published under the disk's name once
-        this returns: see ``_new_disk``) does not exist yet: create it
-        exclusively (``_reserve`` or ``sparse_copy``). ``entry`` is a
+        ``target`` is what ``_staged`` yielded. ``entry`` is a
         cache.CacheEntry no larger than ``size``.
         """
 
     @abc.abstractmethod
-    def _create_from_template(self, path, entry, size):
+    def _create_from_template(self, target, entry, size):
         """Turn a raw template (of ``size`` bytes) into the disk."""
 
     @abc.abstractmethod
-    def _grow(self, path, size):
-        """Grow the disk at ``path`` to ``size`` bytes (never shrink)."""
+    def _grow(self, target, size):
+        """Grow the disk at ``target`` to ``size`` bytes (never shrink)."""
+
+    def _template(self, func, cache_name, size):
+        """The cache entry of the template a disk is built from, made by
+        ``func`` once for every disk of its name; or None for a backend
+        that runs ``func`` on each new disk's own target instead."""
+        return self.cache.ensure_template(cache_name, func, size)
 
     def _backing_store(self):
         """The layers under the disk, top first (none by default)."""
         return []
-
-    def _expected_layout(self):
-        """What ``verify`` must find in the disk's metadata, from the record:
-        {'backing_file': path or None, 'backing_format': fmt or None}; or
-        None for a format without metadata (raw), which has nothing to
-        check."""
-        return None
 
     def _check_template_record(self):
         """Refuse a record this backend cannot build from a template."""
@@ -411,7 +342,7 @@ class Image(metaclass=abc.ABCMeta):
         if self.exists():
             raise exception.DiskAlreadyExists(
                 instance_uuid=self.instance_uuid, disk_name=self.disk_name,
-                location=self.path)
+                location=self._location())
 
     @contextlib.contextmanager
     def _create_errors(self, source):
@@ -428,153 +359,3 @@ class Image(metaclass=abc.ABCMeta):
             raise exception.DiskCreateFailed(
                 instance_uuid=self.instance_uuid, disk_name=self.disk_name,
                 reason='from %s: %s' % (source, e)) from e
-
-    @contextlib.contextmanager
-    def _new_disk(self):
-        """Yield a private path to build the disk at; publish it after.
-
-        The path is ``.<disk_name>.<random>.part`` in the instance
-        directory. The block must create it exclusively (O_EXCL,
-        O_NOFOLLOW, mode 0600: ``_reserve()`` or ``sparse_copy``) and
-        finish the disk there (copy or create, grow, preallocate). Then it
-        is fsynced and published with ``link(part, disk)``, which never
-        replaces anything (a file or link that appeared at the disk's name
-        meanwhile raises DiskAlreadyExists and stays), the part's name is
-        unlinked and the directory fsynced. So the disk's name only ever
-        names a complete disk, even if the process dies half way: the
-        DiskManager keeps an existing recorded disk on a retry, and must
-        never keep half of one. (A qcow2 overlay names its base by
-        absolute path, so it does not care what it is called.)
-
-        Before building, the parts a killed create of this disk left are
-        removed. On failure the part goes, and the instance directory too
-        if this call created it and it is empty.
-        """
-        instance_dir = self.instance_dir
-        made_dir = not os.path.isdir(instance_dir)
-        utils.ensure_tree(instance_dir)
-        part = None
-        try:
-            self._remove_stale_parts()
-            part = os.path.join(instance_dir, '.%s.%s%s' % (
-                self.disk_name, secrets.token_hex(_PART_TOKEN_BYTES),
-                PART_SUFFIX))
-            yield part
-            self._publish(part, self.path, instance_dir)
-        except BaseException as e:
-            # A part name that was taken (DiskAlreadyExists naming it) is
-            # not ours to remove; any other part at our name is.
-            if part is not None and not (
-                    isinstance(e, exception.DiskAlreadyExists) and
-                    e.kwargs.get('location') == part):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(part)
-            if made_dir:
-                with contextlib.suppress(OSError):
-                    os.rmdir(instance_dir)
-            raise
-
-    def _publish(self, part, path, instance_dir):
-        """Give the finished disk at ``part`` its name ``path``, durably,
-        without ever replacing what is at ``path``."""
-        fd = os.open(part, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC |
-                     os.O_NONBLOCK)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(part, path, follow_symlinks=False)
-        except FileExistsError:
-            raise exception.DiskAlreadyExists(
-                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
-                location=path)
-        try:
-            os.unlink(part)
-            utils.fsync_dir(instance_dir)
-        except BaseException:
-            # The name is ours (link never replaces): take it back rather
-            # than leave a disk whose publication may not be durable.
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-            raise
-
-    def _remove_stale_parts(self):
-        """Remove this disk's ``.<disk_name>.<random>.part`` files.
-
-        Only a create that was killed leaves one: operations on one
-        instance are serialised per instance (the compute manager holds
-        the instance's lock around build, resize and delete), so no live
-        create of this disk can own a part while this runs. Parts of the
-        instance's other disks are not matched (the random part is exactly
-        16 hex digits, which no '.'-separated rest of a name is).
-        """
-        pattern = re.compile(r'^\.%s\.[0-9a-f]{%d}%s$' % (
-            re.escape(self.disk_name), 2 * _PART_TOKEN_BYTES,
-            re.escape(PART_SUFFIX)))
-        instance_dir = self.instance_dir
-        try:
-            names = os.listdir(instance_dir)
-        except FileNotFoundError:
-            return
-        for name in names:
-            if not pattern.match(name):
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(instance_dir, name))
-                LOG.warning('Removed %(part)s, left by a create of disk '
-                            '%(disk)s of instance %(uuid)s that did not '
-                            'finish', {'part': name, 'disk': self.disk_name,
-                                       'uuid': self.instance_uuid})
-
-    @contextlib.contextmanager
-    def _exclusive(self, path):
-        """Turn an exclusive create's FileExistsError into our error."""
-        try:
-            yield
-        except FileExistsError:
-            raise exception.DiskAlreadyExists(
-                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
-                location=path)
-
-    def _reserve(self, path):
-        """Create ``path`` empty, exclusively, for a tool to fill."""
-        with self._exclusive(path):
-            utils.open_exclusive(path, DISK_MODE).close()
-
-    def _preallocate(self, path, size):
-        """Allocate ``size`` bytes up front if the record says so.
-
-        For a qcow2 file this reserves host space that qcow2 then fills
-        with clusters, so the guest cannot run out of host storage.
-        """
-        if not self.record.preallocated:
-            return
-        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            os.posix_fallocate(fd, 0, size)
-        finally:
-            os.close(fd)
-
-
-def _data_file(info):
-    """The external data-file ``qemu-img info`` reports, or None."""
-    return (info.get('format-specific') or {}).get('data', {}).get(
-        'data-file')
-
-
-def _describe_layout(layout):
-    """'format qcow2, backing file /x (raw), no data-file' for messages."""
-    parts = ['format %s' % layout.get('format')]
-    if layout.get('backing_file'):
-        parts.append('backing file %s (%s)' % (layout['backing_file'],
-                                               layout.get('backing_format')))
-    else:
-        parts.append('no backing file')
-        if layout.get('backing_format'):
-            parts.append('backing format %s' % layout['backing_format'])
-    if layout.get('data_file'):
-        parts.append('data-file %s' % layout['data_file'])
-    else:
-        parts.append('no data-file')
-    return ', '.join(parts)

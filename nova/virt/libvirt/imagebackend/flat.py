@@ -20,17 +20,18 @@ from oslo_log import log as logging
 
 from nova import exception
 from nova.objects import fields
-from nova.virt.libvirt.imagebackend import base
+from nova.virt.libvirt.imagebackend import file
+from nova.virt.libvirt.imagebackend import specs
 from nova.virt import qemu_img
 from nova.virt import sparse
 
 LOG = logging.getLogger(__name__)
 
 
-class Flat(base.Image):
+class Flat(file.FileImage):
     """A standalone file disk (see the module docstring)."""
 
-    backend_name = fields.DiskBackend.FLAT
+    spec = specs.FLAT
 
     def _image_cache_format(self):
         # A flat disk is a copy of its base, so the base is kept in the
@@ -39,7 +40,7 @@ class Flat(base.Image):
 
     def _create_from_entry(self, path, entry, size):
         with self._exclusive(path):
-            sparse.sparse_copy(entry.path, path, mode=base.DISK_MODE)
+            sparse.sparse_copy(entry.path, path, mode=file.DISK_MODE)
         if size > entry.virtual_size:
             self._grow(path, size)
 

@@ -34,7 +34,7 @@ from nova import exception
 from nova.objects import block_device as block_device_obj
 from nova import utils
 from nova.virt.libvirt import disk_funcs
-from nova.virt.libvirt import imagebackend
+from nova.virt.libvirt.imagebackend import backends
 from nova.virt.libvirt.imagebackend import policy
 
 LOG = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ class DiskManager:
             DiskMetadataInvalid (or a subclass) for an unreadable one;
             BackendUnavailable if this host cannot serve its backend.
         """
-        return imagebackend.backend_for(instance, self._record_of(
+        return backends.backend_for(instance, self._record_of(
             instance, bdm), cache=self._cache)
 
     def local_disks(self, instance, bdms):
@@ -302,8 +302,8 @@ class DiskManager:
         disks = []
         for index, (bdm, record) in enumerate(bdm_records):
             role = policy.disk_role(bdm)
-            backend = imagebackend.backend_for(instance, record,
-                                               cache=self._cache)
+            backend = backends.backend_for(instance, record,
+                                           cache=self._cache)
             disks.append((_ROLE_RANK[role], index,
                           LocalDisk(bdm, role, backend)))
         return [disk for _, _, disk in sorted(disks, key=lambda d: d[:2])]

@@ -5,8 +5,11 @@ mappings, decide each disk's ``LibvirtDiskMetadata`` (backend, format,
 size, location, source) from the node's configuration *as it is now*. The
 record is then persisted by the DiskManager and obeyed for the disk's whole
 life: nothing else reads ``[libvirt] images_type``, ``[DEFAULT]
-use_cow_images``, ``force_raw_images``, ``[libvirt] images_volume_group``
-or ``images_rbd_pool``, so changing them later changes new disks only.
+use_cow_images``, ``force_raw_images``, ``[libvirt] images_volume_group``,
+``sparse_logical_volumes`` or ``images_rbd_pool``, so changing them later
+changes new disks only. What each backend makes of a base (its formats,
+whether it is an overlay, where its volumes live) is its spec in
+``specs.py``.
 
 The decisions, by backend (``images_type``; ``default`` is qcow2 when
 ``use_cow_images`` is true, else flat; ``raw`` is flat):
@@ -46,6 +49,7 @@ from nova.objects import fields
 from nova.objects import libvirt_disk
 from nova import utils
 from nova.virt.libvirt import disk_funcs
+from nova.virt.libvirt.imagebackend import specs
 
 CONF = nova.conf.CONF
 LOG = logging.getLogger(__name__)
@@ -86,6 +90,7 @@ class NodeLayout:
     volume_group: str = None
     rbd_pool: str = None
     preallocate: bool = False
+    sparse_logical_volumes: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +123,9 @@ def node_layout():
                       force_raw_images=CONF.force_raw_images,
                       volume_group=CONF.libvirt.images_volume_group,
                       rbd_pool=CONF.libvirt.images_rbd_pool,
-                      preallocate=CONF.preallocate_images == 'space')
+                      preallocate=CONF.preallocate_images == 'space',
+                      sparse_logical_volumes=(
+                          CONF.libvirt.sparse_logical_volumes))
 
 
 def disk_role(bdm):
@@ -184,14 +191,6 @@ def volume_name(instance_uuid, disk_name):
     return '%s_%s' % (instance_uuid, escaped)
 
 
-#: Block backends -> (the record's and NodeLayout's field naming the
-#: container of their volumes, the option that sets it).
-_CONTAINERS = {
-    fields.DiskBackend.LVM: ('volume_group', 'images_volume_group'),
-    fields.DiskBackend.RBD: ('rbd_pool', 'images_rbd_pool'),
-}
-
-
 class _Planner:
     """Plans the disks of one instance under one NodeLayout."""
 
@@ -208,9 +207,10 @@ class _Planner:
     def record(self, disk_name, fmt, size, backing_format=None, **source):
         """A record on the node's backend, with the location it needs."""
         layout = self.layout
+        spec = specs.SPECS[layout.backend]
         location = {}
-        if layout.backend in _CONTAINERS:
-            field, option = _CONTAINERS[layout.backend]
+        if spec.container:
+            field, option = spec.container
             container = getattr(layout, field)
             if not container:
                 raise exception.DiskLayoutConfigMissing(
@@ -219,13 +219,21 @@ class _Planner:
                     needed=option)
             location = {field: container,
                         'volume_name': volume_name(self.uuid, disk_name)}
+        if (layout.backend == fields.DiskBackend.LVM and
+                layout.sparse_logical_volumes):
+            # Sparse volumes (lvcreate --virtualsize) are device-mapper
+            # snapshot/thin targets: this driver makes only plain,
+            # fully allocated volumes, so a sparse one is never promised.
+            raise self.fail(disk_name, '[libvirt] sparse_logical_volumes = '
+                            'True needs sparse (device-mapper thin) logical '
+                            'volumes, which this driver does not make; set '
+                            'it to False')
         if size <= 0:
             raise self.fail(disk_name, 'its size would be %d bytes' % size)
         record = libvirt_disk.LibvirtDiskMetadata(
             backend=layout.backend, format=fmt, size=size,
             disk_name=disk_name, backing_format=backing_format,
-            preallocated=(layout.preallocate and layout.backend in (
-                fields.DiskBackend.FLAT, fields.DiskBackend.QCOW2)),
+            preallocated=layout.preallocate and spec.preallocatable,
             **location, **source)
         try:
             record.validate()
@@ -235,16 +243,18 @@ class _Planner:
 
     def template_record(self, disk_name, size, cache_name):
         """Ephemeral and swap: templates are always made raw."""
-        backend = self.layout.backend
-        if backend == fields.DiskBackend.QCOW2:
-            return self.record(disk_name, fields.DiskFormat.QCOW2, size,
-                               backing_format=fields.DiskFormat.RAW,
-                               cache_name=cache_name)
-        if backend == fields.DiskBackend.PLOOP:
-            return self.record(disk_name, fields.DiskFormat.PLOOP, size,
-                               cache_name=cache_name)
-        return self.record(disk_name, fields.DiskFormat.RAW, size,
-                           cache_name=cache_name)
+        return self.from_base(disk_name, size, fields.DiskFormat.RAW,
+                              cache_name=cache_name)
+
+    def from_base(self, disk_name, size, base_format, **source):
+        """A record of a disk built from a cached base kept in
+        ``base_format``: its format and backing format are the spec's."""
+        spec = specs.SPECS[self.layout.backend]
+        return self.record(disk_name, spec.new_disk_format(base_format),
+                           size,
+                           backing_format=spec.new_backing_format(
+                               base_format),
+                           **source)
 
     def root(self, bdm):
         disk_name = ROOT_DISK
@@ -282,19 +292,8 @@ class _Planner:
                       not self.layout.force_raw_images)
         image_kept_as = (fields.DiskFormat.QCOW2 if keep_qcow2
                          else fields.DiskFormat.RAW)
-        backend = self.layout.backend
-        if backend == fields.DiskBackend.QCOW2:
-            return self.record(disk_name, fields.DiskFormat.QCOW2, size,
-                               backing_format=image_kept_as,
-                               image_id=image_id)
-        if backend == fields.DiskBackend.FLAT:
-            return self.record(disk_name, image_kept_as, size,
-                               image_id=image_id)
-        if backend == fields.DiskBackend.PLOOP:
-            return self.record(disk_name, fields.DiskFormat.PLOOP, size,
-                               image_id=image_id)
-        return self.record(disk_name, fields.DiskFormat.RAW, size,
-                           image_id=image_id)
+        return self.from_base(disk_name, size, image_kept_as,
+                              image_id=image_id)
 
     def ephemeral(self, bdm, disk_name):
         size_gb = bdm.volume_size or self.instance.ephemeral_gb or 0

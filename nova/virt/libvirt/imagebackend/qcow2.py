@@ -16,16 +16,17 @@ from oslo_log import log as logging
 from nova import exception
 from nova.objects import fields
 from nova.virt.libvirt import config
-from nova.virt.libvirt.imagebackend import base
+from nova.virt.libvirt.imagebackend import file
+from nova.virt.libvirt.imagebackend import specs
 from nova.virt import qemu_img
 
 LOG = logging.getLogger(__name__)
 
 
-class Qcow2(base.Image):
+class Qcow2(file.FileImage):
     """A qcow2 overlay disk (see the module docstring)."""
 
-    backend_name = fields.DiskBackend.QCOW2
+    spec = specs.QCOW2
 
     def _image_cache_format(self):
         return self.record.backing_format

@@ -1,0 +1,196 @@
+"""BlockImage: the mid-level of backends whose disk is a block device.
+
+A block backend keeps each disk as a volume (``record.volume_name``) in a
+container the record names (a volume group). This level owns what that
+means, whatever the volume manager:
+
+* building each disk in a volume under a temporary name,
+  ``<volume_name>.part``, renamed into place only once it is complete: a
+  killed create never leaves a volume under the final name, and the next
+  create (or ``remove()``) wipes and removes the temporary one, so a retry
+  converges;
+* wiping every volume it removes, the temporary ones included (guest
+  data must not reach the next tenant of those extents); a wipe that fails
+  leaves the volume and raises;
+* the block source of the ``<disk>`` element, from the device path of the
+  volume.
+
+A backend (``lvm.py``) supplies the volume operations: ``_volume_size``,
+``_create_volume``, ``_rename_volume``, ``_extend_volume``, ``_wipe``,
+``_remove_volume`` and ``_device_path``.
+"""
+
+import abc
+import contextlib
+
+from oslo_log import log as logging
+
+from nova import exception
+from nova.virt.libvirt.imagebackend import base
+from nova.virt import qemu_img
+
+LOG = logging.getLogger(__name__)
+
+#: Suffix of the temporary name a volume is built under.
+TEMP_SUFFIX = '.part'
+
+
+class BlockImage(base.Image):
+    """A disk that is a volume, reached as a block device."""
+
+    @property
+    def volume_name(self):
+        return self.record.volume_name
+
+    @property
+    def temp_volume_name(self):
+        return self.record.volume_name + TEMP_SUFFIX
+
+    @property
+    def path(self):
+        """The volume's block device."""
+        return self._device_path(self.volume_name)
+
+    # --- the contract --------------------------------------------------------
+
+    def exists(self):
+        return self._volume_size(self.volume_name) is not None
+
+    def remove(self):
+        """Wipe and remove the volume, and a temporary one a killed create
+        left; removing a missing disk is not an error.
+
+        :raises: VolumeWipeFailed (the volume is kept), DiskRemoveFailed.
+        """
+        for name in (self.temp_volume_name, self.volume_name):
+            if self._remove_if_there(name):
+                LOG.info('Removed volume %(volume)s of %(disk)r',
+                         {'volume': name, 'disk': self})
+
+    def inspect(self):
+        """What is on the device, read as raw.
+
+        :returns: {'format': 'raw', 'virtual_size': <volume bytes>,
+            'allocated': <volume bytes>, 'backing_file': None,
+            'backing_format': None, 'data_file': None}
+        :raises: DiskNotFound.
+        """
+        size = self._volume_size(self.volume_name)
+        if size is None:
+            raise exception.DiskNotFound(instance_uuid=self.instance_uuid,
+                                         disk_name=self.disk_name)
+        return {'format': self.qemu_format, 'virtual_size': size,
+                'allocated': size, 'backing_file': None,
+                'backing_format': None, 'data_file': None}
+
+    # --- the mid-level's steps -------------------------------------------
+
+    def _location(self):
+        return '%s/%s' % (self._container(), self.volume_name)
+
+    def _libvirt_source(self):
+        return {'source_path': self.path}
+
+    def _resize_target(self):
+        return self.volume_name
+
+    @contextlib.contextmanager
+    def _staged(self, size):
+        temp = self.temp_volume_name
+        if self._remove_if_there(temp):
+            LOG.warning('Removed volume %(volume)s, left by a create of '
+                        '%(disk)r that did not finish',
+                        {'volume': temp, 'disk': self})
+        self._create_volume(temp, size)
+        try:
+            yield self._device_path(temp)
+            try:
+                self._rename_volume(temp, self.volume_name)
+            except exception.ProcessFailed:
+                # The volume manager refuses to rename onto an existing
+                # volume: one that appeared meanwhile is kept.
+                if self.exists():
+                    raise exception.DiskAlreadyExists(
+                        instance_uuid=self.instance_uuid,
+                        disk_name=self.disk_name,
+                        location=self._location())
+                raise
+        except BaseException:
+            try:
+                self._remove_if_there(temp)
+            except Exception:
+                LOG.exception('Could not remove volume %(volume)s after a '
+                              'failed create of %(disk)r; the next create '
+                              'or remove of the disk retries',
+                              {'volume': temp, 'disk': self})
+            raise
+
+    def _remove_if_there(self, name):
+        """Wipe and remove volume ``name`` if it exists.
+
+        :returns: True if there was one.
+        :raises: VolumeWipeFailed (kept), DiskRemoveFailed.
+        """
+        size = self._volume_size(name)
+        if size is None:
+            return False
+        try:
+            self._wipe(name, size)
+        except exception.VolumeWipeFailed:
+            raise
+        except Exception as e:
+            LOG.error('Wiping volume %(volume)s of %(disk)r failed; it is '
+                      'kept: %(error)s',
+                      {'volume': name, 'disk': self, 'error': e})
+            raise exception.VolumeWipeFailed(
+                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
+                volume='%s/%s' % (self._container(), name),
+                method=self._wipe_method(), reason=str(e)) from e
+        try:
+            self._remove_volume(name)
+        except Exception as e:
+            raise exception.DiskRemoveFailed(
+                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
+                reason=str(e)) from e
+        return True
+
+    def _convert_into(self, src, src_format, device):
+        """Write ``src`` (pinned ``src_format``) into ``device`` as the
+        recorded format; the device exists (``-n``)."""
+        qemu_img.convert(src, src_format, device, self.qemu_format,
+                         target_exists=True)
+
+    # --- what a block backend supplies -----------------------------------
+
+    @abc.abstractmethod
+    def _container(self):
+        """The record's container of the volume (a volume group)."""
+
+    @abc.abstractmethod
+    def _volume_size(self, name):
+        """Bytes of volume ``name``, or None if there is none."""
+
+    @abc.abstractmethod
+    def _create_volume(self, name, size):
+        """Create volume ``name`` of ``size`` bytes."""
+
+    @abc.abstractmethod
+    def _rename_volume(self, old, new):
+        """Rename a volume; ProcessFailed (nothing renamed) if ``new``
+        exists."""
+
+    @abc.abstractmethod
+    def _wipe(self, name, size):
+        """Overwrite volume ``name`` as the deployer asked."""
+
+    @abc.abstractmethod
+    def _wipe_method(self):
+        """The wipe method's name, for messages."""
+
+    @abc.abstractmethod
+    def _remove_volume(self, name):
+        """Remove volume ``name`` (already wiped)."""
+
+    @abc.abstractmethod
+    def _device_path(self, name):
+        """The block device of volume ``name``."""

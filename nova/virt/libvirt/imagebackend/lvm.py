@@ -1,0 +1,127 @@
+"""Lvm: a logical volume in the volume group the record names.
+
+The volume is ``record.volume_name`` (``<instance uuid>_<escaped disk
+name>``, planned by policy.py) in ``record.volume_group``, reached as the
+block device ``storage.lvm.device_path`` gives:
+
+* from an image: the verified cached base, kept in the format the record
+  keeps as ``backing_format`` (raw when absent), is written into the
+  volume with ``qemu-img convert -f <that format> -O raw -n``;
+* from a function: ``func`` runs on the new volume's device (no template:
+  a volume cannot be a copy of a file any cheaper than being made);
+* built under a temporary name and renamed (``lvrename``) into place, see
+  ``block.BlockImage``;
+* removal wipes per ``[libvirt] volume_clear`` / ``volume_clear_size``
+  first; a wipe that fails keeps the volume;
+* growth is ``lvextend``; shrinking is refused;
+* the guest never reads what an earlier volume left on the extents: the
+  part of a new or grown volume that the image does not cover is zeroed.
+
+Volumes are fully allocated: ``sparse_logical_volumes`` is refused when a
+disk is planned (policy.py).
+"""
+
+from oslo_log import log as logging
+from oslo_utils import units
+
+import nova.conf
+from nova import exception
+from nova.objects import fields
+from nova.virt.libvirt.imagebackend import block
+from nova.virt.libvirt.imagebackend import specs
+from nova.virt.libvirt.storage import lvm
+
+LOG = logging.getLogger(__name__)
+CONF = nova.conf.CONF
+
+
+class Lvm(block.BlockImage):
+    """A logical volume disk (see the module docstring)."""
+
+    spec = specs.LVM
+
+    def check_available(self):
+        """Refuse a volume group that is missing, or that lacks the free
+        space for a disk not made yet.
+
+        :raises: BackendUnavailable naming the instance, disk, backend and
+            volume group.
+        """
+        vg = self.record.volume_group
+        info = lvm.volume_group_info(vg)
+        reason = None
+        if info is None:
+            reason = 'volume group %s does not exist' % vg
+        elif not self.exists() and info['free'] < self.record.size:
+            reason = ('volume group %s has %d bytes free, the disk needs '
+                      '%d' % (vg, info['free'], self.record.size))
+        if reason:
+            raise exception.BackendUnavailable(
+                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
+                backend=self.spec.name, reason=reason)
+
+    def _image_cache_format(self):
+        return self.record.backing_format or fields.DiskFormat.RAW
+
+    def _create_from_entry(self, device, entry, size):
+        if entry.format != self._image_cache_format():
+            raise exception.CacheEntryInvalid(
+                name=entry.name, reason='holds %s, the disk is recorded '
+                'from %s' % (entry.format, self._image_cache_format()))
+        self._convert_into(entry.path, entry.format, device)
+        if entry.virtual_size < size:
+            # The extents may hold an earlier volume's bytes (volume_clear
+            # = none, or a shorter clear size): the guest sees the image,
+            # then zeros, never them.
+            lvm.zero_range(device, entry.virtual_size,
+                           size - entry.virtual_size)
+
+    def _create_from_template(self, device, entry, size):
+        self._convert_into(entry.path, fields.DiskFormat.RAW, device)
+
+    def _template(self, func, cache_name, size):
+        return None
+
+    def _grow(self, name, size):
+        current = self._volume_size(name)
+        if current is None:
+            raise exception.DiskNotFound(instance_uuid=self.instance_uuid,
+                                         disk_name=self.disk_name)
+        if size < current:
+            raise exception.DiskShrinkNotSupported(
+                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
+                current=current, requested=size)
+        if size > current:
+            lvm.extend_volume(self.record.volume_group, name, size)
+            # As on create: the new extents read as zeros, never as what
+            # an earlier volume left there.
+            grown = self._volume_size(name)
+            lvm.zero_range(self._device_path(name), current, grown - current)
+
+    # --- volumes -------------------------------------------------------------
+
+    def _container(self):
+        return self.record.volume_group
+
+    def _volume_size(self, name):
+        return lvm.volume_size(self.record.volume_group, name)
+
+    def _create_volume(self, name, size):
+        lvm.create_volume(self.record.volume_group, name, size)
+
+    def _rename_volume(self, old, new):
+        lvm.rename_volume(self.record.volume_group, old, new)
+
+    def _wipe(self, name, size):
+        lvm.clear_volume(self._device_path(name), size,
+                         CONF.libvirt.volume_clear,
+                         CONF.libvirt.volume_clear_size * units.Mi)
+
+    def _wipe_method(self):
+        return CONF.libvirt.volume_clear
+
+    def _remove_volume(self, name):
+        lvm.remove_volume(self.record.volume_group, name)
+
+    def _device_path(self, name):
+        return lvm.device_path(self.record.volume_group, name)

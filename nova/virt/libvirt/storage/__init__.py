@@ -1,0 +1,2 @@
+"""Thin wrappers over the storage tools (LVM, ploop): one module per tool,
+each call one command, its failures typed."""

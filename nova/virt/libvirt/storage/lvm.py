@@ -1,0 +1,141 @@
+"""LVM: every volume group and logical volume command of this project.
+
+Each function runs one LVM command (``processutils``) and turns its
+failure into ``ProcessFailed``; reports are read as JSON in bytes
+(``--reportformat json --units b --nosuffix``), never parsed from text.
+Names are passed as single arguments: the caller gives a volume group and
+an escaped volume name from the disk's record.
+
+``device_path`` is the one place that turns (vg, lv) into the path of the
+volume's block device. Everything that reads or writes a volume's bytes
+goes through it.
+"""
+
+import os
+
+from oslo_concurrency import processutils
+from oslo_log import log as logging
+from oslo_serialization import jsonutils
+
+from nova import exception
+
+LOG = logging.getLogger(__name__)
+
+#: How ``volume_clear`` methods write over a volume.
+CLEAR_METHODS = ('zero', 'shred', 'none')
+
+# processutils replaces the whole environment with env_variables: keep
+# PATH (and LVM_SYSTEM_DIR, if the host sets one), make messages
+# parseable, and keep LVM from warning about descriptors it inherits.
+_ENV_EXTRA = {'LC_ALL': 'C', 'LANG': 'C', 'LVM_SUPPRESS_FD_WARNINGS': '1'}
+
+
+def _execute(*cmd):
+    """Run one command; :raises: ProcessFailed naming it and its error."""
+    try:
+        return processutils.execute(
+            *cmd, env_variables=dict(os.environ, **_ENV_EXTRA))
+    except processutils.ProcessExecutionError as e:
+        raise exception.ProcessFailed(
+            cmd=' '.join(cmd),
+            reason=(e.stderr or e.stdout or str(e)).strip())
+
+
+def _report(cmd, kind, *args):
+    """The rows of an LVM JSON report, e.g. ``_report('vgs', 'vg', ...)``.
+    """
+    out, _err = _execute(cmd, '--reportformat', 'json', '--units', 'b',
+                         '--nosuffix', *args)
+    rows = []
+    for report in jsonutils.loads(out).get('report', []):
+        rows.extend(report.get(kind, []))
+    return rows
+
+
+def volume_group_info(vg):
+    """Size, free space and extent size of volume group ``vg``, in bytes.
+
+    :returns: {'size': 4290772992, 'free': 4273995776,
+        'extent_size': 4194304}, or None if there is no such group.
+    """
+    try:
+        rows = _report('vgs', 'vg', '-o', 'vg_name,vg_size,vg_free,'
+                       'vg_extent_size', vg)
+    except exception.ProcessFailed as e:
+        if 'not found' in str(e):
+            return None
+        raise
+    for row in rows:
+        if row['vg_name'] == vg:
+            return {'size': int(row['vg_size']),
+                    'free': int(row['vg_free']),
+                    'extent_size': int(row['vg_extent_size'])}
+    return None
+
+
+def volumes(vg):
+    """{lv name: size in bytes} of every logical volume in ``vg``."""
+    rows = _report('lvs', 'lv', '-o', 'lv_name,lv_size', vg)
+    return {row['lv_name']: int(row['lv_size']) for row in rows}
+
+
+def volume_size(vg, lv):
+    """Size of ``vg/lv`` in bytes, or None if there is no such volume."""
+    return volumes(vg).get(lv)
+
+
+def create_volume(vg, lv, size):
+    """Create ``vg/lv`` of at least ``size`` bytes (LVM rounds up to whole
+    extents), fully allocated."""
+    _execute('lvcreate', '--yes', '--name', lv, '--size', '%db' % size, vg)
+
+
+def rename_volume(vg, old, new):
+    """Rename ``vg/old`` to ``new`` (refused by LVM if ``new`` exists)."""
+    _execute('lvrename', vg, old, new)
+
+
+def extend_volume(vg, lv, size):
+    """Grow ``vg/lv`` to ``size`` bytes; lvextend refuses to shrink."""
+    _execute('lvextend', '--size', '%db' % size, '%s/%s' % (vg, lv))
+
+
+def remove_volume(vg, lv):
+    """Remove ``vg/lv`` (its bytes are not touched: wipe it first)."""
+    _execute('lvremove', '--yes', '--force', '%s/%s' % (vg, lv))
+
+
+def device_path(vg, lv):
+    """The block device of ``vg/lv``: ``/dev/<vg>/<lv>``."""
+    return os.path.join('/dev', vg, lv)
+
+
+def zero_range(path, offset, length):
+    """Write ``length`` zero bytes at ``offset`` of the device at ``path``
+    (both multiples of 512), directly to the device."""
+    _execute('dd', 'if=/dev/zero', 'of=%s' % path, 'bs=1M',
+             'seek=%d' % offset, 'count=%d' % length,
+             'oflag=seek_bytes,direct', 'iflag=count_bytes',
+             'conv=fsync,notrunc', 'status=none')
+
+
+def clear_volume(path, size, method, clear_size=0):
+    """Overwrite the first bytes of the block device at ``path``.
+
+    :param size: the volume's size in bytes.
+    :param method: 'zero' (one pass of zeros), 'shred' (``shred``'s three
+        random passes) or 'none'.
+    :param clear_size: bytes to clear from the start; 0 means all of it.
+    :raises: ProcessFailed if the device could not be written.
+    """
+    if method not in CLEAR_METHODS:
+        raise exception.InvalidInput(
+            reason='volume_clear %r is not one of %s' % (
+                method, ', '.join(CLEAR_METHODS)))
+    if method == 'none':
+        return
+    length = min(clear_size, size) if clear_size else size
+    if method == 'zero':
+        zero_range(path, 0, length)
+    else:
+        _execute('shred', '-n', '3', '-s', str(length), path)

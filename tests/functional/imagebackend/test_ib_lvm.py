@@ -1,0 +1,146 @@
+"""What only the Lvm backend does, on the harness's real volume group:
+refusing a volume group it cannot use, wiping per volume_clear, keeping a
+volume whose wipe failed, and a block ``<disk>`` element."""
+
+import subprocess
+
+import pytest
+
+import nova.conf
+from nova import exception
+from nova.objects import libvirt_disk
+from nova.virt.libvirt.imagebackend import backends
+from nova.virt.libvirt.imagebackend import policy
+from nova.virt.libvirt.storage import lvm as storage_lvm
+
+import ib_func_helpers as helpers
+
+CONF = nova.conf.CONF
+MiB = helpers.MiB
+SIZE = 64 * MiB
+
+
+def _disk(lvm, cache, size=SIZE, vg=None, image_id=None, instance=None):
+    instance = instance or helpers.Instance()
+    record = libvirt_disk.LibvirtDiskMetadata(
+        backend='lvm', format='raw', size=size, disk_name='disk',
+        volume_group=vg or lvm.vg,
+        volume_name=policy.volume_name(instance.uuid, 'disk'),
+        image_id=image_id)
+    return backends.backend_for(instance, record, cache=cache)
+
+
+def _filled(lvm, cache, image_service):
+    image_id = image_service.ids['raw']
+    disk = _disk(lvm, cache, image_id=image_id)
+    disk.create_from_image(None, image_id)
+    where = lvm.aliases.extents(lvm.vg, disk.record.volume_name)
+    return disk, where
+
+
+def test_missing_volume_group_is_refused(lvm, cache):
+    disk = _disk(lvm, cache, vg='no_such_vg')
+    with pytest.raises(exception.BackendUnavailable) as e:
+        disk.check_available()
+    msg = str(e.value)
+    assert 'no_such_vg' in msg and disk.instance_uuid in msg
+    assert 'disk' in msg
+
+
+def test_volume_group_without_room_is_refused(lvm, cache):
+    free = storage_lvm.volume_group_info(lvm.vg)['free']
+    disk = _disk(lvm, cache, size=free + 4 * MiB)
+    with pytest.raises(exception.BackendUnavailable) as e:
+        disk.check_available()
+    assert '%d bytes free' % free in str(e.value)
+    _disk(lvm, cache).check_available()
+
+
+def test_existing_volume_needs_no_room(lvm, cache, image_service):
+    disk, _where = _filled(lvm, cache, image_service)
+    free = storage_lvm.volume_group_info(lvm.vg)['free']
+    big = _disk(lvm, cache, size=free + 4 * MiB,
+                instance=helpers.Instance(disk.instance_uuid))
+    big.check_available()
+
+
+@pytest.mark.parametrize('method,clear_mib,expect', [
+    ('zero', 0, 'all zero'),
+    ('zero', 2, 'head zero'),
+    ('shred', 0, 'all changed'),
+    ('none', 0, 'unchanged'),
+])
+def test_remove_wipes_per_volume_clear(lvm, cache, image_service, conf,
+                                       method, clear_mib, expect):
+    conf.config(volume_clear=method, volume_clear_size=clear_mib,
+                group='libvirt')
+    disk, (offset, length) = _filled(lvm, cache, image_service)
+    before = lvm.aliases.read(offset, length)
+
+    disk.remove()
+
+    assert not disk.exists()
+    after = lvm.aliases.read(offset, length)
+    if expect == 'all zero':
+        assert after == bytes(length)
+    elif expect == 'head zero':
+        assert after[:2 * MiB] == bytes(2 * MiB)
+        assert after[2 * MiB:] == before[2 * MiB:]
+    elif expect == 'all changed':
+        # shred's last pass is random: the image's data is gone.
+        assert after[:MiB] != before[:MiB]
+    else:
+        assert after == before
+
+
+def test_failed_wipe_keeps_the_volume(lvm, cache, image_service,
+                                      monkeypatch):
+    disk, (offset, length) = _filled(lvm, cache, image_service)
+    before = lvm.aliases.read(offset, length)
+    # The device refuses writes: a read-only loop device over the volume.
+    readonly = subprocess.run(
+        ['losetup', '--find', '--show', '--read-only', '--offset',
+         str(offset), '--sizelimit', str(length), lvm.aliases.pv],
+        check=True, capture_output=True, text=True).stdout.strip()
+    monkeypatch.setattr(storage_lvm, 'device_path', lambda vg, lv: readonly)
+
+    with pytest.raises(exception.VolumeWipeFailed) as e:
+        disk.remove()
+
+    msg = str(e.value)
+    assert disk.record.volume_name in msg and 'zero' in msg
+    assert disk.exists()
+    assert lvm.aliases.read(offset, length) == before
+
+
+def test_disk_element_is_a_block_device(lvm, cache, image_service):
+    disk, _where = _filled(lvm, cache, image_service)
+    element = disk.libvirt_info('vdb').to_element()
+    assert element.get('type') == 'block'
+    assert element.find('source').get('dev') == storage_lvm.device_path(
+        lvm.vg, disk.record.volume_name)
+    assert element.find('driver').get('type') == 'raw'
+
+
+def test_resize_to_the_same_size_is_a_no_op(lvm, cache, image_service):
+    disk, where = _filled(lvm, cache, image_service)
+    disk.resize(SIZE)
+    assert lvm.aliases.extents(lvm.vg, disk.record.volume_name) == where
+
+
+def test_volume_that_appears_meanwhile_is_kept(lvm, cache):
+    instance = helpers.Instance()
+    name = policy.volume_name(instance.uuid, 'disk.swap')
+    record = libvirt_disk.LibvirtDiskMetadata(
+        backend='lvm', format='raw', size=SIZE, disk_name='disk.swap',
+        volume_group=lvm.vg, volume_name=name, cache_name='swap_64')
+    disk = backends.backend_for(instance, record, cache=cache)
+
+    def someone_else_makes_it(target, size):
+        storage_lvm.create_volume(lvm.vg, name, size)
+
+    with pytest.raises(exception.DiskAlreadyExists):
+        disk.create_from_func(None, someone_else_makes_it, 'swap_64', SIZE)
+
+    assert sorted(lv for lv in storage_lvm.volumes(lvm.vg)
+                  if lv.startswith(instance.uuid)) == [name]

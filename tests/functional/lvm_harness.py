@@ -1,0 +1,153 @@
+"""The LVM test harness: a real volume group, without device-mapper.
+
+tools/services/lvm.sh makes a volume group on a loop device and exports
+``NOVA_TEST_LVM_VG``, ``NOVA_TEST_LVM_PV`` and ``NOVA_TEST_LVM_SYSTEM_DIR``
+(its lvm.conf: metadata only, no activation, no udev). This kernel has no
+device-mapper, so ``/dev/<vg>/<lv>`` never appears: ``install()`` points
+LVM at that lvm.conf and replaces the one function that turns (vg, lv) into
+a device path, ``nova.virt.libvirt.storage.lvm.device_path``, with
+``LoopAliases.device_path``: a loop device over exactly the volume's
+extents on the PV. Writes through it land where LVM would put them, so a
+test can read the PV to see a wipe. Nothing else is replaced: lvcreate,
+lvrename, lvextend, lvremove, qemu-img, dd and shred all run for real.
+
+The ``lvm`` fixture gives a test the volume group with all of that in
+place; test modules and conftests import it from here.
+"""
+
+import json
+import os
+import subprocess
+import types
+
+import pytest
+
+from nova.virt.libvirt.storage import lvm
+
+ENV_VG = 'NOVA_TEST_LVM_VG'
+ENV_PV = 'NOVA_TEST_LVM_PV'
+ENV_SYSTEM_DIR = 'NOVA_TEST_LVM_SYSTEM_DIR'
+
+#: The product's own answer, kept for volumes that do not exist.
+_product_device_path = lvm.device_path
+
+
+def available():
+    """True if tools/services/lvm.sh exported a volume group."""
+    return all(os.environ.get(k) for k in (ENV_VG, ENV_PV, ENV_SYSTEM_DIR))
+
+
+def _lvm_json(*cmd):
+    out = subprocess.run(
+        list(cmd) + ['--reportformat', 'json', '--units', 'b', '--nosuffix'],
+        check=True, capture_output=True, text=True,
+        env=dict(os.environ, LVM_SUPPRESS_FD_WARNINGS='1')).stdout
+    return json.loads(out)['report'][0]
+
+
+class LoopAliases:
+    """Loop devices over volumes' extents on the PV ``pv``."""
+
+    def __init__(self, pv):
+        self.pv = pv
+
+    def extents(self, vg, lv):
+        """(offset, length) in bytes of ``vg/lv`` on the PV, or None if
+        there is no such volume.
+
+        :raises: AssertionError for a volume in more than one piece (a
+            loop device covers one range).
+        """
+        rows = _lvm_json('lvs', '-o', 'lv_name,seg_pe_ranges', vg)['lv']
+        ranges = [row['seg_pe_ranges'] for row in rows
+                  if row['lv_name'] == lv]
+        if not ranges:
+            return None
+        assert len(ranges) == 1, 'volume %s/%s is in pieces: %s' % (
+            vg, lv, ranges)
+        pv, _sep, span = ranges[0].partition(':')
+        assert pv == self.pv, ranges
+        first, _sep, last = span.partition('-')
+        pe_start = int(_lvm_json('pvs', '-o', 'pv_name,pe_start',
+                                 self.pv)['pv'][0]['pe_start'])
+        extent = int(_lvm_json('vgs', '-o', 'vg_extent_size',
+                               vg)['vg'][0]['vg_extent_size'])
+        return (pe_start + int(first) * extent,
+                (int(last) - int(first) + 1) * extent)
+
+    def device_path(self, vg, lv):
+        """A loop device over ``vg/lv``'s extents (attached once per range);
+        the product's ``/dev/<vg>/<lv>`` for a volume that does not exist.
+        """
+        where = self.extents(vg, lv)
+        if where is None:
+            return _product_device_path(vg, lv)
+        offset, length = where
+        for line in subprocess.run(
+                ['losetup', '--list', '--noheadings', '--raw', '--output',
+                 'NAME,BACK-FILE,OFFSET,SIZELIMIT'], check=True,
+                capture_output=True, text=True).stdout.splitlines():
+            name, back, off, limit = line.split()
+            if (back, int(off), int(limit)) == (self.pv, offset, length):
+                return name
+        return subprocess.run(
+            ['losetup', '--find', '--show', '--offset', str(offset),
+             '--sizelimit', str(length), self.pv], check=True,
+            capture_output=True, text=True).stdout.strip()
+
+    def read(self, offset, length):
+        """``length`` bytes of the PV from ``offset``, past any cache."""
+        fd = os.open(self.pv, os.O_RDONLY)
+        try:
+            return os.pread(fd, length, offset)
+        finally:
+            os.close(fd)
+
+    def detach_all(self):
+        """Detach every loop device over the PV (ours and workers')."""
+        out = subprocess.run(['losetup', '-j', self.pv], check=True,
+                             capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            subprocess.run(['losetup', '-d', line.split(':')[0]])
+
+
+def install(setenv=None):
+    """Point LVM at the harness and device_path at loop aliases.
+
+    :param setenv: callable(name, value) (pytest's monkeypatch.setenv), or
+        None to set os.environ for good (a worker process).
+    :returns: the LoopAliases.
+    """
+    (setenv or os.environ.__setitem__)('LVM_SYSTEM_DIR',
+                                       os.environ[ENV_SYSTEM_DIR])
+    aliases = LoopAliases(os.environ[ENV_PV])
+    lvm.device_path = aliases.device_path
+    return aliases
+
+
+def uninstall():
+    lvm.device_path = _product_device_path
+
+
+@pytest.fixture
+def lvm_vg(monkeypatch):
+    """The harness's volume group (tools/services/lvm.sh), with LVM and
+    ``storage.lvm.device_path`` pointed at it.
+
+    Yields vg (its name) and aliases (LoopAliases). Afterwards every
+    volume the test made and left is removed and every loop device over
+    the PV detached.
+    """
+    if not available():
+        pytest.skip('no test volume group: run under tools/with-services.sh '
+                    'with the lvm service')
+    aliases = install(monkeypatch.setenv)
+    vg = os.environ[ENV_VG]
+    before = set(lvm.volumes(vg))
+    try:
+        yield types.SimpleNamespace(vg=vg, aliases=aliases)
+    finally:
+        uninstall()
+        aliases.detach_all()
+        for lv in set(lvm.volumes(vg)) - before:
+            lvm.remove_volume(vg, lv)
