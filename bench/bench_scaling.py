@@ -53,7 +53,6 @@ import argparse
 import concurrent.futures
 import hashlib
 import json
-import logging as std_logging
 import os
 import random
 import shutil
@@ -64,7 +63,6 @@ import tempfile
 import time
 import uuid
 
-from oslo_utils import uuidutils
 import sqlalchemy as sa
 
 import nova.conf
@@ -73,7 +71,6 @@ from nova.db import api as db_api
 from nova.db import migration
 from nova import image
 from nova.image import local
-from nova import objects
 from nova.objects import libvirt_disk
 from nova.virt.libvirt import driver as libvirt_driver
 from nova.virt.libvirt import host as libvirt_host
@@ -83,12 +80,14 @@ from nova.virt.libvirt.imagebackend import manager as disk_manager
 from nova.virt import qemu_img
 
 import bench_spawn
+import benchutil
+from benchutil import drop_caches
+from benchutil import run
+from benchutil import upstream_disks
 
 CONF = nova.conf.CONF
 MiB = 1 << 20
 GiB = 1 << 30
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-UPSTREAM_DRIVER = os.path.join(ROOT, 'bench', 'upstream_disks.py')
 FULL = os.environ.get('NOVA_BENCH_FULL', '') not in ('', '0')
 DATA_SIZES = ([64 * MiB, 256 * MiB, GiB, 4 * GiB] if FULL
               else [64 * MiB, 256 * MiB])
@@ -102,51 +101,12 @@ INSTANCE_COUNTS = (1, 4, 16)
 
 # ---------------------------------------------------------------- helpers
 
-def drop_caches():
-    """Write back and drop the page cache (a cold start for every side)."""
-    os.sync()
-    with open('/proc/sys/vm/drop_caches', 'w') as f:
-        f.write('3\n')
-
-
 def timed(func, cold=True):
     if cold:
         drop_caches()
     t0 = time.perf_counter()
     func()
     return time.perf_counter() - t0
-
-
-def run(*cmd, **kwargs):
-    return subprocess.run([str(c) for c in cmd], check=True,
-                          capture_output=True, text=True, **kwargs)
-
-
-def upstream_python():
-    found = os.environ.get('NOVA_TEST_UPSTREAM_PYTHON')
-    if found:
-        return found
-    out = run('bash', os.path.join(ROOT, 'tools', 'upstream', 'venv.sh'))
-    for line in out.stdout.splitlines():
-        if line.startswith('NOVA_TEST_UPSTREAM_PYTHON='):
-            return line.split('=', 1)[1]
-    raise RuntimeError('tools/upstream/venv.sh named no python')
-
-
-def upstream_disks(work, image_path, disk_format, instances, fresh,
-                   backend='qcow2', ephemerals=0, swap_mb=0, root_gb=4):
-    """Upstream creating one instance's disks: its JSON report."""
-    args = [upstream_python(), '-P', UPSTREAM_DRIVER, '--image', image_path,
-            '--disk-format', disk_format, '--images-type', backend,
-            '--instances-path', instances, '--root-gb', root_gb,
-            '--ephemerals', ephemerals, '--swap-mb', swap_mb]
-    if fresh:
-        args += ['--fresh', '--drop-caches']
-    # cwd outside the checkout: its nova/ must not shadow upstream's.
-    out = run(*args, cwd=work,
-              env=dict(os.environ, OS_NOVA_DISABLE_EVENTLET_PATCHING='1',
-                       PYTHONWARNINGS='ignore'))
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def make_image(directory, data, fmt):
@@ -277,46 +237,14 @@ def section_data(work, reps, backend, formats):
 def create_instance(context, image_meta, disks):
     """An instance of ``disks`` disks: root 2 GB, then vfat ephemerals of
     1 GB, then swap 512 MB (one disk: root only)."""
-    ephemerals = max(0, disks - 2)
-    swap = 512 if disks >= 2 else 0
-    instance = objects.Instance(
-        context, uuid=uuidutils.generate_uuid(), image_ref=image_meta['id'],
-        root_gb=2, ephemeral_gb=ephemerals, swap=swap, vm_state='building')
-    instance.create()
-    mappings = [dict(source_type='image', destination_type='local',
-                     boot_index=0, image_id=image_meta['id'])]
-    mappings += [dict(source_type='blank', destination_type='local',
-                      boot_index=-1, guest_format='vfat', volume_size=1)
-                 ] * ephemerals
-    if swap:
-        mappings.append(dict(source_type='blank', destination_type='local',
-                             boot_index=-1, guest_format='swap',
-                             volume_size=swap))
-    for values in mappings:
-        objects.BlockDeviceMapping(context, instance_uuid=instance.uuid,
-                                   **values).create()
-    return instance
-
-
-class DiskTimer:
-    """Seconds spent in DiskManager.create_local_disks (pass-through)."""
-
-    def __init__(self, manager):
-        self.seconds = 0.0
-        real = manager.create_local_disks
-
-        def create_local_disks(*args, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return real(*args, **kwargs)
-            finally:
-                self.seconds += time.perf_counter() - t0
-
-        manager.create_local_disks = create_local_disks
+    return bench_spawn.create_instance(context, image_meta,
+                                       max(0, disks - 2),
+                                       swap=512 if disks >= 2 else 0)
 
 
 def one_transaction(engine, instance_uuid):
-    """Seconds of one write transaction on the spawn's database."""
+    """Seconds of one write transaction on the spawn's database (an
+    UPDATE of the instance's mappings, as a spawn saves its records)."""
     t0 = time.perf_counter()
     with engine.begin() as conn:
         conn.execute(sa.text('UPDATE block_device_mapping SET updated_at = '
@@ -336,18 +264,12 @@ def section_disks(work, reps, backend):
     CONF.set_override('force_raw_images', True)
     migration.db_sync()
     context = nova_context.get_admin_context()
-    raw = os.path.join(work, 'img.raw')
-    with open(raw, 'wb') as f:
-        f.truncate(GiB)
-        f.write(random.Random(20250101).randbytes(64 * MiB))
-    qcow2 = os.path.join(work, 'img.qcow2')
-    run('qemu-img', 'convert', '-f', 'raw', '-O', 'qcow2', raw, qcow2)
-    image_meta = image.API().import_file(context, qcow2, 'qcow2')
-    stored = os.path.join(work, 'img.qcow2')
+    stored = bench_spawn.make_images(work)['qcow2']
+    image_meta = image.API().import_file(context, stored, 'qcow2')
     host = libvirt_host.Host('test:///default')
     manager = disk_manager.DiskManager()
     driver = libvirt_driver.LibvirtDriver(host=host, disks=manager)
-    timer = DiskTimer(manager)
+    timer = benchutil.DiskTimer(manager)
     recorder = bench_spawn.Recorder(db_api.get_engine())
     scratch = os.path.join(work, 'bare')
     up_instances = os.path.join(work, 'upstream')
@@ -369,21 +291,14 @@ def section_disks(work, reps, backend):
         rows = []
         for _ in range(reps):
             instance = create_instance(context, image_meta, count)
-            recorder.reset()
-            timer.seconds = 0.0
-            t0 = time.perf_counter()
-            driver.spawn(context, instance, image_meta)
-            spawn_s = time.perf_counter() - t0
-            row = {'spawn': spawn_s, 'disks': timer.seconds,
-                   'cmds': len(recorder.commands),
-                   'wtx': recorder.write_transactions}
-            instance_dir = os.path.join(CONF.instances_path, instance.uuid)
-            bare_s, _argvs = bench_spawn.bare_baseline(
-                list(recorder.commands), instance_dir,
-                bench_spawn.disk_sources(driver, context, instance), scratch)
-            row['bare'] = bare_s + one_transaction(db_api.get_engine(),
-                                                   instance.uuid)
-            driver.destroy(context, instance)
+            tx_s = one_transaction(db_api.get_engine(), instance.uuid)
+            ours = bench_spawn.spawn_once(driver, context, instance,
+                                          image_meta, recorder, scratch,
+                                          timer)
+            row = {'spawn': ours['spawn_s'], 'disks': ours['disks_s'],
+                   'cmds': ours['commands'],
+                   'wtx': ours['write_transactions'],
+                   'bare': ours['bare_s'] + tx_s}
             up = upstream_disks(work, stored, 'qcow2', up_instances,
                                 fresh=False, backend=backend,
                                 ephemerals=max(0, count - 2),
@@ -409,18 +324,22 @@ def cli(state, *args):
 
 
 def boot(state, image_id):
-    """One ``boot`` process: (seconds, fetches it made)."""
+    """One ``boot`` process: (seconds, fetches it made, failure or None)."""
     t0 = time.perf_counter()
     proc = subprocess.run(cli(state, 'boot', '--image', image_id,
                               '--root-gb', '2', '--ephemeral-gb', '0',
                               '--swap-mb', '0'),
                           capture_output=True, text=True)
     seconds = time.perf_counter() - t0
+    fetches = proc.stderr.count('Fetched image')
     if proc.returncode:
-        errors = [line for line in proc.stderr.splitlines()
-                  if 'ERROR' in line or 'Error' in line]
-        return seconds, None, (errors or ['exit %d' % proc.returncode])[-1]
-    return seconds, proc.stderr.count('Fetched image'), None
+        # The exception's own line (e.g. sqlite3.OperationalError: database
+        # is locked), else the last one.
+        lines = [line.strip() for line in proc.stderr.splitlines()
+                 if line.strip()]
+        errors = [line for line in lines if 'Error:' in line] or lines[-1:]
+        return seconds, fetches, errors[-1][-200:]
+    return seconds, fetches, None
 
 
 def new_state(work, image_path):
@@ -431,12 +350,9 @@ def new_state(work, image_path):
 
 
 def section_instances(work, reps):
-    raw = os.path.join(work, 'inst.raw')
-    with open(raw, 'wb') as f:
-        f.truncate(GiB)
-        f.write(random.Random(7).randbytes(64 * MiB))
-    path = os.path.join(work, 'inst.qcow2')
-    run('qemu-img', 'convert', '-f', 'raw', '-O', 'qcow2', raw, path)
+    images = os.path.join(work, 'instances-images')
+    os.makedirs(images)
+    path = bench_spawn.make_images(images)['qcow2']
     print('instances: concurrent cold boots (nova-libvirt boot, one state '
           'directory, qcow2 image of 1 GiB with 64 MiB of data, root 2 GB) '
           '/ (one cold boot + the rest warm, in sequence); medians '
@@ -461,16 +377,16 @@ def section_instances(work, reps):
                                         range(count)))
             wall = time.perf_counter() - t0
             shutil.rmtree(state)
-            failed = [r[2] for r in results if r[1] is None]
+            failed = [r[2] for r in results if r[2] is not None]
             rows.append({'wall': wall, 'base': base,
-                         'fetches': sum(r[1] or 0 for r in results),
+                         'fetches': sum(r[1] for r in results),
                          'failed': len(failed), 'why': failed[:1]})
         m = {k: median([r[k] for r in rows])
              for k in ('wall', 'base', 'fetches', 'failed')}
         print('%9d %8.2f %9.2f %7.2f %8d %7d%s' % (
             count, m['wall'], m['base'], m['wall'] / m['base'],
             max(r['fetches'] for r in rows), max(r['failed'] for r in rows),
-            ''.join('  a failure: %s' % r['why'][0][-160:] for r in rows
+            ''.join('\n    a failure: %s' % r['why'][0] for r in rows
                     if r['why'])))
     print()
 
@@ -557,12 +473,7 @@ def main(argv=None):
 
     if args.buffered:
         qemu_img.supports_direct_io = lambda *a, **kw: False
-    CONF([], project='nova', default_config_files=[],
-         default_config_dirs=[])
-    std_logging.basicConfig(level=std_logging.WARNING)
-    objects.register_all()
-    work = tempfile.mkdtemp(prefix='bench-scaling-',
-                            dir=args.dir or '/var/tmp')
+    work = benchutil.start('bench-scaling-', args.dir)
     try:
         CONF.set_override('state_path', work)
         if 'data' in sections:
