@@ -4,7 +4,7 @@ against upstream Nova, all measured in one run.
 
 Prints (medians of --reps warm spawns; never asserts on time):
 
-(a) a 4-disk instance (root 2 GB from the image, two 1 GB ext4 ephemerals,
+(a) a 4-disk instance (root 2 GB from the image, two 1 GB vfat ephemerals,
     512 MB swap) spawned through LibvirtDriver (records planned and saved,
     disks created, guest XML built, domain defined and started on
     libvirt's test driver) divided by the same external commands run bare
@@ -14,30 +14,30 @@ Prints (medians of --reps warm spawns; never asserts on time):
     cache entry);
 (b) external commands and database round trips (statements, and write
     transactions) per spawn;
-(c) when the anchor venv exists (``bash ../shared/anchor/setup.sh``),
-    upstream Nova 34.0.0's warm creation of the disks it makes (root,
-    ephemeral, swap) on the same image, alternating with our spawn of the
-    same three disks: the ratio, and both command counts;
-(d) the same with a cold cache (ours: the cache emptied before each
-    spawn; upstream: ``--fresh``), alternating, ``--cold-reps`` pairs.
+(c) upstream Nova 34.0.0's warm creation of the disks it makes (root,
+    ephemeral, swap; bench/upstream_disks.py in upstream's own venv) on
+    the same image, alternating with our creation of the same three disks
+    within a spawn (disks against disks): the ratio, and both command
+    counts;
+(d) the same with a cold cache (ours: the cache emptied; upstream: a fresh
+    instances path), the page cache dropped before each run on both
+    sides, alternating, ``--cold-reps`` pairs.
 
-The image is the anchor's (1 GiB sparse raw with 64 MiB of seeded random
-data, and its qcow2; made here if ``~/.cache/anchor/images`` has none).
-Run::
+Ephemeral disks are vfat on both sides: upstream's default for an
+instance without os_type. The image is 1 GiB sparse raw with 64 MiB of
+seeded random data, and its qcow2, made here. Run (as root, for the cold
+runs)::
 
     .venv/bin/python bench/bench_spawn.py [--reps 5] [--backend qcow2|flat]
 """
 
 import argparse
-import json
-import logging as std_logging
 import os
 import random
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 from oslo_concurrency import processutils
@@ -55,25 +55,14 @@ from nova.virt.libvirt import host as libvirt_host
 from nova.virt.libvirt.imagebackend import cache as image_cache
 from nova.virt.libvirt.imagebackend import manager as disk_manager
 
+import benchutil
+
 CONF = nova.conf.CONF
 
 MiB = 1 << 20
 GiB = 1 << 30
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The team's shared folder lies beside the checkout (also in CI).
-ANCHOR = os.environ.get('ANCHOR', os.path.join(
-    os.path.dirname(ROOT), 'shared', 'anchor'))
-ANCHOR_DIR = os.environ.get('ANCHOR_DIR', os.path.join(
-    os.environ.get('XDG_CACHE_HOME', os.path.expanduser('~/.cache')),
-    'anchor'))
-
-#: backend -> (image format, anchor arguments of the same layout)
-CONFIGS = {
-    'qcow2': ('qcow2', ['--images-type', 'qcow2', '--use-cow', 'true',
-                        '--force-raw', 'true', '--disk-format', 'qcow2']),
-    'flat': ('raw', ['--images-type', 'flat', '--use-cow', 'false',
-                     '--force-raw', 'true', '--disk-format', 'raw']),
-}
+#: backend -> image format
+CONFIGS = {'qcow2': 'qcow2', 'flat': 'raw'}
 
 
 class Recorder:
@@ -120,12 +109,7 @@ class Recorder:
 
 
 def make_images(directory):
-    """The anchor's images, or the same made here."""
-    anchor_images = os.path.join(ANCHOR_DIR, 'images')
-    found = {fmt: os.path.join(anchor_images, 'img.' + fmt)
-             for fmt in ('raw', 'qcow2')}
-    if all(os.path.exists(p) for p in found.values()):
-        return found
+    """img.raw (1 GiB, 64 MiB of data at the start) and its qcow2."""
     raw = os.path.join(directory, 'img.raw')
     with open(raw, 'wb') as f:
         f.truncate(GiB)
@@ -136,20 +120,23 @@ def make_images(directory):
     return {'raw': raw, 'qcow2': qcow2}
 
 
-def create_instance(context, image_meta, ephemerals):
-    """An instance with root 2 GB, ``ephemerals`` x 1 GB, swap 512 MB."""
+def create_instance(context, image_meta, ephemerals, swap=512):
+    """An instance with root 2 GB, ``ephemerals`` x 1 GB vfat, then swap
+    of ``swap`` MB (0: none)."""
     instance = objects.Instance(
         context, uuid=uuidutils.generate_uuid(), image_ref=image_meta['id'],
-        root_gb=2, ephemeral_gb=1, swap=512, vm_state='building')
+        root_gb=2, ephemeral_gb=1 if ephemerals else 0, swap=swap,
+        vm_state='building')
     instance.create()
     mappings = [dict(source_type='image', destination_type='local',
                      boot_index=0, image_id=image_meta['id'])]
     mappings += [dict(source_type='blank', destination_type='local',
-                      boot_index=-1, guest_format='ext4', volume_size=1)
+                      boot_index=-1, guest_format='vfat', volume_size=1)
                  ] * ephemerals
-    mappings.append(dict(source_type='blank', destination_type='local',
-                         boot_index=-1, guest_format='swap',
-                         volume_size=512))
+    if swap:
+        mappings.append(dict(source_type='blank', destination_type='local',
+                             boot_index=-1, guest_format='swap',
+                             volume_size=swap))
     for values in mappings:
         objects.BlockDeviceMapping(context, instance_uuid=instance.uuid,
                                    **values).create()
@@ -191,16 +178,17 @@ def disk_sources(driver, context, instance):
     return result
 
 
-def spawn_once(driver, context, image_meta, recorder, ephemerals,
-               scratch):
-    """One warm spawn, then the same commands bare; the instance is
-    destroyed afterwards (not timed)."""
-    instance = create_instance(context, image_meta, ephemerals)
+def spawn_once(driver, context, instance, image_meta, recorder, scratch,
+               timer):
+    """One warm spawn of ``instance``, then the same commands bare; the
+    instance is destroyed afterwards (not timed)."""
     recorder.reset()
+    timer.seconds = 0.0
     t0 = time.perf_counter()
     driver.spawn(context, instance, image_meta)
     spawn_s = time.perf_counter() - t0
-    result = {'spawn_s': spawn_s, 'commands': len(recorder.commands),
+    result = {'spawn_s': spawn_s, 'disks_s': timer.seconds,
+              'commands': len(recorder.commands),
               'statements': len(recorder.statements),
               'write_transactions': recorder.write_transactions}
     instance_dir = os.path.join(CONF.instances_path, instance.uuid)
@@ -214,6 +202,7 @@ def spawn_once(driver, context, image_meta, recorder, ephemerals,
 def summarize(runs):
     """Medians of the times, maxima of the counts."""
     return {'spawn_s': statistics.median(r['spawn_s'] for r in runs),
+            'disks_s': statistics.median(r['disks_s'] for r in runs),
             'bare_s': statistics.median(r['bare_s'] for r in runs),
             'commands': max(r['commands'] for r in runs),
             'statements': max(r['statements'] for r in runs),
@@ -222,53 +211,44 @@ def summarize(runs):
 
 
 class Upstream:
-    """Upstream Nova 34.0.0 creating root, ephemeral and swap (the anchor),
-    one warm instance per call, on one instances path kept warm."""
+    """Upstream Nova 34.0.0 creating root, ephemeral and swap
+    (bench/upstream_disks.py), one instance per call, on one instances
+    path kept warm."""
 
     def __init__(self, backend, image_path, work):
-        self.python = os.path.join(ANCHOR_DIR, 'venv', 'bin', 'python')
-        self.script = os.path.join(ANCHOR, 'upstream_disks.py')
-        self.available = (os.path.exists(self.python) and
-                          os.path.exists(self.script))
-        self.args = CONFIGS[backend][1] + [
-            '--image', image_path, '--root-gb', '2', '--ephemeral-gb', '1',
-            '--swap-mb', '512', '--instances-path',
-            os.path.join(work, 'upstream-instances'), '--instances', '1']
+        self.backend = backend
+        self.image_path = image_path
         self.work = work
-        self.out = os.path.join(work, 'upstream.json')
-        if self.available:
-            self._run(['--fresh'])  # the cold instance warms the cache
+        self.instances = os.path.join(work, 'upstream-instances')
+        self.cold_instance()  # the cold instance warms the cache
 
-    def _run(self, extra):
-        # cwd is the work directory: a checkout's nova/ must not shadow
-        # upstream's.
-        subprocess.run([self.python, self.script] + self.args + extra +
-                       ['--output', self.out], check=True,
-                       capture_output=True, cwd=self.work)
-        with open(self.out) as f:
-            [instance] = json.load(f)['instances']
-        return instance
+    def _run(self, fresh):
+        report = benchutil.upstream_disks(
+            self.work, self.image_path, CONFIGS[self.backend],
+            self.instances, fresh, backend=self.backend, ephemerals=1,
+            swap_mb=512, root_gb=2)
+        return {'total_s': report['disks_s'],
+                'commands': len(report['commands'])}
 
     def warm_instance(self):
-        instance = self._run([])
-        return {'total_s': instance['total_s'],
-                'commands': len(instance['commands'])}
+        return self._run(fresh=False)
 
     def cold_instance(self):
-        instance = self._run(['--fresh'])
-        return {'total_s': instance['total_s'],
-                'commands': len(instance['commands'])}
+        return self._run(fresh=True)
 
 
-def cold_spawn(driver, context, image_meta, recorder):
-    """One 3-disk spawn with the image cache emptied first (the image
-    store keeps the image, as Glance would); destroyed afterwards."""
+def cold_spawn(driver, context, image_meta, recorder, timer):
+    """One 3-disk spawn with the image cache emptied and the page cache
+    dropped first (the image store keeps the image, as Glance would);
+    destroyed afterwards."""
     shutil.rmtree(image_cache.get_cache().base_dir, ignore_errors=True)
     instance = create_instance(context, image_meta, 1)
     recorder.reset()
+    timer.seconds = 0.0
+    benchutil.drop_caches()
     t0 = time.perf_counter()
     driver.spawn(context, instance, image_meta)
-    result = {'spawn_s': time.perf_counter() - t0,
+    result = {'spawn_s': time.perf_counter() - t0, 'disks_s': timer.seconds,
               'commands': len(recorder.commands)}
     driver.destroy(context, instance)
     return result
@@ -287,14 +267,9 @@ def main(argv=None):
                              '/var/tmp; not tmpfs)')
     args = parser.parse_args(argv)
 
-    CONF([], project='nova', default_config_files=[],
-         default_config_dirs=[])
-    std_logging.basicConfig(level=std_logging.WARNING)
-    objects.register_all()
-    work = tempfile.mkdtemp(prefix='bench-spawn-',
-                            dir=args.dir or '/var/tmp')
+    work = benchutil.start('bench-spawn-', args.dir)
     try:
-        image_format, _ = CONFIGS[args.backend]
+        image_format = CONFIGS[args.backend]
         CONF.set_override('state_path', work)
         CONF.set_override('connection', 'sqlite:///%s/nova.sqlite' % work,
                           group='database')
@@ -307,8 +282,9 @@ def main(argv=None):
         image_meta = image.API().import_file(context, images[image_format],
                                              image_format)
         host = libvirt_host.Host('test:///default')
-        driver = libvirt_driver.LibvirtDriver(
-            host=host, disks=disk_manager.DiskManager())
+        manager = disk_manager.DiskManager()
+        driver = libvirt_driver.LibvirtDriver(host=host, disks=manager)
+        timer = benchutil.DiskTimer(manager)
         recorder = Recorder(db_api.get_engine())
         scratch = os.path.join(work, 'bare')
 
@@ -326,18 +302,18 @@ def main(argv=None):
         upstream = Upstream(args.backend, images[image_format], work)
         four_runs, three_runs, upstream_runs = [], [], []
         for _ in range(args.reps):
-            four_runs.append(spawn_once(driver, context, image_meta,
-                                        recorder, 2, scratch))
-            three_runs.append(spawn_once(driver, context, image_meta,
-                                         recorder, 1, scratch))
-            if upstream.available:
-                upstream_runs.append(upstream.warm_instance())
+            four_runs.append(spawn_once(
+                driver, context, create_instance(context, image_meta, 2),
+                image_meta, recorder, scratch, timer))
+            three_runs.append(spawn_once(
+                driver, context, create_instance(context, image_meta, 1),
+                image_meta, recorder, scratch, timer))
+            upstream_runs.append(upstream.warm_instance())
         cold_runs, upstream_cold_runs = [], []
         for _ in range(args.cold_reps):
             cold_runs.append(cold_spawn(driver, context, image_meta,
-                                        recorder))
-            if upstream.available:
-                upstream_cold_runs.append(upstream.cold_instance())
+                                        recorder, timer))
+            upstream_cold_runs.append(upstream.cold_instance())
         host.close()
         four, three = summarize(four_runs), summarize(three_runs)
 
@@ -362,39 +338,34 @@ def main(argv=None):
         print('    cold 4-disk spawn (fetch + convert + mkfs + mkswap): '
               '%.2f s, %d commands' % (cold_s, cold_cmds))
         print()
+        up_s = statistics.median(r['total_s'] for r in upstream_runs)
         print('(c) warm 3-disk spawn (root 2 GB, ephemeral 1 GB, swap 512 '
-              'MB), ours vs upstream Nova 34.0.0 creating the same disks')
-        print('    ours            %8.1f ms, %d commands (whole spawn: DB, '
-              'disks, XML, define + start)' % (three['spawn_s'] * 1000,
-                                               three['commands']))
-        if not upstream_runs:
-            print('    upstream        not measured: run bash %s/setup.sh '
-                  'first' % ANCHOR)
-        else:
-            up_s = statistics.median(r['total_s'] for r in upstream_runs)
-            print('    upstream        %8.1f ms, %d commands (disks only)'
-                  % (up_s * 1000, max(r['commands'] for r in upstream_runs)))
-            print('    ratio           %8.2f  (ours / upstream; per pair: '
-                  '%s)' % (three['spawn_s'] / up_s, ' '.join(
-                      '%.2f' % (o['spawn_s'] / u['total_s'])
-                      for o, u in zip(three_runs, upstream_runs))))
+              'MB), our disks vs upstream Nova 34.0.0 creating the same '
+              'disks')
+        print('    ours            %8.1f ms of disks, %d commands (the whole '
+              'spawn: %.1f ms)' % (three['disks_s'] * 1000,
+                                   three['commands'],
+                                   three['spawn_s'] * 1000))
+        print('    upstream        %8.1f ms, %d commands' % (
+            up_s * 1000, max(r['commands'] for r in upstream_runs)))
+        print('    ratio           %8.2f  (ours / upstream; per pair: %s)' % (
+            three['disks_s'] / up_s, ' '.join(
+                '%.2f' % (o['disks_s'] / u['total_s'])
+                for o, u in zip(three_runs, upstream_runs))))
         print()
         print('(d) cold 3-disk spawn (fetch, convert if needed, templates), '
-              'ours vs upstream Nova 34.0.0, %d alternating pairs' %
-              args.cold_reps)
-        ours_cold = statistics.median(r['spawn_s'] for r in cold_runs)
+              'our disks vs upstream Nova 34.0.0, page cache dropped '
+              'before each, %d alternating pairs' % args.cold_reps)
+        ours_cold = statistics.median(r['disks_s'] for r in cold_runs)
+        up_cold = statistics.median(r['total_s'] for r in upstream_cold_runs)
         print('    ours            %8.1f ms, %d commands' % (
             ours_cold * 1000, max(r['commands'] for r in cold_runs)))
-        if upstream_cold_runs:
-            up_cold = statistics.median(r['total_s']
-                                        for r in upstream_cold_runs)
-            print('    upstream        %8.1f ms, %d commands' % (
-                up_cold * 1000,
-                max(r['commands'] for r in upstream_cold_runs)))
-            print('    ratio           %8.2f  (ours / upstream; per pair: '
-                  '%s)' % (ours_cold / up_cold, ' '.join(
-                      '%.2f' % (o['spawn_s'] / u['total_s'])
-                      for o, u in zip(cold_runs, upstream_cold_runs))))
+        print('    upstream        %8.1f ms, %d commands' % (
+            up_cold * 1000, max(r['commands'] for r in upstream_cold_runs)))
+        print('    ratio           %8.2f  (ours / upstream; per pair: %s)' % (
+            ours_cold / up_cold, ' '.join(
+                '%.2f' % (o['disks_s'] / u['total_s'])
+                for o, u in zip(cold_runs, upstream_cold_runs))))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -12,7 +12,7 @@
 # Usage: tools/with-services.sh COMMAND [ARGS...]
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-SERVICES=${NOVA_TEST_SERVICES:-postgresql mariadb libvirtd lvm}
+SERVICES=${NOVA_TEST_SERVICES:-postgresql mariadb libvirtd lvm xfs}
 export NOVA_TEST_SERVICES_DIR=${NOVA_TEST_SERVICES_DIR:-/tmp/nova-test-services}
 
 started=()

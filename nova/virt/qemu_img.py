@@ -7,8 +7,13 @@ qemu-img never probes content that a tenant controls. Each call runs under
 before exec so that bounding a tool costs no extra process.
 """
 
+import errno
+import mmap
 import os
 import resource
+import stat
+import threading
+import uuid
 
 from oslo_concurrency import processutils
 from oslo_log import log as logging
@@ -127,14 +132,136 @@ def create(path, fmt, size, backing_file=None, backing_fmt=None):
     execute(*args)
 
 
-def convert(src, src_fmt, dst, dst_fmt, sparse=True, target_exists=False):
+# Direct I/O support per filesystem (st_dev, or a block device's rdev),
+# probed once: True or False. Only a definite answer is kept.
+_DIRECT_IO = {}
+_DIRECT_IO_LOCK = threading.Lock()
+
+# Alignment every O_DIRECT implementation accepts (logical block sizes are
+# 512 or 4096 bytes); an anonymous mmap is page aligned.
+_DIRECT_IO_BLOCK = 4096
+
+
+def _probe_new_file(directory):
+    """Create, write with O_DIRECT and remove a file in ``directory``.
+
+    :returns: True if it worked, False if the filesystem refuses O_DIRECT
+        (EINVAL), None if the probe itself failed for another reason (no
+        space, read-only...), which says nothing about O_DIRECT.
+    """
+    path = os.path.join(directory, '.direct-io-probe-%s' % uuid.uuid4().hex)
+    flags = (os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_DIRECT |
+             os.O_NOFOLLOW | os.O_CLOEXEC)
+    fd = None
+    ours = True
+    try:
+        fd = os.open(path, flags, 0o600)
+        with mmap.mmap(-1, _DIRECT_IO_BLOCK) as buf:
+            # Some filesystems accept the open and refuse the write.
+            os.write(fd, buf)
+        return True
+    except OSError as e:
+        ours = e.errno != errno.EEXIST
+        if e.errno == errno.EINVAL:
+            return False
+        LOG.debug('Could not probe direct I/O in %(dir)s: %(err)s',
+                  {'dir': directory, 'err': e})
+        return None
+    finally:
+        if fd is not None:
+            os.close(fd)
+        if ours:
+            # Linux creates the file before it refuses O_DIRECT (EINVAL
+            # comes from the open itself), so remove it in every case.
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+
+def _probe_existing(path, flags):
+    """Open an existing ``path`` with O_DIRECT (nothing is written)."""
+    try:
+        fd = os.open(path, flags | os.O_DIRECT | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno == errno.EINVAL:
+            return False
+        LOG.debug('Could not probe direct I/O on %(path)s: %(err)s',
+                  {'path': path, 'err': e})
+        return None
+    os.close(fd)
+    return True
+
+
+def _fs_key(st):
+    if stat.S_ISBLK(st.st_mode):
+        return ('blk', st.st_rdev)
+    return ('fs', st.st_dev)
+
+
+def supports_direct_io(path, exists=False, write=True):
+    """Return True if ``path`` can be written (or read) with O_DIRECT.
+
+    The answer is per filesystem (per device for a block device), probed
+    once and kept for the process: a probe is a file created, written and
+    removed in the target's directory, or, for an existing target (a block
+    device, ``exists=True``), an O_DIRECT open of it. A filesystem without
+    O_DIRECT (ramfs, some FUSE and network filesystems) is logged once.
+
+    :param path: the file qemu-img will write (or read, ``write=False``).
+    :param exists: ``path`` exists already (read sources, ``-n`` targets);
+        otherwise its directory is probed.
+    :returns: bool; False also when the probe could not tell.
+    """
+    probe_path = path if exists else (os.path.dirname(path) or '.')
+    try:
+        key = _fs_key(os.stat(probe_path))
+    except OSError:
+        return False
+    if key in _DIRECT_IO:
+        return _DIRECT_IO[key]
+    with _DIRECT_IO_LOCK:
+        if key in _DIRECT_IO:
+            return _DIRECT_IO[key]
+        if exists:
+            result = _probe_existing(
+                path, os.O_WRONLY if write else os.O_RDONLY)
+        else:
+            result = _probe_new_file(probe_path)
+        if result is None:
+            return False
+        _DIRECT_IO[key] = result
+    if not result:
+        LOG.warning('The filesystem of %(path)s does not support direct '
+                    'I/O (O_DIRECT): qemu-img copies there go through the '
+                    'page cache, which is slower for large images and '
+                    'evicts other data from memory.', {'path': probe_path})
+    return result
+
+
+def convert(src, src_fmt, dst, dst_fmt, sparse=True, target_exists=False,
+            direct_read=False):
     """Copy ``src`` to ``dst`` converting formats, both pinned.
+
+    ``dst`` is written with O_DIRECT (``-t none``) where its filesystem
+    supports it (see ``supports_direct_io``), as upstream Nova does:
+    written through the page cache, a large image costs several times
+    longer (the dirty pages are written back later, and the fsync that
+    follows waits for all of them) and evicts other data from memory.
 
     :param sparse: keep holes (qemu-img's default); False writes zeros.
     :param target_exists: write into an existing ``dst`` (``-n``), e.g. a
         block device.
+    :param direct_read: also read ``src`` with O_DIRECT (``-T none``) where
+        its filesystem supports it. Off by default: a source written just
+        before (a fetch's download) is still in the page cache, and reading
+        it from there is faster than from the disk.
     """
     args = ['convert', '-q', '-f', _fmt(src_fmt), '-O', _fmt(dst_fmt)]
+    if supports_direct_io(dst, exists=target_exists):
+        args += ['-t', 'none']
+    if direct_read and supports_direct_io(src, exists=True, write=False):
+        args += ['-T', 'none']
     if not sparse:
         args += ['-S', '0']
     if target_exists:

@@ -1,0 +1,156 @@
+"""qemu_img.convert writes with O_DIRECT where the filesystem has it.
+
+Real qemu-img on two real filesystems: the test's own directory (ext4 or
+tmpfs, both of which take O_DIRECT on the kernels we run) and a ramfs
+mounted for the test, which refuses O_DIRECT (EINVAL on open; tmpfs did
+too before Linux 6.6). Whether the copy bypassed the page cache is read
+from the kernel: ``fincore`` reports how many of the copy's bytes are in
+memory, which is ~0 after a direct write and the whole data after a
+buffered one.
+"""
+
+import logging
+import os
+import subprocess
+
+import pytest
+
+from nova.virt import qemu_img
+
+MiB = 1 << 20
+
+#: Data in the test image: large enough that a buffered copy leaves many
+#: pages resident, small enough to be quick.
+DATA = 16 * MiB
+
+
+def _resident_bytes(path):
+    out = subprocess.run(
+        ['fincore', '--bytes', '--noheadings', '--raw', '-o', 'RES', path],
+        check=True, capture_output=True, text=True).stdout
+    return int(out.split()[0])
+
+
+def _make_image(directory, fmt):
+    """A 64 MiB image holding DATA bytes of random data, in ``fmt``."""
+    raw = os.path.join(directory, 'src.raw')
+    with open(raw, 'wb') as f:
+        f.truncate(64 * MiB)
+        f.seek(8 * MiB)
+        f.write(os.urandom(DATA))
+    if fmt == 'raw':
+        return raw
+    out = os.path.join(directory, 'src.qcow2')
+    qemu_img.convert(raw, 'raw', out, 'qcow2')
+    return out
+
+
+def _same_content(a, a_fmt, b, b_fmt):
+    r = subprocess.run(['qemu-img', 'compare', '-q', '-f', a_fmt, '-F', b_fmt,
+                        a, b], capture_output=True, text=True)
+    return r.returncode == 0
+
+
+@pytest.fixture
+def ramfs(tmp_path):
+    """A ramfs (no O_DIRECT) mounted for one test; needs root."""
+    if os.geteuid() != 0:
+        pytest.skip('mounting a ramfs needs root')
+    mnt = tmp_path / 'ramfs'
+    mnt.mkdir()
+    subprocess.run(['mount', '-t', 'ramfs', '-o', 'mode=0700', 'ramfs',
+                    str(mnt)], check=True)
+    try:
+        yield str(mnt)
+    finally:
+        subprocess.run(['umount', str(mnt)], check=True)
+
+
+@pytest.fixture(autouse=True)
+def fresh_probe_cache(monkeypatch):
+    # Each test sees the probe as a new process would (tmp_path's
+    # filesystem is shared by tests, a ramfs's device number is reused).
+    monkeypatch.setattr(qemu_img, '_DIRECT_IO', {})
+
+
+@pytest.mark.parametrize('src_fmt,dst_fmt', [('qcow2', 'raw'),
+                                             ('raw', 'qcow2')])
+def test_convert_writes_around_the_page_cache(tmp_path, src_fmt, dst_fmt):
+    src = _make_image(str(tmp_path), src_fmt)
+    dst = str(tmp_path / ('dst.' + dst_fmt))
+
+    qemu_img.convert(src, src_fmt, dst, dst_fmt)
+
+    # A buffered write would leave all DATA bytes resident (checked
+    # before anything reads the copy back).
+    assert _resident_bytes(dst) < DATA // 4
+    assert _same_content(src, src_fmt, dst, dst_fmt)
+    assert qemu_img.supports_direct_io(dst)
+    # The probe left nothing behind.
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        {'src.raw', os.path.basename(src), os.path.basename(dst)})
+
+
+def test_convert_into_existing_target_direct(tmp_path):
+    src = _make_image(str(tmp_path), 'qcow2')
+    dst = str(tmp_path / 'target')
+    with open(dst, 'wb') as f:
+        f.truncate(64 * MiB)
+
+    qemu_img.convert(src, 'qcow2', dst, 'raw', target_exists=True)
+
+    assert _resident_bytes(dst) < DATA // 4
+    assert _same_content(src, 'qcow2', dst, 'raw')
+
+
+def test_direct_read_of_the_source(tmp_path):
+    src = _make_image(str(tmp_path), 'qcow2')
+    dst = str(tmp_path / 'dst.raw')
+
+    qemu_img.convert(src, 'qcow2', dst, 'raw', direct_read=True)
+
+    assert _same_content(src, 'qcow2', dst, 'raw')
+
+
+def test_no_direct_io_falls_back_and_logs_once(tmp_path, ramfs, caplog):
+    src = _make_image(str(tmp_path), 'qcow2')
+    first = os.path.join(ramfs, 'first.raw')
+    second = os.path.join(ramfs, 'second.raw')
+
+    with caplog.at_level(logging.WARNING, logger=qemu_img.__name__):
+        qemu_img.convert(src, 'qcow2', first, 'raw')
+        qemu_img.convert(src, 'qcow2', second, 'raw', direct_read=True)
+
+    assert _same_content(src, 'qcow2', first, 'raw')
+    assert _same_content(src, 'qcow2', second, 'raw')
+    assert not qemu_img.supports_direct_io(first)
+    warnings = [r for r in caplog.records
+                if 'does not support direct I/O' in r.getMessage()]
+    assert len(warnings) == 1
+    assert ramfs in warnings[0].getMessage()
+    assert sorted(os.listdir(ramfs)) == ['first.raw', 'second.raw']
+
+
+def test_source_without_direct_io_is_read_buffered(tmp_path, ramfs):
+    src = _make_image(ramfs, 'qcow2')
+    dst = str(tmp_path / 'dst.raw')
+
+    qemu_img.convert(src, 'qcow2', dst, 'raw', direct_read=True)
+
+    assert _same_content(src, 'qcow2', dst, 'raw')
+    assert not qemu_img.supports_direct_io(src, exists=True, write=False)
+    assert qemu_img.supports_direct_io(dst)
+
+
+def test_probe_of_a_missing_directory_says_no(tmp_path):
+    assert not qemu_img.supports_direct_io(str(tmp_path / 'no' / 'file'))
+    assert qemu_img._DIRECT_IO == {}
+
+
+def test_failing_convert_leaves_a_typed_error(tmp_path):
+    src = str(tmp_path / 'missing.qcow2')
+    dst = str(tmp_path / 'dst.raw')
+    from nova import exception
+    with pytest.raises(exception.ProcessFailed):
+        qemu_img.convert(src, 'qcow2', dst, 'raw')
+    assert not os.path.exists(dst)
