@@ -2,7 +2,8 @@
 # Runs a command with the real services the functional tests need:
 #   PostgreSQL and MariaDB on 127.0.0.1 (throwaway servers, fsync off),
 #   libvirtd with KVM (qemu:///system) and an LVM volume group on a loop
-#   device (tools/services/lvm.sh); and the venv holding upstream Nova
+#   device (tools/services/lvm.sh), an XFS with reflink on a loop file
+#   (tools/services/xfs.sh); and the venv holding upstream Nova
 #   34.0.0 (tools/upstream/venv.sh), named by NOVA_TEST_UPSTREAM_PYTHON.
 # Each tools/services/<name>.sh start prints KEY=VALUE lines that tell the
 # tests where the service is; they are exported for the command. Every
