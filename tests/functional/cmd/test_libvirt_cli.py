@@ -6,57 +6,15 @@ driver."""
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
-COMMANDS = ('image-import', 'image-list', 'boot', 'show', 'list', 'destroy',
-            'image-cache-cleanup')
+from tests.functional.cmd.runner import CLI
+from tests.functional.cmd.runner import make_qcow2
+from tests.functional.cmd.runner import script as _script
 
-
-def _script():
-    script = os.path.join(os.path.dirname(sys.executable), 'nova-libvirt')
-    if os.path.exists(script):
-        return [script]
-    return [sys.executable, '-m', 'nova.cmd.libvirt']
-
-
-class CLI:
-    """Runs nova-libvirt with a config file whose state_path is private."""
-
-    def __init__(self, tmp_path, extra_conf=''):
-        self.state = tmp_path / 'state'
-        self.conf = tmp_path / 'nova.conf'
-        self.conf.write_text('[DEFAULT]\nstate_path = %s\n%s' % (
-            self.state, extra_conf))
-        self.env = dict(os.environ, HOME=str(tmp_path / 'home'))
-
-    def run(self, *args, check=True, fmt='json'):
-        cmd = _script() + ['--config-file', str(self.conf),
-                           '--format', fmt] + list(args)
-        result = subprocess.run(cmd, capture_output=True, text=True,
-                                env=self.env, timeout=300)
-        if check and result.returncode != 0:
-            raise AssertionError('%s exited %d\nstdout: %s\nstderr: %s' % (
-                ' '.join(cmd), result.returncode, result.stdout,
-                result.stderr))
-        return result
-
-    def json(self, *args):
-        return json.loads(self.run(*args).stdout)
-
-
-def make_qcow2(path, size='1G'):
-    raw = str(path) + '.raw'
-    with open(raw, 'wb') as f:
-        f.write(b'cli!' * 65536)
-        f.truncate(64 << 20)
-    subprocess.run(['qemu-img', 'convert', '-q', '-f', 'raw', '-O', 'qcow2',
-                    raw, str(path)], check=True)
-    if size:
-        subprocess.run(['qemu-img', 'resize', '-q', '-f', 'qcow2', str(path),
-                        size], check=True)
-    return str(path)
+COMMANDS = ('image-import', 'image-list', 'image-delete', 'boot', 'show',
+            'list', 'destroy', 'image-cache-cleanup')
 
 
 @pytest.fixture
