@@ -11,6 +11,7 @@ import pytest
 
 from tests.functional.cmd.runner import CLI
 from tests.functional.cmd.runner import make_qcow2
+from tests.functional.cmd.runner import make_raw
 from tests.functional.cmd.runner import script as _script
 
 COMMANDS = ('image-import', 'image-list', 'image-delete', 'boot', 'show',
@@ -159,3 +160,70 @@ def test_image_cache_cleanup_keeps_what_records_name(tmp_path):
     assert 'ephemeral_1_ext4' in removed['removed']
     assert 'swap_16' in removed['removed']
     assert os.listdir(base) == []
+
+
+def test_conventions_of_the_openstack_cli(cli, tmp_path):
+    version = subprocess.run(_script() + ['--version'], capture_output=True,
+                             text=True, env=cli.env)
+    assert version.returncode == 0
+    assert version.stdout.strip()[0].isdigit()
+
+    image = cli.json('image-import', make_raw(tmp_path / 'img.raw'),
+                     '--disk-format', 'raw', '--name', 'evil\x1b[2Jname')
+    upper = image['id'].upper()
+    # Output options after the sub-command, columns by key or by title.
+    listed = json.loads(cli.run('image-list', '-f', 'json', '-c', 'ID',
+                                '-c', 'name', fmt='table').stdout)
+    assert listed == [{'id': image['id'], 'name': 'evil\x1b[2Jname'}]
+    table = cli.run('image-list', fmt='table').stdout
+    assert '\x1b' not in table
+    assert 'evil\\x1b[2Jname' in table
+
+    # An upper-case uuid is the same image, and the same instance.
+    booted = cli.json('boot', '--image', upper, '--name', 'two\nlines')
+    assert booted['image'] == image['id']
+    # boot reports what stat says of each disk (qemu-img is show's).
+    [disk] = booted['disks']
+    assert disk['on_disk']['allocated'] > 0
+    assert 'format' not in disk['on_disk']
+    assert cli.json('show', booted['uuid'].upper())['uuid'] == booted['uuid']
+    rows = cli.run('list', '-c', 'Name', fmt='table').stdout
+    assert 'two\\nlines' in rows and 'two\nlines' not in rows
+    assert 'UUID' not in rows
+
+    # The image is in use: image-delete refuses it, naming the instance.
+    refused = cli.run('image-delete', upper, check=False)
+    assert refused.returncode == 1
+    assert booted['uuid'] in refused.stderr
+    assert [i['id'] for i in cli.json('image-list')] == [image['id']]
+    cli.json('destroy', booted['uuid'])
+    assert cli.json('image-delete', upper) == {'id': image['id'],
+                                               'status': 'deleted'}
+    assert cli.json('image-list') == []
+    assert not (cli.state / 'images' / image['id']).exists()
+    gone = cli.run('image-delete', image['id'], check=False)
+    assert gone.returncode == 1 and 'image-list' in gone.stderr
+
+
+def test_empty_image_is_refused(cli, tmp_path):
+    empty = tmp_path / 'empty.raw'
+    empty.write_bytes(b'')
+    result = cli.run('image-import', str(empty), '--disk-format', 'raw',
+                     check=False)
+    assert result.returncode == 1
+    assert '%s is empty' % empty in result.stderr
+    assert cli.json('image-list') == []
+
+
+def test_show_does_not_open_a_fifo_at_a_disk_path(cli, tmp_path):
+    image = cli.json('image-import', make_raw(tmp_path / 'img.raw'),
+                     '--disk-format', 'raw')
+    booted = cli.json('boot', '--image', image['id'])
+    [disk] = booted['disks']
+    os.unlink(disk['path'])
+    os.mkfifo(disk['path'])
+    # A reader of the FIFO would wait for a writer forever.
+    [shown] = cli.json('show', booted['uuid'])['disks']
+    assert 'fifo' in shown['on_disk']['error']
+    os.unlink(disk['path'])
+    cli.json('destroy', booted['uuid'])
