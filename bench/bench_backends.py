@@ -15,7 +15,7 @@ Also, on the cold path: bytes written to storage (``write_bytes`` of
 /proc/self/io, which includes reaped children such as qemu-img) per byte
 of image data, and the root disk's allocation against the image's data.
 
-The image is the anchor's (/work/shared/anchor/make_images.sh): 1 GiB
+The image (made here): 1 GiB
 sparse raw with 64 MiB of seeded random data at the start, and its qcow2.
 The root disk is 2 GiB. Run::
 

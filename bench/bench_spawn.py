@@ -14,7 +14,9 @@ Prints (medians of --reps warm spawns; never asserts on time):
     cache entry);
 (b) external commands and database round trips (statements, and write
     transactions) per spawn;
-(c) when the anchor venv exists (``bash ../shared/anchor/setup.sh``),
+(c) when ``$ANCHOR`` names a directory with ``upstream_disks.py`` (a
+    driver of upstream's imagebackend, not part of this repository) and
+    ``$ANCHOR_DIR/venv`` holds upstream Nova (skipped otherwise),
     upstream Nova 34.0.0's warm creation of the disks it makes (root,
     ephemeral, swap) on the same image, alternating with our spawn of the
     same three disks: the ratio, and both command counts;
@@ -60,9 +62,9 @@ CONF = nova.conf.CONF
 MiB = 1 << 20
 GiB = 1 << 30
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The team's shared folder lies beside the checkout (also in CI).
-ANCHOR = os.environ.get('ANCHOR', os.path.join(
-    os.path.dirname(ROOT), 'shared', 'anchor'))
+# Only where the environment names it: nothing outside the checkout is
+# assumed.
+ANCHOR = os.environ.get('ANCHOR', '')
 ANCHOR_DIR = os.environ.get('ANCHOR_DIR', os.path.join(
     os.environ.get('XDG_CACHE_HOME', os.path.expanduser('~/.cache')),
     'anchor'))

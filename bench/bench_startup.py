@@ -84,8 +84,8 @@ def main():
                    for label, cmd in cases]
     bare = results[0][1][0]
     oslo = results[1][1][0]
-    print('%-34s %9s %9s %10s %12s' % ('command', 'median', 'min', 'x pass',
-                                      'x oslo_config'))
+    print('%-34s %9s %9s %10s %12s' % (
+        'command', 'median', 'min', 'x pass', 'x oslo_config'))
     for label, (median, fastest) in results:
         print('%-34s %7.0fms %7.0fms %9.1fx %11.1fx' % (
             label, median * 1000, fastest * 1000, median / bare,
