@@ -134,6 +134,11 @@ def test_unknown_database_driver(cli):
                 check=False),
         '[database] connection', 'oracle+nosuch://x/y')
     assert 'postgresql+psycopg2://' in line
+    result = subprocess.run(
+        script('nova-manage') + ['--config-file', str(cli.conf), 'db',
+                                 'sync'], capture_output=True, text=True,
+        env=dict(cli.env, OS_DATABASE__CONNECTION='oracle+nosuch://x/y'))
+    assert_one_line_error(result, 'oracle+nosuch://x/y')
 
 
 def test_state_path_is_a_file(cli, tmp_path):
@@ -308,3 +313,27 @@ def test_killed_boot_is_repaired_by_the_next_command(cli, tmp_path):
     assert (instance['vm_state'], instance['task_state']) == ('error', None)
     cli.json('destroy', instance['uuid'])
     assert _instance_dirs(cli) == []
+
+
+def test_state_that_cannot_be_saved_is_said_and_repaired(cli, tmp_path):
+    image = cli.json('image-import', make_raw(tmp_path / 'img.raw'),
+                     '--disk-format', 'raw')
+    lock = _hold_cache_entry(cli, image['id'])
+    try:
+        boot = cli.popen('boot', '--image', image['id'])
+        _wait_for_records(cli)
+        # Stopped while another process holds the database: the disks go,
+        # but ERROR cannot be written.
+        with sqlite_locked(cli.state / 'nova.sqlite'):
+            boot.send_signal(signal.SIGINT)
+            _out, err = boot.communicate(timeout=120)
+    finally:
+        lock.release()
+    assert boot.returncode == 1
+    line = err.strip().splitlines()[-1]
+    assert 'could not be saved' in line and 'locked' in line
+    assert 'repairs it' in line
+    assert _instance_dirs(cli) == []
+    [instance] = cli.json('list')
+    assert (instance['vm_state'], instance['task_state']) == ('error', None)
+    cli.json('destroy', instance['uuid'])
