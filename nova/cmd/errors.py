@@ -45,14 +45,15 @@ def _isinstance(exc, module, name):
     return cls is not None and isinstance(exc, cls)
 
 
-def _chain(exc):
+def _chain(exc, implicit=True):
     """``exc`` and the exceptions it wraps (oslo.db keeps the DB-API's
-    error in ``inner_exception``; Python in ``__cause__``)."""
+    error in ``inner_exception``; Python in ``__cause__``, and in
+    ``__context__`` when ``implicit``)."""
     seen = []
     while exc is not None and exc not in seen:
         seen.append(exc)
         exc = (getattr(exc, 'inner_exception', None) or exc.__cause__ or
-               exc.__context__)
+               (exc.__context__ if implicit else None))
     return seen
 
 
@@ -209,7 +210,7 @@ def describe(exc, state_path=None):
     if _isinstance(exc, 'nova.exception', 'NovaException'):
         hint = _NOVA_HINTS.get(type(exc).__name__)
         # A wrapped database error inside ours still says what to do.
-        for inner in _chain(exc)[1:]:
+        for inner in _chain(exc, implicit=False)[1:]:
             message = _describe_database(inner)
             if message:
                 return ('%s (%s)' % (str(exc).rstrip('.'), message),

@@ -271,20 +271,28 @@ def _wait_for_records(cli):
         time.sleep(0.05)
 
 
+@contextlib.contextmanager
+def boot_waiting_on_the_cache(cli, tmp_path, *args):
+    """A boot (a Popen) that has saved its disk records and waits on the
+    image cache entry's lock, which is held until the block ends."""
+    image = cli.json('image-import', make_raw(tmp_path / 'img.raw'),
+                     '--disk-format', 'raw')
+    lock = _hold_cache_entry(cli, image['id'])
+    try:
+        boot = cli.popen('boot', '--image', image['id'], *args)
+        _wait_for_records(cli)
+        yield boot
+    finally:
+        lock.release()
+
+
 @pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_boot_ends_in_error_with_nothing_left(cli, tmp_path,
                                                           signum):
-    image = cli.json('image-import', make_raw(tmp_path / 'img.raw'),
-                     '--disk-format', 'raw')
-    cache_entry_lock = _hold_cache_entry(cli, image['id'])
-    try:
-        boot = cli.popen('boot', '--image', image['id'], '--ephemeral-gb',
-                         '1')
-        _wait_for_records(cli)
+    with boot_waiting_on_the_cache(cli, tmp_path, '--ephemeral-gb',
+                                   '1') as boot:
         boot.send_signal(signum)
         _out, err = boot.communicate(timeout=120)
-    finally:
-        cache_entry_lock.release()
     assert boot.returncode == 1
     assert 'Traceback' not in err
     assert err.strip().splitlines()[-1] == (
@@ -296,19 +304,12 @@ def test_interrupted_boot_ends_in_error_with_nothing_left(cli, tmp_path,
 
 
 def test_killed_boot_is_repaired_by_the_next_command(cli, tmp_path):
-    image = cli.json('image-import', make_raw(tmp_path / 'img.raw'),
-                     '--disk-format', 'raw')
-    lock = _hold_cache_entry(cli, image['id'])
-    try:
-        boot = cli.popen('boot', '--image', image['id'])
-        _wait_for_records(cli)
+    with boot_waiting_on_the_cache(cli, tmp_path) as boot:
         # A running boot's instance is left alone by other commands.
         [instance] = cli.json('list')
         assert instance['vm_state'] == 'building'
         boot.kill()
         boot.wait()
-    finally:
-        lock.release()
     [instance] = cli.json('list')
     assert (instance['vm_state'], instance['task_state']) == ('error', None)
     cli.json('destroy', instance['uuid'])
@@ -316,19 +317,12 @@ def test_killed_boot_is_repaired_by_the_next_command(cli, tmp_path):
 
 
 def test_state_that_cannot_be_saved_is_said_and_repaired(cli, tmp_path):
-    image = cli.json('image-import', make_raw(tmp_path / 'img.raw'),
-                     '--disk-format', 'raw')
-    lock = _hold_cache_entry(cli, image['id'])
-    try:
-        boot = cli.popen('boot', '--image', image['id'])
-        _wait_for_records(cli)
+    with boot_waiting_on_the_cache(cli, tmp_path) as boot:
         # Stopped while another process holds the database: the disks go,
         # but ERROR cannot be written.
         with sqlite_locked(cli.state / 'nova.sqlite'):
             boot.send_signal(signal.SIGINT)
             _out, err = boot.communicate(timeout=120)
-    finally:
-        lock.release()
     assert boot.returncode == 1
     line = err.strip().splitlines()[-1]
     assert 'could not be saved' in line and 'locked' in line
