@@ -33,15 +33,20 @@ def _script():
     return [sys.executable, '-m', 'nova.cmd.libvirt']
 
 
-def _timed(cmd, env, reps):
-    """Median and minimum wall time of ``cmd`` over ``reps`` runs (s)."""
-    times = []
+def _timed(cases, env, reps):
+    """Median and minimum wall time (s) of each case's command over
+    ``reps`` rounds. Each round runs every case once, so that a change in
+    the machine's load falls on all of them alike."""
+    times = {label: [] for label, _ in cases}
     for _ in range(reps):
-        start = time.perf_counter()
-        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), min(times)
+        for label, cmd in cases:
+            start = time.perf_counter()
+            subprocess.run(cmd, env=env, check=True,
+                           stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+            times[label].append(time.perf_counter() - start)
+    return [(label, (statistics.median(times[label]), min(times[label])))
+            for label, _ in cases]
 
 
 def _prepare(state, env):
@@ -80,8 +85,7 @@ def main():
             ('nova-libvirt list', cli + ['list']),
             ('nova-libvirt show', cli + ['show', uuid]),
         ]
-        results = [(label, _timed(cmd, env, args.reps))
-                   for label, cmd in cases]
+        results = _timed(cases, env, args.reps)
     bare = results[0][1][0]
     oslo = results[1][1][0]
     print('%-34s %9s %9s %10s %12s' % (
