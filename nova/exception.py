@@ -298,3 +298,22 @@ class DiskLayoutConfigMissing(DiskPlanningFailed):
 class InstanceDomainFailed(NovaException):
     msg_fmt = ("Libvirt refused to %(action)s the domain of instance "
                "%(instance_uuid)s: %(reason)s")
+
+
+# --- the console scripts ---------------------------------------------------
+
+class StatePathInvalid(NovaException):
+    msg_fmt = ("state_path %(path)s is not a directory; point [DEFAULT] "
+               "state_path at a directory, or move that file away.")
+
+
+class InstanceStateNotSaved(NovaException):
+    msg_fmt = ("Instance %(instance_uuid)s: %(error)s; its state "
+               "(%(vm_state)s) could not be saved either (%(reason)s): the "
+               "next nova-libvirt command that reads it repairs it from "
+               "its records.")
+
+
+class ImageInUse(NovaException):
+    msg_fmt = ("Image %(image_id)s is the source of disks of instance(s) "
+               "%(instances)s; destroy them first.")

@@ -2,7 +2,8 @@
 # The main job on the embedded defaults: on a fresh Debian 12 machine, as
 # root, installs what is needed, then makes a small image, imports it, boots
 # an instance with root, ephemeral and swap disks (each disk's layout record
-# is saved before the disk is made), shows it, and destroys it.
+# is saved before the disk is made), shows it, destroys it, and deletes the
+# image.
 #
 # Everything lands in one state directory (default
 # ~/.local/state/nova-libvirt; set NOVA_DEMO_STATE to use another): the
@@ -46,3 +47,6 @@ echo "== nova-libvirt list"
 echo "== nova-libvirt destroy $instance"
 "${CLI[@]}" destroy "$instance"
 "${CLI[@]}" list
+
+echo "== nova-libvirt image-delete $image_id (no disk is made from it any more)"
+"${CLI[@]}" image-delete "$image_id"

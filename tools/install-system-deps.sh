@@ -3,8 +3,8 @@
 # Idempotent: a package already installed is skipped, and apt is not touched at
 # all when nothing is missing. Run as root.
 #
-# See ../shared/design/ENVIRONMENT.md (in the team's shared folder) for why
-# each daemon package is installed with --no-install-recommends and why
+# See doc/testing.rst for what the test command changes on the host. Daemon
+# packages are installed with --no-install-recommends, and
 # libvirt-daemon-system is deliberately absent (it pulls in systemd-sysv).
 set -euo pipefail
 

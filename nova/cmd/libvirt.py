@@ -3,11 +3,13 @@ laid out by persisted records.
 
 ::
 
-    nova-libvirt [--config-file FILE] [--format table|json] COMMAND ...
+    nova-libvirt [--config-file FILE] [-f table|json] [-c NAME] COMMAND ...
 
     image-import FILE --disk-format raw|qcow2 [--name NAME]
     image-list
-    boot --image ID --root-gb N --ephemeral-gb N --swap-mb N [--name NAME]
+    image-delete IMAGE
+    boot --image ID [--root-gb N] [--ephemeral-gb N] [--swap-mb N]
+         [--name NAME]
     show INSTANCE
     list
     destroy INSTANCE
@@ -20,53 +22,42 @@ store (``images/``), the instances and their image cache
 (``instances/``, ``instances/_base``) and the locks
 (``instances/locks``). New disks are Qcow2 overlays; the hypervisor is
 libvirt's in-process test driver (``test:///default``). Exit status: 0 on
-success, 1 on a failure (said on stderr), 2 on a usage error.
+success, 1 on a failure (one line on stderr naming what failed and what to
+do; ``--debug`` adds the traceback), 2 on a usage error.
+
+This module parses the command line and reports errors only: it imports
+neither the database nor the objects layer, so that ``--help`` and usage
+errors answer at once. A command's module is imported when it runs.
 """
 
 import argparse
-import socket
+import importlib
 import sys
+import traceback
 import warnings
 
 from oslo_concurrency import opts as concurrency_opts
 from oslo_config import cfg
-from oslo_db import exception as db_exc
 from oslo_db import options as db_options
 from oslo_log import log as logging
-from oslo_utils import timeutils
-from oslo_utils import uuidutils
 
+from nova.cmd import errors
+from nova.cmd import signals
 import nova.conf
 from nova.conf import opts as conf_opts
-from nova import context as nova_context
-from nova.db import migration
-from nova.cmd import output
-from nova.cmd import progress as progress_mod
-from nova import exception
-from nova import image
-from nova import utils
-
-with warnings.catch_warnings():
-    # oslo.versionedobjects imports oslo.messaging, which imports
-    # oslo.service, which imports eventlet, which warns on import that it
-    # is deprecated: noise on every run, and nothing this command's user
-    # can act on.
-    warnings.simplefilter('ignore')
-    from nova import objects
-    from nova.virt.libvirt import driver as libvirt_driver
-    from nova.virt.libvirt.imagebackend import cache as image_cache
-    from nova.virt.libvirt.imagebackend import manager as disk_manager
 
 CONF = nova.conf.CONF
 LOG = logging.getLogger(__name__)
 
 PROG = 'nova-libvirt'
+DIST = 'nova-libvirt-disks'
 
-_USAGE = """%(prog)s [--config-file FILE] [--format table|json] [--debug]
+_USAGE = """%(prog)s [--config-file FILE] [-f table|json] [-c NAME] [--debug]
                     [OPTION ...] COMMAND [ARGS]
 
   image-import FILE --disk-format raw|qcow2 [--name NAME]
   image-list
+  image-delete IMAGE
   boot --image ID [--root-gb N] [--ephemeral-gb N] [--swap-mb N] [--name NAME]
   show INSTANCE
   list
@@ -79,7 +70,8 @@ _EPILOG = """
 Every [DEFAULT] and [libvirt] option of the configuration file can also
 be given on the command line: --state_path DIR, --libvirt-connection_uri
 URI, --database-connection URL, and so on ([group] name becomes
---group-name; a boolean name also has --noname). Without configuration
+--group-name; a boolean name also has --noname). -f/--format and -c also
+work after the command (nova-libvirt list -f json). Without configuration
 everything lives under $state_path (default ~/.local/state/nova-libvirt):
 the SQLite database nova.sqlite (created and migrated on first use), the
 image store images/, the instances' disks instances/UUID/, the image cache
@@ -88,264 +80,102 @@ overlays on raw bases (the embedded layout defaults). The hypervisor is
 test:///default, libvirt's in-process test driver, whose domains live only
 as long as the command that made them: show then reports the recorded power
 state and a domain that is not defined. Use --libvirt-connection_uri
-qemu:///system with --libvirt-virt_type kvm for real guests.
+qemu:///system with --libvirt-virt_type kvm for real guests. Exit status:
+0 on success, 1 on a failure (one line on stderr; --debug adds the
+traceback), 2 on a usage error.
 """
 
 _OUTPUT_OPTS = [
-    cfg.StrOpt('format',
-               default='table',
-               choices=[('table', 'human-readable tables'),
-                        ('json', 'one JSON document on stdout')],
-               help='Output format of every command.'),
+    cfg.StrOpt('format', short='f', default='table', metavar='table|json',
+               help='Output format of every command: table (for people) '
+                    'or json (one document on stdout, for scripts).'),
+    cfg.MultiStrOpt('column', short='c', default=[], metavar='NAME',
+                    help='Print only this field or column (its JSON key or '
+                         'its table title); repeat for more.'),
 ]
 
-
-def _emit(data, table_printer):
-    output.emit(data, table_printer, CONF.format)
-
-
-# --- the commands -----------------------------------------------------
-
-def _image_api(progress=None):
-    api = image.API()
-    return progress_mod.ProgressImageAPI(api, progress) if progress and \
-        progress.enabled else api
-
-
-def _driver(progress=None):
-    cache = image_cache.ImageCache(image_api=_image_api(progress))
-    return libvirt_driver.LibvirtDriver(
-        disks=disk_manager.DiskManager(cache=cache))
+#: Each command's function, imported only when it runs.
+_ACTIONS = {
+    'image-import': 'nova.cmd.images:cmd_image_import',
+    'image-list': 'nova.cmd.images:cmd_image_list',
+    'image-delete': 'nova.cmd.images:cmd_image_delete',
+    'boot': 'nova.cmd.instances:cmd_boot',
+    'show': 'nova.cmd.instances:cmd_show',
+    'list': 'nova.cmd.instances:cmd_list',
+    'destroy': 'nova.cmd.instances:cmd_destroy',
+    'image-cache-cleanup': 'nova.cmd.images:cmd_image_cache_cleanup',
+}
 
 
-def _find_instance(context, ref):
-    """An instance by uuid, or by a display name that only it has."""
-    if uuidutils.is_uuid_like(ref):
-        return objects.Instance.get_by_uuid(context, ref.lower())
-    matches = [i for i in objects.InstanceList.get_all(context)
-               if i.display_name == ref]
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise exception.InstanceNotFound(instance_id=ref)
-    raise exception.InvalidInput(
-        reason='%d instances are named %r; use a uuid (%s)' % (
-            len(matches), ref, ', '.join(i.uuid for i in matches)))
+class Invocation:
+    """One run of a command: its context, its arguments, how to print."""
 
+    def __init__(self, context, args, fmt, columns):
+        self.context = context
+        self.args = args
+        self.fmt = fmt
+        self.columns = columns
 
-def _power_state_name(state):
-    return libvirt_driver.POWER_STATE_NAMES.get(state or 0, 'pending')
+    def emit(self, data, view):
+        from nova.cmd import output
+        output.emit(data, view, self.fmt, self.columns)
 
-
-def _describe_disks(driver, instance, bdms):
-    """Each local disk: target, record and what is on disk."""
-    try:
-        disks = driver.disks.local_disks(instance, bdms)
-    except exception.NovaException as e:
-        # A mapping without a readable record: show what there is.
-        return [{'disk_name': bdm.device_name or 'mapping %s' % bdm.id,
-                 'record': None, 'source': None,
-                 'on_disk': {'error': str(e)}}
-                for bdm in bdms if bdm.is_local]
-    result = []
-    for index, disk in enumerate(disks):
-        record = disk.record
-        try:
-            on_disk = disk.backend.inspect()
-        except exception.NovaException as e:
-            on_disk = {'error': str(e)}
-        result.append({
-            'target': libvirt_driver.target_dev(index),
-            'disk_name': record.disk_name,
-            'role': disk.role,
-            'source': record.source,
-            'path': getattr(disk.backend, 'path', None),
-            'record': {name: getattr(record, name)
-                       for name in sorted(record.fields)},
-            'on_disk': on_disk,
-        })
-    return result
-
-
-def _describe(context, driver, instance, with_disks=True):
-    domain_state = driver.get_domain_state(instance)
-    data = {
-        'uuid': instance.uuid,
-        'name': instance.display_name,
-        'image': instance.image_ref,
-        'root_gb': instance.root_gb,
-        'ephemeral_gb': instance.ephemeral_gb,
-        'swap_mb': instance.swap,
-        'vm_state': instance.vm_state,
-        'task_state': instance.task_state,
-        'power_state': _power_state_name(instance.power_state),
-        'domain': libvirt_driver.libvirt_host.domain_name(instance),
-        'domain_state': domain_state or 'not defined',
-        'host': instance.host,
-        'created_at': instance.created_at,
-        'launched_at': instance.launched_at,
-    }
-    if domain_state is None and driver.host.is_test_driver:
-        data['note'] = ('%s keeps domains only in the process that made '
-                        'them; power_state is the recorded one' %
-                        driver.host.uri)
-    if with_disks:
-        bdms = objects.BlockDeviceMappingList.get_by_instance_uuid(
-            context, instance.uuid)
-        data['disks'] = _describe_disks(driver, instance, bdms)
-    return data
-
-
-def cmd_image_import(context):
-    progress = progress_mod.Progress()
-    args = CONF.command
-    try:
-        meta = image.API().import_file(
-            context, args.file, args.disk_format, name=args.display_name,
-            progress=progress.bytes_callback('importing %s' % args.file))
-    finally:
-        progress.done()
-    _emit(meta, _field_table_printer)
-
-
-def _field_table_printer(data):
-    print(output.field_table(data))
-
-
-def cmd_image_list(context):
-    images = image.API().get_all(context)
-    _emit(images, lambda rows: output.print_rows([
-        ('ID', lambda i: i['id']), ('Name', lambda i: i.get('name')),
-        ('Disk format', lambda i: i['disk_format']),
-        ('Size', lambda i: output.human(i['size'])),
-        ('Virtual size', lambda i: output.human(i.get('virtual_size'))),
-        ('Status', lambda i: i['status'])], rows))
-
-
-def _mappings(image_id, ephemeral_gb, swap_mb):
-    """What the API makes of a flavor's disks: root from the image,
-    one ext4 ephemeral, one swap."""
-    mappings = [dict(source_type='image', destination_type='local',
-                     boot_index=0, image_id=image_id, device_type='disk',
-                     delete_on_termination=True)]
-    if ephemeral_gb:
-        mappings.append(dict(source_type='blank', destination_type='local',
-                             boot_index=-1, guest_format='ext4',
-                             volume_size=ephemeral_gb, device_type='disk',
-                             delete_on_termination=True))
-    if swap_mb:
-        mappings.append(dict(source_type='blank', destination_type='local',
-                             boot_index=-1, guest_format='swap',
-                             volume_size=swap_mb, device_type='disk',
-                             delete_on_termination=True))
-    return mappings
-
-
-def cmd_boot(context):
-    args = CONF.command
-    progress = progress_mod.Progress()
-    driver = _driver(progress)
-    image_meta = image.API().get(context, args.image)
-    uuid = uuidutils.generate_uuid()
-    hostname = socket.gethostname()
-    instance = objects.Instance(
-        context, uuid=uuid, display_name=args.display_name or 'instance-%s' %
-        uuid[:8], host=hostname, node=hostname, image_ref=image_meta['id'],
-        root_gb=args.root_gb, ephemeral_gb=args.ephemeral_gb,
-        swap=args.swap_mb, vm_state='building', task_state='spawning',
-        power_state=libvirt_driver.NOSTATE)
-    instance.create()
-    try:
-        for values in _mappings(image_meta['id'], args.ephemeral_gb,
-                                args.swap_mb):
-            objects.BlockDeviceMapping(context, instance_uuid=uuid,
-                                       **values).create()
-        bdms = objects.BlockDeviceMappingList.get_by_instance_uuid(context,
-                                                                   uuid)
-        driver.spawn(context, instance, image_meta, bdms,
-                     progress=progress.step)
-    except Exception:
-        # As upstream's compute manager: the instance stays, in ERROR,
-        # with its records; destroy removes it.
-        instance.vm_state = 'error'
-        instance.task_state = None
-        try:
-            instance.power_state = driver.get_power_state(instance)
-        except exception.NovaException:
-            instance.power_state = libvirt_driver.NOSTATE
-        instance.save()
-        raise
-    finally:
-        progress.done()
-    instance.vm_state = 'active'
-    instance.task_state = None
-    instance.power_state = driver.get_power_state(instance)
-    instance.launched_at = timeutils.utcnow()
-    instance.save()
-    _emit(_describe(context, driver, instance), output.print_instance)
-
-
-def cmd_show(context):
-    driver = _driver()
-    instance = _find_instance(context, CONF.command.instance)
-    _emit(_describe(context, driver, instance), output.print_instance)
-
-
-def cmd_list(context):
-    driver = _driver()
-    rows = [_describe(context, driver, i, with_disks=False)
-            for i in objects.InstanceList.get_all(context)]
-    _emit(rows, lambda rows: output.print_rows([
-        ('UUID', lambda r: r['uuid']), ('Name', lambda r: r['name']),
-        ('VM state', lambda r: r['vm_state']),
-        ('Power state', lambda r: r['power_state']),
-        ('Domain state', lambda r: r['domain_state']),
-        ('Image', lambda r: r['image'])], rows))
-
-
-def cmd_destroy(context):
-    driver = _driver()
-    instance = _find_instance(context, CONF.command.instance)
-    bdms = objects.BlockDeviceMappingList.get_by_instance_uuid(
-        context, instance.uuid)
-    driver.destroy(context, instance, bdms)
-    instance.destroy()
-    _emit({'uuid': instance.uuid, 'name': instance.display_name,
-           'status': 'deleted'}, _field_table_printer)
-
-
-def cmd_image_cache_cleanup(context):
-    removed = image_cache.get_cache().cleanup(context)
-    _emit({'removed': removed, 'count': len(removed)}, _field_table_printer)
+    @staticmethod
+    def uuid(ref):
+        """A uuid from the command line, in canonical (lower) case."""
+        from oslo_utils import uuidutils
+        return ref.lower() if uuidutils.is_uuid_like(ref) else ref
 
 
 # --- the command line -------------------------------------------------
 
+def _add_output_arguments(parser):
+    # The openstack CLI habit: output options after the sub-command too.
+    # Their own dests: a sub-parser's defaults would otherwise overwrite
+    # the global options' values.
+    parser.add_argument('-f', '--format', dest='sub_format', default=None,
+                        choices=('table', 'json'),
+                        help='Output format (as the global --format).')
+    parser.add_argument('-c', '--column', dest='sub_columns',
+                        action='append', default=[], metavar='NAME',
+                        help='Print only this field or column; repeat for '
+                             'more.')
+
+
 def _add_parsers(subparsers):
     def add_parser(name, **kwargs):
         # The parent's usage is a whole synopsis: not a prefix for ours.
-        return subparsers.add_parser(name, prog='%s %s' % (PROG, name),
-                                     **kwargs)
+        parser = subparsers.add_parser(name, prog='%s %s' % (PROG, name),
+                                       **kwargs)
+        parser.set_defaults(action=_ACTIONS[name])
+        _add_output_arguments(parser)
+        return parser
 
     p = add_parser(
         'image-import', help='Import a disk image file into the image store.',
         description='Copy FILE into the local image store as a new image. '
         'Its content must be the declared --disk-format and pass the same '
         'checks as a fetch (no backing file, no external data file, '
-        'qemu-img agrees). Prints the new image (its id is what boot '
-        '--image takes). Shows progress on a terminal.')
+        'qemu-img agrees); an empty file is refused. Prints the new image '
+        '(its id is what boot --image takes). Shows progress on a '
+        'terminal.')
     p.add_argument('file', metavar='FILE', help='The image file to import.')
     p.add_argument('--disk-format', required=True, dest='disk_format',
                    choices=('raw', 'qcow2'),
                    help='What the file is: raw or qcow2.')
     p.add_argument('--name', default=None, dest='display_name',
                    metavar='NAME', help='A name for the image.')
-    p.set_defaults(action_fn=cmd_image_import)
+
+    add_parser('image-list', help='List the images in the image store.',
+               description='List the images in the local image store.')
 
     p = add_parser(
-        'image-list', help='List the images in the image store.',
-        description='List the images in the local image store.')
-    p.set_defaults(action_fn=cmd_image_list)
+        'image-delete', help='Delete an image no disk is made from.',
+        description='Remove IMAGE from the local image store. Refused '
+        'while a disk record or an instance names it: destroy those '
+        'instances first. Cached copies in the image cache go with '
+        'image-cache-cleanup.')
+    p.add_argument('image', metavar='IMAGE', help='The image id.')
 
     p = add_parser(
         'boot', help='Create an instance and start it.',
@@ -355,35 +185,37 @@ def _add_parsers(subparsers):
         'none), record every disk\'s layout in the database, then create '
         'the disks and start the guest. The layout comes from the layout '
         'options of [libvirt] and [DEFAULT] (see nova.conf.sample) as they '
-        'are now, and is kept for the instance\'s life. On a failure '
-        'the instance stays in ERROR (destroy removes it). Prints the '
-        'instance as show does. Shows progress on a terminal.')
+        'are now, and is kept for the instance\'s life. On a failure, '
+        'Ctrl-C or SIGTERM the disks it made are removed and the instance '
+        'stays in ERROR (destroy removes it). Prints the instance as show '
+        'does, with what stat says of each disk. Shows progress on a '
+        'terminal.')
     p.add_argument('--image', required=True, metavar='ID',
                    help='The image id (see image-list).')
-    for opt, what in (('--root-gb', 'Root disk size in GB (0: image size).'),
+    for opt, what in (('--root-gb', 'Root disk size in GB (0, the default: '
+                       'the image\'s size).'),
                       ('--ephemeral-gb', 'Ephemeral disk size in GB '
-                       '(0: none).'),
-                      ('--swap-mb', 'Swap disk size in MiB (0: none).')):
+                       '(0, the default: none).'),
+                      ('--swap-mb', 'Swap disk size in MiB (0, the '
+                       'default: none).')):
         p.add_argument(opt, type=_non_negative_int, default=0, metavar='N',
                        dest=opt[2:].replace('-', '_'), help=what)
     p.add_argument('--name', default=None, dest='display_name',
                    metavar='NAME', help='A display name for the instance.')
-    p.set_defaults(action_fn=cmd_boot)
 
     p = add_parser(
         'show', help='Show an instance, its domain and its disks.',
         description='Show an instance: its recorded state, its domain\'s '
         'state on this host, and for each local disk its target, its '
         'persisted layout record and what is on disk (read with the '
-        'recorded format pinned).')
+        'recorded format pinned; anything at a disk\'s path that is not '
+        'a regular file or block device is not opened).')
     p.add_argument('instance', metavar='INSTANCE',
                    help='An instance uuid, or a name only it has.')
-    p.set_defaults(action_fn=cmd_show)
 
-    p = add_parser(
-        'list', help='List instances.',
-        description='List every instance with its recorded and live state.')
-    p.set_defaults(action_fn=cmd_list)
+    add_parser('list', help='List instances.',
+               description='List every instance with its recorded and '
+               'live state.')
 
     p = add_parser(
         'destroy', help='Stop an instance and delete it with its disks.',
@@ -391,15 +223,13 @@ def _add_parsers(subparsers):
         'remove every disk as its record says, and delete the instance.')
     p.add_argument('instance', metavar='INSTANCE',
                    help='An instance uuid, or a name only it has.')
-    p.set_defaults(action_fn=cmd_destroy)
 
-    p = add_parser(
+    add_parser(
         'image-cache-cleanup', help='Remove unused image cache entries.',
         description='Remove the bases and templates in the image cache that '
         'no disk record names and that were last used longer ago than '
         '[image_cache] remove_unused_original_minimum_age_seconds (nothing '
         'when remove_unused_base_images is off). Prints what it removed.')
-    p.set_defaults(action_fn=cmd_image_cache_cleanup)
 
 
 def _non_negative_int(text):
@@ -415,7 +245,7 @@ def _non_negative_int(text):
 
 _COMMAND_OPT = cfg.SubCommandOpt(
     'command', title='Commands', dest='command', handler=_add_parsers,
-    help='image-import, image-list, boot, show, list, destroy')
+    help=', '.join(_ACTIONS))
 
 
 def _register_config_cli_opts():
@@ -438,13 +268,15 @@ def _register_config_cli_opts():
         [o for o in lock_opts if o.name == 'lock_path'], group=group)
 
 
-def main(argv=None):
-    """Run one command; ``argv`` defaults to ``sys.argv[1:]``.
+def _version():
+    from importlib import metadata
+    try:
+        return metadata.version(DIST)
+    except metadata.PackageNotFoundError:
+        return 'unknown (not installed)'
 
-    :returns: the exit status.
-    """
-    # Deprecation chatter of libraries is not for this command's users.
-    warnings.filterwarnings('ignore', category=DeprecationWarning)
+
+def _parse(argv):
     CONF.register_cli_opts(_OUTPUT_OPTS)
     CONF.register_cli_opt(_COMMAND_OPT)
     _register_config_cli_opts()
@@ -452,24 +284,71 @@ def main(argv=None):
     # stdout carries the command's output (JSON for scripts): logs go to
     # stderr, and only warnings unless --debug.
     CONF.set_default('use_stderr', True)
-    CONF(sys.argv[1:] if argv is None else argv, project='nova', prog=PROG,
-         usage=_USAGE,
+    CONF(argv, project='nova', prog=PROG, usage=_USAGE, version=_version(),
          description=__doc__.split('\n\n')[0].replace('\n', ' '),
          epilog=_EPILOG)
-    levels = logging.get_default_log_levels() + ['alembic=WARN']
+    fmt = CONF.command.sub_format or CONF.format
+    if fmt not in ('table', 'json'):
+        raise errors.UsageError(
+            'argument -f/--format: invalid choice: %r (choose from table, '
+            'json)' % fmt)
+    return fmt, list(CONF.column) + list(CONF.command.sub_columns)
+
+
+def _setup_logging():
+    # oslo.service says which backend it loaded when the objects layer
+    # imports it: nothing for this command's users.
+    levels = logging.get_default_log_levels() + [
+        'alembic=WARN', 'oslo_service=WARN']
     if not CONF.debug:
         levels.append('nova=WARN')
     logging.set_defaults(default_log_levels=levels)
     logging.setup(CONF, PROG)
-    objects.register_all()
+
+
+def _run(fmt, columns):
+    from nova.cmd import state
+    context = state.open_state()
+    module, function = CONF.command.action.split(':')
+    action = getattr(importlib.import_module(module), function)
+    action(Invocation(context, CONF.command, fmt, columns))
+
+
+def _fail(exc, debug):
+    if debug:
+        traceback.print_exception(exc)
+    message, status = errors.describe(exc, getattr(CONF, 'state_path',
+                                                   None))
+    if status == errors.USAGE:
+        print('%s: error: %s' % (PROG, message), file=sys.stderr)
+    else:
+        print('%s: %s' % (PROG, message), file=sys.stderr)
+    return status
+
+
+def main(argv=None):
+    """Run one command; ``argv`` defaults to ``sys.argv[1:]``.
+
+    :returns: the exit status (0, 1 for a failure, 2 for a usage error).
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # Deprecation chatter of libraries is not for this command's users.
+    warnings.filterwarnings('ignore', category=DeprecationWarning)
+    # eventlet (imported by oslo.service, through oslo.versionedobjects)
+    # warns that it is deprecated; this project never uses it.
+    warnings.filterwarnings('ignore', module=r'oslo_service\.')
+    signals.install()
+    debug = '--debug' in argv or '-d' in argv
     try:
-        utils.ensure_tree(CONF.state_path, mode=0o700)
-        migration.db_ensure_current()
-        CONF.command.action_fn(nova_context.get_admin_context())
-    except (exception.NovaException, db_exc.DBError, OSError) as e:
-        LOG.debug('%s failed', PROG, exc_info=True)
-        print('%s: %s' % (PROG, e), file=sys.stderr)
-        return 1
+        fmt, columns = _parse(argv)
+        debug = CONF.debug
+        _setup_logging()
+        _run(fmt, columns)
+    except SystemExit as e:
+        # argparse: --help, --version (0) and usage errors (2).
+        return e.code if isinstance(e.code, int) else errors.USAGE
+    except BaseException as e:
+        return _fail(e, debug)
     return 0
 
 

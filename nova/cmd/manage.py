@@ -8,19 +8,22 @@
 ``db sync`` upgrades the database that ``[database]/connection`` names to
 VERSION (an alembic revision id or a unique prefix of one; default: the
 newest). ``db version`` prints the database's revision, or ``None`` for an
-empty database. Exit status: 0 on success, 1 on a failure (printed on
-stderr), 2 on a usage error.
+empty database. Exit status: 0 on success, 1 on a failure (one line on
+stderr naming what failed and what to do; ``--debug`` adds the traceback),
+2 on a usage error.
 """
 
 import sys
+import traceback
+import warnings
 
 from oslo_config import cfg
-from oslo_db import exception as db_exc
 from oslo_log import log as logging
 
+from nova.cmd import errors
+from nova.cmd import signals
 import nova.conf
 from nova.db import migration
-from nova import exception
 
 CONF = nova.conf.CONF
 LOG = logging.getLogger(__name__)
@@ -55,22 +58,36 @@ _CATEGORY_OPT = cfg.SubCommandOpt('category', title='Command categories',
 def main(argv=None):
     """Run one command; ``argv`` defaults to ``sys.argv[1:]``.
 
-    :returns: the exit status.
+    :returns: the exit status (0, 1 for a failure, 2 for a usage error).
+        A failure is one line on stderr saying what failed and what to
+        do; ``--debug`` adds the traceback.
     """
-    CONF.register_cli_opt(_CATEGORY_OPT)
-    logging.register_options(CONF)
-    # Our own INFO line says what db sync did; alembic's are chatter.
-    logging.set_defaults(default_log_levels=logging.get_default_log_levels() +
-                         ['alembic=WARN'])
-    CONF(sys.argv[1:] if argv is None else argv, project='nova',
-         prog='nova-manage')
-    logging.setup(CONF, 'nova')
+    argv = sys.argv[1:] if argv is None else list(argv)
+    warnings.filterwarnings('ignore', category=DeprecationWarning)
+    signals.install()
+    debug = '--debug' in argv or '-d' in argv
     try:
+        CONF.register_cli_opt(_CATEGORY_OPT)
+        logging.register_options(CONF)
+        # Our own INFO line says what db sync did; alembic's are chatter.
+        logging.set_defaults(
+            default_log_levels=logging.get_default_log_levels() +
+            ['alembic=WARN'])
+        CONF(argv, project='nova', prog='nova-manage')
+        debug = CONF.debug
+        logging.setup(CONF, 'nova')
         CONF.category.action_fn()
-    except (exception.NovaException, db_exc.DBError) as e:
-        LOG.debug('nova-manage failed', exc_info=True)
-        print('nova-manage: %s' % e, file=sys.stderr)
-        return 1
+    except SystemExit as e:
+        # argparse: --help (0) and usage errors (2).
+        return e.code if isinstance(e.code, int) else errors.USAGE
+    except BaseException as e:
+        if debug:
+            traceback.print_exception(e)
+        message, status = errors.describe(e, getattr(CONF, 'state_path',
+                                                     None))
+        print('nova-manage: %s%s' % ('error: ' if status == errors.USAGE
+                                     else '', message), file=sys.stderr)
+        return status
     return 0
 
 

@@ -1,9 +1,19 @@
-"""How nova-libvirt prints: human-readable tables or one JSON document."""
+"""How nova-libvirt prints: human-readable tables or one JSON document.
+
+A command hands ``emit`` its data (a dict, or a list of dicts) and a view
+that says how a table shows it. ``-c NAME`` picks what is printed (a field
+or a column, by its JSON key or its table title, in any case), as cliff
+does; in JSON it picks keys. Tables escape control characters, so a name
+with an escape sequence or a newline cannot redraw the terminal or forge
+rows.
+"""
 
 import os
 
 from oslo_serialization import jsonutils
 import prettytable
+
+FORMATS = ('table', 'json')
 
 
 def human(n):
@@ -16,41 +26,81 @@ def human(n):
         n = n / 1024.0
 
 
+def escape(text):
+    """``text`` with every non-printable character as a Python escape
+    (``\\x1b``, ``\\n``, ``\\u202e``); printable text, including non-ASCII
+    letters, is kept as it is."""
+    return ''.join(c if c.isprintable() else
+                   c.encode('unicode_escape').decode('ascii') for c in text)
+
+
 def cell(value):
     if value is None:
         return '-'
     if isinstance(value, (dict, list)):
-        return jsonutils.dumps(value, sort_keys=True)
-    return str(value)
+        value = jsonutils.dumps(value, sort_keys=True)
+    return escape(str(value))
 
 
-def field_table(data, skip=()):
-    table = prettytable.PrettyTable(['Field', 'Value'])
-    table.align = 'l'
-    for key in sorted(data):
-        if key not in skip:
-            table.add_row([key, cell(data[key])])
-    return table.get_string()
+def _picked(names, wanted):
+    """The members of ``names`` (pairs of key and title) that ``wanted``
+    (names given to -c) selects; all of them when nothing is wanted."""
+    if not wanted:
+        return list(names)
+    wanted = {w.lower() for w in wanted}
+    return [(key, title) for key, title in names
+            if key.lower() in wanted or title.lower() in wanted]
 
 
-def row_table(columns, rows):
-    table = prettytable.PrettyTable([title for title, _ in columns])
-    table.align = 'l'
-    for row in rows:
-        table.add_row([cell(get(row)) for _, get in columns])
-    return table.get_string()
+class FieldView:
+    """One object as a two-column table of its fields."""
+
+    def __init__(self, skip=()):
+        self.skip = skip
+
+    def columns(self, data):
+        return [(k, k) for k in sorted(data) if k not in self.skip]
+
+    def select(self, data, wanted):
+        if not wanted:
+            return data
+        keys = {k for k, _ in _picked(self.columns(data), wanted)}
+        keys.update(k for k in self.skip if k in {w.lower() for w in wanted})
+        return {k: v for k, v in data.items() if k in keys}
+
+    def table(self, data, wanted=None):
+        table = prettytable.PrettyTable(['Field', 'Value'])
+        table.align = 'l'
+        for key, _title in _picked(self.columns(data), wanted):
+            table.add_row([escape(key), cell(data[key])])
+        return table.get_string()
 
 
-DISK_COLUMNS = [
-    ('Target', lambda d: d.get('target')),
-    ('Disk', lambda d: d['disk_name']),
-    ('Backend', lambda d: (d['record'] or {}).get('backend')),
-    ('Format', lambda d: (d['record'] or {}).get('format')),
-    ('Size', lambda d: human((d['record'] or {}).get('size'))),
-    ('Backing format', lambda d: (d['record'] or {}).get('backing_format')),
-    ('Source', lambda d: d.get('source')),
-    ('On disk', lambda d: on_disk_summary(d.get('on_disk'))),
-]
+class RowView:
+    """A list of objects as a table: ``columns`` are (key, title, text)
+    with ``text(row)`` the cell's value (default: ``row[key]``)."""
+
+    def __init__(self, columns):
+        self._columns = [(c + (None,))[:3] for c in columns]
+
+    def columns(self, rows):
+        return [(key, title) for key, title, _ in self._columns]
+
+    def select(self, rows, wanted):
+        if not wanted:
+            return rows
+        keys = {k for k, _ in _picked(self.columns(rows), wanted)}
+        return [{k: v for k, v in row.items() if k in keys} for row in rows]
+
+    def table(self, rows, wanted=None):
+        picked = {k for k, _ in _picked(self.columns(rows), wanted)}
+        columns = [c for c in self._columns if c[0] in picked]
+        table = prettytable.PrettyTable([title for _, title, _ in columns])
+        table.align = 'l'
+        for row in rows:
+            table.add_row([cell(text(row) if text else row.get(key))
+                           for key, _, text in columns])
+        return table.get_string()
 
 
 def on_disk_summary(info):
@@ -58,6 +108,9 @@ def on_disk_summary(info):
         return None
     if 'error' in info:
         return info['error']
+    if 'format' not in info:
+        # From stat alone (boot): what the host holds, not what is in it.
+        return '%s allocated' % human(info.get('allocated'))
     text = '%s, %s virtual, %s allocated' % (
         info.get('format'), human(info.get('virtual_size')),
         human(info.get('allocated')))
@@ -69,19 +122,42 @@ def on_disk_summary(info):
     return text
 
 
-def print_instance(data):
-    print(field_table(data, skip=('disks',)))
-    if data.get('disks'):
-        print(row_table(DISK_COLUMNS, data['disks']))
+def _record(disk, name):
+    return (disk['record'] or {}).get(name)
 
 
-def print_rows(columns, rows):
-    print(row_table(columns, rows))
+DISKS = RowView([
+    ('target', 'Target'),
+    ('disk_name', 'Disk'),
+    ('backend', 'Backend', lambda d: _record(d, 'backend')),
+    ('format', 'Format', lambda d: _record(d, 'format')),
+    ('size', 'Size', lambda d: human(_record(d, 'size'))),
+    ('backing_format', 'Backing format',
+     lambda d: _record(d, 'backing_format')),
+    ('source', 'Source'),
+    ('on_disk', 'On disk', lambda d: on_disk_summary(d.get('on_disk'))),
+])
 
 
-def emit(data, table_printer, fmt):
-    """Print ``data`` as JSON (``fmt`` json) or with ``table_printer``."""
+class InstanceView(FieldView):
+    """An instance's fields, then a table of its disks."""
+
+    def __init__(self):
+        super().__init__(skip=('disks',))
+
+    def table(self, data, wanted=None):
+        text = super().table(data, wanted)
+        shown = not wanted or 'disks' in {w.lower() for w in wanted}
+        if shown and data.get('disks'):
+            text += '\n' + DISKS.table(data['disks'])
+        return text
+
+
+def emit(data, view, fmt='table', wanted=None):
+    """Print ``data`` as JSON (``fmt`` json) or as ``view``'s table,
+    keeping only what ``wanted`` (the -c names) selects."""
     if fmt == 'json':
-        print(jsonutils.dumps(data, indent=2, sort_keys=True))
+        print(jsonutils.dumps(view.select(data, wanted), indent=2,
+                              sort_keys=True))
     else:
-        table_printer(data)
+        print(view.table(data, wanted))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # libvirtd with QEMU/KVM for the end-to-end tests, on a machine without
-# systemd (see ENVIRONMENT.md in the team's shared design folder).
+# systemd (see doc/testing.rst). A test setup: guests run as root with no
+# security driver. It is not how to run libvirtd in production.
 #
 #   tools/services/libvirtd.sh start   # idempotent; prints the URI
 #   tools/services/libvirtd.sh stop    # stops by pid file and waits
@@ -14,10 +15,15 @@
 # - libvirt-daemon-system is deliberately not installed (it pulls in
 #   systemd-sysv), so nothing creates the user that libvirtd resolves before
 #   it even reads qemu.conf: create libvirt-qemu if it is missing.
-# - /etc/libvirt/qemu.conf: guests run as root (the test disks are root's
-#   files), QEMU's output goes to files (no virtlogd), and no security
-#   driver (no AppArmor/SELinux labelling here). An existing different
-#   qemu.conf is kept as qemu.conf.nova-orig the first time.
+# - A private qemu.conf in the state directory: guests run as root (the
+#   test disks are root's files), QEMU's output goes to files (no
+#   virtlogd), and no security driver (no AppArmor/SELinux labelling here).
+#   A system libvirtd reads qemu.conf only from /etc/libvirt, so libvirtd
+#   runs in a mount namespace of its own (unshare) where the private file
+#   is bind-mounted over /etc/libvirt/qemu.conf: the host's file is never
+#   changed, and no other process sees the private one. (An empty
+#   /etc/libvirt/qemu.conf is created only if the package shipped none:
+#   the bind mount needs a target.)
 # - libvirtd runs with a private config (no authentication on the local
 #   UNIX socket, logs under the state directory) and its own pid file.
 # - start returns once `virsh -c qemu:///system version` works.
@@ -31,7 +37,8 @@ STATE=${NOVA_TEST_SERVICES_DIR:-/tmp/nova-test-services}/libvirtd
 PIDFILE=$STATE/libvirtd.pid
 CONF=$STATE/libvirtd.conf
 LOG=$STATE/libvirtd.log
-QEMU_CONF=/etc/libvirt/qemu.conf
+QEMU_CONF=$STATE/qemu.conf
+SYSTEM_QEMU_CONF=/etc/libvirt/qemu.conf
 START_TIMEOUT_S=${LIBVIRTD_START_TIMEOUT_S:-30}
 
 log() { echo "libvirtd.sh: $*" >&2; }
@@ -61,24 +68,18 @@ ensure_user() {
 }
 
 write_qemu_conf() {
-    local wanted
-    wanted=$(cat <<'EOF'
-# Written by tools/services/libvirtd.sh for the end-to-end tests.
+    mkdir -p "$STATE"
+    cat > "$QEMU_CONF" <<'EOF'
+# Private qemu.conf of tools/services/libvirtd.sh (tests only).
 user = "root"
 group = "root"
 stdio_handler = "file"
 security_driver = "none"
 EOF
-)
-    if [ -f "$QEMU_CONF" ] && [ "$(cat "$QEMU_CONF")" = "$wanted" ]; then
-        return 0
+    if [ ! -e "$SYSTEM_QEMU_CONF" ]; then
+        mkdir -p "$(dirname "$SYSTEM_QEMU_CONF")"
+        : > "$SYSTEM_QEMU_CONF"
     fi
-    mkdir -p "$(dirname "$QEMU_CONF")"
-    if [ -f "$QEMU_CONF" ] && [ ! -f "$QEMU_CONF.nova-orig" ]; then
-        cp -p "$QEMU_CONF" "$QEMU_CONF.nova-orig"
-        log "kept the previous $QEMU_CONF as $QEMU_CONF.nova-orig"
-    fi
-    printf '%s\n' "$wanted" > "$QEMU_CONF"
 }
 
 write_libvirtd_conf() {
@@ -121,7 +122,12 @@ start() {
     fi
     rm -f "$PIDFILE"
     log "starting $LIBVIRTD (log $LOG)"
-    "$LIBVIRTD" -d --config "$CONF" --pid-file "$PIDFILE" >&2
+    command -v unshare >/dev/null || die "no unshare (util-linux)"
+    # The private qemu.conf, seen by this libvirtd (and its children) only.
+    # shellcheck disable=SC2016 # expanded by the inner shell
+    unshare --mount --propagation private -- sh -c \
+        'mount --bind "$1" "$2" && exec "$3" -d --config "$4" --pid-file "$5"' \
+        sh "$QEMU_CONF" "$SYSTEM_QEMU_CONF" "$LIBVIRTD" "$CONF" "$PIDFILE" >&2
     for i in $(seq 1 $((START_TIMEOUT_S * 10))); do
         if responds; then
             log "up (pid $(daemon_pid || echo '?'))"

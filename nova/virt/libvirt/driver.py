@@ -138,29 +138,45 @@ class LibvirtDriver:
                     reason='mapping %s is a volume; this driver makes local '
                            'disks only' % bdm.id)
         try:
-            disks = self.disks.create_local_disks(
-                context, instance, image_meta, bdms, progress=progress)
-        except exception.DiskCreateFailed:
-            # The disks this spawn made are gone; so is their directory
-            # unless something else is in it.
-            self._remove_instance_dir(instance)
+            try:
+                disks = self.disks.create_local_disks(
+                    context, instance, image_meta, bdms, progress=progress)
+            except exception.DiskCreateFailed:
+                # The disks this spawn made are gone; so is their directory
+                # unless something else is in it.
+                self._remove_instance_dir(instance)
+                raise
+            if progress:
+                progress('starting the domain')
+            xml = self._guest_xml(instance, disks)
+            try:
+                dom = self.host.define_domain(xml)
+            except libvirt.libvirtError as e:
+                raise exception.InstanceSpawnFailed(
+                    instance_uuid=instance.uuid,
+                    reason='define: %s' % e) from e
+            try:
+                dom.create()
+            except libvirt.libvirtError as e:
+                LOG.error('Starting instance %(uuid)s failed: %(error)s',
+                          {'uuid': instance.uuid, 'error': e})
+                self._undefine(instance, dom)
+                raise exception.InstanceSpawnFailed(
+                    instance_uuid=instance.uuid,
+                    reason='start: %s' % e) from e
+        except KeyboardInterrupt:
+            # Ctrl-C, or SIGTERM (which the console scripts turn into
+            # one): the spawn ends as a failure does, with what it made
+            # (domain, disks, their directory) removed. The records stay.
+            LOG.warning('Spawn of instance %(uuid)s interrupted; removing '
+                        'what it made', {'uuid': instance.uuid})
+            try:
+                self.destroy(context, instance, bdms)
+            except Exception as e:
+                LOG.error('Cleaning up the interrupted spawn of instance '
+                          '%(uuid)s failed: %(error)s',
+                          {'uuid': instance.uuid, 'error': e})
             raise
-        if progress:
-            progress('starting the domain')
-        xml = self._guest_xml(instance, disks)
-        try:
-            dom = self.host.define_domain(xml)
-        except libvirt.libvirtError as e:
-            raise exception.InstanceSpawnFailed(
-                instance_uuid=instance.uuid, reason='define: %s' % e) from e
-        try:
-            dom.create()
-        except libvirt.libvirtError as e:
-            LOG.error('Starting instance %(uuid)s failed: %(error)s',
-                      {'uuid': instance.uuid, 'error': e})
-            self._undefine(instance, dom)
-            raise exception.InstanceSpawnFailed(
-                instance_uuid=instance.uuid, reason='start: %s' % e) from e
         LOG.info('Spawned instance %(uuid)s with disks %(disks)s',
                  {'uuid': instance.uuid,
                   'disks': ', '.join(d.disk_name for d in disks)})

@@ -6,57 +6,16 @@ driver."""
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
-COMMANDS = ('image-import', 'image-list', 'boot', 'show', 'list', 'destroy',
-            'image-cache-cleanup')
+from tests.functional.cmd.runner import CLI
+from tests.functional.cmd.runner import make_qcow2
+from tests.functional.cmd.runner import make_raw
+from tests.functional.cmd.runner import script as _script
 
-
-def _script():
-    script = os.path.join(os.path.dirname(sys.executable), 'nova-libvirt')
-    if os.path.exists(script):
-        return [script]
-    return [sys.executable, '-m', 'nova.cmd.libvirt']
-
-
-class CLI:
-    """Runs nova-libvirt with a config file whose state_path is private."""
-
-    def __init__(self, tmp_path, extra_conf=''):
-        self.state = tmp_path / 'state'
-        self.conf = tmp_path / 'nova.conf'
-        self.conf.write_text('[DEFAULT]\nstate_path = %s\n%s' % (
-            self.state, extra_conf))
-        self.env = dict(os.environ, HOME=str(tmp_path / 'home'))
-
-    def run(self, *args, check=True, fmt='json'):
-        cmd = _script() + ['--config-file', str(self.conf),
-                           '--format', fmt] + list(args)
-        result = subprocess.run(cmd, capture_output=True, text=True,
-                                env=self.env, timeout=300)
-        if check and result.returncode != 0:
-            raise AssertionError('%s exited %d\nstdout: %s\nstderr: %s' % (
-                ' '.join(cmd), result.returncode, result.stdout,
-                result.stderr))
-        return result
-
-    def json(self, *args):
-        return json.loads(self.run(*args).stdout)
-
-
-def make_qcow2(path, size='1G'):
-    raw = str(path) + '.raw'
-    with open(raw, 'wb') as f:
-        f.write(b'cli!' * 65536)
-        f.truncate(64 << 20)
-    subprocess.run(['qemu-img', 'convert', '-q', '-f', 'raw', '-O', 'qcow2',
-                    raw, str(path)], check=True)
-    if size:
-        subprocess.run(['qemu-img', 'resize', '-q', '-f', 'qcow2', str(path),
-                        size], check=True)
-    return str(path)
+COMMANDS = ('image-import', 'image-list', 'image-delete', 'boot', 'show',
+            'list', 'destroy', 'image-cache-cleanup')
 
 
 @pytest.fixture
@@ -201,3 +160,70 @@ def test_image_cache_cleanup_keeps_what_records_name(tmp_path):
     assert 'ephemeral_1_ext4' in removed['removed']
     assert 'swap_16' in removed['removed']
     assert os.listdir(base) == []
+
+
+def test_conventions_of_the_openstack_cli(cli, tmp_path):
+    version = subprocess.run(_script() + ['--version'], capture_output=True,
+                             text=True, env=cli.env)
+    assert version.returncode == 0
+    assert version.stdout.strip()[0].isdigit()
+
+    image = cli.json('image-import', make_raw(tmp_path / 'img.raw'),
+                     '--disk-format', 'raw', '--name', 'evil\x1b[2Jname')
+    upper = image['id'].upper()
+    # Output options after the sub-command, columns by key or by title.
+    listed = json.loads(cli.run('image-list', '-f', 'json', '-c', 'ID',
+                                '-c', 'name', fmt='table').stdout)
+    assert listed == [{'id': image['id'], 'name': 'evil\x1b[2Jname'}]
+    table = cli.run('image-list', fmt='table').stdout
+    assert '\x1b' not in table
+    assert 'evil\\x1b[2Jname' in table
+
+    # An upper-case uuid is the same image, and the same instance.
+    booted = cli.json('boot', '--image', upper, '--name', 'two\nlines')
+    assert booted['image'] == image['id']
+    # boot reports what stat says of each disk (qemu-img is show's).
+    [disk] = booted['disks']
+    assert disk['on_disk']['allocated'] > 0
+    assert 'format' not in disk['on_disk']
+    assert cli.json('show', booted['uuid'].upper())['uuid'] == booted['uuid']
+    rows = cli.run('list', '-c', 'Name', fmt='table').stdout
+    assert 'two\\nlines' in rows and 'two\nlines' not in rows
+    assert 'UUID' not in rows
+
+    # The image is in use: image-delete refuses it, naming the instance.
+    refused = cli.run('image-delete', upper, check=False)
+    assert refused.returncode == 1
+    assert booted['uuid'] in refused.stderr
+    assert [i['id'] for i in cli.json('image-list')] == [image['id']]
+    cli.json('destroy', booted['uuid'])
+    assert cli.json('image-delete', upper) == {'id': image['id'],
+                                               'status': 'deleted'}
+    assert cli.json('image-list') == []
+    assert not (cli.state / 'images' / image['id']).exists()
+    gone = cli.run('image-delete', image['id'], check=False)
+    assert gone.returncode == 1 and 'image-list' in gone.stderr
+
+
+def test_empty_image_is_refused(cli, tmp_path):
+    empty = tmp_path / 'empty.raw'
+    empty.write_bytes(b'')
+    result = cli.run('image-import', str(empty), '--disk-format', 'raw',
+                     check=False)
+    assert result.returncode == 1
+    assert '%s is empty' % empty in result.stderr
+    assert cli.json('image-list') == []
+
+
+def test_show_does_not_open_a_fifo_at_a_disk_path(cli, tmp_path):
+    image = cli.json('image-import', make_raw(tmp_path / 'img.raw'),
+                     '--disk-format', 'raw')
+    booted = cli.json('boot', '--image', image['id'])
+    [disk] = booted['disks']
+    os.unlink(disk['path'])
+    os.mkfifo(disk['path'])
+    # A reader of the FIFO would wait for a writer forever.
+    [shown] = cli.json('show', booted['uuid'])['disks']
+    assert 'fifo' in shown['on_disk']['error']
+    os.unlink(disk['path'])
+    cli.json('destroy', booted['uuid'])

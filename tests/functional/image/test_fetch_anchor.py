@@ -1,6 +1,6 @@
 """Bytes written by a cold fetch of the anchor image, measured.
 
-The anchor (as /work/shared/anchor/make_images.sh builds it): a 1 GiB
+The anchor image (the benchmarks' reference image, made here): a 1 GiB
 sparse raw image whose first 64 MiB are seeded random bytes, and its qcow2.
 Storage writes are read from /proc/self/io, which also counts reaped
 children (qemu-img): ``write_bytes`` is counted when pages are dirtied,
