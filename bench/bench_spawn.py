@@ -140,7 +140,8 @@ def create_instance(context, image_meta, ephemerals):
     """An instance with root 2 GB, ``ephemerals`` x 1 GB, swap 512 MB."""
     instance = objects.Instance(
         context, uuid=uuidutils.generate_uuid(), image_ref=image_meta['id'],
-        root_gb=2, ephemeral_gb=1, swap=512, vm_state='building')
+        root_gb=2, ephemeral_gb=1, vm_state='building',
+        flavor=objects.Flavor.from_sizes(2, 1, 512))
     instance.create()
     mappings = [dict(source_type='image', destination_type='local',
                      boot_index=0, image_id=image_meta['id'])]

@@ -175,7 +175,7 @@ def _describe(context, driver, instance, with_disks=True):
         'image': instance.image_ref,
         'root_gb': instance.root_gb,
         'ephemeral_gb': instance.ephemeral_gb,
-        'swap_mb': instance.swap,
+        'swap_mb': instance.flavor.swap,
         'vm_state': instance.vm_state,
         'task_state': instance.task_state,
         'power_state': _power_state_name(instance.power_state),
@@ -252,7 +252,9 @@ def cmd_boot(context):
         context, uuid=uuid, display_name=args.display_name or 'instance-%s' %
         uuid[:8], host=hostname, node=hostname, image_ref=image_meta['id'],
         root_gb=args.root_gb, ephemeral_gb=args.ephemeral_gb,
-        swap=args.swap_mb, vm_state='building', task_state='spawning',
+        flavor=objects.Flavor.from_sizes(args.root_gb, args.ephemeral_gb,
+                                         args.swap_mb),
+        vm_state='building', task_state='spawning',
         power_state=libvirt_driver.NOSTATE)
     instance.create()
     try:

@@ -4,6 +4,13 @@
 database that ``[database]/connection`` names (or of a given engine) to the
 newest revision or to a given one. An empty database is created from
 scratch; a database already at the target is left alone.
+
+The history is Nova's main database history: the first revision here is
+Nova 34.0.0's head, ``ab450ba04102`` (on an empty database it creates the
+tables this project shares with Nova 34), and the revisions of this project
+follow it. A database made by Nova 34.0.0 is therefore upgraded by this
+project's revisions alone. A database at a revision outside this history
+(an older or newer Nova, another project) is refused, naming the revision.
 """
 
 import os
@@ -26,6 +33,19 @@ CONF = nova.conf.CONF
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                               'migrations')
 _VERSION_TABLE = 'alembic_version'
+# Nova 34.0.0's main database head, the base of this history.
+NOVA_34_HEAD = 'ab450ba04102'
+
+
+class DBUnknownRevision(exception.NovaException):
+    """The database is at a revision that is not in this history."""
+
+    msg_fmt = ("The database is at revision %(revision)s, which this code "
+               "does not know (it knows Nova 34.0.0's %(base)s and this "
+               "project's revisions after it up to %(head)s): it was made by "
+               "another release of Nova or of this project. Upgrade it with "
+               "that release's nova-manage first, or point "
+               "[database]/connection at another database.")
 
 
 def _alembic_config(connection=None):
@@ -67,6 +87,19 @@ def _check_versioned(connection):
         raise exception.DBUnversioned(tables=', '.join(sorted(tables)))
 
 
+def _check_known(script, revision):
+    """Refuse a database revision outside this history.
+
+    :raises: DBUnknownRevision.
+    """
+    if revision is None:
+        return
+    # Exactly, not as a prefix: the stored id is always a whole one.
+    if revision not in {rev.revision for rev in script.walk_revisions()}:
+        raise DBUnknownRevision(revision=revision, base=NOVA_34_HEAD,
+                                head=script.get_current_head())
+
+
 def db_sync(version=None, engine=None):
     """Upgrade the database to ``version``.
 
@@ -75,8 +108,9 @@ def db_sync(version=None, engine=None):
     :param engine: the engine to migrate; None for the one configured by
         ``[database]/connection``.
     :raises: DBUnversioned for a database with tables but no version;
-        DBInvalidRevision for an unknown revision or one older than the
-        database's (there are no downgrades).
+        DBInvalidRevision for an unknown target revision or one older
+        than the database's (there are no downgrades); DBUnknownRevision
+        when the database is at a revision this history does not have.
     """
     if engine is None:
         _make_sqlite_directory(CONF.database.connection)
@@ -88,6 +122,7 @@ def db_sync(version=None, engine=None):
     with engine.begin() as connection:
         _check_versioned(connection)
         before = _current_revision(connection)
+        _check_known(script, before)
         if before is not None and before != target and target in {
                 rev.revision for rev in script.iterate_revisions(before,
                                                                  'base')}:
@@ -135,8 +170,10 @@ def db_ensure_current():
     if _sqlite_file(CONF.database.connection):
         db_sync()
         return
-    head = get_script_directory().get_current_head()
+    script = get_script_directory()
+    head = script.get_current_head()
     current = db_version()
+    _check_known(script, current)
     if current is None:
         db_sync()
     elif current != head:
