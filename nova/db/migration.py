@@ -13,6 +13,7 @@ project's revisions alone. A database at a revision outside this history
 (an older or newer Nova, another project) is refused, naming the revision.
 """
 
+import contextlib
 import os
 
 from alembic import command as alembic_command
@@ -20,6 +21,7 @@ from alembic import config as alembic_config
 from alembic import migration as alembic_migration
 from alembic import script as alembic_script
 from alembic.util import exc as alembic_exc
+from oslo_db import exception as db_exc
 from oslo_log import log as logging
 import sqlalchemy as sa
 
@@ -87,6 +89,62 @@ def _check_versioned(connection):
         raise exception.DBUnversioned(tables=', '.join(sorted(tables)))
 
 
+class DBConnectionFailed(exception.NovaException):
+    """The configured database could not be reached or opened."""
+
+    msg_fmt = ("Cannot reach the database %(url)s ([database]/connection): "
+               "%(reason)s")
+
+
+class DBDriverUnavailable(exception.NovaException):
+    """No SQLAlchemy dialect or DB-API driver for the configured URL."""
+
+    msg_fmt = ("No database driver for %(url)s ([database]/connection): "
+               "%(reason)s. Use sqlite:///PATH, postgresql+psycopg2://... "
+               "or mysql+pymysql://..., and install that driver.")
+
+
+def _safe_url(url):
+    """The URL, its password hidden, for messages."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return '(malformed URL)'
+
+
+def _one_line(error):
+    text = str(getattr(error, 'inner_exception', None) or error)
+    return ' '.join(text.split())
+
+
+@contextlib.contextmanager
+def _reaching(url):
+    """Turn failures to reach or open the database into typed errors.
+
+    :raises: DBDriverUnavailable, DBConnectionFailed.
+    """
+    try:
+        yield
+    except (sa.exc.NoSuchModuleError, ImportError) as e:
+        raise DBDriverUnavailable(url=_safe_url(url), reason=_one_line(e))
+    except sa.exc.ArgumentError as e:
+        raise DBDriverUnavailable(url=_safe_url(url), reason=_one_line(e))
+    except (db_exc.DBConnectionError, db_exc.DBNonExistentDatabase,
+            sa.exc.OperationalError, sa.exc.InterfaceError) as e:
+        raise DBConnectionFailed(url=_safe_url(url), reason=_one_line(e))
+
+
+def _configured_engine():
+    """The SQL API's engine for ``[database]/connection``.
+
+    :raises: as _reaching().
+    """
+    url = CONF.database.connection
+    _make_sqlite_directory(url)
+    with _reaching(url):
+        return db_api.get_engine()
+
+
 def _check_known(script, revision):
     """Refuse a database revision outside this history.
 
@@ -107,19 +165,20 @@ def db_sync(version=None, engine=None):
         None for the newest (``head``).
     :param engine: the engine to migrate; None for the one configured by
         ``[database]/connection``.
-    :raises: DBUnversioned for a database with tables but no version;
+    :raises: DBDriverUnavailable or DBConnectionFailed when the configured
+        database cannot be used; DBUnversioned for a database with tables
+        but no version;
         DBInvalidRevision for an unknown target revision or one older
         than the database's (there are no downgrades); DBUnknownRevision
         when the database is at a revision this history does not have.
     """
     if engine is None:
-        _make_sqlite_directory(CONF.database.connection)
-        engine = db_api.get_engine()
+        engine = _configured_engine()
     script = get_script_directory()
     target = _resolve(script, version or 'head')
     # One transaction for the whole upgrade where the backend has
     # transactional DDL (PostgreSQL, SQLite): it either all lands or none.
-    with engine.begin() as connection:
+    with _reaching(engine.url), engine.begin() as connection:
         _check_versioned(connection)
         before = _current_revision(connection)
         _check_known(script, before)
@@ -184,14 +243,15 @@ def db_version(engine=None):
     """Return the database's alembic revision id, or None when it is empty.
 
     :param engine: as for db_sync().
-    :raises: DBUnversioned for a database with tables but no version.
+    :raises: DBUnversioned for a database with tables but no version;
+        DBDriverUnavailable, DBConnectionFailed as db_sync().
     """
     if engine is None:
         path = _sqlite_file(CONF.database.connection)
         if path and not os.path.exists(path):
             # Asking must not create the file (or fail on its directory).
             return None
-    engine = engine or db_api.get_engine()
-    with engine.connect() as connection:
+    engine = engine or _configured_engine()
+    with _reaching(engine.url), engine.connect() as connection:
         _check_versioned(connection)
         return _current_revision(connection)

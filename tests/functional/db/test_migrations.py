@@ -17,6 +17,7 @@ from oslo_utils import uuidutils
 import pytest
 import sqlalchemy as sa
 
+from nova.db import api as db_api
 from nova.db import migration
 from nova.db import models
 from nova import exception
@@ -234,6 +235,32 @@ def test_unknown_database_revision_is_refused(db_url):
         engine.dispose()
 
 
+@pytest.mark.parametrize('url, error', [
+    ('nosuchdb://nova:secret@127.0.0.1/nova', 'DBDriverUnavailable'),
+    # Port 9 (discard): nothing listens there on a test machine.
+    ('postgresql+psycopg2://nova:secret@127.0.0.1:9/nova',
+     'DBConnectionFailed'),
+    ('mysql+pymysql://nova:secret@127.0.0.1:9/nova', 'DBConnectionFailed'),
+])
+def test_unusable_database_is_a_typed_error(tmp_path, url, error):
+    overrides = fixtures.ConfOverrides()
+    overrides.config(state_path=str(tmp_path))
+    overrides.config(group='database', connection=url, max_retries=1,
+                     retry_interval=0)
+    restore = db_api.main_context_manager.patch_factory(
+        db_api.create_context_manager())
+    try:
+        for call in (migration.db_sync, migration.db_version):
+            with pytest.raises(getattr(migration, error)) as e:
+                call()
+            message = str(e.value)
+            assert '\n' not in message and 'secret' not in message
+            assert '127.0.0.1' in message
+    finally:
+        restore()
+        overrides.undo()
+
+
 class _ModelsMigrationsSync(test_migrations.ModelsMigrationsSync):
     """oslo.db's comparison of models and migrated schema, per backend."""
 
@@ -343,3 +370,18 @@ def test_nova_manage_db_sync_and_version(tmp_path):
     assert result.returncode == 1
     assert '0123456789ab' in result.stderr
     assert 'Traceback' not in result.stderr
+
+
+def test_nova_manage_names_an_unusable_database(tmp_path):
+    config_file = tmp_path / 'nova.conf'
+    for url, words in (
+            ('nosuchdb://nova:secret@127.0.0.1/nova', 'No database driver'),
+            ('postgresql+psycopg2://nova:secret@127.0.0.1:9/nova',
+             'Cannot reach the database')):
+        config_file.write_text(
+            '[DEFAULT]\nstate_path = %s\n[database]\nconnection = %s\n'
+            'max_retries = 1\nretry_interval = 0\n' % (tmp_path, url))
+        result = _nova_manage(config_file, 'db', 'sync')
+        assert result.returncode == 1
+        assert words in result.stderr and 'secret' not in result.stderr
+        assert 'Traceback' not in result.stderr
