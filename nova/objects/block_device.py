@@ -278,13 +278,7 @@ class BlockDeviceMapping(base.NovaPersistentObject, base.NovaObject,
                                    expected_attrs)
 
     def obj_load_attr(self, attrname):
-        if attrname not in _OPTIONAL_ATTRS + _LAZY_COLUMNS:
-            raise exception.ObjectActionError(
-                action='obj_load_attr',
-                reason='attribute %s not lazy-loadable' % attrname)
-        if not self._context:
-            raise exception.OrphanedObjectError(method='obj_load_attr',
-                                                objtype=self.obj_name())
+        self._check_lazy_load(attrname, _OPTIONAL_ATTRS + _LAZY_COLUMNS)
         if attrname in _LAZY_COLUMNS:
             # A mapping from a sender that does not know the field.
             LOG.debug('Lazy-loading %(attr)s of block device mapping %(id)s',

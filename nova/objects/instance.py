@@ -90,13 +90,7 @@ class Instance(base.NovaPersistentObject, base.NovaObject):
 
     def obj_load_attr(self, attrname):
         """Load ``flavor`` from the database; nothing else is lazy."""
-        if attrname != 'flavor':
-            raise exception.ObjectActionError(
-                action='obj_load_attr',
-                reason='attribute %s not lazy-loadable' % attrname)
-        if not self._context:
-            raise exception.OrphanedObjectError(method='obj_load_attr',
-                                                objtype=self.obj_name())
+        self._check_lazy_load(attrname, ('flavor',))
         loaded = self.get_by_uuid(self._context, self.uuid)
         if 'flavor' not in loaded:
             raise exception.ObjectActionError(
