@@ -80,9 +80,13 @@ def worker(tree, op, reps, work):
         driver = libvirt_driver.LibvirtDriver(host=host)
 
         def spawn():
+            # The "before" tree predates Flavor (swap was an instance
+            # column then).
+            sizes = (dict(flavor=objects.Flavor.from_sizes(1, 1, 64))
+                     if hasattr(objects, 'Flavor') else dict(swap=64))
             instance = objects.Instance(
                 ctx, uuid=uuidutils.generate_uuid(), image_ref=meta['id'],
-                root_gb=1, ephemeral_gb=1, swap=64, vm_state='building')
+                root_gb=1, ephemeral_gb=1, vm_state='building', **sizes)
             instance.create()
             for values in (
                     dict(source_type='image', destination_type='local',

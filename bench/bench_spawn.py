@@ -125,8 +125,8 @@ def create_instance(context, image_meta, ephemerals, swap=512):
     of ``swap`` MB (0: none)."""
     instance = objects.Instance(
         context, uuid=uuidutils.generate_uuid(), image_ref=image_meta['id'],
-        root_gb=2, ephemeral_gb=1 if ephemerals else 0, swap=swap,
-        vm_state='building')
+        root_gb=2, ephemeral_gb=1 if ephemerals else 0, vm_state='building',
+        flavor=objects.Flavor.from_sizes(2, 1 if ephemerals else 0, swap))
     instance.create()
     mappings = [dict(source_type='image', destination_type='local',
                      boot_index=0, image_id=image_meta['id'])]

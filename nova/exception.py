@@ -96,6 +96,19 @@ class BDMNotFound(NotFound):
     msg_fmt = "No Block Device Mapping with id %(id)s."
 
 
+class VolumeBDMNotFound(NotFound):
+    msg_fmt = "No volume Block Device Mapping with id %(volume_id)s."
+
+
+class VolumeBDMIsMultiAttach(Invalid):
+    msg_fmt = ("Block Device Mapping %(volume_id)s is a multi-attach volume "
+               "and is not valid for this operation.")
+
+
+class InvalidVolume(Invalid):
+    msg_fmt = "Invalid volume: %(reason)s"
+
+
 class DBNotAtRevision(NovaException):
     msg_fmt = "Database is at %(actual)s, expected %(expected)s."
 

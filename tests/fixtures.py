@@ -17,7 +17,6 @@ import uuid
 
 import fixtures
 from oslo_config import fixture as config_fixture
-from oslo_db.sqlalchemy import enginefacade
 import sqlalchemy as sa
 
 import nova.conf
@@ -140,8 +139,7 @@ class Database(fixtures.Fixture):
         conf.config(group='database', connection=self.url)
         # A transaction context of this test's own, swapped in for the
         # module's: engines made for one test never serve another.
-        context_manager = enginefacade.transaction_context()
-        context_manager.configure(connection=self.url, sqlite_fk=True)
+        context_manager = db_api.create_context_manager(self.url)
         self.addCleanup(
             db_api.main_context_manager.patch_factory(context_manager))
         self.engine = context_manager.writer.get_engine()

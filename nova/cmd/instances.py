@@ -173,7 +173,9 @@ def cmd_boot(cli):
             context, uuid=uuid, display_name=args.display_name or
             'instance-%s' % uuid[:8], host=hostname, node=hostname,
             image_ref=image_meta['id'], root_gb=args.root_gb,
-            ephemeral_gb=args.ephemeral_gb, swap=args.swap_mb,
+            ephemeral_gb=args.ephemeral_gb,
+            flavor=objects.Flavor.from_sizes(args.root_gb, args.ephemeral_gb,
+                                             args.swap_mb),
             vm_state='building', task_state='spawning',
             power_state=libvirt_driver.NOSTATE)
         instance.create()
@@ -288,7 +290,7 @@ def describe(context, driver, instance, with_disks=True, inspect=True):
         'image': instance.image_ref,
         'root_gb': instance.root_gb,
         'ephemeral_gb': instance.ephemeral_gb,
-        'swap_mb': instance.swap,
+        'swap_mb': instance.flavor.swap,
         'vm_state': instance.vm_state,
         'task_state': instance.task_state,
         'power_state': libvirt_driver.POWER_STATE_NAMES.get(

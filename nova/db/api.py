@@ -12,24 +12,140 @@ transaction. The engine is made on first use from ``[database]`` options.
 Missing rows raise ``InstanceNotFound`` or ``BDMNotFound``; duplicates raise
 ``InstanceExists`` or ``BDMExists``. Soft delete, as upstream: ``deleted``
 is set to the row's id and ``deleted_at`` to the time.
+
+Concurrent use. Every write function takes its locks when its transaction
+starts: on SQLite its transaction is ``BEGIN IMMEDIATE`` (a deferred one
+that reads first and then writes gets "database is locked" at once, without
+waiting, when another writer got there in between), the database file is in
+WAL mode (readers never wait for the writer) and a connection waits up to
+``[database]/sqlite_busy_timeout`` for the lock. A whole write transaction
+that still loses a race for a lock (or a deadlock on the servers) is retried
+by oslo.db, with backoff; a write nested in a caller's transaction is not
+retried on its own (the outermost one is).
 """
 
+import contextlib
+import contextvars
 import datetime
+import functools
 
+from oslo_db import api as oslo_db_api
 from oslo_db import exception as db_exc
 from oslo_db.sqlalchemy import enginefacade
 from oslo_log import log as logging
 from oslo_utils import timeutils
+from oslo_utils import uuidutils
 import sqlalchemy as sa
 
+import nova.conf
 from nova import exception
 from nova.db import models
 
 LOG = logging.getLogger(__name__)
+CONF = nova.conf.CONF
 
-main_context_manager = enginefacade.transaction_context()
-# SQLite does not check foreign keys unless asked; the servers always do.
-main_context_manager.configure(sqlite_fk=True)
+# True while the current thread of execution is inside a write function:
+# its SQLite transaction then begins IMMEDIATE, and nested writes do not
+# retry on their own.
+_WRITING = contextvars.ContextVar('nova_db_writing', default=False)
+
+
+def _sqlite_on_connect(dbapi_connection, connection_record):
+    """WAL and a busy timeout, on every new SQLite connection."""
+    timeout_ms = int(CONF.database.sqlite_busy_timeout * 1000)
+    dbapi_connection.execute('PRAGMA busy_timeout = %d' % timeout_ms)
+    # WAL is a property of the file (it persists); :memory: stays "memory".
+    dbapi_connection.execute('PRAGMA journal_mode = WAL')
+
+
+def _sqlite_on_begin(connection):
+    """Begin a write transaction IMMEDIATE, a read one deferred.
+
+    Runs before oslo.db's own listener, which emits a plain BEGIN unless
+    ``in_transaction`` is already in ``connection.info``; oslo.db removes
+    that marker again at commit and rollback.
+    """
+    if 'in_transaction' not in connection.info:
+        connection.exec_driver_sql(
+            'BEGIN IMMEDIATE' if _WRITING.get() else 'BEGIN')
+        connection.info['in_transaction'] = True
+
+
+def configure_engine(engine):
+    """Set up a new engine of the SQL API for concurrent use.
+
+    Called by the transaction context for every engine it makes. Only
+    SQLite needs anything: the servers lock rows and wait on their own.
+    """
+    if engine.dialect.name != 'sqlite':
+        return
+    sa.event.listen(engine, 'connect', _sqlite_on_connect)
+    # Ours must run first, and insert=True does not put it ahead of the
+    # listener oslo.db added when it made the engine: take theirs out and
+    # put it back behind ours (it then sees the marker and does nothing).
+    theirs = list(engine.dispatch.begin)
+    for listener in theirs:
+        sa.event.remove(engine, 'begin', listener)
+    sa.event.listen(engine, 'begin', _sqlite_on_begin)
+    for listener in theirs:
+        sa.event.listen(engine, 'begin', listener)
+
+
+def create_context_manager(connection=None):
+    """A transaction context for the SQL API.
+
+    :param connection: a database URL; None to read ``[database]`` options
+        when the first engine is made.
+    """
+    context_manager = enginefacade.transaction_context()
+    # SQLite does not check foreign keys unless asked; the servers always do.
+    if connection is None:
+        context_manager.configure(sqlite_fk=True)
+    else:
+        context_manager.configure(connection=connection, sqlite_fk=True)
+    context_manager.append_on_engine_create(configure_engine)
+    return context_manager
+
+
+main_context_manager = create_context_manager()
+
+
+def _is_lock_error(error):
+    """SQLite's answer when its busy timeout ran out."""
+    return (isinstance(error, db_exc.DBError) and
+            'database is locked' in str(error))
+
+
+@contextlib.contextmanager
+def _writer(context):
+    """A write transaction: ``with _writer(context) as session:``."""
+    token = _WRITING.set(True)
+    try:
+        with main_context_manager.writer.using(context) as session:
+            yield session
+    finally:
+        _WRITING.reset(token)
+
+
+def _retry_on_lock(function):
+    """Retry a whole write function that lost a race for a lock.
+
+    Safe because the function is its transaction: a failed attempt rolled
+    back everything it did. Inside a caller's write transaction the
+    function runs once, and the caller's own retry (if any) repeats it.
+    """
+    retrying = oslo_db_api.wrap_db_retry(
+        max_retries=10, retry_interval=0.05, inc_retry_interval=True,
+        max_retry_interval=2, retry_on_deadlock=True,
+        exception_checker=_is_lock_error)(function)
+
+    @functools.wraps(function)
+    def wrapper(context, *args, **kwargs):
+        if _WRITING.get():
+            return function(context, *args, **kwargs)
+        return retrying(context, *args, **kwargs)
+    return wrapper
+
 
 _READ_DELETED = ('no', 'yes', 'only')
 # Columns that no update may set: the key, and soft delete (use destroy).
@@ -105,29 +221,45 @@ def _clean_values(model, values, extra_immutable=(), creating=False):
 # --- instances --------------------------------------------------------------
 
 def _instance_get(context, session, uuid, read_deleted=None):
+    # populate_existing: a row this session just inserted gets its extra.
     row = session.scalars(_select(context, models.Instance, read_deleted)
-                          .where(models.Instance.uuid == uuid)).first()
+                          .where(models.Instance.uuid == uuid)
+                          .execution_options(populate_existing=True)
+                          ).unique().first()
     if row is None:
         raise exception.InstanceNotFound(instance_id=uuid)
     return row
 
 
-def instance_create(context, values):
-    """Insert an instance.
+def _instance_extra_values(context, extra, creating):
+    values = dict(extra or {})
+    return _clean_values(models.InstanceExtra, values, creating=creating)
+
+
+@_retry_on_lock
+def instance_create(context, values, extra=None):
+    """Insert an instance and its ``instance_extra`` row.
 
     :param values: {column: value}; must hold ``uuid``.
-    :returns: the new Instance row.
+    :param extra: {instance_extra column: value}, e.g.
+        ``{'flavor': '{"cur": {...}, "old": null, "new": null}'}``.
+    :returns: the new Instance row (with ``extra`` loaded).
     :raises: InstanceExists if the uuid is taken (even by a deleted one).
     """
     values = _clean_values(models.Instance, values, creating=True)
-    row = models.Instance(**values)
+    extra = _instance_extra_values(context, extra, creating=True)
     try:
-        with main_context_manager.writer.using(context) as session:
+        with _writer(context) as session:
+            row = models.Instance(**values)
             session.add(row)
+            # Upstream gives every instance its extra row, flavor or not.
+            session.add(models.InstanceExtra(
+                instance_uuid=values.get('uuid'), deleted=0, **extra))
             session.flush()
+            return _instance_get(context, session, values['uuid'],
+                                 read_deleted='no')
     except db_exc.DBDuplicateEntry:
         raise exception.InstanceExists(uuid=values.get('uuid'))
-    return row
 
 
 def instance_get_by_uuid(context, uuid):
@@ -148,36 +280,56 @@ def instance_get_all(context, host=None):
         return list(session.scalars(query))
 
 
-def instance_update(context, uuid, values):
+@_retry_on_lock
+def instance_update(context, uuid, values, extra=None):
     """Update a live instance.
 
     :param values: {column: value}; not id, uuid or the soft-delete columns.
+    :param extra: {instance_extra column: value} to update (the row is
+        created if a database of another origin lacks it).
     :returns: the updated Instance row.
     :raises: InstanceNotFound.
     """
     values = _clean_values(models.Instance, values, extra_immutable=('uuid',))
-    with main_context_manager.writer.using(context) as session:
+    extra = _instance_extra_values(context, extra, creating=False)
+    with _writer(context) as session:
         row = _instance_get(context, session, uuid, read_deleted='no')
         for key, value in values.items():
             setattr(row, key, value)
+        if extra:
+            ie = models.InstanceExtra
+            result = session.execute(
+                sa.update(ie).where(ie.instance_uuid == uuid)
+                .values(extra).execution_options(synchronize_session=False))
+            if not result.rowcount:
+                extra.pop('updated_at', None)
+                session.add(models.InstanceExtra(
+                    instance_uuid=uuid, deleted=0, created_at=_now(),
+                    **extra))
         session.flush()
+        if extra:
+            session.expire(row)
+            return _instance_get(context, session, uuid, read_deleted='no')
         return row
 
 
+@_retry_on_lock
 def instance_destroy(context, uuid):
-    """Soft-delete an instance and its block device mappings.
+    """Soft-delete an instance, its block device mappings and extra row.
 
     :returns: the Instance row as it is after the delete.
     :raises: InstanceNotFound if there is no live instance with this uuid.
     """
     now = _now()
-    with main_context_manager.writer.using(context) as session:
+    with _writer(context) as session:
         row = _instance_get(context, session, uuid, read_deleted='no')
-        bdm = models.BlockDeviceMapping
-        session.execute(
-            sa.update(bdm)
-            .where(bdm.instance_uuid == uuid, bdm.deleted == 0)
-            .values(deleted=bdm.id, deleted_at=now, updated_at=now))
+        # As upstream: the instance's mappings and extra row go with it.
+        for model in (models.BlockDeviceMapping, models.InstanceExtra):
+            session.execute(
+                sa.update(model)
+                .where(model.instance_uuid == uuid, model.deleted == 0)
+                .values(deleted=model.id, deleted_at=now, updated_at=now)
+                .execution_options(synchronize_session=False))
         row.deleted = row.id
         row.deleted_at = now
         row.updated_at = now
@@ -196,6 +348,7 @@ def _bdm_get(context, session, bdm_id, read_deleted=None):
     return row
 
 
+@_retry_on_lock
 def block_device_mapping_create(context, values):
     """Insert a block device mapping of a live instance.
 
@@ -207,7 +360,7 @@ def block_device_mapping_create(context, values):
     values = _clean_values(models.BlockDeviceMapping, values, creating=True)
     row = models.BlockDeviceMapping(**values)
     try:
-        with main_context_manager.writer.using(context) as session:
+        with _writer(context) as session:
             _instance_get(context, session, values.get('instance_uuid'),
                           read_deleted='no')
             session.add(row)
@@ -258,6 +411,82 @@ def block_device_mapping_get_all_with_driver_info(context):
         return list(session.scalars(query))
 
 
+def block_device_mapping_get_all_by_volume_id(context, volume_id):
+    """Return the visible mappings of a volume (more than one: multiattach),
+    in creation order."""
+    bdm = models.BlockDeviceMapping
+    query = (_select(context, bdm).where(bdm.volume_id == volume_id)
+             .order_by(bdm.id))
+    with main_context_manager.reader.using(context) as session:
+        return list(session.scalars(query))
+
+
+def block_device_mapping_get_by_instance_and_volume_id(context, volume_id,
+                                                       instance_uuid):
+    """Return the visible mapping of a volume on an instance, or None."""
+    bdm = models.BlockDeviceMapping
+    query = (_select(context, bdm)
+             .where(bdm.volume_id == volume_id,
+                    bdm.instance_uuid == instance_uuid)
+             .order_by(bdm.id))
+    with main_context_manager.reader.using(context) as session:
+        return session.scalars(query).first()
+
+
+def _is_swap(values):
+    return (values.get('source_type') == 'blank' and
+            values.get('destination_type') == 'local' and
+            values.get('guest_format') == 'swap')
+
+
+@_retry_on_lock
+def block_device_mapping_update_or_create(context, values):
+    """Update the instance's mapping that ``values`` names, or create one.
+
+    As upstream: the mapping is found by ``uuid`` if given, else by
+    ``device_name`` if not empty; and an instance keeps one swap mapping,
+    so a swap mapping soft-deletes the instance's other swap mappings.
+
+    :param values: {column: value}; must hold ``instance_uuid``.
+    :returns: the updated or new BlockDeviceMapping row.
+    :raises: InstanceNotFound if the instance is missing or deleted.
+    """
+    bdm = models.BlockDeviceMapping
+    instance_uuid = values.get('instance_uuid')
+    with _writer(context) as session:
+        _instance_get(context, session, instance_uuid, read_deleted='no')
+        row = None
+        live = _select(context, bdm, read_deleted='no').where(
+            bdm.instance_uuid == instance_uuid)
+        if values.get('uuid'):
+            row = session.scalars(live.where(bdm.uuid == values['uuid'])
+                                  ).first()
+        if row is None and values.get('device_name'):
+            row = session.scalars(
+                live.where(bdm.device_name == values['device_name'])
+                .order_by(bdm.id)).first()
+        if row is None:
+            cleaned = _clean_values(bdm, values, creating=True)
+            cleaned.setdefault('uuid', uuidutils.generate_uuid())
+            row = bdm(**cleaned)
+            session.add(row)
+        else:
+            for key, value in _clean_values(bdm, values).items():
+                setattr(row, key, value)
+        session.flush()
+        if _is_swap(values):
+            now = _now()
+            session.execute(
+                sa.update(bdm)
+                .where(bdm.instance_uuid == instance_uuid, bdm.deleted == 0,
+                       bdm.source_type == 'blank',
+                       bdm.guest_format == 'swap', bdm.id != row.id)
+                .values(deleted=bdm.id, deleted_at=now, updated_at=now)
+                .execution_options(synchronize_session=False))
+        return row
+
+
+@_retry_on_lock
 def block_device_mapping_update(context, bdm_id, values):
     """Update one live mapping.
 
@@ -266,7 +495,7 @@ def block_device_mapping_update(context, bdm_id, values):
     :raises: BDMNotFound.
     """
     values = _clean_values(models.BlockDeviceMapping, values)
-    with main_context_manager.writer.using(context) as session:
+    with _writer(context) as session:
         row = _bdm_get(context, session, bdm_id, read_deleted='no')
         for key, value in values.items():
             setattr(row, key, value)
@@ -274,6 +503,7 @@ def block_device_mapping_update(context, bdm_id, values):
         return row
 
 
+@_retry_on_lock
 def block_device_mapping_update_many(context, updates):
     """Update many live mappings with one UPDATE statement.
 
@@ -312,7 +542,7 @@ def block_device_mapping_update_many(context, updates):
                  .where(bdm.id.in_(ids), bdm.deleted == 0)
                  .values(assignments)
                  .execution_options(synchronize_session=False))
-    with main_context_manager.writer.using(context) as session:
+    with _writer(context) as session:
         result = session.execute(statement)
         if result.rowcount != len(ids):
             found = set(session.scalars(
@@ -326,6 +556,7 @@ def block_device_mapping_update_many(context, updates):
     return now
 
 
+@_retry_on_lock
 def block_device_mapping_destroy(context, bdm_id):
     """Soft-delete one live mapping.
 
@@ -333,7 +564,7 @@ def block_device_mapping_destroy(context, bdm_id):
     """
     bdm = models.BlockDeviceMapping
     now = _now()
-    with main_context_manager.writer.using(context) as session:
+    with _writer(context) as session:
         result = session.execute(
             sa.update(bdm)
             .where(bdm.id == bdm_id, bdm.deleted == 0)

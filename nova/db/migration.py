@@ -4,8 +4,16 @@
 database that ``[database]/connection`` names (or of a given engine) to the
 newest revision or to a given one. An empty database is created from
 scratch; a database already at the target is left alone.
+
+The history is Nova's main database history: the first revision here is
+Nova 34.0.0's head, ``ab450ba04102`` (on an empty database it creates the
+tables this project shares with Nova 34), and the revisions of this project
+follow it. A database made by Nova 34.0.0 is therefore upgraded by this
+project's revisions alone. A database at a revision outside this history
+(an older or newer Nova, another project) is refused, naming the revision.
 """
 
+import contextlib
 import os
 
 from alembic import command as alembic_command
@@ -13,6 +21,7 @@ from alembic import config as alembic_config
 from alembic import migration as alembic_migration
 from alembic import script as alembic_script
 from alembic.util import exc as alembic_exc
+from oslo_db import exception as db_exc
 from oslo_log import log as logging
 import sqlalchemy as sa
 
@@ -26,6 +35,19 @@ CONF = nova.conf.CONF
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                               'migrations')
 _VERSION_TABLE = 'alembic_version'
+# Nova 34.0.0's main database head, the base of this history.
+NOVA_34_HEAD = 'ab450ba04102'
+
+
+class DBUnknownRevision(exception.NovaException):
+    """The database is at a revision that is not in this history."""
+
+    msg_fmt = ("The database is at revision %(revision)s, which this code "
+               "does not know (it knows Nova 34.0.0's %(base)s and this "
+               "project's revisions after it up to %(head)s): it was made by "
+               "another release of Nova or of this project. Upgrade it with "
+               "that release's nova-manage first, or point "
+               "[database]/connection at another database.")
 
 
 def _alembic_config(connection=None):
@@ -67,6 +89,75 @@ def _check_versioned(connection):
         raise exception.DBUnversioned(tables=', '.join(sorted(tables)))
 
 
+class DBConnectionFailed(exception.NovaException):
+    """The configured database could not be reached or opened."""
+
+    msg_fmt = ("Cannot reach the database %(url)s ([database]/connection): "
+               "%(reason)s")
+
+
+class DBDriverUnavailable(exception.NovaException):
+    """No SQLAlchemy dialect or DB-API driver for the configured URL."""
+
+    msg_fmt = ("No database driver for %(url)s ([database]/connection): "
+               "%(reason)s. Use sqlite:///PATH, postgresql+psycopg2://... "
+               "or mysql+pymysql://..., and install that driver.")
+
+
+def _safe_url(url):
+    """The URL, its password hidden, for messages."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return '(malformed URL)'
+
+
+def _one_line(error):
+    text = str(getattr(error, 'inner_exception', None) or error)
+    return ' '.join(text.split())
+
+
+@contextlib.contextmanager
+def _reaching(url):
+    """Turn failures to reach or open the database into typed errors.
+
+    :raises: DBDriverUnavailable, DBConnectionFailed.
+    """
+    try:
+        yield
+    except (sa.exc.NoSuchModuleError, ImportError) as e:
+        raise DBDriverUnavailable(url=_safe_url(url), reason=_one_line(e))
+    except sa.exc.ArgumentError as e:
+        raise DBDriverUnavailable(url=_safe_url(url), reason=_one_line(e))
+    except (db_exc.DBConnectionError, db_exc.DBNonExistentDatabase,
+            sa.exc.OperationalError, sa.exc.InterfaceError) as e:
+        raise DBConnectionFailed(url=_safe_url(url), reason=_one_line(e))
+
+
+def _configured_engine():
+    """The SQL API's engine for ``[database]/connection``.
+
+    :raises: as _reaching().
+    """
+    url = CONF.database.connection
+    _make_sqlite_directory(url)
+    with _reaching(url):
+        return db_api.get_engine()
+
+
+def _check_known(script, revision):
+    """Refuse a database revision outside this history.
+
+    :raises: DBUnknownRevision.
+    """
+    if revision is None:
+        return
+    # Exactly, not as a prefix: the stored id is always a whole one.
+    if revision not in {rev.revision for rev in script.walk_revisions()}:
+        raise DBUnknownRevision(revision=revision, base=NOVA_34_HEAD,
+                                head=script.get_current_head())
+
+
 def db_sync(version=None, engine=None):
     """Upgrade the database to ``version``.
 
@@ -74,20 +165,23 @@ def db_sync(version=None, engine=None):
         None for the newest (``head``).
     :param engine: the engine to migrate; None for the one configured by
         ``[database]/connection``.
-    :raises: DBUnversioned for a database with tables but no version;
-        DBInvalidRevision for an unknown revision or one older than the
-        database's (there are no downgrades).
+    :raises: DBDriverUnavailable or DBConnectionFailed when the configured
+        database cannot be used; DBUnversioned for a database with tables
+        but no version;
+        DBInvalidRevision for an unknown target revision or one older
+        than the database's (there are no downgrades); DBUnknownRevision
+        when the database is at a revision this history does not have.
     """
     if engine is None:
-        _make_sqlite_directory(CONF.database.connection)
-        engine = db_api.get_engine()
+        engine = _configured_engine()
     script = get_script_directory()
     target = _resolve(script, version or 'head')
     # One transaction for the whole upgrade where the backend has
     # transactional DDL (PostgreSQL, SQLite): it either all lands or none.
-    with engine.begin() as connection:
+    with _reaching(engine.url), engine.begin() as connection:
         _check_versioned(connection)
         before = _current_revision(connection)
+        _check_known(script, before)
         if before is not None and before != target and target in {
                 rev.revision for rev in script.iterate_revisions(before,
                                                                  'base')}:
@@ -135,8 +229,10 @@ def db_ensure_current():
     if _sqlite_file(CONF.database.connection):
         db_sync()
         return
-    head = get_script_directory().get_current_head()
+    script = get_script_directory()
+    head = script.get_current_head()
     current = db_version()
+    _check_known(script, current)
     if current is None:
         db_sync()
     elif current != head:
@@ -147,14 +243,15 @@ def db_version(engine=None):
     """Return the database's alembic revision id, or None when it is empty.
 
     :param engine: as for db_sync().
-    :raises: DBUnversioned for a database with tables but no version.
+    :raises: DBUnversioned for a database with tables but no version;
+        DBDriverUnavailable, DBConnectionFailed as db_sync().
     """
     if engine is None:
         path = _sqlite_file(CONF.database.connection)
         if path and not os.path.exists(path):
             # Asking must not create the file (or fail on its directory).
             return None
-    engine = engine or db_api.get_engine()
-    with engine.connect() as connection:
+    engine = engine or _configured_engine()
+    with _reaching(engine.url), engine.connect() as connection:
         _check_versioned(connection)
         return _current_revision(connection)

@@ -1,10 +1,13 @@
 """SQLAlchemy models of the tables this project uses.
 
-Column names, types, indexes and constraints follow upstream Nova's
-``nova/db/main/models.py`` so that these rows mean what they mean there.
-``instances`` carries only the columns this project needs. The block device
-mapping tables carry upstream's full column set plus ``driver_info``, the
-persisted layout record of a local disk (a ``LibvirtDiskMetadata`` as JSON).
+The tables are Nova 34.0.0's (see the baseline revision ``ab450ba04102``):
+a database that Nova 34 created works with these models, and Nova 34 keeps
+working on a database these migrations made. ``instances`` and
+``instance_extra`` are mapped with only the columns this project reads or
+writes; the other columns exist (upstream's services use them) and stay
+NULL in rows this project inserts. The block device mapping tables carry
+upstream's full column set plus ``driver_info``, the persisted layout record
+of a local disk (a ``LibvirtDiskMetadata`` as JSON).
 
 Schema changes go through an alembic revision in ``nova/db/migrations``;
 ``tests/functional/db`` checks that the two agree on every backend.
@@ -16,6 +19,8 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy import orm
 
 BASE = orm.declarative_base()
+# As Nova 34 made them: utf8 (3-byte) on MySQL/MariaDB.
+_TABLE_OPTS = {'mysql_engine': 'InnoDB', 'mysql_charset': 'utf8mb3'}
 
 
 def MediumText():
@@ -39,28 +44,73 @@ class Instance(BASE, NovaBase, models.SoftDeleteMixin):
                  'task_state', 'updated_at'),
         sa.Index('instances_host_node_deleted_idx', 'host', 'node', 'deleted'),
         sa.Index('instances_deleted_created_at_idx', 'deleted', 'created_at'),
+        sa.Index('instances_compute_id_deleted_idx', 'compute_id', 'deleted'),
+        sa.Index('instances_reservation_id_idx', 'reservation_id'),
+        sa.Index('instances_host_deleted_cleaned_idx',
+                 'host', 'deleted', 'cleaned'),
+        sa.Index('instances_project_id_deleted_idx', 'project_id', 'deleted'),
+        sa.Index('instances_project_id_idx', 'project_id'),
+        sa.Index('instances_updated_at_project_id_idx',
+                 'updated_at', 'project_id'),
         sa.UniqueConstraint('uuid', name='uniq_instances0uuid'),
-        {'mysql_engine': 'InnoDB', 'mysql_charset': 'utf8mb4'},
+        _TABLE_OPTS,
     )
 
     id = sa.Column(sa.Integer, primary_key=True, autoincrement=True)
     uuid = sa.Column(sa.String(36), nullable=False)
+    user_id = sa.Column(sa.String(255))
+    project_id = sa.Column(sa.String(255))
+    reservation_id = sa.Column(sa.String(255))
     # The compute service's host, and the hypervisor node on it.
     host = sa.Column(sa.String(255))
     node = sa.Column(sa.String(255))
     hostname = sa.Column(sa.String(255))
     display_name = sa.Column(sa.String(255))
     image_ref = sa.Column(sa.String(255))
+    memory_mb = sa.Column(sa.Integer)
+    vcpus = sa.Column(sa.Integer)
     root_gb = sa.Column(sa.Integer)
     ephemeral_gb = sa.Column(sa.Integer)
-    # Upstream keeps swap in the instance's flavor (instance_extra.flavor,
-    # in MiB). This project has no flavors, so the instance carries it.
-    swap = sa.Column(sa.Integer)
     vm_state = sa.Column(sa.String(255))
     task_state = sa.Column(sa.String(255))
     power_state = sa.Column(sa.Integer)
     launched_at = sa.Column(sa.DateTime)
     terminated_at = sa.Column(sa.DateTime)
+    # Upstream's defaults for flags its objects do not accept as NULL.
+    locked = sa.Column(sa.Boolean, default=False)
+    cleaned = sa.Column(sa.Integer, default=0)
+    shutdown_terminate = sa.Column(sa.Boolean, default=False)
+    disable_terminate = sa.Column(sa.Boolean, default=False)
+    hidden = sa.Column(sa.Boolean, default=False)
+    compute_id = sa.Column(sa.BigInteger)
+
+    # Loaded with the instance (its flavor is there); upstream keeps the
+    # row, soft-deleted, after the instance is deleted.
+    extra = orm.relationship(
+        'InstanceExtra', uselist=False, viewonly=True, lazy='joined',
+        primaryjoin='Instance.uuid == foreign(InstanceExtra.instance_uuid)')
+
+
+class InstanceExtra(BASE, NovaBase, models.SoftDeleteMixin):
+    """Per-instance documents, as JSON; this project uses ``flavor``.
+
+    ``flavor`` holds ``{"cur": <Flavor primitive>, "old": ..., "new": ...}``
+    as upstream writes it: swap, root and ephemeral sizes live there.
+    """
+
+    __tablename__ = 'instance_extra'
+    __table_args__ = (
+        sa.Index('instance_extra_idx', 'instance_uuid'),
+        _TABLE_OPTS,
+    )
+
+    id = sa.Column(sa.Integer, primary_key=True, autoincrement=True)
+    instance_uuid = sa.Column(
+        sa.String(36),
+        sa.ForeignKey('instances.uuid',
+                      name='instance_extra_instance_uuid_fkey'),
+        nullable=False)
+    flavor = sa.Column(sa.Text)
 
 
 class _BlockDeviceMappingColumns(NovaBase, models.SoftDeleteMixin):
@@ -110,7 +160,7 @@ class BlockDeviceMapping(BASE, _BlockDeviceMappingColumns):
         sa.Index('block_device_mapping_instance_uuid_volume_id_idx',
                  'instance_uuid', 'volume_id'),
         sa.UniqueConstraint('uuid', name='uniq_block_device_mapping0uuid'),
-        {'mysql_engine': 'InnoDB', 'mysql_charset': 'utf8mb4'},
+        _TABLE_OPTS,
     )
 
     instance_uuid = sa.Column(
@@ -128,7 +178,7 @@ class ShadowBlockDeviceMapping(BASE, _BlockDeviceMappingColumns):
 
     __tablename__ = 'shadow_block_device_mapping'
     __table_args__ = (
-        {'mysql_engine': 'InnoDB', 'mysql_charset': 'utf8mb4'},
+        _TABLE_OPTS,
     )
 
     instance_uuid = sa.Column(sa.String(36))

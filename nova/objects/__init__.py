@@ -8,5 +8,6 @@ After registration each object is reachable by name here, for example
 def register_all():
     """Import every object module so that each class registers itself."""
     __import__('nova.objects.libvirt_disk')
+    __import__('nova.objects.flavor')
     __import__('nova.objects.instance')
     __import__('nova.objects.block_device')

@@ -3,6 +3,8 @@
 from oslo_versionedobjects import base as ovo_base
 from oslo_versionedobjects import fields
 
+from nova import exception
+
 remotable = ovo_base.remotable
 remotable_classmethod = ovo_base.remotable_classmethod
 
@@ -28,6 +30,20 @@ class NovaObject(ovo_base.VersionedObject):
 
     OBJ_SERIAL_NAMESPACE = 'nova_object'
     OBJ_PROJECT_NAMESPACE = 'nova'
+
+    def _check_lazy_load(self, attrname, lazy):
+        """Refuse to lazy-load ``attrname`` unless it is one of ``lazy``
+        and this object has a context to load it with.
+
+        :raises: ObjectActionError; OrphanedObjectError.
+        """
+        if attrname not in lazy:
+            raise exception.ObjectActionError(
+                action='obj_load_attr',
+                reason='attribute %s not lazy-loadable' % attrname)
+        if not self._context:
+            raise exception.OrphanedObjectError(method='obj_load_attr',
+                                                objtype=self.obj_name())
 
 
 class NovaPersistentObject(object):

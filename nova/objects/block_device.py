@@ -7,6 +7,12 @@ everyone else reads it through ``get_disk_metadata()``.
 
 ``BlockDeviceMappingList.save()`` writes every changed member in one
 transaction (one UPDATE statement), however many disks an instance has.
+
+Both objects travel to and from Nova 34 services: the same fields and
+remotable methods as upstream's (a test pins 1.22 without ``driver_info``
+to Nova 34's own 1.21 fingerprint), ``driver_info`` dropped for a 1.21
+target, and a mapping that arrives without ``driver_info`` (from a 1.21
+sender) loads it from the database when asked.
 """
 
 from oslo_log import log as logging
@@ -25,6 +31,9 @@ LOG = logging.getLogger(__name__)
 
 # Fields that are not columns: loaded on demand, never written.
 _OPTIONAL_ATTRS = ('instance',)
+# Fields that may be missing from a mapping (an older sender's) and are
+# loaded from its row when read.
+_LAZY_COLUMNS = ('driver_info',)
 
 
 @base.NovaObjectRegistry.register
@@ -109,8 +118,12 @@ class BlockDeviceMapping(base.NovaPersistentObject, base.NovaObject,
                     primitive.pop(name, None)
 
     @staticmethod
-    def _from_db_object(context, bdm, db_bdm):
-        """Fill ``bdm`` from a ``nova.db.models.BlockDeviceMapping`` row."""
+    def _from_db_object(context, bdm, db_bdm, expected_attrs=None):
+        """Fill ``bdm`` from a ``nova.db.models.BlockDeviceMapping`` row.
+
+        :param expected_attrs: names of optional fields to load now
+            (``instance``); others load when first read.
+        """
         for name in bdm.fields:
             if name in _OPTIONAL_ATTRS:
                 continue
@@ -125,8 +138,27 @@ class BlockDeviceMapping(base.NovaPersistentObject, base.NovaObject,
                 value = bool(value)
             setattr(bdm, name, value)
         bdm._context = context
+        if 'instance' in (expected_attrs or ()):
+            bdm.obj_load_attr('instance')
         bdm.obj_reset_changes()
         return bdm
+
+    def _create(self, update_or_create=False):
+        if self.obj_attr_is_set('id'):
+            raise exception.ObjectActionError(action='create',
+                                              reason='already created')
+        if 'instance' in self.obj_what_changed():
+            raise exception.ObjectActionError(action='create',
+                                              reason='instance assigned')
+        if update_or_create:
+            db_bdm = db.block_device_mapping_update_or_create(
+                self._context, self.obj_get_changes())
+        else:
+            if not self.obj_attr_is_set('uuid'):
+                self.uuid = uuidutils.generate_uuid()
+            db_bdm = db.block_device_mapping_create(self._context,
+                                                    self.obj_get_changes())
+        self._from_db_object(self._context, self, db_bdm)
 
     @base.remotable
     def create(self):
@@ -137,17 +169,17 @@ class BlockDeviceMapping(base.NovaPersistentObject, base.NovaObject,
         :raises: ObjectActionError if already created or ``instance`` is
             set; InstanceNotFound; BDMExists.
         """
-        if self.obj_attr_is_set('id'):
-            raise exception.ObjectActionError(action='create',
-                                              reason='already created')
-        if 'instance' in self.obj_what_changed():
-            raise exception.ObjectActionError(action='create',
-                                              reason='instance assigned')
-        if not self.obj_attr_is_set('uuid'):
-            self.uuid = uuidutils.generate_uuid()
-        db_bdm = db.block_device_mapping_create(self._context,
-                                                self.obj_get_changes())
-        self._from_db_object(self._context, self, db_bdm)
+        self._create()
+
+    @base.remotable
+    def update_or_create(self):
+        """Update the instance's mapping with this ``uuid`` (else this
+        ``device_name``), or insert this one; as upstream, a swap mapping
+        replaces the instance's other swap mappings.
+
+        :raises: as create().
+        """
+        self._create(update_or_create=True)
 
     def _updates(self, action):
         """The changed columns, for save(); ``instance`` is not one."""
@@ -184,20 +216,77 @@ class BlockDeviceMapping(base.NovaPersistentObject, base.NovaObject,
         del self.id
 
     @classmethod
-    @base.remotable
     def get_by_id(cls, context, bdm_id):
-        """:raises: BDMNotFound."""
+        """:raises: BDMNotFound.
+
+        Local only (not remotable): upstream's mapping has no such call.
+        """
         return cls._from_db_object(
             context, cls(), db.block_device_mapping_get(context, bdm_id))
 
+    # NOTE: deprecated upstream in favour of get_by_volume() and
+    # get_by_volume_and_instance(); kept for the wire.
+    @classmethod
+    @base.remotable
+    def get_by_volume_id(cls, context, volume_id,
+                         instance_uuid=None, expected_attrs=None):
+        """The first mapping of a volume.
+
+        :raises: VolumeBDMNotFound; InvalidVolume if ``instance_uuid`` is
+            given and the mapping is another instance's.
+        """
+        db_bdms = db.block_device_mapping_get_all_by_volume_id(context,
+                                                               volume_id)
+        if not db_bdms:
+            raise exception.VolumeBDMNotFound(volume_id=volume_id)
+        if len(db_bdms) > 1:
+            LOG.warning('Legacy get_by_volume_id() call found multiple '
+                        'BDMs for volume %(volume)s', {'volume': volume_id})
+        if instance_uuid and instance_uuid != db_bdms[0]['instance_uuid']:
+            raise exception.InvalidVolume(
+                reason='volume %s does not belong to instance %s' % (
+                    volume_id, instance_uuid))
+        return cls._from_db_object(context, cls(), db_bdms[0],
+                                   expected_attrs)
+
+    @classmethod
+    @base.remotable
+    def get_by_volume_and_instance(cls, context, volume_id, instance_uuid,
+                                   expected_attrs=None):
+        """:raises: VolumeBDMNotFound."""
+        db_bdm = db.block_device_mapping_get_by_instance_and_volume_id(
+            context, volume_id, instance_uuid)
+        if db_bdm is None:
+            raise exception.VolumeBDMNotFound(volume_id=volume_id)
+        return cls._from_db_object(context, cls(), db_bdm, expected_attrs)
+
+    @classmethod
+    @base.remotable
+    def get_by_volume(cls, context, volume_id, expected_attrs=None):
+        """The one mapping of a volume.
+
+        :raises: VolumeBDMNotFound; VolumeBDMIsMultiAttach if the volume is
+            attached more than once.
+        """
+        db_bdms = db.block_device_mapping_get_all_by_volume_id(context,
+                                                               volume_id)
+        if not db_bdms:
+            raise exception.VolumeBDMNotFound(volume_id=volume_id)
+        if len(db_bdms) > 1:
+            raise exception.VolumeBDMIsMultiAttach(volume_id=volume_id)
+        return cls._from_db_object(context, cls(), db_bdms[0],
+                                   expected_attrs)
+
     def obj_load_attr(self, attrname):
-        if attrname not in _OPTIONAL_ATTRS:
-            raise exception.ObjectActionError(
-                action='obj_load_attr',
-                reason='attribute %s not lazy-loadable' % attrname)
-        if not self._context:
-            raise exception.OrphanedObjectError(method='obj_load_attr',
-                                                objtype=self.obj_name())
+        self._check_lazy_load(attrname, _OPTIONAL_ATTRS + _LAZY_COLUMNS)
+        if attrname in _LAZY_COLUMNS:
+            # A mapping from a sender that does not know the field.
+            LOG.debug('Lazy-loading %(attr)s of block device mapping %(id)s',
+                      {'attr': attrname, 'id': self.id})
+            row = db.block_device_mapping_get(self._context, self.id)
+            setattr(self, attrname, row[attrname])
+            self.obj_reset_changes(fields=[attrname])
+            return
         LOG.debug('Lazy-loading instance %(uuid)s of block device mapping '
                   '%(id)s', {'uuid': self.instance_uuid,
                              'id': self.obj_attr_is_set('id') and self.id})
@@ -236,10 +325,16 @@ class BlockDeviceMapping(base.NovaPersistentObject, base.NovaObject,
         """Return this disk's layout record, or None if it has none yet.
 
         :returns: a validated ``LibvirtDiskMetadata`` loaded strictly from
-            ``driver_info``, or None when ``driver_info`` is None.
+            ``driver_info``, or None when ``driver_info`` is None. A mapping
+            that arrived without the field (a Nova 34 sender's 1.21) loads
+            it from the database first; one that is not in the database
+            (no id or no context) has no record: None.
         :raises: DiskMetadataInvalid (or a subclass) for a record this code
             cannot load; nothing is guessed.
         """
+        if 'driver_info' not in self and not (
+                self.obj_attr_is_set('id') and self._context):
+            return None
         if self.driver_info is None:
             return None
         return libvirt_disk.LibvirtDiskMetadata.from_driver_info(
@@ -266,9 +361,11 @@ class BlockDeviceMappingList(base.ObjectListBase, base.NovaObject):
     # Version 1.15: BlockDeviceMapping <= version 1.14
     # Version 1.16: BlockDeviceMapping <= version 1.15
     # Version 1.17: Add get_by_instance_uuids()
-    # Version 1.18: Add save() of all changed members in one transaction
-    #               and get_all_with_driver_info() (this project)
-    VERSION = '1.18'
+    # Version 1.18: Add get_by_volume()
+    # Version 1.19: BlockDeviceMapping <= version 1.22; add save() of all
+    #               changed members in one transaction and
+    #               get_all_with_driver_info() (this project)
+    VERSION = '1.19'
 
     fields = {
         'objects': fields.ListOfObjectsField('BlockDeviceMapping'),
@@ -276,8 +373,12 @@ class BlockDeviceMappingList(base.ObjectListBase, base.NovaObject):
 
     @classmethod
     @base.remotable
-    def get_by_instance_uuid(cls, context, instance_uuid):
-        """The live mappings of one instance, in creation order."""
+    def get_by_instance_uuid(cls, context, instance_uuid, use_slave=False):
+        """The live mappings of one instance, in creation order.
+
+        ``use_slave`` is upstream's (read from a replica); this project has
+        no replica and reads the database.
+        """
         return ovo_base.obj_make_list(
             context, cls(),
             db.block_device_mapping_get_all_by_instance_uuid(context,
@@ -285,12 +386,25 @@ class BlockDeviceMappingList(base.ObjectListBase, base.NovaObject):
 
     @classmethod
     @base.remotable
-    def get_by_instance_uuids(cls, context, instance_uuids):
+    def get_by_instance_uuids(cls, context, instance_uuids, use_slave=False):
         """The live mappings of these instances, in creation order."""
         return ovo_base.obj_make_list(
             context, cls(),
             db.block_device_mapping_get_all_by_instance_uuids(
                 context, instance_uuids))
+
+    @classmethod
+    @base.remotable
+    def get_by_volume(cls, context, volume_id, use_slave=False):
+        """Every live mapping of a volume.
+
+        :raises: VolumeBDMNotFound.
+        """
+        db_bdms = db.block_device_mapping_get_all_by_volume_id(context,
+                                                               volume_id)
+        if not db_bdms:
+            raise exception.VolumeBDMNotFound(volume_id=volume_id)
+        return ovo_base.obj_make_list(context, cls(), db_bdms)
 
     @classmethod
     @base.remotable

@@ -32,7 +32,8 @@ def _plan(bdm, record):
 
 def _instance(ctx, **values):
     defaults = dict(uuid=uuidutils.generate_uuid(), host='compute1',
-                    node='node1', root_gb=20, ephemeral_gb=1, swap=512)
+                    node='node1', root_gb=20, ephemeral_gb=1,
+                    flavor=objects.Flavor.from_sizes(20, 1, 512))
     instance = objects.Instance(ctx, **dict(defaults, **values))
     instance.create()
     return instance
@@ -52,7 +53,7 @@ def test_instance_lifecycle(ctx):
                          vm_state='building', power_state=0)
     assert instance.id and not instance.deleted and instance.created_at
     loaded = objects.Instance.get_by_uuid(ctx, instance.uuid)
-    assert (loaded.display_name, loaded.swap, loaded.root_gb) == (
+    assert (loaded.display_name, loaded.flavor.swap, loaded.root_gb) == (
         'vm1', 512, 20)
 
     loaded.vm_state = 'active'
@@ -62,12 +63,20 @@ def test_instance_lifecycle(ctx):
     again = objects.Instance.get_by_uuid(ctx, instance.uuid)
     assert again.vm_state == 'active' and again.launched_at == launched
 
+    # The flavor is saved where upstream keeps it, instance_extra.flavor.
+    again.flavor = objects.Flavor.from_sizes(20, 1, 1024)
+    again.save()
+    assert not again.obj_what_changed() and again.flavor.swap == 1024
+    again = objects.Instance.get_by_uuid(ctx, instance.uuid)
+    assert again.flavor.swap == 1024 and again.vm_state == 'active'
+
     again.destroy()
     assert again.deleted and again.deleted_at
     with pytest.raises(exception.InstanceNotFound):
         objects.Instance.get_by_uuid(ctx, instance.uuid)
     read_deleted = context.get_admin_context(read_deleted='yes')
-    assert objects.Instance.get_by_uuid(read_deleted, instance.uuid).deleted
+    deleted = objects.Instance.get_by_uuid(read_deleted, instance.uuid)
+    assert deleted.deleted and deleted.flavor.swap == 1024
     with pytest.raises(exception.InstanceNotFound):
         again.destroy()
 
@@ -253,3 +262,73 @@ def test_update_refuses_unknown_and_immutable_columns(ctx):
             db.block_device_mapping_update_many(ctx, {bdm.id: values})
     with pytest.raises(exception.InvalidInput):
         db.instance_update(ctx, instance.uuid, {'uuid': 'x'})
+
+
+def test_volume_lookups_as_upstream(ctx):
+    instance = _instance(ctx)
+    other = _instance(ctx)
+    volume_id = uuidutils.generate_uuid()
+    bdm = _bdm(ctx, instance, source_type='volume', volume_id=volume_id,
+               device_name='/dev/vdb')
+    assert objects.BlockDeviceMapping.get_by_volume(ctx, volume_id).id == (
+        bdm.id)
+    assert objects.BlockDeviceMapping.get_by_volume_and_instance(
+        ctx, volume_id, instance.uuid).id == bdm.id
+    assert objects.BlockDeviceMapping.get_by_volume_id(
+        ctx, volume_id, instance_uuid=instance.uuid).id == bdm.id
+    with pytest.raises(exception.InvalidVolume):
+        objects.BlockDeviceMapping.get_by_volume_id(
+            ctx, volume_id, instance_uuid=other.uuid)
+    with pytest.raises(exception.VolumeBDMNotFound):
+        objects.BlockDeviceMapping.get_by_volume_and_instance(
+            ctx, volume_id, other.uuid)
+    # Attached twice (multiattach): the single lookup refuses.
+    _bdm(ctx, other, source_type='volume', volume_id=volume_id)
+    with pytest.raises(exception.VolumeBDMIsMultiAttach):
+        objects.BlockDeviceMapping.get_by_volume(ctx, volume_id)
+    assert len(objects.BlockDeviceMappingList.get_by_volume(
+        ctx, volume_id)) == 2
+    with pytest.raises(exception.VolumeBDMNotFound):
+        objects.BlockDeviceMappingList.get_by_volume(
+            ctx, uuidutils.generate_uuid())
+
+
+def test_update_or_create_as_upstream(ctx):
+    instance = _instance(ctx)
+    first = objects.BlockDeviceMapping(
+        ctx, instance_uuid=instance.uuid, source_type='blank',
+        destination_type='local', guest_format='ext4', volume_size=1,
+        device_name='/dev/vdb')
+    first.update_or_create()
+    # The same device name updates that mapping ...
+    again = objects.BlockDeviceMapping(
+        ctx, instance_uuid=instance.uuid, source_type='blank',
+        destination_type='local', guest_format='ext4', volume_size=2,
+        device_name='/dev/vdb')
+    again.update_or_create()
+    assert again.id == first.id and again.volume_size == 2
+    # ... and a new swap mapping replaces the instance's other swap.
+    for device in ('/dev/vdc', '/dev/vdd'):
+        objects.BlockDeviceMapping(
+            ctx, instance_uuid=instance.uuid, source_type='blank',
+            destination_type='local', guest_format='swap',
+            device_name=device).update_or_create()
+    live = objects.BlockDeviceMappingList.get_by_instance_uuid(
+        ctx, instance.uuid)
+    assert sorted(b.device_name for b in live) == ['/dev/vdb', '/dev/vdd']
+
+
+def test_driver_info_missing_from_a_sender_is_loaded(ctx):
+    instance = _instance(ctx)
+    bdm = _bdm(ctx, instance, source_type='blank', guest_format='ext4')
+    record = objects.LibvirtDiskMetadata(
+        backend='flat', format='raw', size=1024 ** 3,
+        disk_name='disk.local', cache_name='ephemeral_1_ext4')
+    _plan(bdm, record)
+    bdm.save()
+    # As a Nova 34 service would send it: 1.21, no driver_info.
+    primitive = bdm.obj_to_primitive(target_version='1.21')
+    received = objects.BlockDeviceMapping.obj_from_primitive(primitive, ctx)
+    assert 'driver_info' not in received
+    assert received.get_disk_metadata().disk_name == 'disk.local'
+    assert not received.obj_what_changed()

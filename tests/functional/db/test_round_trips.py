@@ -25,7 +25,8 @@ def _counting(engine):
     statements = []
 
     def on_execute(conn, cursor, statement, parameters, context, many):
-        if statement.strip().upper() == 'BEGIN':
+        # SQLite's BEGIN (IMMEDIATE for a write) is the transaction itself.
+        if statement.strip().upper() in ('BEGIN', 'BEGIN IMMEDIATE'):
             counts['begin_statements'] += 1
             return
         counts['statements'] += 1

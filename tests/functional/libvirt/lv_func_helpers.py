@@ -78,7 +78,8 @@ def create_instance(context, image_meta, root_gb=1, ephemeral_gb=1,
     instance = objects.Instance(
         context, uuid=uuidutils.generate_uuid(), display_name='test',
         image_ref=image_meta['id'], root_gb=root_gb,
-        ephemeral_gb=ephemeral_gb, swap=swap_mb, vm_state='building')
+        ephemeral_gb=ephemeral_gb, vm_state='building',
+        flavor=objects.Flavor.from_sizes(root_gb, ephemeral_gb, swap_mb))
     instance.create()
     mappings = [dict(source_type='image', destination_type='local',
                      boot_index=0, image_id=image_meta['id'],

@@ -33,7 +33,9 @@ def conf():
 
 def make_instance(root_gb=2, ephemeral_gb=1, swap=512):
     return objects.Instance(uuid=UUID, image_ref=IMAGE_ID, root_gb=root_gb,
-                            ephemeral_gb=ephemeral_gb, swap=swap)
+                            ephemeral_gb=ephemeral_gb,
+                            flavor=objects.Flavor.from_sizes(
+                                root_gb, ephemeral_gb, swap))
 
 
 def image_meta(disk_format='qcow2', virtual_size=units.Gi, min_disk=0):

@@ -108,6 +108,39 @@ def test_instance_not_lazy_loadable_without_context():
         bdm.instance
 
 
-def test_only_instance_is_lazy_loadable():
+def test_only_instance_and_driver_info_are_lazy_loadable():
     with pytest.raises(exception.ObjectActionError):
         _bdm().obj_load_attr('volume_id')
+
+
+def test_mapping_from_a_1_21_sender_without_a_row_has_no_record():
+    """A Nova 34 primitive never carries driver_info; a mapping that is not
+    in this database (no context, or no id) has no record, and asking for
+    it neither raises nor guesses."""
+    primitive = _bdm().obj_to_primitive(target_version='1.21')
+    assert 'driver_info' not in primitive['nova_object.data']
+    loaded = objects.BlockDeviceMapping.obj_from_primitive(primitive)
+    assert 'driver_info' not in loaded
+    assert loaded.get_disk_metadata() is None
+    unsaved = objects.BlockDeviceMapping(context.get_admin_context(),
+                                         instance_uuid=loaded.instance_uuid)
+    assert unsaved.get_disk_metadata() is None
+
+
+def test_nested_instance_and_flavor_backport_with_a_manifest():
+    flavor = objects.Flavor.from_sizes(root_gb=1, swap=512)
+    instance = objects.Instance(uuid=uuidutils.generate_uuid(), root_gb=1,
+                                flavor=flavor)
+    bdm = _bdm(instance_uuid=instance.uuid, instance=instance)
+    primitive = bdm.obj_to_primitive(
+        target_version='1.21',
+        version_manifest={'BlockDeviceMapping': '1.21', 'Instance': '2.8',
+                          'Flavor': '1.2'})
+    data = primitive['nova_object.data']
+    assert primitive['nova_object.version'] == '1.21'
+    assert 'driver_info' not in data
+    nested = data['instance']
+    assert nested['nova_object.name'] == 'Instance'
+    assert nested['nova_object.version'] == '2.8'
+    assert nested['nova_object.data']['flavor']['nova_object.data'][
+        'swap'] == 512

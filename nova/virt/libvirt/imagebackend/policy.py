@@ -309,7 +309,7 @@ class _Planner:
             ephemeral_template_name(size_gb, fs_type))
 
     def swap(self, bdm):
-        size_mb = bdm.volume_size or self.instance.swap or 0
+        size_mb = bdm.volume_size or self.instance.flavor.swap or 0
         if size_mb <= 0:
             raise self.fail(SWAP_DISK, 'no swap size: the mapping has no '
                             'volume_size and the flavor swap 0')
