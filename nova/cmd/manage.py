@@ -4,12 +4,14 @@
 
     nova-manage [--config-file FILE] db sync [VERSION]
     nova-manage [--config-file FILE] db version
+    nova-manage [--config-file FILE] libvirt record_disks|show_disks ...
 
 ``db sync`` upgrades the database that ``[database]/connection`` names to
 VERSION (an alembic revision id or a unique prefix of one; default: the
 newest). ``db version`` prints the database's revision, or ``None`` for an
-empty database. Exit status: 0 on success, 1 on a failure (printed on
-stderr), 2 on a usage error.
+empty database. ``libvirt`` records the layout of local disks made before
+records existed (see nova.cmd.manage_libvirt). Exit status: 0 on success,
+1 on a failure (printed on stderr), 2 on a usage error.
 """
 
 import sys
@@ -18,6 +20,7 @@ from oslo_config import cfg
 from oslo_db import exception as db_exc
 from oslo_log import log as logging
 
+from nova.cmd import manage_libvirt
 import nova.conf
 from nova.db import migration
 from nova import exception
@@ -46,6 +49,7 @@ def _add_parsers(subparsers):
     version = actions.add_parser(
         'version', help="Print the database's revision.")
     version.set_defaults(action_fn=_db_version)
+    manage_libvirt.add_parsers(subparsers, CONF)
 
 
 _CATEGORY_OPT = cfg.SubCommandOpt('category', title='Command categories',
@@ -66,12 +70,12 @@ def main(argv=None):
          prog='nova-manage')
     logging.setup(CONF, 'nova')
     try:
-        CONF.category.action_fn()
+        status = CONF.category.action_fn()
     except (exception.NovaException, db_exc.DBError) as e:
         LOG.debug('nova-manage failed', exc_info=True)
         print('nova-manage: %s' % e, file=sys.stderr)
         return 1
-    return 0
+    return status or 0
 
 
 if __name__ == '__main__':
