@@ -63,6 +63,8 @@ def main(argv=None):
     """
     CONF.register_cli_opt(_CATEGORY_OPT)
     logging.register_options(CONF)
+    # stdout carries the output (JSON for scripts): logs go to stderr.
+    CONF.set_default('use_stderr', True)
     # Our own INFO line says what db sync did; alembic's are chatter.
     logging.set_defaults(default_log_levels=logging.get_default_log_levels() +
                          ['alembic=WARN'])

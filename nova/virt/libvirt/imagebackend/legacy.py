@@ -122,6 +122,9 @@ def swap_mb(instance, bdm):
 
 
 def _mapping_label(bdm):
+    """Name a mapping whose disk name is not settled, for messages."""
+    if bdm.obj_attr_is_set('device_name') and bdm.device_name:
+        return bdm.device_name
     return 'of mapping %s' % (bdm.id if bdm.obj_attr_is_set('id')
                               else '(unsaved)')
 
