@@ -142,6 +142,12 @@ class DiskLayoutNotInferred(DiskMetadataMissing):
                "layout record, and none is recorded for it: %(reason)s")
 
 
+class LegacyDisksNotRemoved(NovaException):
+    msg_fmt = ("Instance %(instance_uuid)s: disks without a layout record "
+               "were left in place because which storage is theirs is not "
+               "certain: %(disks)s")
+
+
 class DiskFormatAmbiguous(DiskLayoutNotInferred):
     """A Flat disk without a disk.info entry whose bytes start like qcow2:
     only the operator can say what it is."""

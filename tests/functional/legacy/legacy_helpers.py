@@ -175,8 +175,9 @@ def _sha1(text):
     return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
 
 
-def manage(tmp_path, *args, strace_log=None):
-    """Run ``nova-manage`` as an operator would, in a process of its own,
+def manage(tmp_path, *args, strace_log=None, prog='nova-manage'):
+    """Run ``nova-manage`` (or ``prog``, e.g. nova-libvirt) as an operator
+    would, in a process of its own,
     with a config file naming this test's database, instances_path and
     layout options (as CONF holds them now).
 
@@ -193,9 +194,10 @@ def manage(tmp_path, *args, strace_log=None):
                     CONF.state_path, CONF.instances_path,
                     CONF.use_cow_images, CONF.force_raw_images,
                     CONF.libvirt.images_type, CONF.database.connection))
-    script = os.path.join(os.path.dirname(sys.executable), 'nova-manage')
+    script = os.path.join(os.path.dirname(sys.executable), prog)
+    module = {'nova-manage': 'manage', 'nova-libvirt': 'libvirt'}[prog]
     cmd = ([script] if os.path.exists(script)
-           else [sys.executable, '-m', 'nova.cmd.manage'])
+           else [sys.executable, '-m', 'nova.cmd.' + module])
     cmd += ['--config-file', conf_file] + list(args)
     if strace_log:
         cmd = ['strace', '-f', '-qq', '-e', 'trace=open,openat', '-o',

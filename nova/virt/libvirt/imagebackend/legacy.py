@@ -569,3 +569,63 @@ class _Inferrer:
             raise _Refused('%s is corrupt: not an object of path -> '
                            'format' % path)
         return info
+
+
+def owned_disks(instance, bdms, cache=None):
+    """What a destroy may remove of unrecorded disks it could not record.
+
+    A disk whose layout is refused is still the instance's when its name
+    says so for certain: a file in the instance's own directory, or a volume
+    named ``<uuid>_<disk name>``. Removing one needs no format (the file or
+    volume goes as a whole), so each comes back as a backend whose record
+    only locates it.
+
+    :param bdms: ALL the instance's mappings (recorded ones keep their
+        names out of reach).
+    :returns: ([backend], [(mapping label, why nothing could be found)]):
+        the backends of every candidate disk that exists, and the mappings
+        whose storage could not even be looked at (to be reported).
+    """
+    uuid = utils.validate_uuid(instance.uuid)
+    inferrer = _Inferrer(instance, uuid, policy.node_layout(), {}, cache)
+    local = [bdm for bdm in bdms if bdm.is_local]
+    taken = set()
+    for bdm in local:
+        if bdm.driver_info is not None:
+            taken.add(bdm.get_disk_metadata().disk_name)
+    backends = []
+    unresolved = []
+    eph_index = 0
+    for bdm in local:
+        try:
+            role = policy.disk_role(bdm)
+        except exception.InvalidInput as e:
+            if bdm.driver_info is None:
+                unresolved.append((_mapping_label(bdm), e.kwargs['reason']))
+            continue
+        index = None
+        if role == policy.EPHEMERAL:
+            index, eph_index = eph_index, eph_index + 1
+        if bdm.driver_info is not None:
+            continue
+        for name in inferrer._candidates(role, index):
+            if name in taken:
+                continue
+            try:
+                backend = inferrer._backend(inferrer._probe_record(name))
+                exists = backend.exists()
+            except (_Refused, exception.NovaException) as e:
+                unresolved.append((name, str(e)))
+                continue
+            if exists:
+                backends.append(backend)
+                taken.add(name)
+    return backends, unresolved
+
+
+def remove_disk_info(instance_dir):
+    """Remove Nova 34's ``disk.info`` of a destroyed instance, if any."""
+    try:
+        os.unlink(utils.safe_join(instance_dir, DISK_INFO))
+    except FileNotFoundError:
+        pass

@@ -410,3 +410,17 @@ class DiskManager:
             LOG.info('Recorded the inferred layout of disks %(disks)s of '
                      'instance %(uuid)s, made before records existed',
                      {'disks': ', '.join(names), 'uuid': uuid})
+
+    def legacy_leftovers(self, instance, bdms):
+        """The disks of unrecorded mappings that a destroy may remove
+        although their layout was refused (see ``legacy.owned_disks``).
+
+        :returns: ([backend], [(disk or mapping, reason)]).
+        """
+        return legacy.owned_disks(instance, bdms, cache=self._cache)
+
+    @staticmethod
+    def remove_legacy_files(instance_dir):
+        """Remove what Nova 34 kept beside the disks of a destroyed
+        instance (``disk.info``)."""
+        legacy.remove_disk_info(instance_dir)
