@@ -175,16 +175,10 @@ def _sha1(text):
     return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
 
 
-def manage(tmp_path, *args, strace_log=None, prog='nova-manage'):
-    """Run ``nova-manage`` (or ``prog``, e.g. nova-libvirt) as an operator
-    would, in a process of its own,
-    with a config file naming this test's database, instances_path and
-    layout options (as CONF holds them now).
-
-    :param strace_log: if set, run under ``strace -f -e trace=open,openat``
-        writing the trace there.
-    :returns: the CompletedProcess (text).
-    """
+def manage_command(tmp_path, *args, prog='nova-manage'):
+    """The argv of ``prog`` (nova-manage or nova-libvirt) with a config
+    file naming this test's database, instances_path and layout options
+    (as CONF holds them now)."""
     conf_file = os.path.join(str(tmp_path), 'nova-manage.conf')
     with open(conf_file, 'w') as f:
         f.write('[DEFAULT]\nstate_path = %s\ninstances_path = %s\n'
@@ -198,8 +192,48 @@ def manage(tmp_path, *args, strace_log=None, prog='nova-manage'):
     module = {'nova-manage': 'manage', 'nova-libvirt': 'libvirt'}[prog]
     cmd = ([script] if os.path.exists(script)
            else [sys.executable, '-m', 'nova.cmd.' + module])
-    cmd += ['--config-file', conf_file] + list(args)
+    return cmd + ['--config-file', conf_file] + list(args)
+
+
+def manage(tmp_path, *args, strace_log=None, prog='nova-manage'):
+    """Run ``prog`` as an operator would, in a process of its own (see
+    manage_command).
+
+    :param strace_log: if set, run under ``strace -f -e trace=open,openat``
+        writing the trace there.
+    :returns: the CompletedProcess (text).
+    """
+    cmd = manage_command(tmp_path, *args, prog=prog)
     if strace_log:
         cmd = ['strace', '-f', '-qq', '-e', 'trace=open,openat', '-o',
                strace_log] + cmd
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def make_flat_raw_instances(context, count, host='legacy-host'):
+    """``count`` instances with one Flat raw root disk each, laid out as
+    Nova 34 leaves them (a sparse file and a disk.info), without records.
+    Made here rather than by upstream for speed: for tests of the bulk
+    run's bookkeeping, not of inference (see make_upstream_instance).
+    """
+    instances = []
+    for _ in range(count):
+        uuid = uuidutils.generate_uuid()
+        image_id = uuidutils.generate_uuid()
+        inst_dir = os.path.join(CONF.instances_path, uuid)
+        os.makedirs(inst_dir)
+        disk = os.path.join(inst_dir, 'disk')
+        with open(disk, 'wb') as f:
+            f.truncate(units.Gi)
+        with open(os.path.join(inst_dir, 'disk.info'), 'w') as f:
+            json.dump({disk: 'raw'}, f)
+        instance = objects.Instance(
+            context, uuid=uuid, display_name='legacy', image_ref=image_id,
+            root_gb=1, vm_state='active', host=host)
+        instance.create()
+        objects.BlockDeviceMapping(
+            context, instance_uuid=uuid, source_type='image',
+            destination_type='local', boot_index=0, image_id=image_id,
+            device_type='disk', device_name='/dev/vda').create()
+        instances.append(instance)
+    return instances
