@@ -136,19 +136,16 @@ def bdms_of(context, instance):
 
 def records(context, instance):
     """{disk_name: record} as persisted now."""
-    result = {}
-    for bdm in bdms_of(context, instance):
-        record = bdm.get_disk_metadata()
-        if record is not None:
-            result[record.disk_name] = record
-    return result
+    return {record.disk_name: record for record in (
+        bdm.get_disk_metadata() for bdm in bdms_of(context, instance))
+        if record is not None}
 
 
 def qemu_img_info(path, fmt):
-    out = subprocess.run(
+    """``qemu-img info`` of a disk, its format pinned."""
+    return json.loads(subprocess.run(
         ['qemu-img', 'info', '--output=json', '-U', '-f', fmt, path],
-        check=True, capture_output=True, text=True).stdout
-    return json.loads(out)
+        check=True, capture_output=True, text=True).stdout)
 
 
 def assert_record_matches_storage(instance, record):

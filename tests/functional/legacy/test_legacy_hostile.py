@@ -35,6 +35,20 @@ def _root_bdm(context, instance):
             if b.boot_index == 0][0]
 
 
+def _hostile_flat_instance(conf, context, image_files, tmp_path, secret):
+    """A Flat raw root disk by Nova 34 whose guest wrote a qcow2 header
+    naming ``secret`` as its backing file.
+
+    :returns: (instance, the disk's path).
+    """
+    helpers.configure(conf, 'flat-forceraw')
+    instance, made = helpers.make_upstream_instance(
+        context, 'flat-forceraw', image_files, 'raw', ephemerals=(),
+        swap_mb=0)
+    _write_guest_qcow2_header(made['disks']['disk'], secret, tmp_path)
+    return instance, made['disks']['disk']
+
+
 @pytest.fixture
 def secret(tmp_path):
     path = str(tmp_path / 'host-secret')
@@ -45,11 +59,8 @@ def secret(tmp_path):
 
 def test_guest_qcow2_header_with_disk_info_is_recorded_raw(
         conf, context, image_files, tmp_path, secret):
-    helpers.configure(conf, 'flat-forceraw')
-    instance, made = helpers.make_upstream_instance(
-        context, 'flat-forceraw', image_files, 'raw', ephemerals=(),
-        swap_mb=0)
-    _write_guest_qcow2_header(made['disks']['disk'], secret, tmp_path)
+    instance, disk = _hostile_flat_instance(conf, context, image_files,
+                                            tmp_path, secret)
     trace = str(tmp_path / 'strace.log')
     result = helpers.manage(tmp_path, 'libvirt', 'record_disks',
                             '--instance', instance.uuid, strace_log=trace)
@@ -60,18 +71,13 @@ def test_guest_qcow2_header_with_disk_info_is_recorded_raw(
     assert _opened(trace, secret) == []
     # The trace did see the process read the instance's files: disk.info
     # (a raw disk's size needs no open).
-    assert _opened(trace, os.path.join(
-        os.path.dirname(made['disks']['disk']), 'disk.info'))
+    assert _opened(trace, os.path.join(os.path.dirname(disk), 'disk.info'))
 
 
 def test_guest_qcow2_header_without_disk_info_is_ambiguous(
         conf, context, image_files, tmp_path, secret):
-    helpers.configure(conf, 'flat-forceraw')
-    instance, made = helpers.make_upstream_instance(
-        context, 'flat-forceraw', image_files, 'raw', ephemerals=(),
-        swap_mb=0)
-    disk = made['disks']['disk']
-    _write_guest_qcow2_header(disk, secret, tmp_path)
+    instance, disk = _hostile_flat_instance(conf, context, image_files,
+                                            tmp_path, secret)
     os.unlink(os.path.join(os.path.dirname(disk), 'disk.info'))
     traces = [str(tmp_path / ('strace-%d.log' % n)) for n in range(3)]
 

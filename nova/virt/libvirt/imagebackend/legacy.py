@@ -155,31 +155,44 @@ def infer_disks(instance, bdms, formats=None, cache=None):
                                       ', '.join(_FLAT_FORMATS)))
     inferrer = _Inferrer(instance, uuid, policy.node_layout(), formats,
                          cache)
+    taken, unrecorded = _unrecorded(bdms)
+    results = []
+    for bdm, role, index, why in unrecorded:
+        if role is None:
+            results.append(Inference(bdm, _mapping_label(bdm), reason=why))
+        else:
+            results.append(inferrer.infer(bdm, role, index, taken))
+    return results
+
+
+def _unrecorded(bdms):
+    """The disk names recorded for an instance, and its unrecorded local
+    mappings with their role and ephemeral index.
+
+    :param bdms: all the instance's mappings, in mapping order: the N-th
+        ephemeral mapping (recorded or not) is ephemeral N.
+    :returns: ({recorded disk name}, [(bdm, role or None, ephemeral index
+        or None, why the role is unknown or None)]).
+    """
     local = [bdm for bdm in bdms if bdm.is_local]
     taken = set()
     for bdm in local:
         record = bdm.get_disk_metadata()
         if record is not None:
             taken.add(record.disk_name)
-    results = []
+    unrecorded = []
     eph_index = 0
     for bdm in local:
         try:
-            role = policy.disk_role(bdm)
+            role, why = policy.disk_role(bdm), None
         except exception.InvalidInput as e:
             role, why = None, e.kwargs['reason']
-        else:
-            why = None
         index = None
         if role == policy.EPHEMERAL:
             index, eph_index = eph_index, eph_index + 1
-        if bdm.driver_info is not None:
-            continue
-        if role is None:
-            results.append(Inference(bdm, _mapping_label(bdm), reason=why))
-            continue
-        results.append(inferrer.infer(bdm, role, index, taken))
-    return results
+        if bdm.driver_info is None:
+            unrecorded.append((bdm, role, index, why))
+    return taken, unrecorded
 
 
 class _Inferrer:
@@ -588,25 +601,12 @@ def owned_disks(instance, bdms, cache=None):
     """
     uuid = utils.validate_uuid(instance.uuid)
     inferrer = _Inferrer(instance, uuid, policy.node_layout(), {}, cache)
-    local = [bdm for bdm in bdms if bdm.is_local]
-    taken = set()
-    for bdm in local:
-        if bdm.driver_info is not None:
-            taken.add(bdm.get_disk_metadata().disk_name)
+    taken, unrecorded = _unrecorded(bdms)
     backends = []
     unresolved = []
-    eph_index = 0
-    for bdm in local:
-        try:
-            role = policy.disk_role(bdm)
-        except exception.InvalidInput as e:
-            if bdm.driver_info is None:
-                unresolved.append((_mapping_label(bdm), e.kwargs['reason']))
-            continue
-        index = None
-        if role == policy.EPHEMERAL:
-            index, eph_index = eph_index, eph_index + 1
-        if bdm.driver_info is not None:
+    for bdm, role, index, why in unrecorded:
+        if role is None:
+            unresolved.append((_mapping_label(bdm), why))
             continue
         for name in inferrer._candidates(role, index):
             if name in taken:
