@@ -275,6 +275,10 @@ class _Inferrer:
             raise _Refused('every name it could have (%s) is recorded for '
                            'another disk' % ', '.join(
                                self._candidates(role, eph_index)))
+        if len(names) == 1:
+            # Its one possible name: whether the disk is there is part of
+            # the proof that follows.
+            return names[0]
         present = [n for n in names
                    if self._backend(self._probe_record(n)).exists()]
         if len(present) > 1:
@@ -346,13 +350,21 @@ class _Inferrer:
                        % backend)
 
     def _flat(self, name, size, source):
-        fmt, why = self._flat_format(self._backend(self._record(
-            name, fields.DiskFormat.RAW, size or 1)))
-        if fmt is None:
-            raise _Refused(why, ambiguous=True)
         if 'ephemeral_gb' in source:
             # A copy of a template keeps no trace of which one it was.
             source = {}
+        probe = self._backend(self._record(name, fields.DiskFormat.RAW,
+                                           size or 1, **source))
+        fmt, why = self._flat_format(probe)
+        if fmt is None:
+            raise _Refused(why, ambiguous=True)
+        if fmt == fields.DiskFormat.RAW:
+            # Raw has no metadata to verify: its size is all there is.
+            stored = self._stored_size(probe)
+            record = (probe.record if size else self._record(
+                name, fmt, stored, **source))
+            self._check_size(record, stored)
+            return record
         probe = self._backend(self._record(name, fmt, size or 1, **source))
         stored = self._stored_size(probe)
         record = self._record(name, fmt, size or stored, **source)
