@@ -104,7 +104,7 @@ def test_qcow2_base_under_raw_name_is_refused(conf, context, image_files):
             if b.boot_index == 0][0]
     with pytest.raises(exception.DiskLayoutNotInferred) as e:
         manager.get_backend(instance, root)
-    assert e.value.kwargs['disk_name'] == 'disk'
+    assert e.value.kwargs['disk_name'] == 'disk (/dev/vda)'
     assert 'as qcow2 under the name' in str(e.value)
     records = helpers.records(context, instance)
     assert sorted(records) == ['disk.eph0', 'disk.eph1', 'disk.swap']

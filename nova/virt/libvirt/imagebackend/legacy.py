@@ -97,10 +97,15 @@ class Inference:
         return self.record is not None
 
     def error(self, instance_uuid):
-        """The typed error for a refused inference."""
+        """The typed error for a refused inference, naming the disk and
+        the mapping's device."""
         cls = (exception.DiskFormatAmbiguous if self.ambiguous
                else exception.DiskLayoutNotInferred)
-        return cls(instance_uuid=instance_uuid, disk_name=self.disk_name,
+        name = self.disk_name
+        device = mapping_label(self.bdm)
+        if device != name and not device.startswith('of mapping'):
+            name = '%s (%s)' % (name, device)
+        return cls(instance_uuid=instance_uuid, disk_name=name,
                    reason=self.reason)
 
 
@@ -121,7 +126,7 @@ def swap_mb(instance, bdm):
     return bdm.volume_size or instance.swap or 0
 
 
-def _mapping_label(bdm):
+def mapping_label(bdm):
     """Name a mapping whose disk name is not settled, for messages."""
     if bdm.obj_attr_is_set('device_name') and bdm.device_name:
         return bdm.device_name
@@ -159,7 +164,7 @@ def infer_disks(instance, bdms, formats=None, cache=None):
     results = []
     for bdm, role, index, why in unrecorded:
         if role is None:
-            results.append(Inference(bdm, _mapping_label(bdm), reason=why))
+            results.append(Inference(bdm, mapping_label(bdm), reason=why))
         else:
             results.append(inferrer.infer(bdm, role, index, taken))
     return results
@@ -209,7 +214,7 @@ class _Inferrer:
     # --- per mapping -------------------------------------------------------
 
     def infer(self, bdm, role, eph_index, taken):
-        label = _mapping_label(bdm)
+        label = mapping_label(bdm)
         try:
             size, source = self._size_and_source(bdm, role)
             name = self._disk_name(role, eph_index, taken, size, source)
@@ -618,7 +623,7 @@ def owned_disks(instance, bdms, cache=None):
     unresolved = []
     for bdm, role, index, why in unrecorded:
         if role is None:
-            unresolved.append((_mapping_label(bdm), why))
+            unresolved.append((mapping_label(bdm), why))
             continue
         for name in inferrer._candidates(role, index):
             if name in taken:

@@ -339,9 +339,10 @@ class DiskManager:
         """
         context = bdm._context or getattr(instance, '_context', None)
         if context is None or not bdm.obj_attr_is_set('id'):
+            # Not a mapping of the database: nothing to infer it for.
             raise exception.DiskMetadataMissing(
                 instance_uuid=instance.uuid,
-                disk_name=bdm.device_name or 'of mapping %s' % bdm.id)
+                disk_name=legacy.mapping_label(bdm))
         bdms = block_device_obj.BlockDeviceMappingList.get_by_instance_uuid(
             context, instance.uuid)
         ours = [m for m in bdms if m.id == bdm.id]
