@@ -160,6 +160,27 @@ class DiskMetadataMissing(NovaException):
                "layout record.")
 
 
+# Disks made before records existed (imagebackend/legacy.py): a layout that
+# cannot be worked out for certain is refused, never guessed.
+
+class DiskLayoutNotInferred(DiskMetadataMissing):
+    msg_fmt = ("Disk %(disk_name)s of instance %(instance_uuid)s has no "
+               "layout record, and none is recorded for it: %(reason)s")
+
+
+class LegacyDisksNotRemoved(NovaException):
+    msg_fmt = ("Instance %(instance_uuid)s: disks without a layout record "
+               "were left in place because which storage is theirs is not "
+               "certain: %(disks)s")
+
+
+class DiskFormatAmbiguous(DiskLayoutNotInferred):
+    """A Flat disk without a disk.info entry whose bytes start like qcow2:
+    only the operator can say what it is."""
+    msg_fmt = ("Disk %(disk_name)s of instance %(instance_uuid)s has no "
+               "layout record, and its format is ambiguous: %(reason)s")
+
+
 # --- image service and verified fetch -------------------------------------
 
 class ImageNotFound(NotFound):

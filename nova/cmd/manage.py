@@ -4,13 +4,15 @@
 
     nova-manage [--config-file FILE] db sync [VERSION]
     nova-manage [--config-file FILE] db version
+    nova-manage [--config-file FILE] libvirt record_disks|show_disks ...
 
 ``db sync`` upgrades the database that ``[database]/connection`` names to
 VERSION (an alembic revision id or a unique prefix of one; default: the
 newest). ``db version`` prints the database's revision, or ``None`` for an
-empty database. Exit status: 0 on success, 1 on a failure (one line on
-stderr naming what failed and what to do; ``--debug`` adds the traceback),
-2 on a usage error.
+empty database. ``libvirt`` records the layout of local disks made before
+records existed (see nova.cmd.manage_libvirt). Exit status: 0 on success,
+1 on a failure (one line on stderr naming what failed and what to do;
+``--debug`` adds the traceback), 2 on a usage error.
 """
 
 import sys
@@ -21,6 +23,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from nova.cmd import errors
+from nova.cmd import manage_libvirt
 from nova.cmd import signals
 import nova.conf
 from nova.db import migration
@@ -49,6 +52,7 @@ def _add_parsers(subparsers):
     version = actions.add_parser(
         'version', help="Print the database's revision.")
     version.set_defaults(action_fn=_db_version)
+    manage_libvirt.add_parsers(subparsers, CONF)
 
 
 _CATEGORY_OPT = cfg.SubCommandOpt('category', title='Command categories',
@@ -69,6 +73,8 @@ def main(argv=None):
     try:
         CONF.register_cli_opt(_CATEGORY_OPT)
         logging.register_options(CONF)
+        # stdout carries the output (JSON for scripts): logs go to stderr.
+        CONF.set_default('use_stderr', True)
         # Our own INFO line says what db sync did; alembic's are chatter.
         logging.set_defaults(
             default_log_levels=logging.get_default_log_levels() +
@@ -76,7 +82,7 @@ def main(argv=None):
         CONF(argv, project='nova', prog='nova-manage')
         debug = CONF.debug
         logging.setup(CONF, 'nova')
-        CONF.category.action_fn()
+        status = CONF.category.action_fn()
     except SystemExit as e:
         # argparse: --help (0) and usage errors (2).
         return e.code if isinstance(e.code, int) else errors.USAGE
@@ -88,7 +94,7 @@ def main(argv=None):
         print('nova-manage: %s%s' % ('error: ' if status == errors.USAGE
                                      else '', message), file=sys.stderr)
         return status
-    return 0
+    return status or 0
 
 
 if __name__ == '__main__':

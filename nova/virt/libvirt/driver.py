@@ -187,9 +187,13 @@ class LibvirtDriver:
 
         Idempotent: a missing domain or disk is not an error. Each disk is
         removed as its record says (backend and location), whatever the
-        node's settings are now. A local mapping without a record has no
-        disk made by this driver (records are saved before any disk is
-        made) and is skipped with a warning.
+        node's settings are now. A local mapping without a record is a
+        disk made before records existed: it is recorded first (legacy
+        inference) and removed as recorded; if its layout is refused, the
+        disk is still removed where it is certainly the instance's (its
+        name in the instance's directory or volume names), and a mapping
+        whose storage cannot be looked at is reported
+        (LegacyDisksNotRemoved, after everything else was removed).
 
         Every disk's backend is built from its record before the domain is
         touched: a record this host cannot serve (or read) refuses the
@@ -199,12 +203,13 @@ class LibvirtDriver:
         :raises: BackendUnavailable, DiskMetadataInvalid, UnsafePath (the
             instance's directory is a link or not a directory), nothing
             touched; InstanceDomainFailed if libvirt refuses to stop or
-            undefine; the first error of a disk removal, after trying all.
+            undefine; the first error of a disk removal, after trying all;
+            LegacyDisksNotRemoved.
         """
-        backends = []
+        backends, unresolved = [], []
         if destroy_disks:
             self._check_instance_dir(instance)
-            backends = self._backends_to_remove(
+            backends, unresolved = self._backends_to_remove(
                 instance, self._bdms(context, instance, block_device_info))
         dom = self.host.lookup_domain(instance)
         if dom is not None:
@@ -222,6 +227,11 @@ class LibvirtDriver:
                 failures.append(e)
         if failures:
             raise failures[0]
+        if unresolved:
+            raise exception.LegacyDisksNotRemoved(
+                instance_uuid=instance.uuid, disks='; '.join(
+                    '%s: %s' % item for item in unresolved))
+        self.disks.remove_legacy_files(self._instance_dir(instance))
         self._remove_instance_dir(instance)
         LOG.info('Destroyed instance %(uuid)s', {'uuid': instance.uuid})
 
@@ -320,19 +330,32 @@ class LibvirtDriver:
             disk.backend.verify()
 
     def _backends_to_remove(self, instance, bdms):
-        """The backend of every recorded local disk, built before anything
-        is touched; mappings without a record are skipped (no disk of
-        theirs was made by this driver)."""
+        """The backend of every local disk, built before anything is
+        touched: as recorded (unrecorded ones are recorded on this first
+        touch), and for those whose layout is refused, the disks that are
+        certainly theirs.
+
+        :returns: ([backend], [(disk, why its storage is unknown)]).
+        """
         backends = []
+        refused = False
         for bdm in bdms:
             if not bdm.is_local:
                 continue
             try:
                 backends.append(self.disks.get_backend(instance, bdm))
             except exception.DiskMetadataMissing as e:
-                LOG.warning('%(error)s: no disk of it was made by this '
-                            'driver; nothing to remove', {'error': e})
-        return backends
+                LOG.warning('%(error)s', {'error': e})
+                refused = True
+        if not refused:
+            return backends, []
+        owned, unresolved = self.disks.legacy_leftovers(instance, bdms)
+        for backend in owned:
+            LOG.warning('Removing disk %(disk)s of instance %(uuid)s, which '
+                        'has no record, by its name', {
+                            'disk': backend.disk_name,
+                            'uuid': instance.uuid})
+        return backends + owned, unresolved
 
     def _instance_dir(self, instance):
         """Open exactly ``instances_path/<uuid>``: the uuid validated,

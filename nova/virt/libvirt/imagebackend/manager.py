@@ -23,9 +23,10 @@ failure path and never leaves a disk on storage that the database does not
 know about; the caller puts the instance in ERROR.
 
 For existing disks, ``get_backend`` builds the backend from the record
-alone; a local mapping without a record raises ``DiskMetadataMissing``
-(see ``_record_of`` for where layout inference for old, unrecorded disks
-will plug in).
+alone. A local mapping without a record is a disk made before records
+existed: on first touch its layout is inferred (legacy.py) and recorded
+with the instance's other unrecorded disks in one save, or refused with
+the reason (``_record_of``).
 """
 
 from oslo_log import log as logging
@@ -35,6 +36,7 @@ from nova.objects import block_device as block_device_obj
 from nova import utils
 from nova.virt.libvirt import disk_funcs
 from nova.virt.libvirt.imagebackend import backends
+from nova.virt.libvirt.imagebackend import legacy
 from nova.virt.libvirt.imagebackend import policy
 
 LOG = logging.getLogger(__name__)
@@ -308,19 +310,118 @@ class DiskManager:
                           LocalDisk(bdm, role, backend)))
         return [disk for _, _, disk in sorted(disks, key=lambda d: d[:2])]
 
-    @staticmethod
-    def _record_of(instance, bdm):
+    def _record_of(self, instance, bdm):
         """The record of a local mapping.
 
-        A mapping without one is a disk made before records existed. The
-        layout inference for those belongs in imagebackend/legacy.py (the
-        only code allowed to infer a layout): when it lands, call it here,
-        save what it infers through this class, and return it. Until then
-        such a disk is refused rather than guessed at.
+        A mapping without one is a disk made before records existed: its
+        layout is inferred by legacy.py (the only code allowed to) and
+        recorded, with the instance's other unrecorded disks, in one save
+        (``_record_legacy``).
+
+        :raises: DiskLayoutNotInferred (DiskFormatAmbiguous) naming the
+            disk and why, if its layout cannot be proven; nothing is
+            recorded for it then.
         """
         record = bdm.get_disk_metadata()
         if record is None:
+            record = self._record_legacy(instance, bdm)
+        return record
+
+    # --- disks made before records (imagebackend/legacy.py) ----------------
+
+    def _record_legacy(self, instance, bdm):
+        """Infer and record the disks of an instance that have no record,
+        on first touch of one of them; return ``bdm``'s record.
+
+        The instance's mappings are read again (the caller's may be a
+        subset or stale): a record saved meanwhile is taken as it is.
+        ``bdm`` is updated in memory to agree with the database.
+        """
+        context = bdm._context or getattr(instance, '_context', None)
+        if context is None or not bdm.obj_attr_is_set('id'):
+            # Not a mapping of the database: nothing to infer it for.
             raise exception.DiskMetadataMissing(
                 instance_uuid=instance.uuid,
-                disk_name=bdm.device_name or 'of mapping %s' % bdm.id)
-        return record
+                disk_name=legacy.mapping_label(bdm))
+        bdms = block_device_obj.BlockDeviceMappingList.get_by_instance_uuid(
+            context, instance.uuid)
+        ours = [m for m in bdms if m.id == bdm.id]
+        if not ours:
+            raise exception.BDMNotFound(id=bdm.id)
+        if ours[0].driver_info is None:
+            [result] = [r for r in self.record_legacy_disks(
+                context, [(instance, bdms)]) if r.bdm.id == bdm.id]
+            if not result.recorded:
+                raise result.error(instance.uuid)
+        bdm.driver_info = ours[0].driver_info
+        bdm.obj_reset_changes(['driver_info'])
+        return bdm.get_disk_metadata()
+
+    def record_legacy_disks(self, context, instances_bdms, formats=None):
+        """Infer the records of unrecorded local disks and save them all in
+        ONE ``BlockDeviceMappingList.save()``.
+
+        :param instances_bdms: [(instance, all its mappings)] as loaded from
+            the database; mappings that have a record are left alone.
+        :param formats: {(instance uuid, disk name): 'raw' | 'qcow2'} that
+            the operator states for ambiguous Flat disks.
+        :returns: [legacy.Inference] of every unrecorded local mapping;
+            those with a ``record`` are saved (and their mappings carry it
+            in memory), the others are refused with their reason.
+        :raises: whatever the one save raises (nothing is recorded then,
+            and the mappings in memory are unchanged).
+        """
+        results = []
+        for instance, bdms in instances_bdms:
+            stated = {name: fmt for (uuid, name), fmt in
+                      (formats or {}).items() if uuid == instance.uuid}
+            try:
+                results.extend(legacy.infer_disks(
+                    instance, bdms, formats=stated, cache=self._cache))
+            except exception.NovaException as e:
+                # The instance as a whole is unusable (a bad uuid, an
+                # unreadable record): each of its unrecorded disks says so.
+                results.extend(
+                    legacy.Inference(bdm, bdm.device_name or 'of mapping '
+                                     '%s' % bdm.id, reason=str(e))
+                    for bdm in bdms
+                    if bdm.is_local and bdm.driver_info is None)
+        inferred = [r for r in results if r.recorded]
+        if inferred:
+            self._save_inferred(context, inferred)
+        return results
+
+    @staticmethod
+    def _save_inferred(context, inferred):
+        for result in inferred:
+            result.bdm.driver_info = result.record.to_driver_info()
+        try:
+            block_device_obj.BlockDeviceMappingList(
+                context, objects=[r.bdm for r in inferred]).save()
+        except Exception:
+            for result in inferred:
+                result.bdm.driver_info = None
+                result.bdm.obj_reset_changes(['driver_info'])
+            raise
+        by_instance = {}
+        for result in inferred:
+            by_instance.setdefault(result.bdm.instance_uuid, []).append(
+                result.record.disk_name)
+        for uuid, names in by_instance.items():
+            LOG.info('Recorded the inferred layout of disks %(disks)s of '
+                     'instance %(uuid)s, made before records existed',
+                     {'disks': ', '.join(names), 'uuid': uuid})
+
+    def legacy_leftovers(self, instance, bdms):
+        """The disks of unrecorded mappings that a destroy may remove
+        although their layout was refused (see ``legacy.owned_disks``).
+
+        :returns: ([backend], [(disk or mapping, reason)]).
+        """
+        return legacy.owned_disks(instance, bdms, cache=self._cache)
+
+    @staticmethod
+    def remove_legacy_files(instance_dir):
+        """Remove what Nova 34 kept beside the disks of a destroyed
+        instance (``disk.info``)."""
+        legacy.remove_disk_info(instance_dir)

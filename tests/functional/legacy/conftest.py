@@ -1,0 +1,50 @@
+"""Fixtures of the legacy-disk tests.
+
+Everything is real: a fresh SQLite database migrated by ``db_sync``, disks
+made by upstream Nova 34.0.0's own code in its own venv and process (see
+legacy_helpers.py), and qemu-img. Tests that need upstream skip outside CI
+when NOVA_TEST_UPSTREAM_PYTHON is not set (``tools/with-services.sh`` sets
+it); in CI a skip fails.
+"""
+
+import pytest
+
+from nova import context as nova_context
+from tests import fixtures as nova_fixtures
+from tests.functional.legacy import legacy_helpers
+
+
+@pytest.fixture
+def db():
+    fixture = nova_fixtures.Database()
+    fixture.setUp()
+    yield fixture
+    fixture.cleanUp()
+
+
+@pytest.fixture
+def conf(db):
+    overrides = nova_fixtures.ConfOverrides()
+    yield overrides
+    overrides.undo()
+
+
+@pytest.fixture
+def context(db):
+    return nova_context.get_admin_context()
+
+
+@pytest.fixture(scope='session')
+def image_files(tmp_path_factory):
+    """{'raw': path, 'qcow2': path}: the same 64 MiB disk in both."""
+    d = str(tmp_path_factory.mktemp('legacy-images'))
+    return {fmt: legacy_helpers.make_image_file(d, fmt)
+            for fmt in ('raw', 'qcow2')}
+
+
+@pytest.fixture
+def upstream():
+    """Skip (outside CI) without the upstream Nova 34.0.0 venv."""
+    if not legacy_helpers.upstream_python():
+        pytest.skip('%s is not set: run under tools/with-services.sh' %
+                    legacy_helpers.UPSTREAM_PYTHON_ENV)

@@ -1,0 +1,204 @@
+"""Records for disks that real Nova 34.0.0 made, inferred lazily and in bulk.
+
+Each case lets upstream's own ``LibvirtDriver._create_image`` make an
+instance's root disk, two ephemerals (the default filesystem, vfat, and
+ext4) and swap under one layout configuration, gives this project's
+database the instance's rows without records, and then touches the disks:
+every record must equal what ``qemu-img info -f <format>`` reports.
+"""
+
+import io
+import os
+
+import pytest
+
+from nova.cmd import manage_libvirt
+from nova import exception
+from nova.virt.libvirt.imagebackend import manager as disk_manager
+from tests.functional.legacy import legacy_helpers as helpers
+
+EPHEMERALS = ({'size': 1, 'guest_format': None},
+              {'size': 2, 'guest_format': 'ext4'})
+
+#: (layout, image format) -> the root disk's (backend, format,
+#: backing_format) Nova 34 made and the record must say.
+CASES = {
+    ('flat-forceraw', 'raw'): ('flat', 'raw', None),
+    ('flat-forceraw', 'qcow2'): ('flat', 'raw', None),
+    ('flat-keep', 'qcow2'): ('flat', 'qcow2', None),
+    ('qcow2-forceraw', 'raw'): ('qcow2', 'qcow2', 'raw'),
+    ('qcow2-forceraw', 'qcow2'): ('qcow2', 'qcow2', 'raw'),
+    ('qcow2-keep', 'raw'): ('qcow2', 'qcow2', 'raw'),
+}
+
+pytestmark = pytest.mark.usefixtures('upstream')
+
+
+def _check_instance(context, instance, root):
+    records = helpers.records(context, instance)
+    assert sorted(records) == ['disk', 'disk.eph0', 'disk.eph1',
+                               'disk.swap']
+    backend, fmt, backing_format = root
+    disk = records['disk']
+    assert (disk.backend, disk.format, disk.backing_format) == root
+    assert disk.image_id == instance.image_ref
+    assert disk.size == instance.root_gb * 1024 ** 3
+    for name, size in (('disk.eph0', 1), ('disk.eph1', 2)):
+        assert records[name].size == size * 1024 ** 3
+    assert records['disk.swap'].size == 64 * 1024 ** 2
+    for record in records.values():
+        assert record.backend == backend
+        helpers.assert_record_matches_storage(instance, record)
+    if backend == 'qcow2':
+        # Each template is named as upstream named it in _base.
+        assert records['disk.swap'].cache_name == 'swap_64'
+        assert records['disk.eph0'].cache_name.startswith('ephemeral_1_')
+        assert records['disk.eph1'].cache_name.startswith('ephemeral_2_')
+    else:
+        assert records['disk.swap'].cache_name == 'swap_64'
+    return records
+
+
+@pytest.mark.parametrize('case', sorted(CASES), ids='-'.join)
+def test_first_touch_records_every_disk(conf, context, image_files, case):
+    layout, image_format = case
+    helpers.configure(conf, layout)
+    instance, made = helpers.make_upstream_instance(
+        context, layout, image_files, image_format, ephemerals=EPHEMERALS)
+    assert sorted(made['disks']) == ['disk', 'disk.eph0', 'disk.eph1',
+                                     'disk.swap']
+    manager = disk_manager.DiskManager()
+    bdms = helpers.bdms_of(context, instance)
+    disks = manager.local_disks(instance, bdms)
+    assert [d.disk_name for d in disks] == ['disk', 'disk.eph0',
+                                            'disk.eph1', 'disk.swap']
+    # The caller's mappings agree with the database now.
+    assert all(b.driver_info is not None for b in bdms)
+    records = _check_instance(context, instance, CASES[case])
+    # Recorded once: a second touch infers nothing and writes nothing.
+    before = {b.id: b.updated_at for b in helpers.bdms_of(context,
+                                                          instance)}
+    manager.local_disks(instance, helpers.bdms_of(context, instance))
+    assert before == {b.id: b.updated_at
+                      for b in helpers.bdms_of(context, instance)}
+    # Every disk is what its record says (what a boot checks).
+    for disk in disks:
+        disk.backend.verify()
+    assert _texts(helpers.records(context, instance)) == _texts(records)
+
+
+def _texts(records):
+    return {name: r.to_driver_info() for name, r in records.items()}
+
+
+def test_qcow2_base_under_raw_name_is_refused(conf, context, image_files):
+    """Nova 34 kept a qcow2 image's base as qcow2 under sha1(image id),
+    the name this project's cache gives a raw base: a record cannot name
+    that base, so the root disk is refused with the reason (the other
+    disks, on raw templates, are recorded)."""
+    helpers.configure(conf, 'qcow2-keep')
+    instance, _made = helpers.make_upstream_instance(
+        context, 'qcow2-keep', image_files, 'qcow2', ephemerals=EPHEMERALS)
+    manager = disk_manager.DiskManager()
+    root = [b for b in helpers.bdms_of(context, instance)
+            if b.boot_index == 0][0]
+    with pytest.raises(exception.DiskLayoutNotInferred) as e:
+        manager.get_backend(instance, root)
+    assert e.value.kwargs['disk_name'] == 'disk (/dev/vda)'
+    assert 'as qcow2 under the name' in str(e.value)
+    records = helpers.records(context, instance)
+    assert sorted(records) == ['disk.eph0', 'disk.eph1', 'disk.swap']
+    for record in records.values():
+        helpers.assert_record_matches_storage(instance, record)
+
+
+def test_record_disks_records_a_host_in_bulk(conf, context, image_files,
+                                             tmp_path):
+    instances = []
+    for layout, image_format in (('flat-forceraw', 'qcow2'),
+                                 ('flat-keep', 'qcow2')):
+        helpers.configure(conf, layout)
+        instance, _ = helpers.make_upstream_instance(
+            context, layout, image_files, image_format,
+            ephemerals=EPHEMERALS)
+        instances.append((instance, CASES[layout, image_format]))
+    # A node's layout options are what they are now: Flat, either way.
+    result = helpers.manage(tmp_path, 'libvirt', 'record_disks', '--host',
+                            'legacy-host')
+    assert result.returncode == 0, result.stderr
+    assert ('record_disks: 2/2 instances, 8 disks recorded, 0 refused' in
+            result.stderr)
+    assert '| recorded         | 8     |' in result.stdout
+    for instance, root in instances:
+        _check_instance(context, instance, root)
+    # Idempotent: nothing left to record, nothing written again.
+    before = {b.id: b.updated_at for i, _ in instances
+              for b in helpers.bdms_of(context, i)}
+    result = helpers.manage(tmp_path, 'libvirt', 'record_disks', '--host',
+                            'legacy-host')
+    assert result.returncode == 0, result.stderr
+    assert '| already recorded | 8     |' in result.stdout
+    assert before == {b.id: b.updated_at for i, _ in instances
+                      for b in helpers.bdms_of(context, i)}
+
+
+def test_max_count_stops_and_the_next_run_completes(
+        conf, context, image_files, tmp_path):
+    helpers.configure(conf, 'qcow2-forceraw')
+    instances = [helpers.make_upstream_instance(
+        context, 'qcow2-forceraw', image_files, 'raw',
+        ephemerals=EPHEMERALS[:1])[0] for _ in range(2)]
+    # 3 disks each: a budget of 4 records the first instance only (an
+    # instance's disks go together).
+    result = helpers.manage(tmp_path, 'libvirt', 'record_disks', '--host',
+                            'legacy-host', '--max-count', '4')
+    assert result.returncode == 1, result.stderr
+    assert 'left for another run' in result.stdout
+    counts = sorted(len(helpers.records(context, i)) for i in instances)
+    assert counts == [0, 3]
+    result = helpers.manage(tmp_path, 'libvirt', 'record_disks', '--host',
+                            'legacy-host')
+    assert result.returncode == 0, result.stderr
+    assert '| recorded         | 3     |' in result.stdout
+    assert '| already recorded | 3     |' in result.stdout
+    for instance in instances:
+        _check_instance_disks(context, instance, 3)
+
+
+def _check_instance_disks(context, instance, count):
+    records = helpers.records(context, instance)
+    assert len(records) == count
+    for record in records.values():
+        helpers.assert_record_matches_storage(instance, record)
+
+
+def test_show_disks_before_and_after(conf, context, image_files):
+    helpers.configure(conf, 'qcow2-forceraw')
+    instance, _ = helpers.make_upstream_instance(
+        context, 'qcow2-forceraw', image_files, 'qcow2',
+        ephemerals=EPHEMERALS[:1])
+    bdms = list(helpers.bdms_of(context, instance))
+    before = manage_libvirt.describe_disks(instance, bdms)
+    assert [d['status'] for d in before] == ['unrecorded'] * 3
+    assert [d['disk_name'] for d in before] == ['disk', 'disk.eph0',
+                                                'disk.swap']
+    for entry in before:
+        assert entry['refused'] is None
+        assert entry['on_disk']['format'] == 'qcow2'
+        assert entry['on_disk']['virtual_size'] == entry['record']['size']
+    # show_disks writes nothing.
+    assert helpers.records(context, instance) == {}
+    out = io.StringIO()
+    args = type('Args', (), {'instance': instance.uuid, 'json': False})
+    assert manage_libvirt.show_disks(args, out=out) == 0
+    assert 'unrecorded' in out.getvalue()
+    disk_manager.DiskManager().local_disks(instance, bdms)
+    after = manage_libvirt.describe_disks(
+        instance, list(helpers.bdms_of(context, instance)))
+    assert [d['status'] for d in after] == ['recorded'] * 3
+    assert [d['record'] for d in after] == [d['record'] for d in before]
+    assert os.path.isdir(os.path.join(conf_instances_path(), instance.uuid))
+
+
+def conf_instances_path():
+    return helpers.CONF.instances_path
