@@ -12,6 +12,7 @@ database never pays for importing SQLAlchemy to describe its error.
 """
 
 import errno
+import os
 import sys
 
 from nova.cmd.signals import Interrupted
@@ -76,6 +77,24 @@ def _database_url():
         return '[database] connection'
 
 
+def _sqlite_read_only():
+    """True when [database] connection is a SQLite file that exists but
+    cannot be written (in WAL mode SQLite cannot even open such a file,
+    and says only "unable to open database file")."""
+    try:
+        from nova import conf
+        url = conf.CONF.database.connection
+    except Exception:
+        return False
+    prefix = 'sqlite:///'
+    if not url.startswith(prefix):
+        return False
+    path = url[len(prefix):]
+    directory = os.path.dirname(path) or '.'
+    return os.path.isfile(path) and not (
+        os.access(path, os.W_OK) and os.access(directory, os.W_OK))
+
+
 def _first_line(exc):
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
@@ -132,7 +151,8 @@ def _describe_database(exc):
         return ('cannot connect to the database %s: %s; check [database] '
                 'connection and that the server runs and accepts us' % (
                     url, _first_line(chain[-1]).split(' (Background')[0]))
-    if 'readonly database' in text or 'read-only' in text:
+    if ('readonly database' in text or 'read-only' in text or
+            ('unable to open database file' in text and _sqlite_read_only())):
         return ('the database %s is read-only; make the file and its '
                 'directory writable, or point [database] connection at a '
                 'writable database' % url)

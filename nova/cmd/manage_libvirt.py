@@ -34,12 +34,10 @@ from oslo_log import log as logging
 from oslo_utils import uuidutils
 
 from nova.cmd import output
-from nova import context as nova_context
 from nova import exception
-from nova import objects
-from nova.virt.libvirt import imagebackend
-from nova.virt.libvirt.imagebackend import legacy
-from nova.virt.libvirt.imagebackend import manager as disk_manager
+
+# The objects layer and imagebackend are imported by the commands that use
+# them, so that `nova-manage db ...` and usage errors stay light.
 
 LOG = logging.getLogger(__name__)
 
@@ -128,6 +126,8 @@ class Summary:
 
 def record_disks(args, out=None, err=None):
     """``nova-manage libvirt record_disks``; returns the exit status."""
+    from nova import context as nova_context
+    from nova import objects
     out = out or sys.stdout
     err = err or sys.stderr
     if args.disk_format and not (args.instance and args.disk):
@@ -167,6 +167,8 @@ def run(context, instances, formats=None, max_count=None, progress=None,
     :param max_count: consider at most this many unrecorded mappings.
     :returns: a Summary.
     """
+    from nova import objects
+    from nova.virt.libvirt.imagebackend import manager as disk_manager
     manager = manager or disk_manager.DiskManager()
     summary = Summary()
     budget = max_count
@@ -237,6 +239,8 @@ def _print_summary(summary, out):
 
 def show_disks(args, out=None):
     """``nova-manage libvirt show_disks``; returns the exit status."""
+    from nova import context as nova_context
+    from nova import objects
     out = out or sys.stdout
     objects.register_all()
     context = nova_context.get_admin_context()
@@ -258,6 +262,8 @@ def describe_disks(instance, bdms, cache=None):
         'record' (fields or None), 'refused' (reason or None),
         'on_disk' (from the backend's inspect(), or {'error': ...})}].
     """
+    from nova.virt.libvirt.imagebackend import backends
+    from nova.virt.libvirt.imagebackend import legacy
     inferred = {id(r.bdm): r for r in legacy.infer_disks(
         instance, bdms, cache=cache)}
     result = []
@@ -289,7 +295,7 @@ def describe_disks(instance, bdms, cache=None):
                      record={name: getattr(record, name)
                              for name in sorted(record.fields)})
         try:
-            entry['on_disk'] = imagebackend.backend_for(
+            entry['on_disk'] = backends.backend_for(
                 instance, record, cache=cache).inspect()
         except exception.NovaException as e:
             entry['on_disk'] = {'error': str(e)}

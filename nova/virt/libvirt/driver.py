@@ -231,7 +231,11 @@ class LibvirtDriver:
             raise exception.LegacyDisksNotRemoved(
                 instance_uuid=instance.uuid, disks='; '.join(
                     '%s: %s' % item for item in unresolved))
-        self.disks.remove_legacy_files(self._instance_dir(instance))
+        try:
+            with self._instance_dir(instance) as instance_dir:
+                self.disks.remove_legacy_files(instance_dir)
+        except FileNotFoundError:
+            pass
         self._remove_instance_dir(instance)
         LOG.info('Destroyed instance %(uuid)s', {'uuid': instance.uuid})
 

@@ -336,7 +336,7 @@ class _Inferrer:
     def _backend(self, record):
         try:
             return backends.backend_for(self.instance, record,
-                                            cache=self.cache)
+                                        cache=self.cache)
         except exception.NovaException as e:
             raise _Refused(str(e))
 
@@ -501,7 +501,7 @@ class _Inferrer:
 
     def _stored_size(self, backend):
         """The disk's virtual size in its (inferred) format."""
-        if (backend.source_type == 'file' and
+        if (backend.spec.source_type == 'file' and
                 backend.record.format == fields.DiskFormat.RAW):
             # A raw file's virtual size is its length: the same answer as
             # qemu-img info -f raw, without a process per disk.
@@ -640,8 +640,8 @@ def owned_disks(instance, bdms, cache=None):
 
 
 def remove_disk_info(instance_dir):
-    """Remove Nova 34's ``disk.info`` of a destroyed instance, if any."""
-    try:
-        os.unlink(utils.safe_join(instance_dir, DISK_INFO))
-    except FileNotFoundError:
-        pass
+    """Remove Nova 34's ``disk.info`` of a destroyed instance, if any.
+
+    :param instance_dir: the instance's open staging.Directory.
+    """
+    instance_dir.unlink(DISK_INFO)
