@@ -461,7 +461,7 @@ def plan_disks(instance, image_meta, bdms, taken_names=()):
     """Decide the layout of each new local disk of an instance.
 
     :param instance: an Instance (uuid, image_ref, root_gb, ephemeral_gb,
-        swap in MiB).
+        swap in MiB; os_type if it has one).
     :param image_meta: the root image's metadata from the image service
         ({'id', 'disk_format', 'virtual_size', 'min_disk', ...}); may be
         None if no mapping is the root disk.
@@ -471,7 +471,10 @@ def plan_disks(instance, image_meta, bdms, taken_names=()):
     :returns: [(bdm, LibvirtDiskMetadata)], one per mapping, in order.
     :raises: DiskPlanningFailed (DiskLayoutConfigMissing when the node's
         images_type needs a setting that is not there) naming the disk;
-        nothing is recorded by this function.
+        EphemeralEncryptionUnavailable when encryption is on and this host
+        has no dm-crypt; EphemeralEncryptionInvalid for encryption
+        settings dm-crypt would not take. Nothing is recorded by this
+        function.
     """
     planner = _Planner(instance, image_meta, node_layout())
     taken = set(taken_names)
