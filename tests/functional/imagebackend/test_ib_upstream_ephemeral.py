@@ -24,21 +24,12 @@ from nova import objects
 from nova.virt.libvirt import ephemeral_crypt
 from nova.virt.libvirt.imagebackend import manager as disk_manager
 from nova.virt.libvirt.storage import lvm as storage_lvm
-from tests import fixtures as nova_fixtures
 
 import ib_func_helpers as helpers
 
 CONF = nova.conf.CONF
 UPSTREAM_PYTHON = os.environ.get('NOVA_TEST_UPSTREAM_PYTHON')
 MKFS_EXT3 = 'mkfs.ext3 -q -F -L %(fs_label)s %(target)s'
-
-
-@pytest.fixture
-def db():
-    fixture = nova_fixtures.Database()
-    fixture.setUp()
-    yield fixture
-    fixture.cleanUp()
 
 
 @pytest.fixture
