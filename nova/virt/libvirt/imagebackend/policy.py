@@ -414,6 +414,7 @@ class _Planner:
         except exception.InvalidInput as e:
             raise self.fail(disk_name, e.kwargs['reason'])
         if choice.mkfs_command:
+            # Checked now: a command that cannot run is never recorded.
             try:
                 disk_funcs.make_ephemeral_by_command(choice.mkfs_command)
             except exception.InvalidInput as e:
