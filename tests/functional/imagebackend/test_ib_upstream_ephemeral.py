@@ -22,6 +22,7 @@ from nova import context as nova_context
 from nova import exception
 from nova import objects
 from nova.virt.libvirt import ephemeral_crypt
+from nova.virt.libvirt.imagebackend import backends
 from nova.virt.libvirt.imagebackend import manager as disk_manager
 from nova.virt.libvirt.storage import lvm as storage_lvm
 
@@ -184,3 +185,25 @@ def test_encrypted_lvm_is_refused_where_dmcrypt_is_missing(
     assert not [lv for lv in storage_lvm.volumes(lvm.vg)
                 if lv.startswith(instance.uuid)]
     assert helpers.files_under(cache.base_dir) == []
+
+
+def test_an_encrypted_record_is_never_made_in_clear(conf, cache, lvm):
+    # A record that says encrypted (written where dm-crypt was, or by a
+    # later version) on this host: the Lvm backend refuses it before any
+    # volume exists, whatever the host's answer.
+    instance = helpers.Instance()
+    record = objects.LibvirtDiskMetadata(
+        backend='lvm', format='raw', size=16 * units.Mi,
+        disk_name='disk.swap', cache_name='swap_16', volume_group=lvm.vg,
+        volume_name=instance.uuid + '_disk.swap',
+        encryption='dmcrypt-plain', encryption_cipher='aes-xts-plain64',
+        encryption_key_size=512)
+    record.validate()
+    disk = backends.backend_for(instance, record, cache=cache)
+    with pytest.raises((ephemeral_crypt.EphemeralEncryptionUnavailable,
+                        exception.BackendUnavailable)) as e:
+        disk.check_available()
+    assert 'disk.swap' in str(e.value) and instance.uuid in str(e.value)
+    assert not disk.exists()
+    assert not [lv for lv in storage_lvm.volumes(lvm.vg)
+                if lv.startswith(instance.uuid)]
