@@ -25,9 +25,18 @@ from oslo_versionedobjects import exception as ovo_exc
 from nova import exception
 from nova.objects import base
 from nova.objects import fields
+from nova.virt.libvirt import ephemeral_crypt
 from nova.virt.libvirt.imagebackend import specs
 
 _VERSION = re.compile(r'^[0-9]+\.[0-9]+$')
+
+#: ``encryption``: a plain dm-crypt mapping over the volume, as upstream's
+#: encrypted Lvm (``cryptsetup create <lv>-dmcrypt``, key in hex on stdin).
+ENCRYPTION_DMCRYPT_PLAIN = 'dmcrypt-plain'
+ENCRYPTIONS = (ENCRYPTION_DMCRYPT_PLAIN,)
+
+#: The backends whose disks may be encrypted (upstream: Lvm only).
+_ENCRYPTABLE_BACKENDS = (fields.DiskBackend.LVM,)
 
 
 @base.NovaObjectRegistry.register
@@ -64,11 +73,18 @@ class LibvirtDiskMetadata(base.NovaObject):
         File backends: the disk's full size is allocated when it is
         created and whenever it grows (``preallocate_images = space``
         when it was planned). Absent from 1.0 records: False.
+    ``encryption`` / ``encryption_cipher`` / ``encryption_key_size``
+        Whether and how the disk's bytes are encrypted: None (in clear), or
+        ``dmcrypt-plain`` (LVM only: the guest opens a plain dm-crypt
+        mapping over the volume) with dm-crypt's cipher string
+        (``aes-xts-plain64``) and the key size in bits. The key itself is
+        never recorded here. Absent from 1.0 and 1.1 records: None.
     """
 
     # Version 1.0: Initial version
     # Version 1.1: Added preallocated
-    VERSION = '1.1'
+    # Version 1.2: Added encryption, encryption_cipher, encryption_key_size
+    VERSION = '1.2'
 
     fields = {
         'backend': fields.DiskBackendField(),
@@ -83,11 +99,23 @@ class LibvirtDiskMetadata(base.NovaObject):
         'image_id': fields.StringField(nullable=True, default=None),
         'cache_name': fields.StringField(nullable=True, default=None),
         'preallocated': fields.BooleanField(default=False),
+        'encryption': fields.StringField(nullable=True, default=None),
+        'encryption_cipher': fields.StringField(nullable=True,
+                                                default=None),
+        'encryption_key_size': fields.NonNegativeIntegerField(
+            nullable=True, default=None),
     }
 
     def obj_make_compatible(self, primitive, target_version):
         super().obj_make_compatible(primitive, target_version)
         target = versionutils.convert_version_to_tuple(target_version)
+        if target < (1, 2):
+            # An older reader would take an encrypted disk for one in
+            # clear; it never gets a record it cannot obey (see
+            # from_driver_info, which refuses newer minor versions).
+            for name in ('encryption', 'encryption_cipher',
+                         'encryption_key_size'):
+                primitive.pop(name, None)
         if target < (1, 1):
             primitive.pop('preallocated', None)
 
@@ -135,6 +163,7 @@ class LibvirtDiskMetadata(base.NovaObject):
             if not getattr(self, name):
                 raise exception.DiskMetadataInvalid(
                     reason='backend %s needs %s' % (self.backend, name))
+        self._validate_encryption()
         if self.image_id and self.cache_name:
             raise exception.DiskMetadataInvalid(
                 reason='a disk has one source, not both image %s and '
@@ -144,6 +173,25 @@ class LibvirtDiskMetadata(base.NovaObject):
                      'cache_name'):
             if getattr(self, name) is not None:
                 _check_simple_name(name, getattr(self, name))
+
+    def _validate_encryption(self):
+        how = (self.encryption_cipher, self.encryption_key_size)
+        if self.encryption is None:
+            if how != (None, None):
+                raise exception.DiskMetadataInvalid(
+                    reason='a disk in clear has no encryption cipher or '
+                           'key size')
+            return
+        if self.encryption not in ENCRYPTIONS:
+            raise exception.DiskMetadataInvalid(
+                reason='unknown encryption %r' % (self.encryption,))
+        if self.backend not in _ENCRYPTABLE_BACKENDS:
+            raise exception.DiskMetadataInvalid(
+                reason='backend %s cannot be encrypted' % self.backend)
+        try:
+            ephemeral_crypt.validate_spec(*how)
+        except ephemeral_crypt.EphemeralEncryptionInvalid as e:
+            raise exception.DiskMetadataInvalid(reason=str(e))
 
     def to_driver_info(self):
         """Serialise for ``block_device_mapping.driver_info``.

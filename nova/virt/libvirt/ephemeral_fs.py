@@ -32,6 +32,12 @@ DEFAULT_FS = 'vfat'
 #: The virt_mkfs entry that applies to os_types without their own.
 DEFAULT_OS_TYPE_KEY = 'default'
 
+
+class MkfsCommandNotConfigured(exception.NovaException):
+    msg_fmt = ("The ephemeral template of virt_mkfs command digest "
+               "%(digest)s cannot be made: %(reason)s")
+
+
 EphemeralFormat = collections.namedtuple('EphemeralFormat',
                                          ['fs_type', 'mkfs_command'])
 EphemeralFormat.__doc__ = """How to format one ephemeral disk: exactly one

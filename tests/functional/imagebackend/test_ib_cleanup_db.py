@@ -18,19 +18,10 @@ from nova import objects
 from nova.virt.libvirt import disk_funcs
 from nova.virt.libvirt import imagebackend
 from nova.virt.libvirt.imagebackend import cache as image_cache
-from tests import fixtures as nova_fixtures
 
 import ib_func_helpers as helpers
 
 MiB = helpers.MiB
-
-
-@pytest.fixture
-def db():
-    fixture = nova_fixtures.Database()
-    fixture.setUp()
-    yield fixture
-    fixture.cleanUp()
 
 
 def _instance(ctx):

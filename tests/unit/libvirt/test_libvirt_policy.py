@@ -5,7 +5,9 @@ built in memory, real configuration (overrides on nova.conf.CONF); no
 database, no files.
 """
 
+import hashlib
 import itertools
+import types
 
 from oslo_utils import units
 from oslo_utils import uuidutils
@@ -15,6 +17,8 @@ import nova.conf
 from nova import exception
 from nova import objects
 from nova.objects import libvirt_disk
+from nova.virt.libvirt import ephemeral_crypt
+from nova.virt.libvirt import ephemeral_fs
 from nova.virt.libvirt.imagebackend import policy
 
 import lv_unit_helpers
@@ -248,9 +252,11 @@ def test_upstream_disk_names_and_sources(conf):
     ]
 
 
-def test_ephemeral_default_filesystem_is_ext4(conf):
+def test_ephemeral_default_filesystem_is_vfat_as_upstream(conf):
+    # No guest_format, no default_ephemeral_format, no os_type (our
+    # Instance has none): upstream's vfat.
     assert plan_one(ephemeral_bdm(guest_format=None)).cache_name == \
-        'ephemeral_1_ext4'
+        'ephemeral_1_vfat'
 
 
 def test_names_already_recorded_are_skipped(conf):
@@ -394,3 +400,167 @@ def test_preallocate_images_is_recorded_for_file_backends(conf, images_type,
         [root_bdm(), ephemeral_bdm(), swap_bdm()])} == {expected}
     conf.config(preallocate_images='none')
     assert not plan_one(root_bdm()).preallocated
+
+
+# --- the ephemeral filesystem, as upstream chooses it ------------------------
+
+MKFS_CMD = 'mkfs.vfat -n %(fs_label)s %(target)s'
+
+
+def instance_with_os_type(os_type):
+    """Our Instance has no os_type: a stand-in with just what an ephemeral
+    disk of a sized mapping reads."""
+    return types.SimpleNamespace(uuid=UUID, image_ref=IMAGE_ID,
+                                 os_type=os_type)
+
+
+def test_default_ephemeral_format_is_used(conf):
+    conf.config(default_ephemeral_format='xfs')
+    assert plan_one(ephemeral_bdm(guest_format=None)).cache_name == \
+        'ephemeral_1_xfs'
+    # The mapping's own guest_format wins over it.
+    assert plan_one(ephemeral_bdm(guest_format='ext3')).cache_name == \
+        'ephemeral_1_ext3'
+
+
+@pytest.mark.parametrize('os_type,fs_type', [
+    ('linux', 'ext4'), (None, 'vfat'), ('freebsd', 'vfat')])
+def test_os_type_decides_the_default_filesystem(conf, os_type, fs_type):
+    record = plan_one(ephemeral_bdm(volume_size=1, guest_format=None),
+                      instance=instance_with_os_type(os_type))
+    assert record.cache_name == 'ephemeral_1_%s' % fs_type
+
+
+def test_a_filesystem_this_host_cannot_make_is_refused(conf):
+    # Upstream's ntfs for windows: no mkfs.ntfs here, so never promised.
+    with pytest.raises(exception.DiskPlanningFailed) as e:
+        plan_one(ephemeral_bdm(volume_size=1, guest_format=None),
+                 instance=instance_with_os_type('windows'))
+    assert "'ntfs'" in str(e.value) and 'disk.local' in str(e.value)
+
+
+def test_a_virt_mkfs_command_gets_upstreams_template_name(conf):
+    conf.config(virt_mkfs=['default=' + MKFS_CMD])
+    digest = hashlib.md5(MKFS_CMD.encode()).hexdigest()[:7]
+    # The command wins over the mapping's guest_format, as upstream.
+    record = plan_one(ephemeral_bdm(volume_size=2, guest_format='ext4'))
+    assert record.cache_name == 'ephemeral_2_%s' % digest
+    template = policy.parse_template_name(record.cache_name)
+    assert template == policy.Template('ephemeral', 2, mkfs_digest=digest)
+
+
+def test_virt_mkfs_for_another_os_type_changes_nothing(conf):
+    conf.config(virt_mkfs=['windows=' + MKFS_CMD])
+    assert plan_one(ephemeral_bdm(guest_format=None)).cache_name == \
+        'ephemeral_1_vfat'
+
+
+@pytest.mark.parametrize('virt_mkfs', [
+    ['default=mkfs.ext4 %(device)s'], ['default mkfs.ext4']],
+    ids=['unknown-key', 'no-equals'])
+def test_a_bad_virt_mkfs_is_refused_when_planning(conf, virt_mkfs):
+    conf.config(virt_mkfs=virt_mkfs)
+    with pytest.raises(exception.DiskPlanningFailed, match='disk.local'):
+        plan_one(ephemeral_bdm())
+
+
+def test_a_template_whose_command_is_gone_is_never_made(conf):
+    conf.config(virt_mkfs=['default=' + MKFS_CMD])
+    name = plan_one(ephemeral_bdm()).cache_name
+    conf.config(virt_mkfs=['default=mkfs.ext4 -L %(fs_label)s %(target)s'])
+    func = policy.template_func(policy.parse_template_name(name))
+    with pytest.raises(ephemeral_fs.MkfsCommandNotConfigured,
+                       match=name.rsplit('_', 1)[1]):
+        func('/nonexistent/target', units.Gi)
+
+
+def test_mkfs_digests_never_look_like_filesystems():
+    assert policy.parse_template_name('ephemeral_1_vfat').fs_type == 'vfat'
+    for bad in ('ephemeral_1_abcdef', 'ephemeral_1_abcdef12',
+                'ephemeral_1_ABCDEF1', 'ephemeral_1_abcdefg'):
+        with pytest.raises(exception.DiskMetadataInvalid):
+            policy.parse_template_name(bad)
+
+
+# --- encrypted LVM ----------------------------------------------------------
+
+@pytest.fixture
+def encrypted_lvm(conf):
+    conf.config(group='libvirt', images_type='lvm',
+                images_volume_group='nova-vg')
+    conf.config(group='ephemeral_storage_encryption', enabled=True)
+    return conf
+
+
+def stand_in_probe(monkeypatch, available, reason=None):
+    """This kernel has no dm-crypt: the answer of one that has it (or of
+    one that lacks it, whatever the host) is stood in for."""
+    monkeypatch.setattr(policy, 'DMCRYPT_PROBE',
+                        lambda: (available, reason))
+
+
+def test_encrypted_lvm_disks_record_how(encrypted_lvm, monkeypatch):
+    stand_in_probe(monkeypatch, True)
+    encrypted_lvm.config(group='ephemeral_storage_encryption',
+                         cipher='aes-cbc-essiv:sha256', key_size=256)
+    planned = policy.plan_disks(make_instance(), image_meta(),
+                                [root_bdm(), ephemeral_bdm(), swap_bdm()])
+    # As upstream, every LVM disk of the instance is encrypted.
+    assert [(r.disk_name, r.encryption, r.encryption_cipher,
+             r.encryption_key_size) for _, r in planned] == [
+        (name, 'dmcrypt-plain', 'aes-cbc-essiv:sha256', 256)
+        for name in ('disk', 'disk.local', 'disk.swap')]
+    for _, record in planned:
+        loaded = libvirt_disk.LibvirtDiskMetadata.from_driver_info(
+            record.to_driver_info())
+        assert loaded.encryption == 'dmcrypt-plain'
+
+
+def test_no_dmcrypt_refuses_before_anything_is_planned(encrypted_lvm,
+                                                       monkeypatch):
+    stand_in_probe(monkeypatch, False, 'device-mapper is unavailable')
+    bdms = [root_bdm(), ephemeral_bdm()]
+    with pytest.raises(ephemeral_crypt.EphemeralEncryptionUnavailable) as e:
+        policy.plan_disks(make_instance(), image_meta(), bdms)
+    assert UUID in str(e.value) and 'disk' in str(e.value)
+    assert 'device-mapper is unavailable' in str(e.value)
+    assert not any(bdm.obj_attr_is_set('driver_info') for bdm in bdms)
+
+
+def test_this_hosts_own_answer_is_obeyed(encrypted_lvm):
+    # The real probe: on a host without dm-crypt (this kind of machine),
+    # the refusal; on one with it, the encrypted record.
+    available, reason = ephemeral_crypt.probe_dmcrypt()
+    if available:
+        assert plan_one(root_bdm()).encryption == 'dmcrypt-plain'
+    else:
+        with pytest.raises(ephemeral_crypt.EphemeralEncryptionUnavailable,
+                           match='disk'):
+            plan_one(root_bdm())
+
+
+@pytest.mark.parametrize('images_type', ['flat', 'qcow2', 'ploop', 'rbd'])
+def test_encryption_is_for_lvm_only(encrypted_lvm, monkeypatch, images_type):
+    stand_in_probe(monkeypatch, True)
+    encrypted_lvm.config(group='libvirt', images_type=images_type,
+                         images_rbd_pool='vms')
+    with pytest.raises(exception.DiskPlanningFailed,
+                       match='images_type = lvm'):
+        plan_one(root_bdm())
+
+
+def test_encryption_settings_dmcrypt_refuses_are_refused(encrypted_lvm,
+                                                         monkeypatch):
+    stand_in_probe(monkeypatch, True)
+    encrypted_lvm.config(group='ephemeral_storage_encryption', key_size=384)
+    with pytest.raises(ephemeral_crypt.EphemeralEncryptionInvalid,
+                       match='384'):
+        plan_one(root_bdm())
+
+
+def test_encryption_off_records_disks_in_clear(conf):
+    conf.config(group='libvirt', images_type='lvm',
+                images_volume_group='nova-vg')
+    record = plan_one(root_bdm())
+    assert (record.encryption, record.encryption_cipher,
+            record.encryption_key_size) == (None, None, None)

@@ -48,7 +48,13 @@ def _load(primitive):
             rbd_pool='vms', volume_name='uuid_disk.swap', image_id=None,
             cache_name='swap_512', disk_name='disk.swap'),
     _record(backend='ploop', format='ploop', backing_format=None),
-], ids=lambda r: r.backend)
+    _record(backend='lvm', format='raw', backing_format=None,
+            volume_group='nova-vg', volume_name='uuid_disk.local',
+            disk_name='disk.local', image_id=None,
+            cache_name='ephemeral_1_vfat', encryption='dmcrypt-plain',
+            encryption_cipher='aes-xts-plain64', encryption_key_size=512),
+], ids=lambda r: r.backend + (
+    '-encrypted' if r.obj_attr_is_set('encryption') else ''))
 def test_round_trip(record):
     text = record.to_driver_info()
     loaded = objects.LibvirtDiskMetadata.from_driver_info(text)
@@ -62,7 +68,7 @@ def test_serialised_form_is_an_ovo_primitive():
     primitive = jsonutils.loads(_record().to_driver_info())
     assert primitive['nova_object.name'] == 'LibvirtDiskMetadata'
     assert primitive['nova_object.namespace'] == 'nova'
-    assert primitive['nova_object.version'] == '1.1'
+    assert primitive['nova_object.version'] == '1.2'
     assert 'nova_object.changes' not in primitive
     assert primitive['nova_object.data']['size'] == 2 * 1024 ** 3
 
@@ -117,9 +123,9 @@ def test_unknown_major_version(version):
 
 
 def test_newer_minor_version():
-    # 1.2 may carry facts this code would drop: refuse, never half-load.
+    # 1.3 may carry facts this code would drop: refuse, never half-load.
     primitive = _primitive()
-    primitive['nova_object.version'] = '1.2'
+    primitive['nova_object.version'] = '1.3'
     with pytest.raises(exception.DiskMetadataUnsupportedVersion):
         _load(primitive)
 
@@ -139,8 +145,9 @@ def test_a_loaded_1_0_record_is_written_back_as_current():
     primitive.pop('nova_object.changes', None)
     loaded = _load(primitive)
     written = jsonutils.loads(loaded.to_driver_info())
-    assert written['nova_object.version'] == '1.1'
+    assert written['nova_object.version'] == '1.2'
     assert written['nova_object.data']['preallocated'] is False
+    assert written['nova_object.data']['encryption'] is None
 
 
 def test_a_1_0_record_loads_with_the_1_1_default():
@@ -181,7 +188,7 @@ def test_unknown_enum_value(field, value):
 
 def test_unknown_field():
     with pytest.raises(exception.DiskMetadataMalformed):
-        _load(_primitive(encryption='luks'))
+        _load(_primitive(compression='zstd'))
 
 
 @pytest.mark.parametrize('overrides', [
@@ -246,3 +253,77 @@ def test_nesting_that_exhausts_the_parser_is_malformed(opener):
     refused with the same typed error as any bad record."""
     with pytest.raises(exception.DiskMetadataMalformed):
         objects.LibvirtDiskMetadata.from_driver_info(opener * 200000)
+
+
+# --- encryption (1.2) -------------------------------------------------------
+
+def _encrypted(**overrides):
+    values = dict(backend='lvm', format='raw', backing_format=None,
+                  volume_group='nova-vg', volume_name='uuid_disk',
+                  encryption='dmcrypt-plain',
+                  encryption_cipher='aes-xts-plain64',
+                  encryption_key_size=512)
+    values.update(overrides)
+    return _record(**values)
+
+
+def test_a_1_1_record_loads_as_a_disk_in_clear():
+    # What 1.1 code wrote (before encryption existed) still loads.
+    primitive = _record().obj_to_primitive(target_version='1.1')
+    primitive.pop('nova_object.changes', None)
+    assert primitive['nova_object.version'] == '1.1'
+    assert not {'encryption', 'encryption_cipher', 'encryption_key_size'} & \
+        set(primitive['nova_object.data'])
+    loaded = _load(primitive)
+    assert (loaded.encryption, loaded.encryption_cipher,
+            loaded.encryption_key_size) == (None, None, None)
+
+
+@pytest.mark.parametrize('target', ['1.1', '1.0'])
+def test_backport_drops_encryption(target):
+    record = _encrypted()
+    primitive = record.obj_to_primitive(target_version=target)
+    assert primitive['nova_object.version'] == target
+    assert not {'encryption', 'encryption_cipher', 'encryption_key_size'} & \
+        set(primitive['nova_object.data'])
+    # The record itself keeps saying how its disk is encrypted.
+    data = record.obj_to_primitive()['nova_object.data']
+    assert data['encryption'] == 'dmcrypt-plain'
+    assert data['encryption_key_size'] == 512
+
+
+@pytest.mark.parametrize('overrides', [
+    # only LVM volumes are encrypted (upstream: Lvm alone)
+    dict(backend='flat', format='raw', volume_group=None, volume_name=None),
+    dict(backend='rbd', format='raw', volume_group=None, rbd_pool='vms'),
+    # a kind of encryption this code does not know
+    dict(encryption='luks'),
+    # encrypted, but not said how
+    dict(encryption_cipher=None),
+    dict(encryption_key_size=None),
+    # said how, but in clear
+    dict(encryption=None),
+    dict(encryption=None, encryption_cipher=None),
+    # settings dm-crypt would not take
+    dict(encryption_cipher='aes'),
+    dict(encryption_key_size=100),
+    dict(encryption_key_size=384),
+], ids=['flat', 'rbd', 'luks', 'no-cipher', 'no-key-size', 'clear-with-how',
+        'clear-with-key-size', 'bad-cipher', 'partial-bytes', 'xts-384'])
+def test_inconsistent_encryption_is_refused(overrides):
+    primitive = jsonutils.loads(_encrypted().to_driver_info())
+    primitive['nova_object.data'].update(overrides)
+    with pytest.raises(exception.DiskMetadataInvalid):
+        _load(primitive)
+    with pytest.raises(exception.DiskMetadataInvalid):
+        _encrypted(**overrides).to_driver_info()
+
+
+@pytest.mark.parametrize('field,value', [
+    ('encryption', True), ('encryption_key_size', '512'),
+    ('encryption_key_size', 512.0), ('encryption_cipher', 7)])
+def test_encryption_json_types_are_refused_not_coerced(field, value):
+    primitive = jsonutils.loads(_encrypted().to_driver_info())
+    primitive['nova_object.data'][field] = value
+    with pytest.raises(exception.DiskMetadataMalformed, match=field):
+        _load(primitive)

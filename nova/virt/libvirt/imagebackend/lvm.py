@@ -27,6 +27,7 @@ from oslo_utils import units
 import nova.conf
 from nova import exception
 from nova.objects import fields
+from nova.virt.libvirt import ephemeral_crypt
 from nova.virt.libvirt.imagebackend import block
 from nova.virt.libvirt.imagebackend import specs
 from nova.virt.libvirt.storage import lvm
@@ -55,6 +56,14 @@ class Lvm(block.BlockImage):
         elif not self.exists() and info['free'] < self.record.size:
             reason = ('volume group %s has %d bytes free, the disk needs '
                       '%d' % (vg, info['free'], self.record.size))
+        if self.record.encryption:
+            # Never write an encrypted disk's bytes in clear: refused
+            # where dm-crypt is missing, and until the mapping is opened
+            # here at all.
+            ephemeral_crypt.check_host_can_encrypt(self.instance_uuid,
+                                                   self.disk_name)
+            reason = ('opening a %s mapping over the volume is not '
+                      'implemented' % self.record.encryption)
         if reason:
             raise exception.BackendUnavailable(
                 instance_uuid=self.instance_uuid, disk_name=self.disk_name,

@@ -34,7 +34,6 @@ from oslo_log import log as logging
 from nova import exception
 from nova.objects import block_device as block_device_obj
 from nova import utils
-from nova.virt.libvirt import disk_funcs
 from nova.virt.libvirt.imagebackend import backends
 from nova.virt.libvirt.imagebackend import legacy
 from nova.virt.libvirt.imagebackend import policy
@@ -44,9 +43,8 @@ LOG = logging.getLogger(__name__)
 #: Template kind -> factory of its func(target, size). A template's name
 #: (the record's cache_name) says which kind and filesystem it is.
 TEMPLATE_FUNCS = {
-    policy.EPHEMERAL: lambda template: disk_funcs.make_ephemeral(
-        template.fs_type, 'ephemeral0'),
-    policy.SWAP: lambda template: disk_funcs.make_swap(),
+    policy.EPHEMERAL: policy.template_func,
+    policy.SWAP: policy.template_func,
 }
 
 _ROLE_RANK = {role: rank for rank, role in enumerate(policy.ROLES)}

@@ -33,10 +33,21 @@ which must then be known), ``ephemeral_gb`` (or the mapping's
 MiB as upstream). Disk names are upstream's: ``disk``, ``disk.local`` for
 the first ephemeral and ``disk.eph<N>`` for the others, ``disk.swap``.
 Ephemeral and swap disks come from shared templates named
-``ephemeral_<GB>_<fs>`` and ``swap_<MB>``.
+``ephemeral_<GB>_<fs>`` and ``swap_<MB>``. An ephemeral disk's filesystem
+is upstream's choice (``ephemeral_fs.choose``: a ``[DEFAULT] virt_mkfs``
+command for the instance's os_type, else the mapping's guest_format, else
+``default_ephemeral_format``, else by os_type, vfat when unset); a disk made
+by a ``virt_mkfs`` command comes from ``ephemeral_<GB>_<hash>``, the first
+seven hex digits of the command's MD5, as upstream names it.
+
+With ``[ephemeral_storage_encryption] enabled``, every new disk must be an
+LVM volume under a dm-crypt mapping: the record says so (``encryption``,
+its cipher and key size), and planning is refused, before anything is
+recorded, on another backend or on a host without dm-crypt.
 """
 
 import dataclasses
+import hashlib
 import re
 import string
 
@@ -49,6 +60,8 @@ from nova.objects import fields
 from nova.objects import libvirt_disk
 from nova import utils
 from nova.virt.libvirt import disk_funcs
+from nova.virt.libvirt import ephemeral_crypt
+from nova.virt.libvirt import ephemeral_fs
 from nova.virt.libvirt.imagebackend import specs
 
 CONF = nova.conf.CONF
@@ -59,8 +72,13 @@ FIRST_EPHEMERAL_DISK = 'disk.local'
 EPHEMERAL_DISK_FMT = 'disk.eph%d'
 SWAP_DISK = 'disk.swap'
 
-#: The filesystem of an ephemeral disk whose mapping names none.
-DEFAULT_EPHEMERAL_FS = 'ext4'
+#: The label of every ephemeral filesystem made from a template.
+EPHEMERAL_LABEL = 'ephemeral0'
+
+#: How this host is asked whether it has dm-crypt: callable() ->
+#: (available, reason). Tests that show the encrypted record on a host
+#: without dm-crypt stand in for it (the kernel cannot be given it here).
+DMCRYPT_PROBE = ephemeral_crypt.probe_dmcrypt
 
 # Roles of a local mapping, in the order their disks are attached.
 ROOT = 'root'
@@ -69,6 +87,10 @@ SWAP = 'swap'
 ROLES = (ROOT, EPHEMERAL, SWAP)
 
 _EPHEMERAL_TEMPLATE = re.compile(r'^ephemeral_([1-9][0-9]*)_([a-z0-9]+)$')
+# Upstream's name for a template made by a virt_mkfs command: the first
+# seven hex digits of the command's MD5. Never a filesystem name: those
+# all hold a letter past 'f'.
+_MKFS_DIGEST = re.compile(r'^[0-9a-f]{7}$')
 _SWAP_TEMPLATE = re.compile(r'^swap_([1-9][0-9]*)$')
 
 # Characters kept as they are in LV and RBD image names; anything else is
@@ -91,25 +113,30 @@ class NodeLayout:
     rbd_pool: str = None
     preallocate: bool = False
     sparse_logical_volumes: bool = False
+    encryption: ephemeral_crypt.EncryptionSpec = None
 
 
 @dataclasses.dataclass(frozen=True)
 class Template:
     """A parsed template name: ``kind`` is ephemeral or swap.
 
-    ``size`` is in the name's unit (GB for ephemeral, MB for swap);
-    ``fs_type`` is set for ephemeral templates.
+    ``size`` is in the name's unit (GB for ephemeral, MB for swap); an
+    ephemeral template has either ``fs_type`` or ``mkfs_digest`` (made by
+    the ``virt_mkfs`` command with that digest).
     """
 
     kind: str
     size: int
     fs_type: str = None
+    mkfs_digest: str = None
 
 
 def node_layout():
     """Read the layout configuration of this node.
 
     :returns: a NodeLayout.
+    :raises: EphemeralEncryptionInvalid for encryption settings dm-crypt
+        would not take.
     """
     images_type = CONF.libvirt.images_type
     if images_type == 'default':
@@ -125,7 +152,8 @@ def node_layout():
                       rbd_pool=CONF.libvirt.images_rbd_pool,
                       preallocate=CONF.preallocate_images == 'space',
                       sparse_logical_volumes=(
-                          CONF.libvirt.sparse_logical_volumes))
+                          CONF.libvirt.sparse_logical_volumes),
+                      encryption=ephemeral_crypt.spec_from_conf(CONF))
 
 
 def disk_role(bdm):
@@ -156,6 +184,52 @@ def ephemeral_template_name(size_gb, fs_type):
     return 'ephemeral_%d_%s' % (size_gb, fs_type)
 
 
+def mkfs_digest(mkfs_command):
+    """Upstream's short name of a virt_mkfs command: 7 hex digits of MD5.
+
+    A name, not a safeguard: the command is found again by comparing the
+    digests of the configured commands (``template_func``).
+    """
+    return hashlib.md5(mkfs_command.encode('utf-8'),
+                       usedforsecurity=False).hexdigest()[:7]
+
+
+def _configured_mkfs_commands():
+    return ephemeral_fs.parse_mkfs_commands(CONF.virt_mkfs).values()
+
+
+def template_func(template, label=EPHEMERAL_LABEL):
+    """The ``func(target, size)`` that makes a template's content.
+
+    :param template: a Template from ``parse_template_name``.
+    :param label: the filesystem label of an ephemeral template.
+    :returns: disk_funcs' ``make_swap()``, ``make_ephemeral(fs_type)`` or
+        ``make_ephemeral_by_command(command)``. The command of a
+        ``mkfs_digest`` is the configured ``[DEFAULT] virt_mkfs`` command
+        with that digest; when none has it any more, the func refuses to
+        run (MkfsCommandNotConfigured), so a template already cached is
+        still used and a missing one is never made with another command.
+    """
+    if template.kind == SWAP:
+        return disk_funcs.make_swap()
+    if template.fs_type:
+        return disk_funcs.make_ephemeral(template.fs_type, label)
+    commands = {command for command in _configured_mkfs_commands()
+                if mkfs_digest(command) == template.mkfs_digest}
+    if len(commands) == 1:
+        return disk_funcs.make_ephemeral_by_command(commands.pop(), label)
+    reason = ('no configured [DEFAULT] virt_mkfs command has digest %s' %
+              template.mkfs_digest if not commands else
+              '%d configured virt_mkfs commands share digest %s' % (
+                  len(commands), template.mkfs_digest))
+
+    def refuse(target, size):
+        raise ephemeral_fs.MkfsCommandNotConfigured(
+            digest=template.mkfs_digest, reason=reason)
+
+    return refuse
+
+
 def swap_template_name(size_mb):
     """``swap_<MB>``: the template a swap disk comes from."""
     return 'swap_%d' % size_mb
@@ -169,6 +243,9 @@ def parse_template_name(name):
     match = _EPHEMERAL_TEMPLATE.match(name or '')
     if match and match.group(2) in disk_funcs.SUPPORTED_FILESYSTEMS:
         return Template(EPHEMERAL, int(match.group(1)), match.group(2))
+    if match and _MKFS_DIGEST.match(match.group(2)):
+        return Template(EPHEMERAL, int(match.group(1)),
+                        mkfs_digest=match.group(2))
     match = _SWAP_TEMPLATE.match(name or '')
     if match:
         return Template(SWAP, int(match.group(1)))
@@ -199,6 +276,7 @@ class _Planner:
         self.uuid = utils.validate_uuid(instance.uuid)
         self.image_meta = image_meta
         self.layout = layout
+        self._host_can_encrypt = None
 
     def fail(self, disk_name, reason):
         return exception.DiskPlanningFailed(
@@ -234,12 +312,38 @@ class _Planner:
             backend=layout.backend, format=fmt, size=size,
             disk_name=disk_name, backing_format=backing_format,
             preallocated=layout.preallocate and spec.preallocatable,
-            **location, **source)
+            **self.encryption(disk_name), **location, **source)
         try:
             record.validate()
         except exception.DiskMetadataInvalid as e:
             raise self.fail(disk_name, str(e))
         return record
+
+    def encryption(self, disk_name):
+        """The record's encryption fields for a new disk ({} if none).
+
+        As upstream: encryption is for LVM volumes only, and every LVM disk
+        of the instance is encrypted. Refused before anything is recorded
+        where it cannot be done.
+
+        :raises: DiskPlanningFailed on another backend;
+            EphemeralEncryptionUnavailable on a host without dm-crypt.
+        """
+        spec = self.layout.encryption
+        if spec is None:
+            return {}
+        if self.layout.backend != fields.DiskBackend.LVM:
+            raise self.fail(disk_name, '[ephemeral_storage_encryption] '
+                            'enabled needs images_type = lvm, not %s' %
+                            self.layout.images_type)
+        if self._host_can_encrypt is None:
+            # One probe per planning call, however many disks.
+            self._host_can_encrypt = DMCRYPT_PROBE()
+        ephemeral_crypt.check_host_can_encrypt(
+            self.uuid, disk_name, probe=lambda: self._host_can_encrypt)
+        return dict(encryption=libvirt_disk.ENCRYPTION_DMCRYPT_PLAIN,
+                    encryption_cipher=spec.cipher,
+                    encryption_key_size=spec.key_size)
 
     def template_record(self, disk_name, size, cache_name):
         """Ephemeral and swap: templates are always made raw."""
@@ -300,13 +404,30 @@ class _Planner:
         if size_gb <= 0:
             raise self.fail(disk_name, 'no ephemeral size: the mapping has '
                             'no volume_size and the flavor ephemeral_gb 0')
-        fs_type = bdm.guest_format or DEFAULT_EPHEMERAL_FS
-        if fs_type not in disk_funcs.SUPPORTED_FILESYSTEMS:
+        # Our minimal Instance may have no os_type: unset, as upstream's
+        # default (vfat).
+        try:
+            choice = ephemeral_fs.choose(
+                getattr(self.instance, 'os_type', None),
+                CONF.default_ephemeral_format, CONF.virt_mkfs,
+                guest_format=bdm.guest_format)
+        except exception.InvalidInput as e:
+            raise self.fail(disk_name, e.kwargs['reason'])
+        if choice.mkfs_command:
+            # Checked now: a command that cannot run is never recorded.
+            try:
+                disk_funcs.make_ephemeral_by_command(choice.mkfs_command)
+            except exception.InvalidInput as e:
+                raise self.fail(disk_name, e.kwargs['reason'])
+            suffix = mkfs_digest(choice.mkfs_command)
+        elif choice.fs_type in disk_funcs.SUPPORTED_FILESYSTEMS:
+            suffix = choice.fs_type
+        else:
             raise self.fail(disk_name, 'filesystem %r is not one of %s' % (
-                fs_type, ', '.join(disk_funcs.SUPPORTED_FILESYSTEMS)))
+                choice.fs_type, ', '.join(disk_funcs.SUPPORTED_FILESYSTEMS)))
         return self.template_record(
             disk_name, size_gb * units.Gi,
-            ephemeral_template_name(size_gb, fs_type))
+            ephemeral_template_name(size_gb, suffix))
 
     def swap(self, bdm):
         size_mb = bdm.volume_size or self.instance.flavor.swap or 0
@@ -341,7 +462,7 @@ def plan_disks(instance, image_meta, bdms, taken_names=()):
     """Decide the layout of each new local disk of an instance.
 
     :param instance: an Instance (uuid, image_ref, root_gb, ephemeral_gb,
-        swap in MiB).
+        swap in MiB; os_type if it has one).
     :param image_meta: the root image's metadata from the image service
         ({'id', 'disk_format', 'virtual_size', 'min_disk', ...}); may be
         None if no mapping is the root disk.
@@ -351,7 +472,10 @@ def plan_disks(instance, image_meta, bdms, taken_names=()):
     :returns: [(bdm, LibvirtDiskMetadata)], one per mapping, in order.
     :raises: DiskPlanningFailed (DiskLayoutConfigMissing when the node's
         images_type needs a setting that is not there) naming the disk;
-        nothing is recorded by this function.
+        EphemeralEncryptionUnavailable when encryption is on and this host
+        has no dm-crypt; EphemeralEncryptionInvalid for encryption
+        settings dm-crypt would not take. Nothing is recorded by this
+        function.
     """
     planner = _Planner(instance, image_meta, node_layout())
     taken = set(taken_names)
