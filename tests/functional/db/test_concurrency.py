@@ -1,20 +1,25 @@
-"""The embedded SQLite database under concurrent use, as users meet it.
+"""The database under concurrent use, as users meet it.
 
 Many ``nova-libvirt`` processes on one state directory at once: each a
-process of its own (the console script), with real qemu-img, SQLite and
-libvirt's test driver. Every boot must succeed, the image must be fetched
-once per image however many boots wait for it, and boots racing destroys
-and image-cache-cleanup must all succeed too.
+process of its own (the console script), with real qemu-img, the real
+database and libvirt's test driver. Every boot must succeed, the image must
+be fetched once per image however many boots wait for it, and boots racing
+destroys and image-cache-cleanup must all succeed too. On the embedded
+SQLite (where "database is locked" used to fail most of them) and on
+PostgreSQL and MariaDB.
 
 ``NOVA_TEST_CONCURRENT_BOOT_ROUNDS`` sets how many rounds of 16 boots run
-(20 by default, as the acceptance criteria ask).
+on SQLite (20 by default, as the acceptance criteria ask); the servers,
+which have row locks of their own, run one round.
 """
 
 import json
 import os
-import subprocess
 
-from tests.functional.cmd import test_libvirt_cli as cli_tests
+import pytest
+
+from tests.functional.cmd import runner
+from tests import fixtures
 
 BOOTS = 16
 ROUNDS = int(os.environ.get('NOVA_TEST_CONCURRENT_BOOT_ROUNDS', '20'))
@@ -22,18 +27,29 @@ ROUNDS = int(os.environ.get('NOVA_TEST_CONCURRENT_BOOT_ROUNDS', '20'))
 CACHE_CREATE = 'Creating image cache entry'
 
 
-def _cli(tmp_path):
+@pytest.fixture(params=fixtures.BACKENDS)
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+def cli(backend, tmp_path):
     # debug: the cache's INFO lines show how many fetches there were; no
     # minimum age: a cleanup may remove any entry that no record names.
-    return cli_tests.CLI(tmp_path, 'debug = true\n[image_cache]\n'
-                         'remove_unused_original_minimum_age_seconds = 0\n')
+    conf = ('debug = true\n[image_cache]\n'
+            'remove_unused_original_minimum_age_seconds = 0\n')
+    if backend == 'sqlite':
+        yield runner.CLI(tmp_path, conf)
+        return
+    if not fixtures.server_admin_url(backend):
+        pytest.skip(fixtures.not_configured(backend))
+    with fixtures.ServerDatabase(backend) as server_db:
+        yield runner.CLI(tmp_path, conf + '[database]\nconnection = %s\n' %
+                         server_db.url)
 
 
 def _start(cli, *args):
-    cmd = cli_tests._script() + ['--config-file', str(cli.conf),
-                                 '--format', 'json', *args]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=cli.env)
+    return cli.popen(*args)
 
 
 def _finish(processes):
@@ -56,7 +72,7 @@ def _assert_all_succeeded(results):
 
 def _import(cli, tmp_path, name):
     return cli.json('image-import',
-                    cli_tests.make_qcow2(tmp_path / name, size=None),
+                    runner.make_qcow2(tmp_path / name, size=None),
                     '--disk-format', 'qcow2')
 
 
@@ -65,9 +81,9 @@ def _boots(cli, image_id, count):
             for _ in range(count)]
 
 
-def test_16_concurrent_boots_of_one_image(tmp_path):
-    cli = _cli(tmp_path)
-    for round_ in range(ROUNDS):
+def test_16_concurrent_boots_of_one_image(cli, backend, tmp_path):
+    rounds = ROUNDS if backend == 'sqlite' else 1
+    for round_ in range(rounds):
         image = _import(cli, tmp_path, 'image%d.qcow2' % round_)
         results = _finish(_boots(cli, image['id'], BOOTS))
         _assert_all_succeeded(results)
@@ -79,12 +95,11 @@ def test_16_concurrent_boots_of_one_image(tmp_path):
                       for _, _, _, stderr in results)
         assert fetches == 1, (round_, fetches)
     listed = cli.json('list')
-    assert len(listed) == ROUNDS * BOOTS
+    assert len(listed) == rounds * BOOTS
     assert {i['vm_state'] for i in listed} == {'active'}
 
 
-def test_boots_race_destroys_and_image_cache_cleanup(tmp_path):
-    cli = _cli(tmp_path)
+def test_boots_race_destroys_and_image_cache_cleanup(cli, tmp_path):
     image = _import(cli, tmp_path, 'image.qcow2')
     old = [b['uuid'] for b in (
         json.loads(stdout) for _, _, stdout, _ in
