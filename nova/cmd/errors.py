@@ -77,22 +77,41 @@ def _database_url():
         return '[database] connection'
 
 
-def _sqlite_read_only():
-    """True when [database] connection is a SQLite file that exists but
-    cannot be written (in WAL mode SQLite cannot even open such a file,
-    and says only "unable to open database file")."""
+def _sqlite_path():
+    """The file of [database] connection when it is SQLite, else None."""
     try:
         from nova import conf
         url = conf.CONF.database.connection
     except Exception:
-        return False
+        return None
     prefix = 'sqlite:///'
-    if not url.startswith(prefix):
+    return url[len(prefix):] if url.startswith(prefix) else None
+
+
+def _sqlite_read_only():
+    """True when [database] connection is a SQLite file that exists but
+    cannot be written (in WAL mode SQLite cannot even open such a file,
+    and says only "unable to open database file")."""
+    path = _sqlite_path()
+    if path is None:
         return False
-    path = url[len(prefix):]
     directory = os.path.dirname(path) or '.'
     return os.path.isfile(path) and not (
         os.access(path, os.W_OK) and os.access(directory, os.W_OK))
+
+
+def _sqlite_fs_full():
+    """True when [database] connection is a SQLite file on a filesystem
+    with no block left (in WAL mode SQLite reports a full disk as a
+    "disk I/O error")."""
+    path = _sqlite_path()
+    if path is None:
+        return False
+    try:
+        st = os.statvfs(os.path.dirname(path) or '.')
+    except OSError:
+        return False
+    return st.f_bavail == 0
 
 
 def _first_line(exc):
@@ -159,7 +178,8 @@ def _describe_database(exc):
     if 'database is locked' in text:
         return ('the database %s is locked by another process; run the '
                 'command again when that process has finished' % url)
-    if 'disk is full' in text or 'no space left' in text:
+    if ('disk is full' in text or 'no space left' in text or
+            ('disk i/o error' in text and _sqlite_fs_full())):
         return ('no space left for the database %s; free space on its '
                 'filesystem and run the command again' % url)
     if 'unable to open database file' in text:

@@ -339,6 +339,10 @@ def cmd_destroy(cli):
                    'destroy it when that boot has ended' % instance.uuid)
     bdms = objects.BlockDeviceMappingList.get_by_instance_uuid(
         context, instance.uuid)
+    # Say so first, as Nova does: a database that cannot take this write
+    # (locked, read-only, full) stops the destroy before any disk is gone.
+    instance.task_state = 'deleting'
+    instance.save()
     driver.destroy(context, instance, bdms)
     instance.destroy()
     cli.emit({'uuid': instance.uuid, 'name': instance.display_name,

@@ -203,7 +203,9 @@ def test_read_only_database_at_boot_and_destroy(cli, tmp_path):
     assert _instance_dirs(cli) == []
 
 
-def test_locked_database_at_boot_and_destroy(cli, tmp_path):
+def test_locked_database_at_boot_and_destroy(tmp_path):
+    # Give up waiting for the lock after a second (and its retries).
+    cli = CLI(tmp_path, '[database]\nsqlite_busy_timeout = 1\n')
     image = cli.json('image-import', make_raw(tmp_path / 'img.raw'),
                      '--disk-format', 'raw')
     booted = cli.json('boot', '--image', image['id'])
