@@ -20,6 +20,8 @@ This module removes the name from every step after the first:
   replacing one: ``linkat`` of the descriptor itself (so a swapped part
   name publishes nothing else), or ``renameat2(RENAME_NOREPLACE)`` where
   the filesystem has no hard links.
+* A ``PartDirectory`` is the same for a target that is a directory (a
+  ploop disk): made 0700, flocked, renamed without replacing.
 * ``remove_stale_parts`` removes the parts of makers that died (their
   flock is free), only regular files, only names of that pattern.
 
