@@ -134,30 +134,30 @@ class FileImage(base.Image):
     def _remove_stale_parts(self, d):
         staging.remove_stale_parts(d, self.disk_name)
 
-    @contextlib.contextmanager
     def _open_image(self, d, flags=os.O_RDONLY):
-        """Yield the descriptor of the file qemu opens (the disk itself
-        here), opened ``O_NOFOLLOW | O_NONBLOCK`` and checked regular.
+        """The descriptor of the file qemu opens (the disk itself here),
+        a context manager (see ``opened``).
 
         :raises: FileNotFoundError, UnsafePath.
         """
-        fd = d.open_regular(self.disk_name, flags)
-        try:
-            yield fd
-        finally:
-            os.close(fd)
+        return opened(d, self.disk_name, flags)
 
     @contextlib.contextmanager
-    def _existing_image(self, flags=os.O_RDONLY):
-        """``_open_image`` of this disk in its instance directory, with
-        DiskNotFound for a missing one."""
+    def _existing(self):
+        """Yield the instance directory of this existing disk: DiskNotFound
+        if the disk (or the directory) is missing."""
         try:
-            with self._instance_directory() as d, \
-                    self._open_image(d, flags) as fd:
-                yield fd
+            with self._instance_directory() as d:
+                yield d
         except FileNotFoundError:
             raise exception.DiskNotFound(instance_uuid=self.instance_uuid,
                                          disk_name=self.disk_name)
+
+    @contextlib.contextmanager
+    def _existing_image(self, flags=os.O_RDONLY):
+        """``_open_image`` of this disk in its instance directory."""
+        with self._existing() as d, self._open_image(d, flags) as fd:
+            yield fd
 
     def inspect(self):
         """What is on disk, read with the recorded format pinned.
@@ -310,6 +310,21 @@ class FileImage(base.Image):
         """
         if self.record.preallocated:
             os.posix_fallocate(target.fd, 0, size)
+
+
+@contextlib.contextmanager
+def opened(directory, name, flags=os.O_RDONLY):
+    """Yield a descriptor of the regular file ``name`` in ``directory``
+    (a staging.Directory), opened ``O_NOFOLLOW | O_NONBLOCK`` and checked
+    regular (``Directory.open_regular``); closed after.
+
+    :raises: FileNotFoundError, UnsafePath.
+    """
+    fd = directory.open_regular(name, flags)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def _data_file(info):

@@ -69,15 +69,16 @@ class Ploop(file.FileImage):
         # its private 0700 directory, in an instance directory and an
         # instances_path that only this service may write (StrictModes).
         ploop.init(part.path, size)
-        image = part.inside.open_regular(ploop.IMAGE_NAME, os.O_RDWR)
         src = self.cache.open_entry(entry)
         try:
-            qemu_img.convert(staging.fd_path(src), fields.DiskFormat.RAW,
-                             staging.fd_path(image), self.qemu_format,
-                             target_exists=True)
+            with file.opened(part.inside, ploop.IMAGE_NAME,
+                             os.O_RDWR) as image:
+                qemu_img.convert(staging.fd_path(src),
+                                 fields.DiskFormat.RAW,
+                                 staging.fd_path(image), self.qemu_format,
+                                 target_exists=True)
         finally:
             os.close(src)
-            os.close(image)
 
     _create_from_template = _create_from_entry
 
@@ -113,30 +114,18 @@ class Ploop(file.FileImage):
         staging.remove_stale_parts(d, self.disk_name, directories=True)
 
     @contextlib.contextmanager
-    def _disk_directory(self, d):
-        """The disk's directory in ``d``, never through a link."""
-        with d.subdir(self.disk_name) as disk_dir:
-            yield disk_dir
-
-    @contextlib.contextmanager
     def _open_image(self, d, flags=os.O_RDONLY):
-        with self._disk_directory(d) as disk_dir:
-            fd = disk_dir.open_regular(ploop.IMAGE_NAME, flags)
-            try:
-                yield fd
-            finally:
-                os.close(fd)
+        # The disk's directory, never through a link, then its image.
+        with d.subdir(self.disk_name) as disk_dir, \
+                file.opened(disk_dir, ploop.IMAGE_NAME, flags) as fd:
+            yield fd
 
     @contextlib.contextmanager
     def _resize_target(self):
-        """Yield the disk's directory as a ``file.OpenDisk``."""
-        try:
-            with self._instance_directory() as d, \
-                    self._disk_directory(d) as disk_dir:
-                yield file.OpenDisk(disk_dir.fd)
-        except FileNotFoundError:
-            raise exception.DiskNotFound(instance_uuid=self.instance_uuid,
-                                         disk_name=self.disk_name)
+        """Yield the disk's directory (never through a link) as a
+        ``file.OpenDisk``."""
+        with self._existing() as d, d.subdir(self.disk_name) as disk_dir:
+            yield file.OpenDisk(disk_dir.fd)
 
     def _remove_entry(self, d, name):
         try:
