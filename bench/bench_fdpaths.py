@@ -176,7 +176,7 @@ def main(argv=None):
                     results[(name, op)] += run_worker(
                         tree, op, args.reps, scratch, image_dir)
         print('descriptor-based paths: this tree vs. %s (%d rounds x %d '
-              'reps, medians)' % (base, args.rounds, args.reps))
+              'reps)' % (base, args.rounds, args.reps))
         for op, label in (('spawn', 'warm spawn (3 disks)'),
                           ('fetch', 'cold fetch (qcow2 -> raw)')):
             # The median, and the fastest run of each: on a shared host
