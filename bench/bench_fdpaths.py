@@ -15,8 +15,8 @@ goes first, round by round):
 * cold fetch: ``fetch_verified`` of a 256 MiB qcow2 image (16 MiB of
   data) converted to raw into an empty directory.
 
-Prints the median seconds of each and the ratio this/before (the target
-is <= 1.02); never asserts on time. Run::
+Prints the median and the fastest seconds of each and the ratios
+this/before (the target is <= 1.02); never asserts on time. Run::
 
     .venv/bin/python bench/bench_fdpaths.py [--rounds 5] [--reps 3]
 """
@@ -180,13 +180,17 @@ def main(argv=None):
                     results[(name, op)] += run_worker(
                         tree, op, args.reps, scratch, image_dir)
         print('descriptor-based paths: this tree vs. %s (%d rounds x %d '
-              'reps, medians)' % (base, args.rounds, args.reps))
+              'reps)' % (base, args.rounds, args.reps))
         for op, label in (('spawn', 'warm spawn (3 disks)'),
                           ('fetch', 'cold fetch (qcow2 -> raw)')):
-            this = statistics.median(results[('this', op)])
-            old = statistics.median(results[('before', op)])
-            print('  %-28s this %.4f s  before %.4f s  ratio %.3f' % (
-                label, this, old, this / old))
+            # The median, and the fastest run of each: on a shared host
+            # the fastest is the one least slowed by other work, the
+            # closest to what the code itself costs.
+            for stat in (statistics.median, min):
+                this = stat(results[('this', op)])
+                old = stat(results[('before', op)])
+                print('  %-28s %-6s this %.4f s  before %.4f s  ratio '
+                      '%.3f' % (label, stat.__name__, this, old, this / old))
     finally:
         subprocess.run(['git', '-C', ROOT, 'worktree', 'remove', '--force',
                         before], check=False)

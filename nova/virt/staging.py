@@ -20,6 +20,8 @@ This module removes the name from every step after the first:
   replacing one: ``linkat`` of the descriptor itself (so a swapped part
   name publishes nothing else), or ``renameat2(RENAME_NOREPLACE)`` where
   the filesystem has no hard links.
+* A ``PartDirectory`` is the same for a target that is a directory (a
+  ploop disk): made 0700, flocked, renamed without replacing.
 * ``remove_stale_parts`` removes the parts of makers that died (their
   flock is free), only regular files, only names of that pattern.
 
@@ -35,6 +37,7 @@ import errno
 import fcntl
 import os
 import re
+import shutil
 import stat
 
 from oslo_log import log as logging
@@ -341,9 +344,7 @@ class Part:
             token = binascii.hexlify(os.urandom(_TOKEN_BYTES)).decode()
             name = '.%s.%s%s%s' % (target, token, suffix, PART_SUFFIX)
             try:
-                self.fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL |
-                                  os.O_NOFOLLOW | os.O_CLOEXEC, mode,
-                                  dir_fd=directory.fd)
+                self.fd = self._create(name, mode)
             except FileExistsError:
                 continue
             self.name = name
@@ -354,6 +355,12 @@ class Part:
         # umask must not decide who reads a file that others use (a base).
         os.fchmod(self.fd, mode)
         fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def _create(self, name, mode):
+        """Create ``name`` exclusively, never through a link; its fd."""
+        return os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL |
+                       os.O_NOFOLLOW | os.O_CLOEXEC, mode,
+                       dir_fd=self.directory.fd)
 
     def __enter__(self):
         return self
@@ -437,6 +444,50 @@ class Part:
             self.fd = None
 
 
+class PartDirectory(Part):
+    """A private directory being made in ``directory``, for a ``target``
+    that is a directory (a ploop disk: an image and its descriptor).
+
+    As ``Part``: created exclusively (``mkdir``, then opened ``O_DIRECTORY
+    | O_NOFOLLOW``) at an unpredictable name, ``mode`` (0700: nobody else
+    can make, swap or read anything inside), flocked while its maker
+    lives. ``path`` is its descriptor, so ``path + '/name'`` reaches a file
+    inside it whatever happens to its name; ``inside`` is the Directory of
+    it. ``publish`` fsyncs the files in it and renames it to ``target``
+    without replacing (a directory cannot be linked); ``discard`` removes
+    it with everything in it, never following a link inside.
+    """
+
+    def _create(self, name, mode):
+        os.mkdir(name, mode, dir_fd=self.directory.fd)
+        return os.open(name, _DIR_FLAGS | os.O_NOFOLLOW,
+                       dir_fd=self.directory.fd)
+
+    @property
+    def inside(self):
+        """The part as a Directory (sharing its descriptor: not closed)."""
+        return Directory(self.fd, self.directory.join(self.name))
+
+    def publish(self, target=None):
+        for name in os.listdir(self.fd):
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK |
+                         os.O_CLOEXEC, dir_fd=self.fd)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return super().publish(target)
+
+    def discard(self):
+        if self.fd is None:
+            return
+        try:
+            if self.still_ours():
+                shutil.rmtree(self.name, dir_fd=self.directory.fd)
+        finally:
+            self.close()
+
+
 _libc = None
 
 
@@ -453,11 +504,13 @@ def _rename_noreplace(dir_fd, old, new, dest):
         raise OSError(err, os.strerror(err), dest)
 
 
-def remove_stale_parts(directory, target=None):
+def remove_stale_parts(directory, target=None, directories=False):
     """Remove the parts (of ``target``, or all) whose maker died.
 
     A part whose flock can be taken has no living maker. Only regular
-    files with a part's name are removed (a link at such a name is
+    files with a part's name are removed (and, with ``directories``, the
+    directories a ``PartDirectory`` makes, with what is in them, never
+    following a link inside; a link at such a name is
     unlinked itself: the name is ours, its target never touched); a live
     maker's part is left alone. Errors are logged, never raised: a
     leftover never becomes a target (only a finished part is published).
@@ -493,12 +546,18 @@ def remove_stale_parts(directory, target=None):
             os.close(fd)
             continue  # a live maker
         try:
-            if stat.S_ISREG(os.fstat(fd).st_mode) and \
-                    directory.same_file(name, fd):
+            mode = os.fstat(fd).st_mode
+            if not directory.same_file(name, fd):
+                continue
+            if stat.S_ISREG(mode):
                 directory.unlink(name)
-                removed += 1
-                LOG.info('Removed %(path)s, left by an interrupted '
-                         'operation', {'path': directory.join(name)})
+            elif directories and stat.S_ISDIR(mode):
+                shutil.rmtree(name, dir_fd=directory.fd)
+            else:
+                continue
+            removed += 1
+            LOG.info('Removed %(path)s, left by an interrupted '
+                     'operation', {'path': directory.join(name)})
         except OSError as e:
             LOG.warning('Could not remove stale %(path)s: %(err)s',
                         {'path': directory.join(name), 'err': e})

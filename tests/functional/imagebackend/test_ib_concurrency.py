@@ -8,7 +8,6 @@ oslo.concurrency's execute, which every qemu-img call goes through.
 import concurrent.futures
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 import nova.conf
 from nova.virt.libvirt import imagebackend
 from nova.virt.libvirt.imagebackend import cache as image_cache
+from nova.virt import staging
 
 import ib_func_helpers as helpers
 
@@ -117,11 +117,10 @@ class CommandSpy:
 
 
 def _published(commands, disk):
-    """``commands`` with the private part each disk was built under
-    (``.<disk_name>.<16 hex>.part`` next to it) named as the disk."""
-    part = re.compile(r'^%s/\.%s\.[0-9a-f]{16}\.part$' % (
-        re.escape(os.path.dirname(disk.path)), re.escape(disk.disk_name)))
-    return [(in_fetch, [disk.path if part.match(arg) else arg
+    """``commands`` with the descriptor of the private part each disk was
+    built in (``/proc/<pid>/fd/<n>``, see staging.Part) named as the
+    disk."""
+    return [(in_fetch, [disk.path if staging.is_fd_path(arg) else arg
                         for arg in cmd]) for in_fetch, cmd in commands]
 
 

@@ -3,7 +3,8 @@
 Each test runs the operation many times with a ``Racer`` replacing every
 part of it by a symlink the moment the part appears. Each run must fail
 closed (a typed error, nothing published) or succeed with its own bytes,
-and the host file the links point at must stay untouched.
+and the host file the links point at must stay untouched. (The parts of
+the disks themselves: test_disk_swaps.py.)
 """
 
 import os
@@ -14,8 +15,6 @@ import pytest
 from nova import exception
 from nova.virt import images
 from nova.virt.libvirt import disk_funcs
-from nova.virt import qemu_img
-from nova.virt import staging
 from tests.functional.libvirt import lv_func_helpers
 from tests.functional.security import racer
 
@@ -93,33 +92,5 @@ def test_template_part_swapped(cache, victim):
             made += 1
             assert os.path.getsize(entry.path) == 16 * MiB
             assert not os.path.islink(entry.path)
-    assert race.swaps > 0
-    victim.assert_untouched()
-
-
-def test_disk_part_swapped(conf, images, cache, context, victim, tmp_path):
-    # The shape every disk create takes through staging (see the note in
-    # nova/virt/staging.py): a Part in the instance's directory, qemu-img
-    # create on its descriptor, publish without replacing.
-    entry = cache.ensure_image(context, images['raw']['id'], 'raw')
-    instance_dir = tmp_path / 'instance'
-    instance_dir.mkdir()
-    with racer.Racer(str(instance_dir), r'^\.disk.*\.part$',
-                     victim.path) as race:
-        with staging.open_root(str(instance_dir)) as d:
-            for n in range(ROUNDS):
-                name = 'disk%d' % n
-                try:
-                    with staging.Part(d, name) as part:
-                        qemu_img.create(part.path, 'qcow2', 128 * MiB,
-                                        backing_file=entry.path,
-                                        backing_fmt='raw')
-                        part.publish()
-                except _FAILED_CLOSED:
-                    assert not os.path.lexists(instance_dir / name)
-                    continue
-                info = lv_func_helpers.qemu_img_info(
-                    str(instance_dir / name), 'qcow2')
-                assert info['backing-filename'] == entry.path
     assert race.swaps > 0
     victim.assert_untouched()

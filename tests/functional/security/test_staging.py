@@ -119,3 +119,42 @@ def test_fd_path_names_the_descriptor(d):
         part.discard()
     assert not staging.is_fd_path('/proc/1/fd/3') or os.getpid() == 1
     assert not staging.is_fd_path(d.join('x'))
+
+
+def test_part_directory_is_private_and_published_without_replacing(d):
+    with staging.PartDirectory(d, 'disk', mode=0o700) as part:
+        assert d.lstat(part.name).st_mode & 0o777 == 0o700
+        # Files inside are reached through the directory's descriptor.
+        with open(os.path.join(part.path, 'root.hds'), 'wb') as f:
+            f.write(b'mine')
+        part.publish()
+    assert _names(d) == ['disk']
+    with open(os.path.join(d.join('disk'), 'root.hds'), 'rb') as f:
+        assert f.read() == b'mine'
+    # An empty directory at the name is not replaced either.
+    os.rename(d.join('disk'), d.join('kept'))
+    os.mkdir(d.join('disk'))
+    with pytest.raises(FileExistsError):
+        with staging.PartDirectory(d, 'disk') as part:
+            os.close(os.open(os.path.join(part.path, 'x'),
+                             os.O_CREAT | os.O_WRONLY, 0o600))
+            part.publish()
+    assert _names(d) == ['disk', 'kept']
+    assert os.listdir(d.join('disk')) == []
+
+
+def test_stale_part_directories_only_with_directories(d, tmp_path):
+    victim = tmp_path / 'victim'
+    victim.write_bytes(b'keep')
+    live = staging.PartDirectory(d, 'disk')
+    dead = staging.PartDirectory(d, 'disk')
+    os.symlink(str(victim), os.path.join(dead.path, 'link'))
+    dead_name = dead.name
+    dead.close()  # its maker is gone: the flock is free
+    assert staging.remove_stale_parts(d, 'disk') == 0
+    assert staging.remove_stale_parts(d, 'disk', directories=True) == 1
+    assert _names(d) == [live.name]
+    assert not d.lexists(dead_name)
+    assert victim.read_bytes() == b'keep'
+    live.discard()
+    assert _names(d) == []

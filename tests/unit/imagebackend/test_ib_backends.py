@@ -107,9 +107,10 @@ def test_planted_directory_link_cannot_lead_out(conf, cache, tmp_path):
     os.makedirs(CONF.instances_path, exist_ok=True)
     os.symlink(str(outside), os.path.join(CONF.instances_path, UUID))
     disk = imagebackend.Flat(instance(), record(), cache=cache)
-    with pytest.raises(exception.PathOutsideRoot):
+    with pytest.raises(exception.UnsafePath):
         disk.create_from_image(None, 'raw-image')
     assert os.listdir(outside) == []
+    assert os.path.islink(os.path.join(CONF.instances_path, UUID))
 
 
 # --- create arguments -------------------------------------------------------
@@ -394,11 +395,12 @@ def test_disk_is_built_under_a_private_part_then_published(conf, cache,
     seen = []
     real_grow = flat.Flat._grow
 
-    def grow(self, path, size):
+    def grow(self, part, size):
         # Half way: the disk's name is not there yet, its part is, private.
-        seen.append((os.path.basename(path), os.path.lexists(disk_path()),
-                     oct(os.stat(path).st_mode & 0o777)))
-        return real_grow(self, path, size)
+        part_path = os.path.join(CONF.instances_path, UUID, part.name)
+        seen.append((part.name, os.path.lexists(disk_path()),
+                     oct(os.stat(part_path).st_mode & 0o777)))
+        return real_grow(self, part, size)
 
     monkeypatch.setattr(flat.Flat, '_grow', grow)
     disk = imagebackend.Flat(instance(), record(size=2 * MiB), cache=cache)

@@ -50,6 +50,8 @@ _PASS_THROUGH = (
     exception.FlavorDiskSmallerThanImage,
     exception.DiskAlreadyExists,
     exception.DiskCreateFailed,
+    exception.UnsafePath,
+    exception.UnsafeDirectory,
 )
 
 
@@ -198,9 +200,9 @@ class Image(metaclass=abc.ABCMeta):
         # is what the record says (DiskLayoutMismatch otherwise).
         self.verify()
         try:
-            target = self._resize_target()
-            self._grow(target, size)
-            self._finish(target, size)
+            with self._resize_target() as target:
+                self._grow(target, size)
+                self._finish(target, size)
         except (exception.DiskShrinkNotSupported, exception.DiskResizeFailed):
             raise
         except (exception.NovaException, OSError) as e:
@@ -247,9 +249,9 @@ class Image(metaclass=abc.ABCMeta):
     @abc.abstractmethod
     def _staged(self, size):
         """Context manager: yield a private target to build the disk in
-        (a file path, a block device), then publish it under the disk's
-        name; on failure remove it. Before building, what a killed create
-        of this disk left is removed."""
+        (a ``staging.Part``, a block device), then publish it under the
+        disk's name; on failure remove it. Before building, what a killed
+        create of this disk left is removed."""
 
     @abc.abstractmethod
     def _location(self):
@@ -262,7 +264,8 @@ class Image(metaclass=abc.ABCMeta):
 
     @abc.abstractmethod
     def _resize_target(self):
-        """What ``_grow`` and ``_finish`` act on for an existing disk."""
+        """Context manager: yield what ``_grow`` and ``_finish`` act on
+        for an existing disk (an open file, a volume), held for both."""
 
     def _finish(self, target, size):
         """Last step of a create or a resize at ``target`` (none by

@@ -91,8 +91,9 @@ class BlockImage(base.Image):
     def _libvirt_source(self):
         return {'source_path': self.path}
 
+    @contextlib.contextmanager
     def _resize_target(self):
-        return self.volume_name
+        yield self.volume_name
 
     @contextlib.contextmanager
     def _staged(self, size):

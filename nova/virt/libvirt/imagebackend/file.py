@@ -1,33 +1,35 @@
 """FileImage: the mid-level of backends whose disk is a file.
 
 Flat, Qcow2 and Ploop keep each disk under the instance's directory,
-``$instances_path/<uuid>/<disk_name>`` (proven to stay under
-``instances_path``). This level owns what that means:
+``$instances_path/<uuid>/<disk_name>``. This level owns what that means,
+through ``nova/virt/staging.py`` (``instances_path``, and the instance
+directories in it, may be shared with hosts that do not trust us):
 
-* building each disk under a private part name and publishing it
-  complete, atomically, at its final name; removing whatever a failed
-  create made, and the leftovers of a killed one. These steps sit behind
-  small methods (``_staged``, ``_publish``, ``_remove_stale_parts``,
-  ``_reserve``) so that a shared staging module can replace them;
-* preallocation (``posix_fallocate``) when the record says so;
-* ``verify()``, which proves with ``qemu-img info -f <recorded format>``
-  that the file is what its record says, and ``inspect()``;
-* removal by unlink, and the file source of the ``<disk>`` element.
+* the instance directory is exactly ``instances_path/<uuid>``, opened once
+  per operation ``O_DIRECTORY | O_NOFOLLOW`` (a link or a file at that
+  name is ``UnsafePath``, left alone) and used through its descriptor;
+* each disk is built in a ``staging.Part`` (a private file at an
+  unpredictable name, created ``O_EXCL | O_NOFOLLOW``) that tools reach
+  through its descriptor, and published complete under the disk's name
+  without ever replacing one; the parts of a killed create are removed;
+* an existing disk (resize, verify, inspect) is opened ``O_NOFOLLOW |
+  O_NONBLOCK``, checked regular, and handed to qemu-img or ftruncate as
+  that descriptor; removal unlinks the name itself;
+* preallocation (``posix_fallocate`` on the part's descriptor) when the
+  record says so;
+* the file source of the ``<disk>`` element (libvirt needs the name).
 """
 
 import contextlib
 import os
-import re
-import secrets
-import stat
 
 from oslo_log import log as logging
 
 import nova.conf
 from nova import exception
-from nova import utils
 from nova.virt.libvirt.imagebackend import base
 from nova.virt import qemu_img
+from nova.virt import staging
 
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
@@ -35,11 +37,20 @@ CONF = nova.conf.CONF
 # New disk files hold guest data: private to the service (libvirt relabels
 # them for qemu).
 DISK_MODE = 0o600
+#: An instance's directory: the service's, readable (libvirt, qemu).
+INSTANCE_DIR_MODE = 0o755
 
-#: A disk is built as '.<disk_name>.<16 hex>.part' in the instance
-#: directory, then published at its name (see FileImage._staged).
-PART_SUFFIX = '.part'
-_PART_TOKEN_BYTES = 8
+
+class OpenDisk:
+    """An existing disk opened by descriptor, as a ``staging.Part`` offers
+    a new one: ``fd``, and ``path`` for tools (``staging.fd_path``)."""
+
+    def __init__(self, fd):
+        self.fd = fd
+
+    @property
+    def path(self):
+        return staging.fd_path(self.fd)
 
 
 class FileImage(base.Image):
@@ -47,14 +58,15 @@ class FileImage(base.Image):
 
     @property
     def instance_dir(self):
-        """``$instances_path/<uuid>``, proven to stay under instances_path."""
-        return utils.safe_join(CONF.instances_path, self.instance_uuid)
+        """``$instances_path/<uuid>``: for messages and libvirt only (the
+        uuid is validated: one plain name)."""
+        return os.path.join(os.path.abspath(CONF.instances_path),
+                            self.instance_uuid)
 
     @property
     def path(self):
-        """``$instances_path/<uuid>/<disk_name>``, proven to stay under it."""
-        return utils.safe_join(CONF.instances_path, self.instance_uuid,
-                               self.record.disk_name)
+        """``$instances_path/<uuid>/<disk_name>`` (for messages, libvirt)."""
+        return os.path.join(self.instance_dir, self.record.disk_name)
 
     @property
     def image_path(self):
@@ -62,17 +74,90 @@ class FileImage(base.Image):
         keeps it inside its directory)."""
         return self.path
 
+    @contextlib.contextmanager
+    def _instance_directory(self, create=False):
+        """Yield the instance's staging.Directory, held for the operation.
+
+        ``instances_path`` is opened as configured (StrictModes), the
+        instance's directory in it never through a link. With ``create``
+        it is made (``INSTANCE_DIR_MODE``) if missing, and removed again
+        if the block fails and left it empty.
+
+        :raises: FileNotFoundError (missing, not ``create``), UnsafePath,
+            UnsafeDirectory.
+        """
+        with staging.open_root(CONF.instances_path, create=create,
+                               mode=INSTANCE_DIR_MODE) as root:
+            made = create and not root.lexists(self.instance_uuid)
+            with root.subdir(self.instance_uuid, create=create,
+                             mode=INSTANCE_DIR_MODE) as d:
+                try:
+                    yield d
+                except BaseException:
+                    if made and root.same_file(self.instance_uuid, d.fd):
+                        with contextlib.suppress(OSError):
+                            root.rmdir(self.instance_uuid)
+                    raise
+
     def exists(self):
-        """True if the disk's file is there."""
-        return os.path.lexists(self.path)
+        """True if anything is at the disk's name (never followed)."""
+        try:
+            with self._instance_directory() as d:
+                return d.lexists(self.disk_name)
+        except FileNotFoundError:
+            return False
 
     def remove(self):
         """Remove the disk, and what a killed create of it left behind;
-        removing a missing disk is not an error."""
-        with contextlib.suppress(FileNotFoundError):
-            self._discard(self.path)
-            LOG.info('Removed %(disk)r', {'disk': self})
-        self._remove_stale_parts()
+        removing a missing disk is not an error.
+
+        :raises: UnsafePath if the instance's directory is a link (nothing
+            removed through it).
+        """
+        try:
+            with self._instance_directory() as d:
+                if self._remove_entry(d, self.disk_name):
+                    LOG.info('Removed %(disk)r', {'disk': self})
+                self._remove_stale_parts(d)
+        except FileNotFoundError:
+            pass
+
+    def _remove_entry(self, d, name):
+        """Remove the disk's entry ``name`` in ``d`` (the entry itself,
+        never what a link there points at); False if it was missing."""
+        try:
+            d.unlink(name, missing_ok=False)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _remove_stale_parts(self, d):
+        staging.remove_stale_parts(d, self.disk_name)
+
+    def _open_image(self, d, flags=os.O_RDONLY):
+        """The descriptor of the file qemu opens (the disk itself here),
+        a context manager (see ``opened``).
+
+        :raises: FileNotFoundError, UnsafePath.
+        """
+        return opened(d, self.disk_name, flags)
+
+    @contextlib.contextmanager
+    def _existing(self):
+        """Yield the instance directory of this existing disk: DiskNotFound
+        if the disk (or the directory) is missing."""
+        try:
+            with self._instance_directory() as d:
+                yield d
+        except FileNotFoundError:
+            raise exception.DiskNotFound(instance_uuid=self.instance_uuid,
+                                         disk_name=self.disk_name)
+
+    @contextlib.contextmanager
+    def _existing_image(self, flags=os.O_RDONLY):
+        """``_open_image`` of this disk in its instance directory."""
+        with self._existing() as d, self._open_image(d, flags) as fd:
+            yield fd
 
     def inspect(self):
         """What is on disk, read with the recorded format pinned.
@@ -82,12 +167,11 @@ class FileImage(base.Image):
             'backing_format': 'raw', 'data_file': None} (the backing keys
             are None without a backing file, 'data_file' without an
             external data file).
-        :raises: DiskNotFound, ProcessFailed.
+        :raises: DiskNotFound, UnsafePath (not a regular file),
+            ProcessFailed.
         """
-        if not self.exists():
-            raise exception.DiskNotFound(instance_uuid=self.instance_uuid,
-                                         disk_name=self.disk_name)
-        info = qemu_img.info(self.image_path, self.qemu_format)
+        with self._existing_image() as fd:
+            info = qemu_img.info(staging.fd_path(fd), self.qemu_format)
         return {
             'format': info.get('format'),
             'virtual_size': info.get('virtual-size'),
@@ -106,10 +190,11 @@ class FileImage(base.Image):
         raw file whose guest wrote a qcow2 header naming a host file as
         its backing file or data-file, or a qcow2 file whose chain is not
         the record's. ``qemu-img info -f <recorded format>`` (which opens
-        neither the backing file nor the data-file) must report the
-        recorded format, no data-file, and exactly the recorded backing
-        file and backing format. A disk whose format has no metadata (raw)
-        has nothing to check. Not needed right after this process made the
+        neither the backing file nor the data-file) of the disk's
+        descriptor (never a link, never a FIFO) must report the recorded
+        format, no data-file, and exactly the recorded backing file and
+        backing format. A disk whose format has no metadata (raw) has
+        nothing to check. Not needed right after this process made the
         disk: what it made is what the record says.
 
         :raises: DiskNotFound; DiskLayoutMismatch naming the instance, the
@@ -120,17 +205,12 @@ class FileImage(base.Image):
         if expected is None:
             return
         expected = dict(expected, format=self.qemu_format, data_file=None)
-        path = self.image_path
         try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            raise exception.DiskNotFound(instance_uuid=self.instance_uuid,
-                                         disk_name=self.disk_name)
-        if not stat.S_ISREG(st.st_mode):
+            with self._existing_image() as fd:
+                info = qemu_img.info(staging.fd_path(fd), self.qemu_format)
+        except exception.UnsafePath:
             # Never let qemu-img follow a link or block on a FIFO.
             raise self._mismatch(expected, 'not a regular file')
-        try:
-            info = qemu_img.info(path, self.qemu_format)
         except exception.ProcessFailed as e:
             raise self._mismatch(expected, 'not readable as %s (%s)' % (
                 self.qemu_format, e))
@@ -165,145 +245,86 @@ class FileImage(base.Image):
     def _libvirt_source(self):
         return {'source_path': self.image_path}
 
-    def _discard(self, path):
-        """Remove the disk (or a part of it) at ``path``, never following
-        a link planted there."""
-        os.unlink(path)
-
+    @contextlib.contextmanager
     def _resize_target(self):
-        return self.path
+        """Yield the existing disk as an ``OpenDisk`` (read-write)."""
+        with self._existing_image(os.O_RDWR) as fd:
+            yield OpenDisk(fd)
 
-    def _finish(self, path, size):
-        self._preallocate(path, size)
+    def _finish(self, target, size):
+        self._preallocate(target, size)
 
     @contextlib.contextmanager
     def _staged(self, size):
-        """Yield a private path to build the disk at; publish it after.
+        """Yield a ``staging.Part`` to build the disk in; publish it after.
 
         ``size`` is not needed: a file grows as it is written.
 
-        The path is ``.<disk_name>.<random>.part`` in the instance
-        directory. The block must create it exclusively (O_EXCL,
-        O_NOFOLLOW, mode 0600: ``_reserve()`` or ``sparse_copy``) and
-        finish the disk there (copy or create, grow, preallocate). Then it
-        is fsynced and published with ``link(part, disk)``, which never
+        The part is ``.<disk_name>.<random>.part`` in the instance
+        directory (made if missing), created ``O_EXCL | O_NOFOLLOW`` with
+        ``DISK_MODE``; the block builds the disk through ``part.path`` or
+        ``part.fd`` (copy or create, grow, preallocate). Then it is fsynced
+        and linked at the disk's name by its descriptor, which never
         replaces anything (a file or link that appeared at the disk's name
-        meanwhile raises DiskAlreadyExists and stays), the part's name is
-        unlinked and the directory fsynced. So the disk's name only ever
-        names a complete disk, even if the process dies half way: the
-        DiskManager keeps an existing recorded disk on a retry, and must
-        never keep half of one. (A qcow2 overlay names its base by
-        absolute path, so it does not care what it is called.)
+        meanwhile raises DiskAlreadyExists and stays), and the directory
+        fsynced. So the disk's name only ever names a complete disk, even
+        if the process dies half way: the DiskManager keeps an existing
+        recorded disk on a retry, and must never keep half of one. (A
+        qcow2 overlay names its base by absolute path, so it does not care
+        what it is called.)
 
         Before building, the parts a killed create of this disk left are
-        removed. On failure the part goes, and the instance directory too
-        if this call created it and it is empty.
+        removed (a live create's part is flocked and stays). On failure
+        the part goes, and the instance directory too if this call created
+        it and it is empty.
         """
-        instance_dir = self.instance_dir
-        made_dir = not os.path.isdir(instance_dir)
-        utils.ensure_tree(instance_dir)
-        part = None
-        try:
-            self._remove_stale_parts()
-            part = os.path.join(instance_dir, '.%s.%s%s' % (
-                self.disk_name, secrets.token_hex(_PART_TOKEN_BYTES),
-                PART_SUFFIX))
-            yield part
-            self._publish(part, self.path, instance_dir)
-        except BaseException as e:
-            # A part name that was taken (DiskAlreadyExists naming it) is
-            # not ours to remove; any other part at our name is.
-            if part is not None and not (
-                    isinstance(e, exception.DiskAlreadyExists) and
-                    e.kwargs.get('location') == part):
-                with contextlib.suppress(FileNotFoundError):
-                    self._discard(part)
-            if made_dir:
-                with contextlib.suppress(OSError):
-                    os.rmdir(instance_dir)
-            raise
+        with self._instance_directory(create=True) as d:
+            self._remove_stale_parts(d)
+            with self._already_exists():
+                with self._new_part(d) as part:
+                    yield part
+                    self._publish(d, part)
 
-    def _publish(self, part, path, instance_dir):
-        """Give the finished disk at ``part`` its name ``path``, durably,
-        without ever replacing what is at ``path``."""
-        fd = os.open(part, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC |
-                     os.O_NONBLOCK)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(part, path, follow_symlinks=False)
-        except FileExistsError:
-            raise exception.DiskAlreadyExists(
-                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
-                location=path)
-        try:
-            os.unlink(part)
-            utils.fsync_dir(instance_dir)
-        except BaseException:
-            # The name is ours (link never replaces): take it back rather
-            # than leave a disk whose publication may not be durable.
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-            raise
+    def _new_part(self, d):
+        """The private part the disk is built in (a context manager)."""
+        return staging.Part(d, self.disk_name, mode=DISK_MODE)
 
-    def _remove_stale_parts(self):
-        """Remove this disk's ``.<disk_name>.<random>.part`` files.
-
-        Only a create that was killed leaves one: operations on one
-        instance are serialised per instance (the compute manager holds
-        the instance's lock around build, resize and delete), so no live
-        create of this disk can own a part while this runs. Parts of the
-        instance's other disks are not matched (the random part is exactly
-        16 hex digits, which no '.'-separated rest of a name is).
-        """
-        pattern = re.compile(r'^\.%s\.[0-9a-f]{%d}%s$' % (
-            re.escape(self.disk_name), 2 * _PART_TOKEN_BYTES,
-            re.escape(PART_SUFFIX)))
-        instance_dir = self.instance_dir
-        try:
-            names = os.listdir(instance_dir)
-        except FileNotFoundError:
-            return
-        for name in names:
-            if not pattern.match(name):
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                self._discard(os.path.join(instance_dir, name))
-                LOG.warning('Removed %(part)s, left by a create of disk '
-                            '%(disk)s of instance %(uuid)s that did not '
-                            'finish', {'part': name, 'disk': self.disk_name,
-                                       'uuid': self.instance_uuid})
+    def _publish(self, d, part):
+        part.publish()
 
     @contextlib.contextmanager
-    def _exclusive(self, path):
-        """Turn an exclusive create's FileExistsError into our error."""
+    def _already_exists(self):
+        """Turn a refused exclusive create or publish into our error."""
         try:
             yield
-        except FileExistsError:
+        except FileExistsError as e:
             raise exception.DiskAlreadyExists(
                 instance_uuid=self.instance_uuid, disk_name=self.disk_name,
-                location=path)
+                location=e.filename or self.path) from None
 
-    def _reserve(self, path):
-        """Create ``path`` empty, exclusively, for a tool to fill."""
-        with self._exclusive(path):
-            utils.open_exclusive(path, DISK_MODE).close()
-
-    def _preallocate(self, path, size):
+    def _preallocate(self, target, size):
         """Allocate ``size`` bytes up front if the record says so.
 
         For a qcow2 file this reserves host space that qcow2 then fills
         with clusters, so the guest cannot run out of host storage.
         """
-        if not self.record.preallocated:
-            return
-        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            os.posix_fallocate(fd, 0, size)
-        finally:
-            os.close(fd)
+        if self.record.preallocated:
+            os.posix_fallocate(target.fd, 0, size)
+
+
+@contextlib.contextmanager
+def opened(directory, name, flags=os.O_RDONLY):
+    """Yield a descriptor of the regular file ``name`` in ``directory``
+    (a staging.Directory), opened ``O_NOFOLLOW | O_NONBLOCK`` and checked
+    regular (``Directory.open_regular``); closed after.
+
+    :raises: FileNotFoundError, UnsafePath.
+    """
+    fd = directory.open_regular(name, flags)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def _data_file(info):

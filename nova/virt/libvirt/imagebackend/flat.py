@@ -14,7 +14,6 @@ extended), minus the zeros upstream writes out.
 """
 
 import os
-import stat
 
 from oslo_log import log as logging
 
@@ -24,6 +23,7 @@ from nova.virt.libvirt.imagebackend import file
 from nova.virt.libvirt.imagebackend import specs
 from nova.virt import qemu_img
 from nova.virt import sparse
+from nova.virt import staging
 
 LOG = logging.getLogger(__name__)
 
@@ -38,19 +38,29 @@ class Flat(file.FileImage):
         # disk's own format (the policy recorded force_raw_images there).
         return self.record.format
 
-    def _create_from_entry(self, path, entry, size):
-        with self._exclusive(path):
-            sparse.sparse_copy(entry.path, path, mode=file.DISK_MODE)
+    def _create_from_entry(self, part, entry, size):
+        # The checked base's descriptor into the part's: neither name is
+        # used again once opened (a reflink where the filesystem can).
+        src = self.cache.open_entry(entry)
+        try:
+            sparse.copy_fd(src, part.fd)
+        finally:
+            os.close(src)
         if size > entry.virtual_size:
-            self._grow(path, size)
+            self._grow(part, size)
 
-    def _create_from_template(self, path, entry, size):
+    def _create_from_template(self, part, entry, size):
         if self.record.format == fields.DiskFormat.RAW:
-            self._create_from_entry(path, entry, size)
+            self._create_from_entry(part, entry, size)
             return
-        # A qcow2 flat disk from a (raw) template: both formats pinned.
-        self._reserve(path)
-        qemu_img.convert(entry.path, 'raw', path, self.qemu_format)
+        # A qcow2 flat disk from a (raw) template: both formats pinned,
+        # both files given to qemu-img as their descriptors.
+        src = self.cache.open_entry(entry)
+        try:
+            qemu_img.convert(staging.fd_path(src), 'raw', part.path,
+                             self.qemu_format)
+        finally:
+            os.close(src)
 
     def _expected_layout(self):
         # A flat qcow2 disk is standalone: nothing under it, no data-file.
@@ -58,28 +68,20 @@ class Flat(file.FileImage):
             return None
         return {'backing_file': None, 'backing_format': None}
 
-    def _grow(self, path, size):
+    def _grow(self, target, size):
+        """Grow the open disk ``target`` (a staging.Part or an OpenDisk).
+
+        raw: ``ftruncate`` of its descriptor, after checking its size on
+        that same descriptor (truncate would silently cut the guest's data
+        off); qcow2: ``qemu-img resize`` of the descriptor.
+        """
         if self.record.format != fields.DiskFormat.RAW:
-            qemu_img.resize(path, self.qemu_format, size)
+            qemu_img.resize(target.path, self.qemu_format, size)
             return
-        # One descriptor for the check and the truncate, opened without
-        # following a link planted at the disk's name (ELOOP), nor blocking
-        # on a FIFO: the size checked is the size of the file that grows.
-        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC |
-                     os.O_NONBLOCK)
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise exception.DiskResizeFailed(
-                    instance_uuid=self.instance_uuid,
-                    disk_name=self.disk_name, reason='not a regular file')
-            if st.st_size > size:
-                # truncate would silently cut the guest's data off.
-                raise exception.DiskShrinkNotSupported(
-                    instance_uuid=self.instance_uuid,
-                    disk_name=self.disk_name, current=st.st_size,
-                    requested=size)
-            if st.st_size < size:
-                os.ftruncate(fd, size)
-        finally:
-            os.close(fd)
+        current = os.fstat(target.fd).st_size
+        if current > size:
+            raise exception.DiskShrinkNotSupported(
+                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
+                current=current, requested=size)
+        if current < size:
+            os.ftruncate(target.fd, size)

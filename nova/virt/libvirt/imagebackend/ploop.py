@@ -8,14 +8,18 @@ The disk is the directory ``$instances_path/<uuid>/<disk_name>/`` holding
   at the recorded size, then filled from the cached base (raw, or the
   template) with ``qemu-img convert -n -f raw -O parallels``;
 * grown with ``ploop grow`` on the descriptor, offline;
-* built in a private part directory and renamed into place, as every file
-  disk (``file.FileImage``).
+* built in a private part directory (``staging.PartDirectory``, 0700) and
+  renamed into place without replacing, as every file disk is built in a
+  part (``file.FileImage``); reached, like every file disk, through
+  descriptors: the disk directory is opened ``O_NOFOLLOW`` in the instance
+  directory, and tools get ``/proc/<pid>/fd/<n>/<file>`` paths.
 
 Everything here works without the ploop kernel module; what needs it
 (mounting, resizing a filesystem inside) is refused with
 ``PloopOperationUnsupported``.
 """
 
+import contextlib
 import os
 import shutil
 import stat
@@ -23,12 +27,12 @@ import stat
 from oslo_log import log as logging
 
 from nova import exception
-from nova import utils
 from nova.objects import fields
 from nova.virt.libvirt.imagebackend import file
 from nova.virt.libvirt.imagebackend import specs
 from nova.virt.libvirt.storage import ploop
 from nova.virt import qemu_img
+from nova.virt import staging
 
 LOG = logging.getLogger(__name__)
 
@@ -54,29 +58,42 @@ class Ploop(file.FileImage):
         # A ploop delta made here stands alone.
         return {'backing_file': None, 'backing_format': None}
 
-    def _create_from_entry(self, directory, entry, size):
+    def _create_from_entry(self, part, entry, size):
         if entry.format != fields.DiskFormat.RAW:
             raise exception.CacheEntryInvalid(
                 name=entry.name, reason='holds %s, a ploop disk is made '
                 'from raw' % entry.format)
-        with self._exclusive(directory):
-            os.mkdir(directory, DIR_MODE)
-        ploop.init(directory, size)
-        qemu_img.convert(entry.path, fields.DiskFormat.RAW,
-                         os.path.join(directory, ploop.IMAGE_NAME),
-                         self.qemu_format, target_exists=True)
+        # ploop resolves the path it is given and then works by name
+        # (it writes DiskDescriptor.xml next to the image, takes a .lck
+        # file there): the names it resolves are the part's own, inside
+        # its private 0700 directory, in an instance directory and an
+        # instances_path that only this service may write (StrictModes).
+        ploop.init(part.path, size)
+        src = self.cache.open_entry(entry)
+        try:
+            with file.opened(part.inside, ploop.IMAGE_NAME,
+                             os.O_RDWR) as image:
+                qemu_img.convert(staging.fd_path(src),
+                                 fields.DiskFormat.RAW,
+                                 staging.fd_path(image), self.qemu_format,
+                                 target_exists=True)
+        finally:
+            os.close(src)
 
     _create_from_template = _create_from_entry
 
-    def _grow(self, directory, size):
-        current = ploop.size(directory)
+    def _grow(self, target, size):
+        # target.path is the disk directory's descriptor (see above for
+        # what ploop then does by name, all inside the service's own
+        # directories).
+        current = ploop.size(target.path)
         if size < current:
             raise exception.DiskShrinkNotSupported(
                 instance_uuid=self.instance_uuid, disk_name=self.disk_name,
                 current=current, requested=size)
         if size > current:
             try:
-                ploop.grow(directory, size)
+                ploop.grow(target.path, size)
             except exception.ProcessFailed as e:
                 if 'kernel module' in str(e):
                     raise exception.PloopOperationUnsupported(
@@ -85,42 +102,40 @@ class Ploop(file.FileImage):
                         operation='growing it') from e
                 raise
 
-    def _finish(self, directory, size):
+    def _finish(self, target, size):
         # Preallocation of a ploop delta is ploop's own business
         # (specs.PLOOP is not preallocatable).
         pass
 
-    def _publish(self, part, path, instance_dir):
-        """Rename the finished part directory to the disk's name.
+    def _new_part(self, d):
+        return staging.PartDirectory(d, self.disk_name, mode=DIR_MODE)
 
-        A directory cannot be linked; ``rename`` would replace an empty
-        directory at the name, so the name is checked just before (one
-        instance's operations are serialised, see ``_remove_stale_parts``)
-        and the rename itself refuses a non-empty one.
-        """
-        for name in (ploop.IMAGE_NAME, ploop.DESCRIPTOR_NAME):
-            fd = os.open(os.path.join(part, name),
-                         os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        if os.path.lexists(path):
-            raise exception.DiskAlreadyExists(
-                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
-                location=path)
+    def _remove_stale_parts(self, d):
+        staging.remove_stale_parts(d, self.disk_name, directories=True)
+
+    @contextlib.contextmanager
+    def _open_image(self, d, flags=os.O_RDONLY):
+        # The disk's directory, never through a link, then its image.
+        with d.subdir(self.disk_name) as disk_dir, \
+                file.opened(disk_dir, ploop.IMAGE_NAME, flags) as fd:
+            yield fd
+
+    @contextlib.contextmanager
+    def _resize_target(self):
+        """Yield the disk's directory (never through a link) as a
+        ``file.OpenDisk``."""
+        with self._existing() as d, d.subdir(self.disk_name) as disk_dir:
+            yield file.OpenDisk(disk_dir.fd)
+
+    def _remove_entry(self, d, name):
         try:
-            os.rename(part, path)
-        except OSError as e:
-            raise exception.DiskAlreadyExists(
-                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
-                location=path) from e
-        utils.fsync_dir(instance_dir)
-
-    def _discard(self, path):
-        st = os.lstat(path)
+            st = d.lstat(name)
+        except FileNotFoundError:
+            return False
         if stat.S_ISDIR(st.st_mode):
-            # rmtree removes links inside, never what they point at.
-            shutil.rmtree(path)
+            # Through the descriptor of the directory, never following a
+            # link inside (or a link swapped in at its name meanwhile).
+            shutil.rmtree(name, dir_fd=d.fd)
         else:
-            os.unlink(path)
+            d.unlink(name)
+        return True

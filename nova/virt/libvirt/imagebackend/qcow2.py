@@ -39,21 +39,22 @@ class Qcow2(file.FileImage):
                            self.disk_name, self.instance_uuid,
                            self.record.backing_format))
 
-    def _create_from_entry(self, path, entry, size):
+    def _create_from_entry(self, part, entry, size):
         if entry.format != self.record.backing_format:
             raise exception.CacheEntryInvalid(
                 name=entry.name, reason='holds %s, the disk is recorded '
                 'over %s' % (entry.format, self.record.backing_format))
-        self._reserve(path)
-        qemu_img.create(path, self.qemu_format, size,
+        # The overlay names its base by path (that is what qemu opens);
+        # the part is written through its descriptor.
+        qemu_img.create(part.path, self.qemu_format, size,
                         backing_file=entry.path,
                         backing_fmt=self.record.backing_format)
 
     _create_from_template = _create_from_entry
 
-    def _grow(self, path, size):
+    def _grow(self, target, size):
         # qemu-img refuses to shrink without --shrink, which is never given.
-        qemu_img.resize(path, self.qemu_format, size)
+        qemu_img.resize(target.path, self.qemu_format, size)
 
     def _base_path(self):
         """The cache file under this disk, from the record (no I/O)."""
