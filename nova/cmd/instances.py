@@ -341,3 +341,31 @@ def cmd_destroy(cli):
     instance.destroy()
     cli.emit({'uuid': instance.uuid, 'name': instance.display_name,
               'status': 'deleted'}, output.FieldView())
+
+
+# --- snapshot, rescue ------------------------------------------------------
+
+def _settled_instance(context, driver, ref, action):
+    """The instance ``ref``, refused while a boot of it is running."""
+    instance = find_instance(context, ref)
+    repair(context, driver, [instance])
+    if instance.vm_state == 'building':
+        raise exception.InvalidInput(
+            reason='instance %s is being booted by another command; %s it '
+                   'when that boot has ended' % (instance.uuid, action))
+    return instance
+
+
+def cmd_snapshot(cli):
+    context = cli.context
+    progress = progress_mod.Progress()
+    api = _image_api(progress)
+    driver = _driver(progress)
+    instance = _settled_instance(context, driver, cli.args.instance,
+                                 'snapshot')
+    try:
+        meta = driver.snapshot(context, instance, cli.args.image_name,
+                               image_api=api, progress=progress.step)
+    finally:
+        progress.done()
+    cli.emit(meta, output.FieldView())

@@ -33,6 +33,8 @@ from nova.virt.libvirt import config
 from nova.virt.libvirt import disk_tuning
 from nova.virt.libvirt import host as libvirt_host
 from nova.virt.libvirt.imagebackend import manager as disk_manager
+from nova.virt.libvirt.imagebackend import policy
+from nova.virt.libvirt import snapshot as snapshot_mod
 from nova.virt import staging
 
 LOG = logging.getLogger(__name__)
@@ -296,6 +298,34 @@ class LibvirtDriver:
         """The guest XML the records describe (what a redefine writes)."""
         return self._guest_xml(instance, self._local_disks(
             context, instance, block_device_info))
+
+    # --- snapshots ---------------------------------------------------------
+
+    def snapshot(self, context, instance, name, image_api=None,
+                 block_device_info=None, progress=None):
+        """A new image from the root disk, read as its record says.
+
+        A running guest is paused for the copy and resumed after it (see
+        nova.virt.libvirt.snapshot).
+
+        :param name: the new image's name.
+        :param image_api: the image service to add it to (default: the one
+            the root disk's image cache fetches from).
+        :returns: the new image's metadata.
+        :raises: SnapshotFailed (nothing added, nothing left behind),
+            and as ``get_backend`` for an unreadable record.
+        """
+        disks = self._local_disks(context, instance, block_device_info)
+        roots = [d for d in disks if d.role == policy.ROOT]
+        if not roots:
+            raise exception.SnapshotFailed(
+                name=name, instance_uuid=instance.uuid,
+                reason='it has no local root disk')
+        backend = roots[0].backend
+        return snapshot_mod.take(
+            context, image_api or backend.cache.image_api, instance,
+            backend, self.host.lookup_domain(instance), name,
+            progress=progress)
 
     # --- helpers -----------------------------------------------------------
 

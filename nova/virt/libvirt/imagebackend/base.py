@@ -359,3 +359,21 @@ class Image(metaclass=abc.ABCMeta):
             raise exception.DiskCreateFailed(
                 instance_uuid=self.instance_uuid, disk_name=self.disk_name,
                 reason='from %s: %s' % (source, e)) from e
+
+    # --- snapshots (nova.virt.libvirt.snapshot) ------------------------------
+
+    def snapshot_source(self):
+        """What a snapshot copies, and how to read it: the recorded format
+        pinned, never probed.
+
+        :returns: (path, qemu_format): a file or block device qemu-img
+            reads, and its format as qemu-img names it ('raw', 'qcow2',
+            'parallels').
+        :raises: DiskNotFound; SnapshotFailed for a backend with no local
+            source to copy.
+        """
+        raise exception.SnapshotFailed(
+            name='of disk %s' % self.disk_name,
+            instance_uuid=self.instance_uuid,
+            reason='backend %s has no local source to copy' %
+                   self.backend_name)

@@ -1,0 +1,82 @@
+"""snapshot (and, as they land, rescue and the config drive) from the main
+command on the embedded defaults: no configuration file, only an empty
+HOME, real qemu-img, SQLite and libvirt's test driver."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from tests.functional.cmd.runner import make_raw
+from tests.functional.cmd.runner import script
+
+
+class EmbeddedCLI:
+    """nova-libvirt with nothing but a private HOME."""
+
+    def __init__(self, tmp_path):
+        self.home = tmp_path / 'home'
+        self.state = self.home / '.local' / 'state' / 'nova-libvirt'
+        self.env = dict(os.environ, HOME=str(self.home))
+
+    def run(self, *args, check=True):
+        cmd = script() + ['--format', 'json'] + list(args)
+        result = subprocess.run(cmd, capture_output=True, text=True,
+                                env=self.env, timeout=300)
+        if check and result.returncode != 0:
+            raise AssertionError('%s exited %d\nstdout: %s\nstderr: %s' % (
+                ' '.join(cmd), result.returncode, result.stdout,
+                result.stderr))
+        return result
+
+    def json(self, *args):
+        return json.loads(self.run(*args).stdout)
+
+
+@pytest.fixture
+def cli(tmp_path):
+    return EmbeddedCLI(tmp_path)
+
+
+def same_content(a, a_fmt, b, b_fmt):
+    """qemu-img compare, both formats pinned: same guest-visible bytes."""
+    return subprocess.run(['qemu-img', 'compare', '-q', '-f', a_fmt, '-F',
+                           b_fmt, str(a), str(b)]).returncode == 0
+
+
+def test_snapshot_then_boot_from_it(cli, tmp_path):
+    image = cli.json('image-import', make_raw(tmp_path / 'img.raw'),
+                     '--disk-format', 'raw', '--name', 'base')
+    vm = cli.json('boot', '--image', image['id'], '--name', 'vm')
+
+    snap = cli.json('snapshot', 'vm', '--name', 'vm-snap')
+
+    # The embedded defaults make qcow2 overlays: the snapshot is qcow2,
+    # holding what the guest sees (the overlay and its base, flattened).
+    assert snap['name'] == 'vm-snap'
+    assert snap['disk_format'] == 'qcow2'
+    assert snap['properties']['instance_uuid'] == vm['uuid']
+    assert [i['id'] for i in cli.json('image-list')] == sorted(
+        [image['id'], snap['id']])
+    root = cli.state / 'instances' / vm['uuid'] / 'disk'
+    stored = cli.state / 'images' / snap['id'] / 'data'
+    assert same_content(stored, 'qcow2', root, 'qcow2')
+    # Nothing is left in the snapshots directory.
+    assert os.listdir(cli.state / 'instances' / 'snapshots') == []
+
+    copy = cli.json('boot', '--image', snap['id'], '--name', 'copy')
+    assert copy['disks'][0]['record']['image_id'] == snap['id']
+    # The image is in use: image-delete refuses it until copy is gone.
+    assert cli.run('image-delete', snap['id'], check=False).returncode == 1
+    cli.run('destroy', 'copy')
+    cli.run('destroy', 'vm')
+    cli.run('image-delete', snap['id'])
+
+
+def test_snapshot_errors_are_one_line(cli, tmp_path):
+    result = cli.run('snapshot', 'nothing', '--name', 'x', check=False)
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    result = cli.run('snapshot', 'nothing', check=False)
+    assert result.returncode == 2
