@@ -11,6 +11,8 @@ set -euo pipefail
 PACKAGES=(
   # image tools
   qemu-utils e2fsprogs dosfstools xfsprogs util-linux
+  # config drives: ISO 9660 (genisoimage) and VFAT (mkfs.vfat + mcopy)
+  genisoimage mtools
   # libvirt: python bindings build from source; daemon + KVM for end-to-end
   libvirt-dev pkg-config libvirt-daemon libvirt-daemon-driver-qemu
   libvirt-clients qemu-system-x86 qemu-block-extra

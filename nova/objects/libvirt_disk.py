@@ -64,11 +64,18 @@ class LibvirtDiskMetadata(base.NovaObject):
         File backends: the disk's full size is allocated when it is
         created and whenever it grows (``preallocate_images = space``
         when it was planned). Absent from 1.0 records: False.
+    ``source_kind``
+        What the disk is beside the instance's own disks: ``file`` (the
+        config drive, ``disk.config``, imported from a local file: no
+        image_id, no cache_name), ``rescue`` (``disk.rescue``, from the
+        rescue image: image_id set) or None (a disk of the instance's
+        mappings). Absent from older records: None.
     """
 
     # Version 1.0: Initial version
     # Version 1.1: Added preallocated
-    VERSION = '1.1'
+    # Version 1.2: Added source_kind (config drive and rescue disks)
+    VERSION = '1.2'
 
     fields = {
         'backend': fields.DiskBackendField(),
@@ -83,6 +90,9 @@ class LibvirtDiskMetadata(base.NovaObject):
         'image_id': fields.StringField(nullable=True, default=None),
         'cache_name': fields.StringField(nullable=True, default=None),
         'preallocated': fields.BooleanField(default=False),
+        # --- config drive and rescue disks (1.2) ---------------------------
+        'source_kind': fields.DiskSourceKindField(nullable=True,
+                                                  default=None),
     }
 
     def obj_make_compatible(self, primitive, target_version):
@@ -90,10 +100,15 @@ class LibvirtDiskMetadata(base.NovaObject):
         target = versionutils.convert_version_to_tuple(target_version)
         if target < (1, 1):
             primitive.pop('preallocated', None)
+        # --- config drive and rescue disks (1.2) ---------------------------
+        if target < (1, 2):
+            primitive.pop('source_kind', None)
 
     @property
     def source(self):
         """A short description of the origin, for logs and the CLI."""
+        if self.obj_attr_is_set('source_kind') and self.source_kind:
+            return _describe_source_kind(self)
         if self.image_id:
             return 'image:%s' % self.image_id
         if self.cache_name:
@@ -139,6 +154,7 @@ class LibvirtDiskMetadata(base.NovaObject):
             raise exception.DiskMetadataInvalid(
                 reason='a disk has one source, not both image %s and '
                        'template %s' % (self.image_id, self.cache_name))
+        _check_source_kind(self)
         _check_simple_name('disk_name', self.disk_name)
         for name in ('volume_group', 'rbd_pool', 'volume_name',
                      'cache_name'):
@@ -206,7 +222,7 @@ class LibvirtDiskMetadata(base.NovaObject):
                 reason='unknown fields %s' % ', '.join(sorted(unknown)))
         for name, value in data.items():
             _check_json_type(name, cls.fields[name], value)
-        for field in ('backend', 'format', 'backing_format'):
+        for field in ('backend', 'format', 'backing_format', 'source_kind'):
             value = data.get(field)
             valid = cls.fields[field].AUTO_TYPE.valid_values
             if value is not None and value not in valid:
@@ -251,3 +267,24 @@ def _check_simple_name(field, value):
             or len(value) > 255):
         raise exception.DiskMetadataInvalid(
             reason='%s %r is not a plain name' % (field, value))
+
+
+# --- config drive and rescue disks (1.2) -----------------------------------
+
+def _describe_source_kind(record):
+    if record.source_kind == fields.DiskSourceKind.RESCUE:
+        return 'rescue:image:%s' % record.image_id
+    return 'file'
+
+
+def _check_source_kind(record):
+    """A config drive comes from a file alone; a rescue disk from its
+    image alone."""
+    kind = record.source_kind
+    if kind == fields.DiskSourceKind.FILE and (record.image_id or
+                                               record.cache_name):
+        raise exception.DiskMetadataInvalid(
+            reason='a disk imported from a file names no image or template')
+    if kind == fields.DiskSourceKind.RESCUE and not record.image_id:
+        raise exception.DiskMetadataInvalid(
+            reason='a rescue disk names its rescue image')

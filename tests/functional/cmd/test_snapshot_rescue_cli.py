@@ -80,3 +80,48 @@ def test_snapshot_errors_are_one_line(cli, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
     result = cli.run('snapshot', 'nothing', check=False)
     assert result.returncode == 2
+
+
+def records_by_name(shown):
+    return {d['disk_name']: d['record'] for d in shown['disks']}
+
+
+def test_rescue_then_unrescue(cli, tmp_path):
+    image = cli.json('image-import', make_raw(tmp_path / 'img.raw'),
+                     '--disk-format', 'raw', '--name', 'base')
+    rescue_image = cli.json('image-import', make_raw(tmp_path / 'r.raw'),
+                            '--disk-format', 'raw', '--name', 'rescue')
+    vm = cli.json('boot', '--image', image['id'], '--swap-mb', '64',
+                  '--name', 'vm')
+    disk_dir = cli.state / 'instances' / vm['uuid']
+
+    rescued = cli.json('rescue', 'vm', '--image', rescue_image['id'])
+
+    assert rescued['vm_state'] == 'rescued'
+    assert (disk_dir / 'disk.rescue').is_file()
+    assert sorted(os.listdir(disk_dir)) == ['disk', 'disk.rescue',
+                                            'disk.swap']
+    # show lists the instance's own disks, as recorded, unchanged.
+    assert sorted(records_by_name(rescued)) == ['disk', 'disk.swap']
+    # Rescued once only.
+    assert cli.run('rescue', 'vm', check=False).returncode == 1
+
+    back = cli.json('unrescue', 'vm')
+    assert back['vm_state'] == 'active'
+    assert sorted(os.listdir(disk_dir)) == ['disk', 'disk.swap']
+    assert cli.run('unrescue', 'vm', check=False).returncode == 1
+    cli.run('destroy', 'vm')
+    assert not disk_dir.exists()
+
+
+def test_boot_with_a_config_drive(cli, tmp_path):
+    image = cli.json('image-import', make_raw(tmp_path / 'img.raw'),
+                     '--disk-format', 'raw')
+    vm = cli.json('boot', '--image', image['id'], '--config-drive')
+    drive = cli.state / 'instances' / vm['uuid'] / 'disk.config'
+    out = subprocess.run(['isoinfo', '-J', '-i', str(drive), '-x',
+                          '/openstack/latest/meta_data.json'],
+                         check=True, capture_output=True, text=True).stdout
+    assert json.loads(out)['uuid'] == vm['uuid']
+    cli.run('destroy', vm['uuid'])
+    assert not drive.exists()

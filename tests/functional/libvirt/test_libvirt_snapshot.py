@@ -1,13 +1,11 @@
 """Snapshots through the driver: real qemu-img, the local image store,
 libvirt's test driver, LVM on a loop device and ploop as registered."""
 
-import hashlib
 import os
 import subprocess
 
 import libvirt
 import pytest
-from oslo_utils import uuidutils
 
 import nova.conf
 from nova import exception
@@ -224,45 +222,6 @@ def write_qcow2_header(path, tmp_path):
         f.write(header)
 
 
-class AcceptingStore(image_api_mod.ImageService):
-    """An image service that keeps uploads as declared, without checking
-    their content: what Glance does with a plain qcow2 declared raw (see
-    ENVIRONMENT notes of the project: Glance accepts it). Glance itself is
-    not run here; this stand-in has only the one behaviour that matters,
-    and every check after it is the project's real verified fetch."""
-
-    def __init__(self, root):
-        self.root = root
-        self.meta = {}
-
-    def get(self, context, image_id):
-        if image_id not in self.meta:
-            raise exception.ImageNotFound(image_id=image_id)
-        return dict(self.meta[image_id])
-
-    def download(self, context, image_id):
-        with open(os.path.join(self.root, image_id), 'rb') as f:
-            return iter([f.read()])
-
-    def import_file(self, context, path, disk_format, name=None,
-                    container_format='bare', progress=None, min_disk=0,
-                    properties=None):
-        with open(path, 'rb') as f:
-            data = f.read()
-        image_id = uuidutils.generate_uuid()
-        with open(os.path.join(self.root, image_id), 'wb') as f:
-            f.write(data)
-        self.meta[image_id] = {
-            'id': image_id, 'name': name, 'status': 'active',
-            'disk_format': disk_format, 'container_format': 'bare',
-            'size': len(data), 'checksum': hashlib.md5(data).hexdigest(),
-            'os_hash_algo': 'sha512',
-            'os_hash_value': hashlib.sha512(data).hexdigest(),
-            'virtual_size': len(data), 'min_disk': min_disk,
-            'properties': dict(properties or {})}
-        return self.get(context, image_id)
-
-
 def test_raw_disk_with_a_qcow2_header_stays_raw(conf, context, images,
                                                 image_api, driver,
                                                 tmp_path):
@@ -296,7 +255,7 @@ def test_raw_image_of_a_qcow2_header_is_refused_by_the_fetch(
     write_qcow2_header(backend.path, tmp_path)
     store_root = tmp_path / 'accepting'
     store_root.mkdir()
-    store = image_api_mod.API(AcceptingStore(str(store_root)))
+    store = image_api_mod.API(helpers.AcceptingStore(str(store_root)))
 
     meta = driver.snapshot(context, instance, 'hostile', image_api=store)
 

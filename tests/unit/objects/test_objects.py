@@ -15,7 +15,7 @@ OBJECT_DATA = {
     'BlockDeviceMappingList': '1.18-ef41fc25b95c17e2e29a2a9703250a76',
     'Instance': '1.0-f33431b2259ea64122b6b574d1a9a103',
     'InstanceList': '1.0-f21c30303a62979fc64bb6f9559686af',
-    'LibvirtDiskMetadata': '1.1-47bffaeb23e08ba08367cecfff6a48ba',
+    'LibvirtDiskMetadata': '1.2-a8b400b10f858798ccc985592dc28ce0',
 }
 
 
