@@ -246,7 +246,8 @@ def _add_parsers(subparsers):
         'store, read with the format its record says (qemu-img convert -f '
         '<recorded format>; never probed) and declared [libvirt] '
         'snapshot_image_format (default: the disk\'s recorded format). A '
-        'running guest is paused for the copy and resumed after it. The '
+        'running guest is saved (managed save) for the copy and restored '
+        'after it, paused if it was. The '
         'image passes the same checks as an import; booting from it goes '
         'through the same verified fetch as any image. Prints the new '
         'image.')

@@ -312,8 +312,8 @@ class LibvirtDriver:
                  block_device_info=None, progress=None):
         """A new image from the root disk, read as its record says.
 
-        A running guest is paused for the copy and resumed after it (see
-        nova.virt.libvirt.snapshot).
+        An active guest is stopped (managed save) for the copy and started
+        again after it, as it was (see nova.virt.libvirt.snapshot).
 
         :param name: the new image's name.
         :param image_api: the image service to add it to (default: the one

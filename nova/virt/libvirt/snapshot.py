@@ -14,10 +14,12 @@ set, else the disk's recorded format. The image store holds raw and qcow2
 images only, so anything else (vmdk, vdi, a ploop disk's own format) is
 refused before anything is copied.
 
-The copy is consistent as upstream's cold snapshot is: a running guest is
-paused for the copy and resumed after it, whatever happened (libvirt's
-test driver has no block jobs, so a live block copy is not used). The copy
-is written to a private part file in ``[libvirt] snapshots_directory``
+The copy is consistent as upstream's cold snapshot is: an active guest is
+stopped with libvirt's managed save for the copy (pausing is not enough:
+QEMU keeps its write lock on the disks, and qemu-img then refuses to open
+them) and started again after it, paused if it was, whatever happened.
+A live block copy is not used (libvirt's test driver has no block jobs).
+The copy is written to a private part file in ``[libvirt] snapshots_directory``
 (made through ``nova.virt.staging``: that directory is under
 instances_path by default) and handed to the image service's
 ``import_file``; the part is removed in every case.
@@ -59,28 +61,34 @@ def image_format(record):
 
 
 @contextlib.contextmanager
-def paused(instance, dom):
-    """Pause a running guest for the block; resume it after, in any case.
+def stopped(instance, dom):
+    """Stop a running or paused guest for the block (libvirt's managed
+    save: its memory is kept and QEMU exits, releasing its lock on the
+    disks); start it again after, in any case, paused if it was.
 
-    A guest that is not running (no domain, shut off, already paused)
-    is left as it is.
+    A guest that is not active (no domain, shut off) is left as it is.
     """
-    paused_here = False
+    was_paused = None
     if dom is not None and dom.isActive():
         state, _reason = dom.state()
-        if state == libvirt.VIR_DOMAIN_RUNNING:
-            dom.suspend()
-            paused_here = True
-            LOG.debug('Paused instance %(uuid)s for a snapshot',
-                      {'uuid': instance.uuid})
+        was_paused = state == libvirt.VIR_DOMAIN_PAUSED
+        dom.managedSave(0)
+        LOG.debug('Saved instance %(uuid)s for a snapshot',
+                  {'uuid': instance.uuid})
     try:
-        yield paused_here
+        yield
     finally:
-        if paused_here:
+        if was_paused is not None:
             try:
-                dom.resume()
+                # QEMU restores a saved guest in the state it was saved in;
+                # a driver that restores it running (the test driver) is
+                # asked to pause it again.
+                dom.create()
+                if (was_paused and dom.state()[0] ==
+                        libvirt.VIR_DOMAIN_RUNNING):
+                    dom.suspend()
             except libvirt.libvirtError as e:
-                LOG.error('Resuming instance %(uuid)s after a snapshot '
+                LOG.error('Restoring instance %(uuid)s after a snapshot '
                           'failed: %(error)s',
                           {'uuid': instance.uuid, 'error': e})
                 raise
@@ -111,7 +119,7 @@ def take(context, image_api, instance, backend, dom, name, progress=None):
                                create=True) as directory:
             part = staging.Part(directory, _PART_TARGET)
             try:
-                with paused(instance, dom):
+                with stopped(instance, dom):
                     if progress:
                         progress('copying disk %s (%s) to %s' % (
                             record.disk_name, record.format, fmt))

@@ -177,11 +177,11 @@ def test_paused_and_shut_off_guests_stay_as_they_were(conf, context, images,
     driver.destroy(context, instance)
 
 
-def test_running_guest_is_paused_during_the_copy(conf, context, images,
-                                                 image_api, driver):
-    """The domain's state as the image service sees it when the copy is
-    handed over is running again, and libvirt reported a suspend and a
-    resume (lifecycle events) around it."""
+def test_running_guest_is_stopped_during_the_copy(conf, context, images,
+                                                  image_api, driver):
+    """libvirt reports the guest saved (managed save: QEMU gone, its disk
+    locks released) and then started again, around the copy (lifecycle
+    events)."""
     # Events need libvirt's event loop, registered before the connection
     # is opened.
     libvirt.virEventRegisterDefaultImpl()
@@ -193,7 +193,8 @@ def test_running_guest_is_paused_during_the_copy(conf, context, images,
     conn = driver.host.get_connection()
     callback = conn.domainEventRegisterAny(
         dom, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
-        lambda conn, d, event, detail, opaque: events.append(event), None)
+        lambda conn, d, event, detail, opaque: events.append(
+            (event, detail)), None)
     try:
         driver.snapshot(context, instance, 'snap')
         # The test driver queues events; run the loop until they came.
@@ -203,8 +204,11 @@ def test_running_guest_is_paused_during_the_copy(conf, context, images,
             libvirt.virEventRunDefaultImpl()
     finally:
         conn.domainEventDeregisterAny(callback)
-    assert events[:2] == [libvirt.VIR_DOMAIN_EVENT_SUSPENDED,
-                          libvirt.VIR_DOMAIN_EVENT_RESUMED]
+    assert events[0] == (libvirt.VIR_DOMAIN_EVENT_STOPPED,
+                         libvirt.VIR_DOMAIN_EVENT_STOPPED_SAVED)
+    # (QEMU says STARTED_RESTORED; the test driver STARTED_BOOTED.)
+    assert events[1][0] == libvirt.VIR_DOMAIN_EVENT_STARTED
+    assert driver.get_power_state(instance) == libvirt_driver.RUNNING
     driver.destroy(context, instance)
 
 
