@@ -1,6 +1,6 @@
-"""snapshot (and, as they land, rescue and the config drive) from the main
-command on the embedded defaults: no configuration file, only an empty
-HOME, real qemu-img, SQLite and libvirt's test driver."""
+"""snapshot, rescue and the config drive from the main command on the
+embedded defaults: no configuration file, only an empty HOME, real
+qemu-img, genisoimage, SQLite and libvirt's test driver."""
 
 import json
 import os
@@ -8,30 +8,21 @@ import subprocess
 
 import pytest
 
+from tests.functional.cmd.runner import CLI
 from tests.functional.cmd.runner import make_raw
 from tests.functional.cmd.runner import script
 
 
-class EmbeddedCLI:
-    """nova-libvirt with nothing but a private HOME."""
+class EmbeddedCLI(CLI):
+    """nova-libvirt with nothing but a private HOME: no config file."""
 
     def __init__(self, tmp_path):
         self.home = tmp_path / 'home'
         self.state = self.home / '.local' / 'state' / 'nova-libvirt'
         self.env = dict(os.environ, HOME=str(self.home))
 
-    def run(self, *args, check=True):
-        cmd = script() + ['--format', 'json'] + list(args)
-        result = subprocess.run(cmd, capture_output=True, text=True,
-                                env=self.env, timeout=300)
-        if check and result.returncode != 0:
-            raise AssertionError('%s exited %d\nstdout: %s\nstderr: %s' % (
-                ' '.join(cmd), result.returncode, result.stdout,
-                result.stderr))
-        return result
-
-    def json(self, *args):
-        return json.loads(self.run(*args).stdout)
+    def command(self, *args, fmt='json'):
+        return script() + ['--format', fmt] + list(args)
 
 
 @pytest.fixture
