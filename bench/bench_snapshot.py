@@ -10,8 +10,8 @@ layouts:
 
 (a) snapshot / bare convert: what the snapshot costs over the copy
     itself;
-(b) snapshot / (bare convert + ``import_file`` of its output): the
-    snapshot against the two steps it is made of, run bare.
+(b) snapshot / (bare convert + ``import_file`` of its output, in one
+    cold run): the snapshot against the two steps it is made of.
 
 Each run starts with the page cache dropped (as root); ours and the
 baselines alternate per layout so that load from elsewhere falls on all.
@@ -119,8 +119,15 @@ def main(argv=None):
                 context, instance, 'bench'))
             bare_s, _ = timed(lambda: qemu_img.convert(source, fmt, out,
                                                        fmt))
-            import_s, bare_meta = timed(lambda: api.import_file(
-                context, out, meta['disk_format']))
+            os.unlink(out)
+
+            def convert_and_import():
+                # As the snapshot does: the import reads the copy just
+                # written (no cache drop in between).
+                qemu_img.convert(source, fmt, out, fmt)
+                return api.import_file(context, out, meta['disk_format'])
+
+            both_s, bare_meta = timed(convert_and_import)
             os.unlink(out)
             for image_id in (meta['id'], bare_meta['id']):
                 api.delete(context, image_id)
@@ -129,10 +136,10 @@ def main(argv=None):
             print()
             print('%s  snapshot            %8.2f s' % (label, ours_s))
             print('       bare convert        %8.2f s' % bare_s)
-            print('       bare import         %8.2f s' % import_s)
+            print('       bare convert+import %8.2f s' % both_s)
             print('   (a) snapshot / convert  %8.2f' % (ours_s / bare_s))
             print('   (b) snapshot / (convert + import) %8.2f' % (
-                ours_s / (bare_s + import_s)))
+                ours_s / both_s))
         host.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
