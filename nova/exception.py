@@ -351,3 +351,15 @@ class InstanceStateNotSaved(NovaException):
 class ImageInUse(NovaException):
     msg_fmt = ("Image %(image_id)s is the source of disks of instance(s) "
                "%(instances)s; destroy them first.")
+
+
+# --- snapshots and rescue ---------------------------------------------------
+
+class SnapshotFailed(NovaException):
+    """A snapshot was refused or failed; no image was added."""
+    msg_fmt = ("Snapshot %(name)s of instance %(instance_uuid)s failed: "
+               "%(reason)s")
+
+
+class RescueFailed(NovaException):
+    msg_fmt = ("Rescue of instance %(instance_uuid)s failed: %(reason)s")

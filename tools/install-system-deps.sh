@@ -13,6 +13,8 @@ PACKAGES=(
   qemu-utils e2fsprogs dosfstools xfsprogs util-linux
   # proof that a hostile disk makes no process open a host file
   strace
+  # config drives: ISO 9660 (genisoimage) and VFAT (mkfs.vfat + mcopy)
+  genisoimage mtools
   # libvirt: python bindings build from source; daemon + KVM for end-to-end
   libvirt-dev pkg-config libvirt-daemon libvirt-daemon-driver-qemu
   libvirt-clients qemu-system-x86 qemu-block-extra

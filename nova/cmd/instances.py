@@ -187,7 +187,8 @@ def cmd_boot(cli):
             bdms = objects.BlockDeviceMappingList.get_by_instance_uuid(
                 context, uuid)
             driver.spawn(context, instance, image_meta, bdms,
-                         progress=progress.step)
+                         progress=progress.step,
+                         config_drive=args.config_drive)
         except BaseException as e:
             # As upstream's compute manager: the instance stays, in ERROR,
             # with its records; destroy removes it. Ctrl-C and SIGTERM
@@ -347,3 +348,62 @@ def cmd_destroy(cli):
     instance.destroy()
     cli.emit({'uuid': instance.uuid, 'name': instance.display_name,
               'status': 'deleted'}, output.FieldView())
+
+
+# --- snapshot, rescue ------------------------------------------------------
+
+def _settled_instance(context, driver, ref, action):
+    """The instance ``ref``, refused while a boot of it is running."""
+    instance = find_instance(context, ref)
+    repair(context, driver, [instance])
+    if instance.vm_state == 'building':
+        raise exception.InvalidInput(
+            reason='instance %s is being booted by another command; %s it '
+                   'when that boot has ended' % (instance.uuid, action))
+    return instance
+
+
+def cmd_snapshot(cli):
+    context = cli.context
+    progress = progress_mod.Progress()
+    api = _image_api(progress)
+    driver = _driver(progress)
+    instance = _settled_instance(context, driver, cli.args.instance,
+                                 'snapshot')
+    try:
+        meta = driver.snapshot(context, instance, cli.args.image_name,
+                               image_api=api, progress=progress.step)
+    finally:
+        progress.done()
+    cli.emit(meta, output.FieldView())
+
+
+def _set_state(instance, vm_state, driver):
+    instance.vm_state = vm_state
+    instance.power_state = driver.get_power_state(instance)
+    instance.save()
+
+
+def cmd_rescue(cli):
+    context = cli.context
+    progress = progress_mod.Progress()
+    driver = _driver(progress)
+    instance = _settled_instance(context, driver, cli.args.instance,
+                                 'rescue')
+    image_id = cli.uuid(cli.args.image) if cli.args.image else None
+    try:
+        driver.rescue(context, instance, rescue_image_id=image_id)
+    finally:
+        progress.done()
+    _set_state(instance, 'rescued', driver)
+    cli.emit(describe(context, driver, instance), output.InstanceView())
+
+
+def cmd_unrescue(cli):
+    context = cli.context
+    driver = _driver()
+    instance = _settled_instance(context, driver, cli.args.instance,
+                                 'unrescue')
+    driver.unrescue(context, instance)
+    _set_state(instance, 'active', driver)
+    cli.emit(describe(context, driver, instance), output.InstanceView())

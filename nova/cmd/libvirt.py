@@ -9,10 +9,13 @@ laid out by persisted records.
     image-list
     image-delete IMAGE
     boot --image ID [--root-gb N] [--ephemeral-gb N] [--swap-mb N]
-         [--name NAME]
+         [--name NAME] [--config-drive]
     show INSTANCE
     list
     destroy INSTANCE
+    snapshot INSTANCE --name NAME
+    rescue INSTANCE [--image ID]
+    unrescue INSTANCE
     image-cache-cleanup
 
 Without configuration everything lives in one state directory
@@ -59,9 +62,13 @@ _USAGE = """%(prog)s [--config-file FILE] [-f table|json] [-c NAME] [--debug]
   image-list
   image-delete IMAGE
   boot --image ID [--root-gb N] [--ephemeral-gb N] [--swap-mb N] [--name NAME]
+       [--config-drive]
   show INSTANCE
   list
   destroy INSTANCE
+  snapshot INSTANCE --name NAME
+  rescue INSTANCE [--image ID]
+  unrescue INSTANCE
   image-cache-cleanup
 
 "%(prog)s COMMAND --help" explains a command.""" % {'prog': PROG}
@@ -103,6 +110,9 @@ _ACTIONS = {
     'show': 'nova.cmd.instances:cmd_show',
     'list': 'nova.cmd.instances:cmd_list',
     'destroy': 'nova.cmd.instances:cmd_destroy',
+    'snapshot': 'nova.cmd.instances:cmd_snapshot',
+    'rescue': 'nova.cmd.instances:cmd_rescue',
+    'unrescue': 'nova.cmd.instances:cmd_unrescue',
     'image-cache-cleanup': 'nova.cmd.images:cmd_image_cache_cleanup',
 }
 
@@ -202,6 +212,12 @@ def _add_parsers(subparsers):
                        dest=opt[2:].replace('-', '_'), help=what)
     p.add_argument('--name', default=None, dest='display_name',
                    metavar='NAME', help='A display name for the instance.')
+    p.add_argument('--config-drive', action='store_true',
+                   dest='config_drive',
+                   help='Attach a config drive (disk.config, [DEFAULT] '
+                        'config_drive_format; always with [DEFAULT] '
+                        'force_config_drive) holding the instance\'s '
+                        'metadata.')
 
     p = add_parser(
         'show', help='Show an instance, its domain and its disks.',
@@ -221,6 +237,41 @@ def _add_parsers(subparsers):
         'destroy', help='Stop an instance and delete it with its disks.',
         description='Stop and undefine the domain (a missing one is fine), '
         'remove every disk as its record says, and delete the instance.')
+    p.add_argument('instance', metavar='INSTANCE',
+                   help='An instance uuid, or a name only it has.')
+
+    p = add_parser(
+        'snapshot', help='Make an image from an instance\'s root disk.',
+        description='Copy the root disk into a new image of the image '
+        'store, read with the format its record says (qemu-img convert -f '
+        '<recorded format>; never probed) and declared [libvirt] '
+        'snapshot_image_format (default: the disk\'s recorded format). A '
+        'running guest is saved (managed save) for the copy and restored '
+        'after it, paused if it was. The '
+        'image passes the same checks as an import; booting from it goes '
+        'through the same verified fetch as any image. Prints the new '
+        'image.')
+    p.add_argument('instance', metavar='INSTANCE',
+                   help='An instance uuid, or a name only it has.')
+    p.add_argument('--name', required=True, dest='image_name',
+                   metavar='NAME', help='The new image\'s name.')
+
+    p = add_parser(
+        'rescue', help='Boot an instance from a rescue disk.',
+        description='Stop the guest, make a rescue disk (disk.rescue) from '
+        '--image, else [libvirt] rescue_image_id, else the instance\'s own '
+        'image (its record written first, the image fetched and verified '
+        'as for a boot), and start the guest from it with its own disks '
+        'attached after it, each as recorded. unrescue undoes it.')
+    p.add_argument('instance', metavar='INSTANCE',
+                   help='An instance uuid, or a name only it has.')
+    p.add_argument('--image', default=None, metavar='ID',
+                   help='The rescue image id (see image-list).')
+
+    p = add_parser(
+        'unrescue', help='Boot a rescued instance from its own disks again.',
+        description='Stop the rescued guest, remove the rescue disk and its '
+        'record, and start the guest from its own disks.')
     p.add_argument('instance', metavar='INSTANCE',
                    help='An instance uuid, or a name only it has.')
 

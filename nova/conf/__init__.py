@@ -8,6 +8,7 @@ from oslo_concurrency import lockutils
 from oslo_config import cfg
 
 from nova.conf import compute
+from nova.conf import configdrive
 from nova.conf import database
 from nova.conf import ephemeral_storage
 from nova.conf import image_cache
@@ -19,6 +20,7 @@ CONF = cfg.CONF
 
 paths.register_opts(CONF)
 compute.register_opts(CONF)
+configdrive.register_opts(CONF)
 libvirt.register_opts(CONF)
 image_cache.register_opts(CONF)
 image_store.register_opts(CONF)

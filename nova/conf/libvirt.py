@@ -140,8 +140,44 @@ gets ``threads`` instead with a cache mode that does not use O_DIRECT.
 """),
 ]
 
+# --- snapshots and rescue disks (nova.virt.libvirt.snapshot, rescue) ---
+# Upstream's names, defaults and choices.
+libvirt_snapshot_rescue_opts = [
+    cfg.StrOpt('snapshot_image_format',
+               choices=[('raw', 'RAW disk format'),
+                        ('qcow2', 'KVM default disk format'),
+                        ('vmdk', 'VMWare default disk format'),
+                        ('vdi', 'VirtualBox default disk format')],
+               help="""
+Determine the snapshot image format when sending to the image service.
+
+If set, this decides what format is used when sending the snapshot to the
+image service. If not set, defaults to same type as source image (the
+root disk's recorded format).
+
+The image store here holds raw and qcow2 images: a snapshot asked for in
+vmdk or vdi (or of a ploop disk without this option) is refused before
+anything is copied.
+"""),
+    cfg.StrOpt('snapshots_directory',
+               default='$instances_path/snapshots',
+               help="""
+Location where libvirt driver will store snapshots before uploading them
+to the image service.
+"""),
+    cfg.StrOpt('rescue_image_id',
+               help="""
+The ID of the image to boot from to rescue data from a corrupted instance.
+
+If the rescue REST API operation doesn't provide an ID of an image to
+use, the image which is referenced by this ID is used. If this option is
+not set, the image from the instance is used.
+"""),
+]
+
 ALL_OPTS = (libvirt_general_opts + libvirt_imagebackend_opts +
-            libvirt_lvm_opts + libvirt_disk_tuning_opts)
+            libvirt_lvm_opts + libvirt_disk_tuning_opts +
+            libvirt_snapshot_rescue_opts)
 
 
 def register_opts(conf):

@@ -8,6 +8,7 @@ namespace (``nova.conf``) and oslo.concurrency's.
 import collections
 
 from nova.conf import compute
+from nova.conf import configdrive
 from nova.conf import database
 from nova.conf import ephemeral_storage
 from nova.conf import image_cache
@@ -15,8 +16,8 @@ from nova.conf import image_store
 from nova.conf import libvirt
 from nova.conf import paths
 
-_MODULES = (paths, compute, libvirt, image_cache, image_store, database,
-            ephemeral_storage)
+_MODULES = (paths, compute, configdrive, libvirt, image_cache, image_store,
+            database, ephemeral_storage)
 
 
 def list_opts():

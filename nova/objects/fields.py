@@ -46,6 +46,23 @@ class DiskFormatField(fields.BaseEnumField):
     AUTO_TYPE = DiskFormat()
 
 
+class DiskSourceKind(fields.Enum):
+    """A disk beside the instance's mappings: the config drive (imported
+    from a file) or a rescue disk (from the rescue image)."""
+
+    FILE = 'file'
+    RESCUE = 'rescue'
+
+    ALL = (FILE, RESCUE)
+
+    def __init__(self):
+        super().__init__(valid_values=DiskSourceKind.ALL)
+
+
+class DiskSourceKindField(fields.BaseEnumField):
+    AUTO_TYPE = DiskSourceKind()
+
+
 # Upstream Nova's block device enums, for BlockDeviceMapping.
 
 class BlockDeviceSourceType(fields.Enum):

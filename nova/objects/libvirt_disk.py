@@ -79,11 +79,18 @@ class LibvirtDiskMetadata(base.NovaObject):
         mapping over the volume) with dm-crypt's cipher string
         (``aes-xts-plain64``) and the key size in bits. The key itself is
         never recorded here. Absent from 1.0 and 1.1 records: None.
+    ``source_kind``
+        What the disk is beside the instance's own disks: ``file`` (the
+        config drive, ``disk.config``, imported from a local file: no
+        image_id, no cache_name), ``rescue`` (``disk.rescue``, from the
+        rescue image: image_id set) or None (a disk of the instance's
+        mappings). Absent from older records: None.
     """
 
     # Version 1.0: Initial version
     # Version 1.1: Added preallocated
-    # Version 1.2: Added encryption, encryption_cipher, encryption_key_size
+    # Version 1.2: Added encryption, encryption_cipher, encryption_key_size,
+    #              source_kind (config drive and rescue disks)
     VERSION = '1.2'
 
     fields = {
@@ -104,6 +111,9 @@ class LibvirtDiskMetadata(base.NovaObject):
                                                 default=None),
         'encryption_key_size': fields.NonNegativeIntegerField(
             nullable=True, default=None),
+        # --- config drive and rescue disks (1.2) ---------------------------
+        'source_kind': fields.DiskSourceKindField(nullable=True,
+                                                  default=None),
     }
 
     def obj_make_compatible(self, primitive, target_version):
@@ -114,7 +124,7 @@ class LibvirtDiskMetadata(base.NovaObject):
             # clear; it never gets a record it cannot obey (see
             # from_driver_info, which refuses newer minor versions).
             for name in ('encryption', 'encryption_cipher',
-                         'encryption_key_size'):
+                         'encryption_key_size', 'source_kind'):
                 primitive.pop(name, None)
         if target < (1, 1):
             primitive.pop('preallocated', None)
@@ -122,6 +132,8 @@ class LibvirtDiskMetadata(base.NovaObject):
     @property
     def source(self):
         """A short description of the origin, for logs and the CLI."""
+        if self.obj_attr_is_set('source_kind') and self.source_kind:
+            return _describe_source_kind(self)
         if self.image_id:
             return 'image:%s' % self.image_id
         if self.cache_name:
@@ -168,6 +180,7 @@ class LibvirtDiskMetadata(base.NovaObject):
             raise exception.DiskMetadataInvalid(
                 reason='a disk has one source, not both image %s and '
                        'template %s' % (self.image_id, self.cache_name))
+        _check_source_kind(self)
         _check_simple_name('disk_name', self.disk_name)
         for name in ('volume_group', 'rbd_pool', 'volume_name',
                      'cache_name'):
@@ -254,7 +267,7 @@ class LibvirtDiskMetadata(base.NovaObject):
                 reason='unknown fields %s' % ', '.join(sorted(unknown)))
         for name, value in data.items():
             _check_json_type(name, cls.fields[name], value)
-        for field in ('backend', 'format', 'backing_format'):
+        for field in ('backend', 'format', 'backing_format', 'source_kind'):
             value = data.get(field)
             valid = cls.fields[field].AUTO_TYPE.valid_values
             if value is not None and value not in valid:
@@ -299,3 +312,24 @@ def _check_simple_name(field, value):
             or len(value) > 255):
         raise exception.DiskMetadataInvalid(
             reason='%s %r is not a plain name' % (field, value))
+
+
+# --- config drive and rescue disks (1.2) -----------------------------------
+
+def _describe_source_kind(record):
+    if record.source_kind == fields.DiskSourceKind.RESCUE:
+        return 'rescue:image:%s' % record.image_id
+    return 'file'
+
+
+def _check_source_kind(record):
+    """A config drive comes from a file alone; a rescue disk from its
+    image alone."""
+    kind = record.source_kind
+    if kind == fields.DiskSourceKind.FILE and (record.image_id or
+                                               record.cache_name):
+        raise exception.DiskMetadataInvalid(
+            reason='a disk imported from a file names no image or template')
+    if kind == fields.DiskSourceKind.RESCUE and not record.image_id:
+        raise exception.DiskMetadataInvalid(
+            reason='a rescue disk names its rescue image')

@@ -67,6 +67,8 @@ class LibvirtConfigGuestDisk:
     serial: str = None
     iotune: dict = dataclasses.field(default_factory=dict)
     scsi_unit: int = None
+    #: Per-device boot order (a rescue disk boots first); None: none.
+    boot_order: int = None
 
     def to_element(self):
         disk = etree.Element('disk', type=self.source_type,
@@ -111,6 +113,8 @@ class LibvirtConfigGuestDisk:
             etree.SubElement(parent, 'backingStore')
         etree.SubElement(disk, 'target', dev=self.target_dev,
                          bus=self.target_bus)
+        if self.boot_order is not None:
+            etree.SubElement(disk, 'boot', order=str(self.boot_order))
         if self.serial:
             etree.SubElement(disk, 'serial').text = self.serial
         if self.iotune:
@@ -157,7 +161,9 @@ class LibvirtConfigGuest:
         etree.SubElement(domain, 'vcpu').text = str(self.vcpus)
         os_el = etree.SubElement(domain, 'os')
         etree.SubElement(os_el, 'type', arch=self.arch).text = self.os_type
-        etree.SubElement(os_el, 'boot', dev='hd')
+        if all(disk.boot_order is None for disk in self.disks):
+            # libvirt refuses <os><boot> beside per-device boot orders.
+            etree.SubElement(os_el, 'boot', dev='hd')
         features = etree.SubElement(domain, 'features')
         etree.SubElement(features, 'acpi')
         devices = etree.SubElement(domain, 'devices')

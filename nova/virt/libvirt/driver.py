@@ -24,15 +24,20 @@ import time
 
 import libvirt
 from oslo_log import log as logging
+from oslo_utils import excutils
 
 import nova.conf
 from nova import exception
 from nova.objects import block_device as block_device_obj
+from nova.objects import fields
 from nova import utils
 from nova.virt.libvirt import config
+from nova.virt.libvirt import config_drive
 from nova.virt.libvirt import disk_tuning
 from nova.virt.libvirt import host as libvirt_host
 from nova.virt.libvirt.imagebackend import manager as disk_manager
+from nova.virt.libvirt.imagebackend import policy
+from nova.virt.libvirt import snapshot as snapshot_mod
 from nova.virt import staging
 
 LOG = logging.getLogger(__name__)
@@ -107,7 +112,7 @@ class LibvirtDriver:
     # --- spawn and destroy ---------------------------------------------------
 
     def spawn(self, context, instance, image_meta, block_device_info=None,
-              progress=None):
+              progress=None, config_drive=False):
         """Create the instance's local disks, then define and start it.
 
         :param instance: the Instance.
@@ -116,6 +121,8 @@ class LibvirtDriver:
         :param block_device_info: the instance's BlockDeviceMappings (a
             BlockDeviceMappingList or list); None loads them.
         :param progress: optional callable(message) told of each step.
+        :param config_drive: give the instance a config drive (as does
+            ``[DEFAULT] force_config_drive``).
         :raises: DiskPlanningFailed, BackendUnavailable (nothing recorded
             or made), DiskLayoutMismatch (a disk kept from an earlier
             spawn is not what its record says; nothing made),
@@ -141,6 +148,8 @@ class LibvirtDriver:
             try:
                 disks = self.disks.create_local_disks(
                     context, instance, image_meta, bdms, progress=progress)
+                disks = disks + self._config_drive(context, instance, bdms,
+                                                   config_drive)
             except exception.DiskCreateFailed:
                 # The disks this spawn made are gone; so is their directory
                 # unless something else is in it.
@@ -311,6 +320,114 @@ class LibvirtDriver:
         return self._guest_xml(instance, self._local_disks(
             context, instance, block_device_info))
 
+    # --- snapshots ---------------------------------------------------------
+
+    def snapshot(self, context, instance, name, image_api=None,
+                 block_device_info=None, progress=None):
+        """A new image from the root disk, read as its record says.
+
+        An active guest is stopped (managed save) for the copy and started
+        again after it, as it was (see nova.virt.libvirt.snapshot).
+
+        :param name: the new image's name.
+        :param image_api: the image service to add it to (default: the one
+            the root disk's image cache fetches from).
+        :returns: the new image's metadata.
+        :raises: SnapshotFailed (nothing added, nothing left behind),
+            and as ``get_backend`` for an unreadable record.
+        """
+        disks = self._local_disks(context, instance, block_device_info)
+        roots = [d for d in disks if d.role == policy.ROOT]
+        if not roots:
+            raise exception.SnapshotFailed(
+                name=name, instance_uuid=instance.uuid,
+                reason='it has no local root disk')
+        backend = roots[0].backend
+        return snapshot_mod.take(
+            context, image_api or backend.cache.image_api, instance,
+            backend, self.host.lookup_domain(instance), name,
+            progress=progress)
+
+    # --- config drive and rescue ---------------------------------------------
+
+    def rescue(self, context, instance, rescue_image_id=None,
+               image_api=None, block_device_info=None):
+        """Boot the guest from a rescue disk, its own disks attached.
+
+        The rescue disk (``disk.rescue``) is made from ``rescue_image_id``,
+        else ``[libvirt] rescue_image_id``, else the instance's image,
+        through the verified fetch, with a record of its own written
+        first. The guest is stopped, each of its disks verified against
+        its record, and redefined with the rescue disk first (it boots
+        from it) and its own disks after it, each as recorded.
+
+        :raises: InvalidInput (rescued already), ImageNotFound,
+            DiskPlanningFailed, DiskCreateFailed, ImageUnacceptable
+            (nothing of the rescue disk is left; the guest stays
+            stopped), DiskLayoutMismatch, InstanceDomainFailed.
+        """
+        bdms = self._bdms(context, instance, block_device_info)
+        disks = self._local_disks(context, instance, bdms)
+        image_id = (rescue_image_id or CONF.libvirt.rescue_image_id or
+                    instance.image_ref)
+        api = image_api or disks[0].backend.cache.image_api
+        image_meta = api.get(context, image_id)
+        dom = self.host.lookup_domain(instance)
+        if dom is not None:
+            self._stop(instance, dom)
+        self._verify(disks)
+        rescue = self.disks.create_rescue_disk(context, instance, bdms,
+                                               image_meta)
+        try:
+            dom = self._define(instance, [rescue] + disks)
+            self._start(instance, dom)
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                self.disks.remove_extra_disk(instance, rescue)
+                self._define(instance, disks)
+        LOG.info('Rescued instance %(uuid)s from image %(image)s',
+                 {'uuid': instance.uuid, 'image': image_id})
+
+    def unrescue(self, context, instance, block_device_info=None):
+        """Stop the rescued guest, remove the rescue disk and its record,
+        redefine the guest from its own records and start it.
+
+        :raises: InvalidInput if the instance is not rescued.
+        """
+        bdms = self._bdms(context, instance, block_device_info)
+        rescue = self.disks.extra_disks(instance, bdms).get(
+            fields.DiskSourceKind.RESCUE)
+        if rescue is None:
+            raise exception.InvalidInput(
+                reason='instance %s is not rescued' % instance.uuid)
+        disks = self._local_disks(context, instance, bdms)
+        dom = self.host.lookup_domain(instance)
+        if dom is not None:
+            self._stop(instance, dom)
+        self.disks.remove_extra_disk(instance, rescue)
+        self._verify(disks)
+        dom = self._define(instance, disks)
+        self._start(instance, dom)
+        LOG.info('Unrescued instance %(uuid)s', {'uuid': instance.uuid})
+
+    def _config_drive(self, context, instance, bdms, requested):
+        """The config drive of a spawn: the one an earlier spawn made, or
+        a new one if asked for (or forced), else none."""
+        existing = self.disks.extra_disks(instance, bdms).get(
+            fields.DiskSourceKind.FILE)
+        if existing is not None and existing.backend.exists():
+            return [existing]
+        if existing is not None:
+            # Recorded by a spawn that died before making it.
+            self.disks.remove_extra_disk(instance, existing)
+        elif not config_drive.required(requested):
+            return []
+        fmt = config_drive.drive_format()
+        with config_drive.built(instance, fmt) as path:
+            return [self.disks.import_config_drive(
+                context, instance, bdms, path,
+                cdrom=fmt == config_drive.ISO9660)]
+
     # --- helpers -----------------------------------------------------------
 
     def _bdms(self, context, instance, block_device_info):
@@ -320,9 +437,13 @@ class LibvirtDriver:
                     .get_by_instance_uuid(context, instance.uuid))
 
     def _local_disks(self, context, instance, block_device_info):
-        """[LocalDisk] of the instance, each built from its record."""
-        return self.disks.local_disks(
-            instance, self._bdms(context, instance, block_device_info))
+        """[LocalDisk] of the instance, each built from its record; its
+        config drive (if any) last."""
+        bdms = self._bdms(context, instance, block_device_info)
+        config = self.disks.extra_disks(instance, bdms).get(
+            fields.DiskSourceKind.FILE)
+        return self.disks.local_disks(instance, bdms) + (
+            [config] if config else [])
 
     @staticmethod
     def _verify(disks):
@@ -427,6 +548,8 @@ class LibvirtDriver:
         elements = [disk.backend.libvirt_info(target_dev(i))
                     for i, disk in enumerate(disks)]
         for disk, element in zip(disks, elements):
+            _attach_extra(disk, element)
+        for disk, element in zip(disks, elements):
             # A cached base under a disk is checked every time a guest is
             # defined on it (it may have been swapped since the disk was
             # made): CacheEntryInvalid, nothing defined.
@@ -529,6 +652,20 @@ class LibvirtDriver:
                 raise exception.InstanceDomainFailed(
                     action='undefine', instance_uuid=instance.uuid,
                     reason=str(e)) from e
+
+
+def _attach_extra(disk, element):
+    """How a config drive or rescue disk is attached: a cdrom config drive
+    on IDE as upstream's (``hdd``, read-only), a rescue disk first in the
+    boot order. The instance's own disks are left as they are."""
+    if disk.role == fields.DiskSourceKind.RESCUE:
+        element.boot_order = 1
+    elif (disk.role == fields.DiskSourceKind.FILE and
+            disk.bdm.device_type == 'cdrom'):
+        element.source_device = 'cdrom'
+        element.target_bus = 'ide'
+        element.target_dev = 'hdd'
+        element.readonly = True
 
 
 def _supports_direct_io(dirpath):

@@ -15,7 +15,8 @@ from tests.functional.cmd.runner import make_raw
 from tests.functional.cmd.runner import script as _script
 
 COMMANDS = ('image-import', 'image-list', 'image-delete', 'boot', 'show',
-            'list', 'destroy', 'image-cache-cleanup')
+            'list', 'destroy', 'snapshot', 'rescue', 'unrescue',
+            'image-cache-cleanup')
 
 
 @pytest.fixture

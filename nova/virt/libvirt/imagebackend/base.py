@@ -28,6 +28,8 @@ backend module then supplies only what makes it different.
 
 import abc
 import contextlib
+import os
+import stat
 
 from oslo_log import log as logging
 
@@ -362,3 +364,61 @@ class Image(metaclass=abc.ABCMeta):
             raise exception.DiskCreateFailed(
                 instance_uuid=self.instance_uuid, disk_name=self.disk_name,
                 reason='from %s: %s' % (source, e)) from e
+
+    # --- snapshots (nova.virt.libvirt.snapshot) ------------------------------
+
+    def snapshot_source(self):
+        """What a snapshot copies, and how to read it: the recorded format
+        pinned, never probed.
+
+        :returns: (path, qemu_format): a file or block device qemu-img
+            reads, and its format as qemu-img names it ('raw', 'qcow2',
+            'parallels').
+        :raises: DiskNotFound; SnapshotFailed for a backend with no local
+            source to copy.
+        """
+        raise exception.SnapshotFailed(
+            name='of disk %s' % self.disk_name,
+            instance_uuid=self.instance_uuid,
+            reason='backend %s has no local source to copy' %
+                   self.backend_name)
+
+    # --- disks imported from a file (the config drive) -----------------------
+
+    def import_file(self, path):
+        """Create the disk from the raw file at ``path`` (upstream's
+        ``import_file``, for the config drive).
+
+        The file's bytes are copied as raw into the disk (its recorded
+        format and size); the rest of the disk reads as zeros. An overlay
+        backend (Qcow2) would keep the file as its base and is refused.
+
+        :raises: InvalidInput (the record is not of a disk imported from a
+            file, the backend is an overlay, the file is not a regular
+            file or is larger than the record), DiskAlreadyExists,
+            DiskCreateFailed; on any failure nothing this call made is
+            left behind.
+        """
+        size = self.record.size
+        if self.record.source_kind != 'file' or self.spec.overlay:
+            raise exception.InvalidInput(
+                reason='disk %s of instance %s (%s, from %s) is not made '
+                       'from a file' % (self.disk_name, self.instance_uuid,
+                                        self.backend_name,
+                                        self.record.source))
+        with open(path, 'rb') as f:
+            st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size > size:
+            raise exception.InvalidInput(
+                reason='%s is not a regular file of at most %d bytes' % (
+                    path, size))
+        self._refuse_existing()
+        with self._create_errors('file %s' % path):
+            entry = image_cache.CacheEntry(
+                path=path, format='raw', virtual_size=st.st_size,
+                name=os.path.basename(path))
+            with self._staged(size) as target:
+                self._create_from_entry(target, entry, size)
+                self._finish(target, size)
+        LOG.info('Created %(disk)r from %(path)s',
+                 {'disk': self, 'path': path})

@@ -195,3 +195,13 @@ class BlockImage(base.Image):
     @abc.abstractmethod
     def _device_path(self, name):
         """The block device of volume ``name``."""
+
+    # --- snapshots (nova.virt.libvirt.snapshot) ------------------------------
+
+    def snapshot_source(self):
+        """The volume's block device, in the recorded format (raw) (see
+        ``Image.snapshot_source``)."""
+        if not self.exists():
+            raise exception.DiskNotFound(instance_uuid=self.instance_uuid,
+                                         disk_name=self.disk_name)
+        return self.path, self.qemu_format

@@ -326,6 +326,16 @@ def opened(directory, name, flags=os.O_RDONLY):
     finally:
         os.close(fd)
 
+    # --- snapshots (nova.virt.libvirt.snapshot) ------------------------------
+
+    def snapshot_source(self):
+        """The file qemu opens (a ploop disk's ``root.hds``) in the
+        recorded format (see ``Image.snapshot_source``)."""
+        if not self.exists():
+            raise exception.DiskNotFound(instance_uuid=self.instance_uuid,
+                                         disk_name=self.disk_name)
+        return self.image_path, self.qemu_format
+
 
 def _data_file(info):
     """The external data-file ``qemu-img info`` reports, or None."""

@@ -29,10 +29,13 @@ with the instance's other unrecorded disks in one save, or refused with
 the reason (``_record_of``).
 """
 
+import os
+
 from oslo_log import log as logging
 
 from nova import exception
 from nova.objects import block_device as block_device_obj
+from nova.objects import fields
 from nova import utils
 from nova.virt.libvirt.imagebackend import backends
 from nova.virt.libvirt.imagebackend import legacy
@@ -294,7 +297,7 @@ class DiskManager:
                 raise exception.InvalidInput(
                     reason='mapping %s belongs to instance %s, not %s' % (
                         bdm.id, bdm.instance_uuid, instance.uuid))
-            if bdm.is_local:
+            if bdm.is_local and _extra_kind(bdm) is None:
                 local.append(bdm)
         return local
 
@@ -423,3 +426,118 @@ class DiskManager:
         """Remove what Nova 34 kept beside the disks of a destroyed
         instance (``disk.info``)."""
         legacy.remove_disk_info(instance_dir)
+
+    # --- config drive and rescue disks ---------------------------------------
+    # Disks beside the instance's own mappings: each is a local mapping of
+    # its own whose record (source_kind) says what it is, written here
+    # before the disk is made. The methods above never see them
+    # (``_local_bdms``); destroy removes them as any recorded disk.
+
+    def extra_disks(self, instance, bdms):
+        """The instance's config drive and rescue disk, from their records.
+
+        :returns: {source_kind: LocalDisk} ('file': the config drive,
+            'rescue': the rescue disk); LocalDisk.role is the source kind.
+        """
+        found = {}
+        for bdm in bdms:
+            kind = bdm.is_local and _extra_kind(bdm)
+            if kind:
+                found[kind] = LocalDisk(bdm, kind, backends.backend_for(
+                    instance, bdm.get_disk_metadata(), cache=self._cache))
+        return found
+
+    def import_config_drive(self, context, instance, bdms, path, cdrom):
+        """Record, then create, the config drive from the file ``path``.
+
+        :param cdrom: attach it as a cdrom (iso9660), else as a disk.
+        :returns: the config drive's LocalDisk.
+        :raises: DiskPlanningFailed, BackendUnavailable (nothing recorded
+            or made), InvalidInput (one exists already), DiskCreateFailed
+            (the disk and its record are removed).
+        """
+        if fields.DiskSourceKind.FILE in self.extra_disks(instance, bdms):
+            raise exception.InvalidInput(
+                reason='instance %s has a config drive already' %
+                       instance.uuid)
+        record = policy.plan_config_drive(instance, os.path.getsize(path))
+        disk = self._record_extra(
+            context, instance, record, fields.BlockDeviceSourceType.BLANK,
+            'cdrom' if cdrom else 'disk')
+        self._make_extra(instance, disk,
+                         lambda: disk.backend.import_file(path))
+        return disk
+
+    def create_rescue_disk(self, context, instance, bdms, image_meta):
+        """Record, then create, the rescue disk from ``image_meta``'s image
+        (fetched through the verified fetch, as any image).
+
+        :returns: the rescue disk's LocalDisk.
+        :raises: as ``import_config_drive``; and the fetch's errors (the
+            disk and its record are removed).
+        """
+        if fields.DiskSourceKind.RESCUE in self.extra_disks(instance, bdms):
+            raise exception.InvalidInput(
+                reason='instance %s is rescued already' % instance.uuid)
+        record = policy.plan_rescue_disk(instance, image_meta)
+        disk = self._record_extra(
+            context, instance, record, fields.BlockDeviceSourceType.IMAGE,
+            'disk')
+        self._make_extra(instance, disk, lambda: disk.backend.
+                         create_from_image(context, record.image_id,
+                                           size=record.size))
+        return disk
+
+    def remove_extra_disk(self, instance, disk):
+        """Remove the disk, then its record (its mapping). A disk whose
+        removal fails keeps its record."""
+        disk.backend.remove()
+        disk.bdm.destroy()
+        LOG.info('Removed disk %(disk)s of instance %(uuid)s and its '
+                 'record', {'disk': disk.disk_name, 'uuid': instance.uuid})
+
+    def _record_extra(self, context, instance, record, source_type,
+                      device_type):
+        """Build the backend (refusing one this host cannot serve), then
+        save the record as a new local mapping: before the disk exists."""
+        backend = backends.backend_for(instance, record, cache=self._cache)
+        backend.check_available()
+        bdm = block_device_obj.BlockDeviceMapping(
+            context, instance_uuid=instance.uuid, source_type=source_type,
+            destination_type=fields.BlockDeviceDestinationType.LOCAL,
+            device_type=device_type, boot_index=-1,
+            image_id=record.image_id, driver_info=record.to_driver_info())
+        bdm.create()
+        LOG.info('Recorded disk %(disk)s of instance %(uuid)s',
+                 {'disk': record.disk_name, 'uuid': instance.uuid})
+        return LocalDisk(bdm, record.source_kind, backend)
+
+    def _make_extra(self, instance, disk, create):
+        try:
+            create()
+        except BaseException as e:
+            # Unlike the instance's own disks, nothing retries these: the
+            # disk and its record go together.
+            try:
+                self.remove_extra_disk(instance, disk)
+            except Exception:
+                LOG.exception('Could not remove disk %(disk)s of instance '
+                              '%(uuid)s after a failed create',
+                              {'disk': disk.disk_name,
+                               'uuid': instance.uuid})
+            if isinstance(e, (exception.DiskCreateFailed,
+                              exception.ImageUnacceptable,
+                              exception.ImageNotFound,
+                              exception.InvalidInput)) or \
+                    not isinstance(e, Exception):
+                raise
+            raise exception.DiskCreateFailed(
+                instance_uuid=instance.uuid, disk_name=disk.disk_name,
+                reason=str(e)) from e
+
+
+def _extra_kind(bdm):
+    """The source_kind of a config drive or rescue disk mapping, else
+    None (a mapping without a record is one of the instance's own)."""
+    record = bdm.get_disk_metadata()
+    return record.source_kind if record is not None else None

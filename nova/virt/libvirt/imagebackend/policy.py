@@ -507,3 +507,71 @@ def plan_disks(instance, image_meta, bdms, taken_names=()):
                    'size': record.size, 'source': record.source})
         planned.append((bdm, record))
     return planned
+
+
+# --- config drive and rescue disks -----------------------------------------
+# Disks beside the instance's mappings, each with a record of its own
+# (``source_kind``): the config drive imported from a local file, and the
+# rescue disk made from the rescue image.
+
+CONFIG_DISK = 'disk.config'
+RESCUE_DISK = 'disk.rescue'
+
+#: A config drive's record size is its file's size rounded up to this
+#: (a whole number of LVM extents of the default 4 MiB).
+_CONFIG_DRIVE_ALIGN = 4 * units.Mi
+
+
+class _RescueMapping:
+    """What ``_Planner.root`` reads of a mapping, for the rescue image."""
+
+    boot_index = 0
+
+    def __init__(self, image_id):
+        self.image_id = image_id
+
+
+def plan_config_drive(instance, file_size):
+    """The record of an instance's config drive, made from a local file.
+
+    As upstream, the drive is a raw file disk (``flat``) whatever the
+    node's images_type, except on a node whose images_type is ``lvm``,
+    where it is a volume of ``images_volume_group`` like every other disk
+    of its instances (no file under instances_path).
+
+    :param file_size: bytes of the file it is imported from.
+    :returns: LibvirtDiskMetadata (source_kind ``file``).
+    :raises: DiskPlanningFailed.
+    """
+    layout = node_layout()
+    backend = (fields.DiskBackend.LVM
+               if layout.backend == fields.DiskBackend.LVM
+               else fields.DiskBackend.FLAT)
+    layout = dataclasses.replace(layout, backend=backend, preallocate=False)
+    size = -(-int(file_size) // _CONFIG_DRIVE_ALIGN) * _CONFIG_DRIVE_ALIGN
+    return _Planner(instance, None, layout).record(
+        CONFIG_DISK, fields.DiskFormat.RAW, size,
+        source_kind=fields.DiskSourceKind.FILE)
+
+
+def plan_rescue_disk(instance, image_meta):
+    """The record of a rescue disk from the image ``image_meta``.
+
+    Laid out as a root disk from that image would be on this node now
+    (backend, format, the flavor's root size), under the name
+    ``disk.rescue``.
+
+    :returns: LibvirtDiskMetadata (source_kind ``rescue``).
+    :raises: DiskPlanningFailed naming the rescue disk.
+    """
+    planner = _Planner(instance, image_meta, node_layout())
+    try:
+        record = planner.root(_RescueMapping(image_meta.get('id')))
+    except exception.DiskPlanningFailed as e:
+        raise planner.fail(RESCUE_DISK, str(e)) from e
+    record.disk_name = RESCUE_DISK
+    record.source_kind = fields.DiskSourceKind.RESCUE
+    if record.volume_name:
+        record.volume_name = volume_name(planner.uuid, RESCUE_DISK)
+    record.validate()
+    return record
