@@ -43,6 +43,7 @@ from nova.image import local
 from nova.objects import libvirt_disk
 from nova.virt.libvirt import imagebackend
 from nova.virt.libvirt.imagebackend import cache as image_cache
+from nova.virt import qemu_img
 
 import benchutil
 
@@ -137,6 +138,14 @@ class CommandCounter:
             return self._real(*cmd, **kwargs)
 
         processutils.execute = execute
+        real_qemu_img = qemu_img.execute
+
+        def qemu_img_execute(*args, **kwargs):
+            self.count += 1
+            return real_qemu_img(*args, **kwargs)
+
+        # qemu-img runs bounded by prlimit, not through processutils.
+        qemu_img.execute = qemu_img_execute
 
 
 def baseline_cold(work, image_path, image_format):

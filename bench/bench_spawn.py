@@ -54,6 +54,7 @@ from nova.virt.libvirt import driver as libvirt_driver
 from nova.virt.libvirt import host as libvirt_host
 from nova.virt.libvirt.imagebackend import cache as image_cache
 from nova.virt.libvirt.imagebackend import manager as disk_manager
+from nova.virt import qemu_img
 
 import benchutil
 
@@ -68,9 +69,9 @@ CONFIGS = {'qcow2': 'qcow2', 'flat': 'raw'}
 class Recorder:
     """External commands (argv, seconds) and SQL statements of a spawn.
 
-    processutils.execute is wrapped (pass-through) because every tool this
-    project runs goes through it; statements are counted by the engine's
-    own events.
+    processutils.execute and qemu_img.execute are wrapped (pass-through)
+    because every tool this project runs goes through one of them;
+    statements are counted by the engine's own events.
     """
 
     def __init__(self, engine):
@@ -88,6 +89,18 @@ class Recorder:
                 self.commands.append((cmd, time.perf_counter() - t0))
 
         processutils.execute = execute
+        real_qemu_img = qemu_img.execute
+
+        def qemu_img_execute(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return real_qemu_img(*args, **kwargs)
+            finally:
+                self.commands.append((('qemu-img',) + args,
+                                      time.perf_counter() - t0))
+
+        # qemu-img runs bounded by prlimit, not through processutils.
+        qemu_img.execute = qemu_img_execute
         sa.event.listen(engine, 'before_cursor_execute', self._on_execute)
         sa.event.listen(engine, 'commit', self._on_commit)
 
