@@ -165,9 +165,11 @@ class _HashThread:
 
     hashlib releases the GIL while it hashes a large buffer; md5 and sha512
     each cost about 1.4 s per GiB here, so running them side by side halves
-    the time a fetch spends hashing. Chunks are immutable ``bytes``, safe
-    to share; the queue is bounded so a slow hash slows the download
-    instead of buffering it in memory.
+    the time a fetch spends hashing, and the download (reading, inspecting,
+    writing) goes on while the hash works. Chunks are immutable ``bytes``
+    or holes (views of ``sparse.read_sparse``'s shared zeros), safe to
+    share; the queue is bounded so a slow hash slows the download instead
+    of buffering it in memory.
     """
 
     _STOP = object()
@@ -187,7 +189,11 @@ class _HashThread:
             self._hash.update(chunk)
 
     def update(self, chunk):
-        self._queue.put(bytes(chunk))
+        if type(chunk) is not bytes and not sparse.is_hole(chunk):
+            # A caller's buffer may be reused once we return: copy it. A
+            # hole's zeros are shared and never change.
+            chunk = bytes(chunk)
+        self._queue.put(chunk)
 
     def hexdigest(self):
         """Wait for every queued chunk; return the hex digest."""
