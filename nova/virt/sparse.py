@@ -68,6 +68,15 @@ def is_hole(chunk):
     return type(chunk) is memoryview and chunk.obj is _HOLE
 
 
+def zeros(length):
+    """Yield ``length`` zero bytes as holes (``is_hole``): views of the
+    shared zeros, at most COPY_CHUNK bytes each."""
+    while length > 0:
+        n = min(COPY_CHUNK, length)
+        yield memoryview(_HOLE)[:n]
+        length -= n
+
+
 def is_zero(buf):
     """Return True if the bytes-like ``buf`` holds only zero bytes."""
     n = len(buf)
@@ -103,7 +112,9 @@ class SparseWriter:
     :param block_size: zero-detection granularity, aligned to file offsets.
 
     Attributes: ``offset`` (bytes of the stream seen so far), ``written``
-    (bytes actually written to the file).
+    (bytes actually written to the file), ``end`` (the file's length so
+    far: the end of the last byte written; what lies between it and
+    ``offset`` is zeros not written yet).
     """
 
     def __init__(self, fd, block_size=ZERO_BLOCK):
@@ -111,6 +122,7 @@ class SparseWriter:
         self.block_size = block_size
         self.offset = 0
         self.written = 0
+        self.end = 0
 
     def write(self, chunk):
         """Add ``chunk`` (bytes-like) to the file; return bytes written.
@@ -146,6 +158,7 @@ class SparseWriter:
     def _write_run(self, view, start, end, base):
         _pwrite_all(self.fd, view[start:end], base + start)
         self.written += end - start
+        self.end = max(self.end, base + end)
 
     def finish(self):
         """Set the file's length to the stream's (a trailing hole)."""
@@ -197,10 +210,8 @@ def read_sparse(fd, chunk_size, size=None):
         extents = [(0, size)]
     offset = 0
     for start, length in extents + [(size, 0)]:
-        while offset < start:
-            n = min(COPY_CHUNK, start - offset)
-            yield memoryview(_HOLE)[:n]
-            offset += n
+        yield from zeros(start - offset)
+        offset = max(offset, start)
         end = start + length
         ahead = offset
         while offset < end:
