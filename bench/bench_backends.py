@@ -131,21 +131,18 @@ class CommandCounter:
 
     def __init__(self):
         self.count = 0
-        self._real = processutils.execute
+        # qemu-img runs bounded by prlimit, not through processutils.
+        for module in (processutils, qemu_img):
+            self._count(module)
+
+    def _count(self, module):
+        real = module.execute
 
         def execute(*cmd, **kwargs):
             self.count += 1
-            return self._real(*cmd, **kwargs)
+            return real(*cmd, **kwargs)
 
-        processutils.execute = execute
-        real_qemu_img = qemu_img.execute
-
-        def qemu_img_execute(*args, **kwargs):
-            self.count += 1
-            return real_qemu_img(*args, **kwargs)
-
-        # qemu-img runs bounded by prlimit, not through processutils.
-        qemu_img.execute = qemu_img_execute
+        module.execute = execute
 
 
 def baseline_cold(work, image_path, image_format):

@@ -79,30 +79,24 @@ class Recorder:
         self.statements = []
         self.write_transactions = 0
         self._pending_write = False
-        real = processutils.execute
+        self._spy(processutils, 'execute')
+        # qemu-img runs bounded by prlimit, not through processutils.
+        self._spy(qemu_img, 'execute', ('qemu-img',))
+        sa.event.listen(engine, 'before_cursor_execute', self._on_execute)
+        sa.event.listen(engine, 'commit', self._on_commit)
+
+    def _spy(self, module, name, prefix=()):
+        real = getattr(module, name)
 
         def execute(*cmd, **kwargs):
             t0 = time.perf_counter()
             try:
                 return real(*cmd, **kwargs)
             finally:
-                self.commands.append((cmd, time.perf_counter() - t0))
-
-        processutils.execute = execute
-        real_qemu_img = qemu_img.execute
-
-        def qemu_img_execute(*args, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return real_qemu_img(*args, **kwargs)
-            finally:
-                self.commands.append((('qemu-img',) + args,
+                self.commands.append((prefix + cmd,
                                       time.perf_counter() - t0))
 
-        # qemu-img runs bounded by prlimit, not through processutils.
-        qemu_img.execute = qemu_img_execute
-        sa.event.listen(engine, 'before_cursor_execute', self._on_execute)
-        sa.event.listen(engine, 'commit', self._on_commit)
+        setattr(module, name, execute)
 
     def _on_execute(self, conn, cursor, statement, params, ctx, many):
         verb = statement.split(None, 1)[0].upper()

@@ -5,16 +5,20 @@ An image is untrusted until ``fetch_verified`` has, in this order:
 1. read its metadata (declared ``disk_format``, ``size``, checksums) and
    refused what this service cannot check or use;
 2. streamed its bytes once into a private ``.part`` file next to the
-   target, feeding oslo.utils' format inspectors and the hashes with the
-   same chunks and seeking over zero blocks instead of writing them;
-3. checked the byte count and both checksums, that the detected format is
-   the declared one (a raw disk detected as gpt is the one exception), that
-   the inspector's ``safety_check()`` passes and that the virtual size fits;
+   target, feeding oslo.utils' format inspectors with every chunk before
+   it is written, seeking over zero blocks (and the source's holes)
+   instead of writing them; the hashes follow in their own threads, over
+   what the part holds;
+3. checked the byte count, that the detected format is the declared one
+   (a raw disk detected as gpt is the one exception), that the
+   inspector's ``safety_check()`` passes and that the virtual size fits;
 4. asked ``qemu-img info -f <declared>`` to agree (format, virtual size,
    no backing file, no data-file, not encrypted) and, for qcow2, ``qemu-img
    check`` to find it sound;
-5. converted it (formats pinned) if a raw copy was asked for, fsynced, and
-   linked it to its final name.
+5. converted it (formats pinned) if a raw copy was asked for, into a
+   second private part, while the hashes catch up;
+6. checked both checksums (a mismatch wins over any other error: the
+   bytes were not the image), fsynced, and linked it to its final name.
 
 Any failure removes every file the fetch made and raises a typed
 ``ImageUnacceptable`` (or ``ImageNotFound``). The local image store runs
