@@ -43,6 +43,7 @@ from nova.image import local
 from nova.objects import libvirt_disk
 from nova.virt.libvirt import imagebackend
 from nova.virt.libvirt.imagebackend import cache as image_cache
+from nova.virt import qemu_img
 
 import benchutil
 
@@ -130,13 +131,18 @@ class CommandCounter:
 
     def __init__(self):
         self.count = 0
-        self._real = processutils.execute
+        # qemu-img runs bounded by prlimit, not through processutils.
+        for module in (processutils, qemu_img):
+            self._count(module)
+
+    def _count(self, module):
+        real = module.execute
 
         def execute(*cmd, **kwargs):
             self.count += 1
-            return self._real(*cmd, **kwargs)
+            return real(*cmd, **kwargs)
 
-        processutils.execute = execute
+        module.execute = execute
 
 
 def baseline_cold(work, image_path, image_format):

@@ -54,6 +54,7 @@ from nova.virt.libvirt import driver as libvirt_driver
 from nova.virt.libvirt import host as libvirt_host
 from nova.virt.libvirt.imagebackend import cache as image_cache
 from nova.virt.libvirt.imagebackend import manager as disk_manager
+from nova.virt import qemu_img
 
 import benchutil
 
@@ -68,9 +69,9 @@ CONFIGS = {'qcow2': 'qcow2', 'flat': 'raw'}
 class Recorder:
     """External commands (argv, seconds) and SQL statements of a spawn.
 
-    processutils.execute is wrapped (pass-through) because every tool this
-    project runs goes through it; statements are counted by the engine's
-    own events.
+    processutils.execute and qemu_img.execute are wrapped (pass-through)
+    because every tool this project runs goes through one of them;
+    statements are counted by the engine's own events.
     """
 
     def __init__(self, engine):
@@ -78,18 +79,24 @@ class Recorder:
         self.statements = []
         self.write_transactions = 0
         self._pending_write = False
-        real = processutils.execute
+        self._spy(processutils, 'execute')
+        # qemu-img runs bounded by prlimit, not through processutils.
+        self._spy(qemu_img, 'execute', ('qemu-img',))
+        sa.event.listen(engine, 'before_cursor_execute', self._on_execute)
+        sa.event.listen(engine, 'commit', self._on_commit)
+
+    def _spy(self, module, name, prefix=()):
+        real = getattr(module, name)
 
         def execute(*cmd, **kwargs):
             t0 = time.perf_counter()
             try:
                 return real(*cmd, **kwargs)
             finally:
-                self.commands.append((cmd, time.perf_counter() - t0))
+                self.commands.append((prefix + cmd,
+                                      time.perf_counter() - t0))
 
-        processutils.execute = execute
-        sa.event.listen(engine, 'before_cursor_execute', self._on_execute)
-        sa.event.listen(engine, 'commit', self._on_commit)
+        setattr(module, name, execute)
 
     def _on_execute(self, conn, cursor, statement, params, ctx, many):
         verb = statement.split(None, 1)[0].upper()

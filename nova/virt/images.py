@@ -5,16 +5,20 @@ An image is untrusted until ``fetch_verified`` has, in this order:
 1. read its metadata (declared ``disk_format``, ``size``, checksums) and
    refused what this service cannot check or use;
 2. streamed its bytes once into a private ``.part`` file next to the
-   target, feeding oslo.utils' format inspectors and the hashes with the
-   same chunks and seeking over zero blocks instead of writing them;
-3. checked the byte count and both checksums, that the detected format is
-   the declared one (a raw disk detected as gpt is the one exception), that
-   the inspector's ``safety_check()`` passes and that the virtual size fits;
+   target, feeding oslo.utils' format inspectors with every chunk before
+   it is written, seeking over zero blocks (and the source's holes)
+   instead of writing them; the hashes follow in their own threads, over
+   what the part holds;
+3. checked the byte count, that the detected format is the declared one
+   (a raw disk detected as gpt is the one exception), that the
+   inspector's ``safety_check()`` passes and that the virtual size fits;
 4. asked ``qemu-img info -f <declared>`` to agree (format, virtual size,
    no backing file, no data-file, not encrypted) and, for qcow2, ``qemu-img
    check`` to find it sound;
-5. converted it (formats pinned) if a raw copy was asked for, fsynced, and
-   linked it to its final name.
+5. converted it (formats pinned) if a raw copy was asked for, into a
+   second private part, while the hashes catch up;
+6. checked both checksums (a mismatch wins over any other error: the
+   bytes were not the image), fsynced, and linked it to its final name.
 
 Any failure removes every file the fetch made and raises a typed
 ``ImageUnacceptable`` (or ``ImageNotFound``). The local image store runs
@@ -28,6 +32,7 @@ process's (see ``remove_stale_parts``).
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import os
 import queue
@@ -165,39 +170,92 @@ class _HashThread:
 
     hashlib releases the GIL while it hashes a large buffer; md5 and sha512
     each cost about 1.4 s per GiB here, so running them side by side halves
-    the time a fetch spends hashing. Chunks are immutable ``bytes``, safe
-    to share; the queue is bounded so a slow hash slows the download
-    instead of buffering it in memory.
+    the time a fetch spends hashing, and the download (reading, inspecting,
+    writing) goes on while the hash works.
+
+    It is fed two kinds of work, in stream order: buffers (``update``:
+    immutable ``bytes``, or holes, views of ``sparse.read_sparse``'s
+    shared zeros), at most ``_MAX_BUFFERS`` of them held at once so that a
+    slow hash slows the download instead of buffering it in memory; and
+    ranges of the private part file already written (``update_from``),
+    read back by the thread itself. Those cost no memory while they wait:
+    the download runs at the speed of the disks, and the hash catches up
+    while qemu-img checks and converts the part. It hashes what the part
+    holds, the bytes that are checked, converted and published.
     """
 
     _STOP = object()
+    _MAX_BUFFERS = 16
 
     def __init__(self, name):
         self._hash = hashlib.new(name, usedforsecurity=(name != 'md5'))
-        self._queue = queue.Queue(maxsize=16)
+        self._queue = queue.SimpleQueue()
+        self._buffers = threading.BoundedSemaphore(self._MAX_BUFFERS)
+        self._aborted = False
+        self._error = None
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name='image-hash-%s' % name)
         self._thread.start()
 
     def _run(self):
         while True:
-            chunk = self._queue.get()
-            if chunk is self._STOP:
+            item = self._queue.get()
+            if item is self._STOP:
                 return
-            self._hash.update(chunk)
+            if isinstance(item, tuple):
+                if not (self._aborted or self._error):
+                    self._hash_range(*item)
+                continue
+            if not (self._aborted or self._error):
+                self._hash.update(item)
+            self._buffers.release()
+
+    def _hash_range(self, fd, offset, length):
+        try:
+            end = offset + length
+            while offset < end:
+                data = os.pread(fd, min(sparse.COPY_CHUNK, end - offset),
+                                offset)
+                if not data:
+                    raise OSError(errno.EIO, 'the part file shrank')
+                self._hash.update(data)
+                offset += len(data)
+        except OSError as e:
+            self._error = e
 
     def update(self, chunk):
-        self._queue.put(bytes(chunk))
+        """Hash the bytes-like ``chunk`` (copied unless immutable)."""
+        if type(chunk) is not bytes and not sparse.is_hole(chunk):
+            # A caller's buffer may be reused once we return: copy it. A
+            # hole's zeros are shared and never change.
+            chunk = bytes(chunk)
+        self._buffers.acquire()
+        self._queue.put(chunk)
+
+    def update_from(self, fd, offset, length):
+        """Hash ``length`` bytes of the file ``fd`` at ``offset``, read
+        when their turn comes (they must be written by then)."""
+        self._queue.put((fd, offset, length))
 
     def hexdigest(self):
-        """Wait for every queued chunk; return the hex digest."""
+        """Wait for every queued chunk; return the hex digest.
+
+        :raises: OSError if a range could not be read back.
+        """
         self.stop()
+        if self._error is not None:
+            raise self._error
         return self._hash.hexdigest()
 
     def stop(self):
         if self._thread.is_alive():
             self._queue.put(self._STOP)
             self._thread.join()
+
+    def abort(self):
+        """Stop without hashing what is still queued."""
+        self._aborted = True
+        self.stop()
 
 
 class ImageStream:
@@ -266,9 +324,10 @@ class ImageStream:
             self.write(chunk)
 
     def abort(self):
-        """Stop the hash threads (idempotent; ``finish()`` does it too)."""
+        """Stop the hash threads, dropping what they have not hashed yet
+        (idempotent; the verdict of ``finish()`` stops them too)."""
         for digest in self._hashes.values():
-            digest.stop()
+            digest.abort()
 
     def __enter__(self):
         return self
@@ -294,14 +353,14 @@ class ImageStream:
                 disk_size=self.max_virtual_size)
         self._source.put(chunk)
         next(self._wrapper)
-        for digest in self._hashes.values():
-            digest.update(chunk)
         self.bytes_done += n
         if self._decided:
             self._store(chunk)
         else:
             # Nothing reaches the disk before a verdict: a hostile header
-            # or an oversized qcow2 is refused with no byte written.
+            # or an oversized qcow2 is refused with no byte written. What
+            # is held is hashed from memory.
+            self._hash(chunk)
             self._pending.append(chunk)
             self._pending_bytes += n
             if self._wrapper.formats is not None:
@@ -325,15 +384,39 @@ class ImageStream:
         if self.progress is not None:
             self.progress(self.bytes_done, self.size)
 
-    def _store(self, chunk):
-        if self._writer is not None:
-            self._writer.write(chunk)
+    def _hash(self, chunk):
+        for digest in self._hashes.values():
+            digest.update(chunk)
+
+    def _store(self, chunk, hashed=False):
+        """Write ``chunk`` (unless there is no file) and hash it: data
+        from the file once written, zeros from the shared holes."""
+        writer = self._writer
+        if writer is None or sparse.is_hole(chunk):
+            if writer is not None:
+                writer.write(chunk)
+            if not hashed:
+                self._hash(chunk)
+            return
+        offset = writer.offset
+        writer.write(chunk)
+        if hashed:
+            return
+        # Zeros at the chunk's end are not in the file yet (finish()
+        # sets its length): they are hashed as holes.
+        end = offset + len(chunk)
+        data_end = min(end, max(writer.end, offset))
+        for digest in self._hashes.values():
+            if data_end > offset:
+                digest.update_from(writer.fd, offset, data_end - offset)
+            for zeros in sparse.zeros(end - data_end):
+                digest.update(zeros)
 
     def _flush_pending(self):
         pending, self._pending = self._pending, []
         self._pending_bytes = 0
         for chunk in pending:
-            self._store(chunk)
+            self._store(chunk, hashed=True)
 
     def _judge_declared_header(self):
         """Judge a declared qcow2 on its own header, from the bytes held.
@@ -418,44 +501,65 @@ class ImageStream:
                         size, virtual_size, qcow2_max_bytes(virtual_size)))
         return virtual_size
 
-    def finish(self, checksum=None, os_hash_value=None):
+    def finish(self, checksum=None, os_hash_value=None,
+               verify_hashes=True):
         """End of stream: check everything and return an ``Inspection``.
 
         :param checksum: expected md5 hex, or None.
         :param os_hash_value: expected hex of ``os_hash_algo``, or None.
+        :param verify_hashes: False to return before the hashes are done
+            (they catch up on the part file meanwhile): the Inspection then
+            has no digests, and ``verify_hashes()`` must check them before
+            anything made from the bytes is trusted.
         :raises: ImageCorrupt (size or checksum), ImageFormatMismatch,
             ImageUnsafe, ImageTooLarge, ImageUnacceptable.
         """
         self._wrapper.close()
-        actual = {name: digest.hexdigest()
-                  for name, digest in self._hashes.items()}
         if self.size is not None and self.bytes_done != self.size:
             raise exception.ImageCorrupt(
                 image_id=self.image_id, reason='got %d bytes, expected %d' % (
                     self.bytes_done, self.size))
-        for name, expected in (('checksum', checksum),
-                               ('os_hash_value', os_hash_value)):
-            if expected is None:
-                continue
-            if name not in actual:
+        self._expected = {'checksum': checksum,
+                          'os_hash_value': os_hash_value}
+        for name, expected in self._expected.items():
+            if expected is not None and name not in self._hashes:
                 raise exception.InvalidInput(
                     reason='%s was not computed for image %s' % (
                         name, self.image_id))
-            if expected.lower() != actual[name]:
-                raise exception.ImageCorrupt(
-                    image_id=self.image_id, reason='%s is %s, expected %s' % (
-                        name, actual[name], expected))
+        digests = self._check_hashes() if verify_hashes else {}
         detected, virtual_size = self._judge()
         # An image shorter than what the inspectors needed to decide is
         # written only now, after the verdict.
         self._flush_pending()
         if self._writer is not None:
             self._writer.finish()
-        return Inspection(detected=detected, virtual_size=virtual_size,
-                          size=self.bytes_done,
-                          checksum=actual.get('checksum'),
-                          os_hash_algo=self._os_hash_algo,
-                          os_hash_value=actual['os_hash_value'])
+        self._inspection = Inspection(
+            detected=detected, virtual_size=virtual_size,
+            size=self.bytes_done, checksum=digests.get('checksum'),
+            os_hash_algo=self._os_hash_algo,
+            os_hash_value=digests.get('os_hash_value'))
+        return self._inspection
+
+    def verify_hashes(self):
+        """After ``finish(verify_hashes=False)``: wait for the hashes,
+        check them, and return the complete ``Inspection``.
+
+        :raises: ImageCorrupt if a checksum differs.
+        """
+        digests = self._check_hashes()
+        return dataclasses.replace(self._inspection,
+                                   checksum=digests.get('checksum'),
+                                   os_hash_value=digests['os_hash_value'])
+
+    def _check_hashes(self):
+        actual = {name: digest.hexdigest()
+                  for name, digest in self._hashes.items()}
+        for name, expected in self._expected.items():
+            if expected is not None and expected.lower() != actual[name]:
+                raise exception.ImageCorrupt(
+                    image_id=self.image_id, reason='%s is %s, expected %s' % (
+                        name, actual[name], expected))
+        return actual
 
 
 class _Feed:
@@ -692,6 +796,43 @@ def fetch_verified(context, image_api, image_id, target, output_format,
             directory.close()
 
 
+def _check_and_convert(image_id, directory, base, part, parts, disk_format,
+                       src_fmt, dst_fmt, inspection, max_virtual_size):
+    """qemu-img's checks of the downloaded ``part``, then its conversion
+    to ``dst_fmt`` if that differs; return the part to publish (a new one,
+    appended to ``parts``, for a conversion)."""
+    # qemu-img is handed the descriptor we wrote (part.path), never the
+    # part's name: a link swapped in at that name is not followed.
+    check_with_qemu_img(image_id, part.path, disk_format, inspection,
+                        max_virtual_size=max_virtual_size)
+    if dst_fmt == src_fmt:
+        return part
+    final = staging.Part(directory, base, '.' + dst_fmt)
+    parts.append(final)
+    # Our own empty file of the right length, written in place (-n):
+    # qemu-img never creates or follows a path itself, and unallocated
+    # clusters stay holes.
+    os.ftruncate(final.fd, inspection.virtual_size)
+    try:
+        # The part was just written: it is read from the page cache, and
+        # a raw target's writes need not wait for each other (-W).
+        qemu_img.convert(part.path, src_fmt, final.path, dst_fmt,
+                         sparse=True, target_exists=True,
+                         out_of_order=dst_fmt == 'raw')
+    except exception.ProcessFailed as e:
+        # The image passed qemu-img check: more likely the host (no
+        # space) than the image; the reason tells which.
+        raise exception.ImageFetchFailed(
+            image_id=image_id, reason='qemu-img convert: %s' % (
+                e.kwargs.get('reason', '')[:_MAX_REASON]))
+    size = os.fstat(final.fd).st_size
+    if size != inspection.virtual_size:
+        raise exception.ImageDamaged(
+            image_id=image_id, reason='converted to %d bytes, expected %d' % (
+                size, inspection.virtual_size))
+    return final
+
+
 def _fetch(context, image_api, image_id, directory, base, output_format,
            max_virtual_size, progress):
     target = directory.join(base)
@@ -725,36 +866,24 @@ def _fetch(context, image_api, image_id, directory, base, output_format,
                     close()
             # The strong hash alone when the image has one (md5 only
             # for images that have nothing better), as glanceclient does.
+            # The hashes catch up on the part while qemu-img checks and
+            # converts it; nothing is published before they match.
             inspection = stream.finish(
                 checksum=checksum if os_hash_value is None else None,
-                os_hash_value=os_hash_value)
-        # qemu-img is handed the descriptor we wrote (part.path), never
-        # the part's name: a link swapped in at that name is not followed.
-        check_with_qemu_img(image_id, part.path, disk_format, inspection,
-                            max_virtual_size=max_virtual_size)
-        final = part
-        if dst_fmt != src_fmt:
-            final = staging.Part(directory, base, '.' + dst_fmt)
-            parts.append(final)
-            # Our own empty file of the right length, written in place
-            # (-n): qemu-img never creates or follows a path itself, and
-            # unallocated clusters stay holes.
-            os.ftruncate(final.fd, inspection.virtual_size)
+                os_hash_value=os_hash_value, verify_hashes=False)
             try:
-                qemu_img.convert(part.path, src_fmt, final.path, dst_fmt,
-                                 sparse=True, target_exists=True)
-            except exception.ProcessFailed as e:
-                # The image passed qemu-img check: more likely the host
-                # (no space) than the image; the reason tells which.
-                raise exception.ImageFetchFailed(
-                    image_id=image_id, reason='qemu-img convert: %s' % (
-                        e.kwargs.get('reason', '')[:_MAX_REASON]))
-            size = os.fstat(final.fd).st_size
-            if size != inspection.virtual_size:
-                raise exception.ImageDamaged(
-                    image_id=image_id, reason='converted to %d bytes, '
-                    'expected %d' % (size, inspection.virtual_size))
-            # The qcow2 is not needed any more; free its space early.
+                final = _check_and_convert(
+                    image_id, directory, base, part, parts, disk_format,
+                    src_fmt, dst_fmt, inspection, max_virtual_size)
+            except Exception:
+                # Bytes that are not the image are reported as such,
+                # whatever qemu-img made of them.
+                stream.verify_hashes()
+                raise
+            inspection = stream.verify_hashes()
+        if final is not part:
+            # The download is hashed and converted: free its space
+            # before the target's fsync.
             part.discard()
         # fsync, link without replacing, fsync the directory: only a
         # durable name counts as fetched; a target that was there

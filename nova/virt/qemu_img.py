@@ -3,16 +3,17 @@
 No function here accepts a missing format: the caller passes the format
 from the disk's record (or, for a fetch, the image's verified format), so
 qemu-img never probes content that a tenant controls. Each call runs under
-``QEMU_IMG_LIMITS`` (address space and CPU time), applied in the child
-before exec so that bounding a tool costs no extra process.
+``QEMU_IMG_LIMITS`` (address space and CPU time), set by util-linux
+``prlimit`` on the command itself (see ``_run_bounded``).
 """
 
 import errno
 import mmap
 import os
-import resource
 import stat
+import subprocess
 import threading
+import time
 import uuid
 
 from oslo_concurrency import processutils
@@ -47,25 +48,12 @@ CONVERT_LIMITS = processutils.ProcessLimits(
 # a ploop delta).
 FORMATS = ('raw', 'qcow2', 'parallels')
 
-_RLIMITS = (
-    (resource.RLIMIT_AS, 'address_space'),
-    (resource.RLIMIT_CPU, 'cpu_time'),
-)
-
-
-def _limiter(limits):
-    """Return a preexec_fn that applies ``limits`` in the child."""
-    def apply_limits():
-        for rlimit, attr in _RLIMITS:
-            value = getattr(limits, attr)
-            if value:
-                resource.setrlimit(rlimit, (value, value))
-    return apply_limits
-
-
-# processutils replaces the whole environment with env_variables: keep
-# PATH and the rest, and make qemu-img's messages parseable.
+# Keep PATH and the rest of the environment, and make qemu-img's messages
+# parseable.
 _ENV = dict(os.environ, LC_ALL='C', LANG='C')
+
+#: util-linux prlimit: sets the limits on itself, then execs the command.
+_PRLIMIT = 'prlimit'
 
 
 def _fmt(fmt):
@@ -82,13 +70,41 @@ def execute(*args, limits=QEMU_IMG_LIMITS):
     :raises: ProcessFailed naming the command and qemu-img's error.
     """
     cmd = ('qemu-img',) + tuple(str(a) for a in args)
-    try:
-        return processutils.execute(*cmd, preexec_fn=_limiter(limits),
-                                    env_variables=_ENV)
-    except processutils.ProcessExecutionError as e:
+    returncode, out, err = _run_bounded(cmd, limits)
+    if returncode:
         raise exception.ProcessFailed(
             cmd=' '.join(cmd),
-            reason=(e.stderr or e.stdout or str(e)).strip())
+            reason=(err or out or 'exit code %d' % returncode).strip())
+    return out, err
+
+
+def _run_bounded(cmd, limits):
+    """Run the argv ``cmd`` under ``limits``; return (code, stdout, stderr).
+
+    The limits are set by util-linux ``prlimit`` (soft and hard alike, as
+    ``ProcessLimits`` means them; its options are the ones
+    ``ProcessLimits.prlimit_args()`` writes), which then execs ``cmd``: the
+    tool never runs unbounded. Not through ``processutils.execute``: it
+    always passes Python a ``preexec_fn``, which makes every spawn a full
+    fork() of this process (tens of ms for a service holding hundreds of
+    MiB) where vfork() costs a few. stdin is /dev/null, inherited
+    descriptors are closed and SIGPIPE is restored to its default in the
+    child, as processutils does.
+
+    :raises: OSError if prlimit cannot be run at all (fail closed: no
+        command runs without its limits).
+    """
+    argv = [_PRLIMIT] + limits.prlimit_args() + ['--'] + list(cmd)
+    LOG.debug('Running cmd (bounded): %s', ' '.join(cmd))
+    t0 = time.monotonic()
+    proc = subprocess.run(argv, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          close_fds=True, env=_ENV)
+    LOG.debug('CMD "%(cmd)s" returned: %(code)s in %(secs)0.3fs',
+              {'cmd': ' '.join(cmd), 'code': proc.returncode,
+               'secs': time.monotonic() - t0})
+    return (proc.returncode, os.fsdecode(proc.stdout),
+            os.fsdecode(proc.stderr))
 
 
 def info(path, fmt):
@@ -240,7 +256,7 @@ def supports_direct_io(path, exists=False, write=True):
 
 
 def convert(src, src_fmt, dst, dst_fmt, sparse=True, target_exists=False,
-            direct_read=False):
+            direct_read=False, out_of_order=False):
     """Copy ``src`` to ``dst`` converting formats, both pinned.
 
     ``dst`` is written with O_DIRECT (``-t none``) where its filesystem
@@ -256,12 +272,23 @@ def convert(src, src_fmt, dst, dst_fmt, sparse=True, target_exists=False,
         its filesystem supports it. Off by default: a source written just
         before (a fetch's download) is still in the page cache, and reading
         it from there is faster than from the disk.
+    :param out_of_order: let qemu-img write several ranges at once, in
+        any order (``-W``). For a raw target only (a file or a device:
+        every range has its place already, while a qcow2 target would
+        allocate its clusters out of order). With a source in the page
+        cache and ``-t none``, this halves the time of a 1 GiB copy here:
+        the writes no longer wait for each other.
     """
     args = ['convert', '-q', '-f', _fmt(src_fmt), '-O', _fmt(dst_fmt)]
     if supports_direct_io(dst, exists=target_exists):
         args += ['-t', 'none']
     if direct_read and supports_direct_io(src, exists=True, write=False):
         args += ['-T', 'none']
+    if out_of_order:
+        if dst_fmt != 'raw':
+            raise exception.InvalidInput(
+                reason='out-of-order writes are for a raw target only')
+        args.append('-W')
     if not sparse:
         args += ['-S', '0']
     if target_exists:

@@ -10,6 +10,10 @@ every copy of one must write only its data. Two tools:
   one: a reflink (FICLONE) where the filesystem shares extents, else only
   the data extents found with SEEK_DATA/SEEK_HOLE, copied in the kernel
   with ``copy_file_range``.
+* ``read_sparse(fd, chunk_size)`` streams a file's bytes with its holes
+  as views of one shared buffer of zeros (``is_hole``): a consumer that
+  must see every byte (a hash) sees them, and ``SparseWriter`` skips them
+  without looking.
 
 Files are created with O_EXCL and O_NOFOLLOW, mode 0600 unless told
 otherwise: a disk holds a tenant's data, and libvirt (dynamic_ownership)
@@ -43,6 +47,14 @@ FICLONE = 0x40049409
 
 _ZEROS = bytes(ZERO_BLOCK)
 
+#: The one buffer of zeros behind every hole ``read_sparse`` yields.
+_HOLE = bytes(COPY_CHUNK)
+
+#: Bytes ``read_sparse`` asks the kernel to read ahead of the reader
+#: (posix_fadvise WILLNEED), so that a cold file's next data is on its way
+#: from the disk while the caller hashes and writes the last chunk.
+READ_AHEAD = 32 * units.Mi
+
 # errnos meaning "this filesystem or kernel cannot do that", after which a
 # slower way that always works is used instead.
 _UNSUPPORTED = frozenset((errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL,
@@ -50,9 +62,27 @@ _UNSUPPORTED = frozenset((errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL,
                           errno.ENOTSUP))
 
 
+def is_hole(chunk):
+    """Return True if ``chunk`` is a hole from ``read_sparse``: a view of
+    its shared zeros, known to be zeros without reading it."""
+    return type(chunk) is memoryview and chunk.obj is _HOLE
+
+
+def zeros(length):
+    """Yield ``length`` zero bytes as holes (``is_hole``): views of the
+    shared zeros, at most COPY_CHUNK bytes each."""
+    while length > 0:
+        n = min(COPY_CHUNK, length)
+        yield memoryview(_HOLE)[:n]
+        length -= n
+
+
 def is_zero(buf):
     """Return True if the bytes-like ``buf`` holds only zero bytes."""
     n = len(buf)
+    if n and (buf[0] or buf[-1]):
+        # Most data blocks end or start with a non-zero byte: no copy.
+        return False
     if n <= ZERO_BLOCK:
         zeros = _ZEROS if n == ZERO_BLOCK else bytes(n)
         return bytes(buf) == zeros
@@ -82,7 +112,9 @@ class SparseWriter:
     :param block_size: zero-detection granularity, aligned to file offsets.
 
     Attributes: ``offset`` (bytes of the stream seen so far), ``written``
-    (bytes actually written to the file).
+    (bytes actually written to the file), ``end`` (the file's length so
+    far: the end of the last byte written; what lies between it and
+    ``offset`` is zeros not written yet).
     """
 
     def __init__(self, fd, block_size=ZERO_BLOCK):
@@ -90,9 +122,16 @@ class SparseWriter:
         self.block_size = block_size
         self.offset = 0
         self.written = 0
+        self.end = 0
 
     def write(self, chunk):
-        """Add ``chunk`` (bytes-like) to the file; return bytes written."""
+        """Add ``chunk`` (bytes-like) to the file; return bytes written.
+
+        A hole from ``read_sparse`` (``is_hole``) only moves the offset.
+        """
+        if is_hole(chunk):
+            self.offset += len(chunk)
+            return 0
         view = memoryview(chunk).cast('B')
         n = len(view)
         base = self.offset
@@ -119,6 +158,7 @@ class SparseWriter:
     def _write_run(self, view, start, end, base):
         _pwrite_all(self.fd, view[start:end], base + start)
         self.written += end - start
+        self.end = max(self.end, base + end)
 
     def finish(self):
         """Set the file's length to the stream's (a trailing hole)."""
@@ -143,6 +183,47 @@ def _data_extents(fd, size):
         if end > start:
             yield start, end - start
         offset = end
+
+
+def read_sparse(fd, chunk_size, size=None):
+    """Yield the bytes of the regular file ``fd``, holes without reading.
+
+    Data extents (SEEK_DATA/SEEK_HOLE) are read with ``pread`` in chunks
+    of at most ``chunk_size`` bytes (``bytes``), the kernel reading ahead
+    of them (READ_AHEAD); holes come as views of one shared buffer of
+    zeros (``is_hole``, at most COPY_CHUNK bytes each), neither read nor
+    allocated. Concatenated, the chunks are exactly the file's first
+    ``size`` bytes; where the filesystem has no SEEK_DATA, every byte is
+    read. Reading ``fd`` does not move its offset.
+
+    :param size: bytes to yield (default: the file's size now). A file
+        that shrinks while being read ends the stream early (the caller's
+        byte count then falls short); one that grows is read to ``size``.
+    """
+    if size is None:
+        size = os.fstat(fd).st_size
+    try:
+        extents = list(_data_extents(fd, size))
+    except OSError as e:
+        if e.errno not in _UNSUPPORTED:
+            raise
+        extents = [(0, size)]
+    offset = 0
+    for start, length in extents + [(size, 0)]:
+        yield from zeros(start - offset)
+        offset = max(offset, start)
+        end = start + length
+        ahead = offset
+        while offset < end:
+            if ahead - offset < READ_AHEAD // 2 and ahead < end:
+                n = min(READ_AHEAD, end - ahead)
+                os.posix_fadvise(fd, ahead, n, os.POSIX_FADV_WILLNEED)
+                ahead += n
+            chunk = os.pread(fd, min(chunk_size, end - offset), offset)
+            if not chunk:
+                return  # shrank under us
+            yield chunk
+            offset += len(chunk)
 
 
 def _reflink(src_fd, dst_fd):

@@ -1,4 +1,5 @@
-"""qemu_img.convert writes with O_DIRECT where the filesystem has it.
+"""qemu_img runs bounded, and convert writes with O_DIRECT where the
+filesystem has it.
 
 Real qemu-img on two real filesystems: the test's own directory (ext4 or
 tmpfs, both of which take O_DIRECT on the kernels we run) and a ramfs
@@ -13,8 +14,10 @@ import logging
 import os
 import subprocess
 
+from oslo_concurrency import processutils
 import pytest
 
+from nova import exception
 from nova.virt import qemu_img
 
 MiB = 1 << 20
@@ -150,7 +153,46 @@ def test_probe_of_a_missing_directory_says_no(tmp_path):
 def test_failing_convert_leaves_a_typed_error(tmp_path):
     src = str(tmp_path / 'missing.qcow2')
     dst = str(tmp_path / 'dst.raw')
-    from nova import exception
     with pytest.raises(exception.ProcessFailed):
         qemu_img.convert(src, 'qcow2', dst, 'raw')
     assert not os.path.exists(dst)
+
+
+# --- bounds (SECURITY.md rule 3) -------------------------------------------
+
+@pytest.mark.parametrize('limits', [qemu_img.QEMU_IMG_LIMITS,
+                                    qemu_img.CHECK_LIMITS,
+                                    qemu_img.CONVERT_LIMITS])
+def test_commands_run_under_their_limits(limits):
+    # The limits the kernel holds for the command itself, soft and hard.
+    code, out, _err = qemu_img._run_bounded(
+        ['sh', '-c', 'ulimit -St; ulimit -Ht; ulimit -Sv; ulimit -Hv'],
+        limits)
+    assert code == 0
+    cpu, address_space = limits.cpu_time, limits.address_space // 1024
+    assert out.split() == [str(cpu), str(cpu), str(address_space),
+                           str(address_space)]
+
+
+def test_qemu_img_beyond_its_address_space_fails_typed(tmp_path):
+    path = str(tmp_path / 'disk.qcow2')
+    qemu_img.create(path, 'qcow2', MiB)
+    tiny = processutils.ProcessLimits(address_space=4 * MiB, cpu_time=30)
+    with pytest.raises(exception.ProcessFailed) as e:
+        qemu_img.execute('info', '-f', 'qcow2', path, limits=tiny)
+    assert 'qemu-img info' in str(e.value)
+
+
+def test_a_failing_command_names_itself_and_its_error(tmp_path):
+    with pytest.raises(exception.ProcessFailed) as e:
+        qemu_img.info(str(tmp_path / 'missing'), 'raw')
+    assert 'qemu-img info' in str(e.value)
+    assert 'No such file' in str(e.value)
+
+
+def test_without_prlimit_nothing_runs(monkeypatch):
+    # Fail closed: a host without util-linux prlimit runs no qemu-img at
+    # all rather than an unbounded one.
+    monkeypatch.setattr(qemu_img, '_PRLIMIT', 'no-such-prlimit-here')
+    with pytest.raises(OSError):
+        qemu_img.execute('--version')

@@ -20,6 +20,7 @@ import pytest
 import nova.conf
 from nova.virt.libvirt import imagebackend
 from nova.virt.libvirt.imagebackend import cache as image_cache
+from nova.virt import qemu_img
 from nova.virt import staging
 
 import ib_func_helpers as helpers
@@ -100,16 +101,23 @@ class CommandSpy:
 
     def __init__(self, monkeypatch):
         self.commands = []
-        real = processutils.execute
 
-        def execute(*cmd, **kwargs):
-            in_fetch = any(frame.filename.endswith(
-                os.path.join('nova', 'virt', 'images.py'))
-                for frame in traceback.extract_stack())
-            self.commands.append((in_fetch, [str(c) for c in cmd]))
-            return real(*cmd, **kwargs)
+        def spy(module, name, prefix=()):
+            real = getattr(module, name)
 
-        monkeypatch.setattr(processutils, 'execute', execute)
+            def execute(*cmd, **kwargs):
+                in_fetch = any(frame.filename.endswith(
+                    os.path.join('nova', 'virt', 'images.py'))
+                    for frame in traceback.extract_stack())
+                self.commands.append(
+                    (in_fetch, [str(c) for c in prefix + cmd]))
+                return real(*cmd, **kwargs)
+
+            monkeypatch.setattr(module, name, execute)
+
+        spy(processutils, 'execute')
+        # qemu-img runs bounded by prlimit, not through processutils.
+        spy(qemu_img, 'execute', ('qemu-img',))
 
     def take(self):
         commands, self.commands = self.commands, []

@@ -398,3 +398,53 @@ def test_undecided_qcow2_is_judged_on_its_header(tmp_path, head, kwargs,
     finally:
         os.close(fd)
     assert os.path.getsize(path) == 0
+
+
+def _sparse_data():
+    """Data with zero blocks inside chunks, at a chunk's end and at the
+    end of the image (the part's length is set only by finish())."""
+    data = bytearray(os.urandom(3 * MiB))
+    data[100 * KiB:400 * KiB] = bytes(300 * KiB)
+    data[MiB - 128 * KiB:MiB + 64 * KiB] = bytes(192 * KiB)
+    data[-512 * KiB:] = bytes(512 * KiB)
+    return bytes(data)
+
+
+@pytest.mark.parametrize('chunk', [64 * KiB, MiB, 1000 * KiB + 3])
+def test_hashes_follow_the_file_written(tmp_path, chunk):
+    data = _sparse_data()
+    path = str(tmp_path / 'part')
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with images.ImageStream(IMAGE_ID, 'raw', fd=fd, size=len(data),
+                                os_hash_algo='sha256') as stream:
+            for i in range(0, len(data), chunk):
+                stream.write(data[i:i + chunk])
+            early = stream.finish(
+                os_hash_value=hashlib.sha256(data).hexdigest(),
+                verify_hashes=False)
+            result = stream.verify_hashes()
+    finally:
+        os.close(fd)
+    # Before verify_hashes() the verdict has no digests to trust.
+    assert early.os_hash_value is None and early.checksum is None
+    assert result.os_hash_value == hashlib.sha256(data).hexdigest()
+    assert result.checksum == hashlib.md5(data).hexdigest()
+    with open(path, 'rb') as f:
+        assert f.read() == data
+    assert stream.written <= len(data) - 768 * KiB
+
+
+def test_deferred_hash_mismatch_is_corrupt(tmp_path):
+    data = _sparse_data()
+    fd = os.open(str(tmp_path / 'part'), os.O_RDWR | os.O_CREAT | os.O_EXCL,
+                 0o600)
+    try:
+        with images.ImageStream(IMAGE_ID, 'raw', fd=fd,
+                                size=len(data)) as stream:
+            stream.consume([data[:MiB], data[MiB:]])
+            stream.finish(os_hash_value='0' * 128, verify_hashes=False)
+            with pytest.raises(exception.ImageCorrupt):
+                stream.verify_hashes()
+    finally:
+        os.close(fd)

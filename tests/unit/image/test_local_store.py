@@ -11,6 +11,7 @@ from nova import context as nova_context
 from nova import exception
 from nova import image
 from nova.image import local
+from nova.virt import sparse
 from nova.virt import staging
 
 BAD_IDS = [
@@ -104,6 +105,25 @@ def test_download_yields_the_stored_bytes(ctx, store):
     assert [len(c) for c in chunks] == [1000, 1000, 1000, 17]
     assert b''.join(chunks) == data
     assert b''.join(image.API(store).download(ctx, image_id)) == data
+
+
+def test_download_hands_holes_over_unread(ctx, store):
+    # A 64 MiB disk with 1 MiB of data: the holes come as the shared
+    # zeros (nova.virt.sparse.is_hole), still every byte of the image.
+    image_id = _put(store, b'')
+    path = os.path.join(store.root, image_id, local.DATA_NAME)
+    data = os.urandom(1 << 20)
+    with open(path, 'r+b') as f:
+        f.truncate(64 << 20)
+        f.seek(40 << 20)
+        f.write(data)
+    chunks = list(store.download(ctx, image_id))
+    assert sum(len(c) for c in chunks) == 64 << 20
+    holes = [c for c in chunks if sparse.is_hole(c)]
+    assert sum(len(c) for c in holes) == 63 << 20
+    whole = b''.join(chunks)
+    assert whole[40 << 20:41 << 20] == data
+    assert whole.count(0) >= 63 << 20
 
 
 def test_download_closes_its_file(ctx, store):
