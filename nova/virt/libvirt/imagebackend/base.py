@@ -28,6 +28,7 @@ backend module then supplies only what makes it different.
 
 import abc
 import contextlib
+import dataclasses
 import os
 import stat
 
@@ -38,6 +39,7 @@ from nova import utils
 from nova.virt.libvirt import config
 from nova.virt.libvirt.imagebackend import cache as image_cache
 from nova.virt.libvirt.imagebackend import specs
+from nova.virt import staging
 
 LOG = logging.getLogger(__name__)
 
@@ -383,6 +385,16 @@ class Image(metaclass=abc.ABCMeta):
             reason='backend %s has no local source to copy' %
                    self.backend_name)
 
+    def _open_source(self, entry):
+        """A descriptor to read ``entry`` from: a checked cache entry
+        (``ImageCache.open_entry``) or a file ``import_file`` opened.
+        Copies and tools read that descriptor (``staging.fd_path``), never
+        the entry's name. Close it.
+        """
+        if isinstance(entry, OpenedFile):
+            return os.dup(entry.fd)
+        return self.cache.open_entry(entry)
+
     # --- disks imported from a file (the config drive) -----------------------
 
     def import_file(self, path):
@@ -406,19 +418,40 @@ class Image(metaclass=abc.ABCMeta):
                        'from a file' % (self.disk_name, self.instance_uuid,
                                         self.backend_name,
                                         self.record.source))
-        with open(path, 'rb') as f:
-            st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode) or st.st_size > size:
-            raise exception.InvalidInput(
-                reason='%s is not a regular file of at most %d bytes' % (
-                    path, size))
-        self._refuse_existing()
-        with self._create_errors('file %s' % path):
-            entry = image_cache.CacheEntry(
-                path=path, format='raw', virtual_size=st.st_size,
-                name=os.path.basename(path))
-            with self._staged(size) as target:
-                self._create_from_entry(target, entry, size)
-                self._finish(target, size)
+        # Opened once; the copy reads this descriptor, never the name again.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK |
+                     os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > size:
+                raise exception.InvalidInput(
+                    reason='%s is not a regular file of at most %d bytes' % (
+                        path, size))
+            self._refuse_existing()
+            with self._create_errors('file %s' % path):
+                source = OpenedFile(fd=fd, format='raw',
+                                    virtual_size=st.st_size,
+                                    name=os.path.basename(path))
+                with self._staged(size) as target:
+                    self._create_from_entry(target, source, size)
+                    self._finish(target, size)
+        finally:
+            os.close(fd)
         LOG.info('Created %(disk)r from %(path)s',
                  {'disk': self, 'path': path})
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenedFile:
+    """A file that ``import_file`` opened and checked, read like a cache
+    entry (``format``, ``virtual_size``, ``name``) through its descriptor
+    ``fd`` (see ``Image._open_source``)."""
+
+    fd: int
+    format: str
+    virtual_size: int
+    name: str
+
+    @property
+    def path(self):
+        return staging.fd_path(self.fd)

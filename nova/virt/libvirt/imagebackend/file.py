@@ -311,6 +311,16 @@ class FileImage(base.Image):
         if self.record.preallocated:
             os.posix_fallocate(target.fd, 0, size)
 
+    # --- snapshots (nova.virt.libvirt.snapshot) ------------------------------
+
+    def snapshot_source(self):
+        """The file qemu opens (a ploop disk's ``root.hds``) in the
+        recorded format (see ``Image.snapshot_source``)."""
+        if not self.exists():
+            raise exception.DiskNotFound(instance_uuid=self.instance_uuid,
+                                         disk_name=self.disk_name)
+        return self.image_path, self.qemu_format
+
 
 @contextlib.contextmanager
 def opened(directory, name, flags=os.O_RDONLY):
@@ -325,16 +335,6 @@ def opened(directory, name, flags=os.O_RDONLY):
         yield fd
     finally:
         os.close(fd)
-
-    # --- snapshots (nova.virt.libvirt.snapshot) ------------------------------
-
-    def snapshot_source(self):
-        """The file qemu opens (a ploop disk's ``root.hds``) in the
-        recorded format (see ``Image.snapshot_source``)."""
-        if not self.exists():
-            raise exception.DiskNotFound(instance_uuid=self.instance_uuid,
-                                         disk_name=self.disk_name)
-        return self.image_path, self.qemu_format
 
 
 def _data_file(info):

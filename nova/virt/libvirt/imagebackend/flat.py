@@ -41,7 +41,7 @@ class Flat(file.FileImage):
     def _create_from_entry(self, part, entry, size):
         # The checked base's descriptor into the part's: neither name is
         # used again once opened (a reflink where the filesystem can).
-        src = self.cache.open_entry(entry)
+        src = self._open_source(entry)
         try:
             sparse.copy_fd(src, part.fd)
         finally:
@@ -55,7 +55,7 @@ class Flat(file.FileImage):
             return
         # A qcow2 flat disk from a (raw) template: both formats pinned,
         # both files given to qemu-img as their descriptors.
-        src = self.cache.open_entry(entry)
+        src = self._open_source(entry)
         try:
             qemu_img.convert(staging.fd_path(src), 'raw', part.path,
                              self.qemu_format)

@@ -21,6 +21,8 @@ Volumes are fully allocated: ``sparse_logical_volumes`` is refused when a
 disk is planned (policy.py).
 """
 
+import os
+
 from oslo_log import log as logging
 from oslo_utils import units
 
@@ -31,6 +33,7 @@ from nova.virt.libvirt import ephemeral_crypt
 from nova.virt.libvirt.imagebackend import block
 from nova.virt.libvirt.imagebackend import specs
 from nova.virt.libvirt.storage import lvm
+from nova.virt import staging
 
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
@@ -77,7 +80,11 @@ class Lvm(block.BlockImage):
             raise exception.CacheEntryInvalid(
                 name=entry.name, reason='holds %s, the disk is recorded '
                 'from %s' % (entry.format, self._image_cache_format()))
-        self._convert_into(entry.path, entry.format, device)
+        src = self._open_source(entry)
+        try:
+            self._convert_into(staging.fd_path(src), entry.format, device)
+        finally:
+            os.close(src)
         if entry.virtual_size < size:
             # The extents may hold an earlier volume's bytes (volume_clear
             # = none, or a shorter clear size): the guest sees the image,
@@ -86,7 +93,12 @@ class Lvm(block.BlockImage):
                            size - entry.virtual_size)
 
     def _create_from_template(self, device, entry, size):
-        self._convert_into(entry.path, fields.DiskFormat.RAW, device)
+        src = self._open_source(entry)
+        try:
+            self._convert_into(staging.fd_path(src), fields.DiskFormat.RAW,
+                               device)
+        finally:
+            os.close(src)
 
     def _template(self, func, cache_name, size):
         return None

@@ -69,7 +69,7 @@ class Ploop(file.FileImage):
         # its private 0700 directory, in an instance directory and an
         # instances_path that only this service may write (StrictModes).
         ploop.init(part.path, size)
-        src = self.cache.open_entry(entry)
+        src = self._open_source(entry)
         try:
             with file.opened(part.inside, ploop.IMAGE_NAME,
                              os.O_RDWR) as image:
