@@ -15,10 +15,10 @@ import sqlite3
 import subprocess
 import time
 
-from oslo_concurrency import lockutils
 import pytest
 
 from nova.virt.libvirt.imagebackend import cache as image_cache
+from nova.virt import staging
 from tests.functional.cmd.runner import assert_one_line_error
 from tests.functional.cmd.runner import CLI
 from tests.functional.cmd.runner import make_raw
@@ -250,14 +250,16 @@ def test_full_disk_during_the_record_write(tmp_path):
 
 def _hold_cache_entry(cli, image_id):
     """The image cache entry lock of ``image_id`` (a raw base, as the
-    embedded defaults keep it), for a boot to wait on."""
+    embedded defaults keep it), taken as the cache takes it (a flock in
+    lock_path), for a boot to wait on; ``.close()`` releases it."""
     lock_path = cli.state / 'instances' / 'locks'
-    os.makedirs(lock_path, exist_ok=True)
-    lock = lockutils.external_lock(
-        image_cache.image_entry_name(image_id, 'raw'),
-        lock_file_prefix=image_cache._LOCK_PREFIX, lock_path=str(lock_path))
-    lock.acquire()
-    return lock
+    os.makedirs(lock_path, mode=0o755, exist_ok=True)
+    held = contextlib.ExitStack()
+    locks = held.enter_context(staging.open_root(str(lock_path)))
+    held.enter_context(locks.lock(
+        image_cache._LOCK_PREFIX + image_cache.image_entry_name(image_id,
+                                                                'raw')))
+    return held
 
 
 def _wait_for_records(cli):
@@ -285,7 +287,7 @@ def boot_waiting_on_the_cache(cli, tmp_path, *args):
         _wait_for_records(cli)
         yield boot
     finally:
-        lock.release()
+        lock.close()
 
 
 @pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
