@@ -13,7 +13,6 @@ import nova.conf
 from nova import image
 from nova.image import local
 from nova.virt.libvirt.imagebackend import cache as image_cache
-from tests import fixtures as nova_fixtures
 from tests.functional import lvm_harness
 
 import ib_func_helpers
@@ -57,15 +56,6 @@ def conf(tmp_path):
     fix.config(lock_path=str(instances / 'locks'), group='oslo_concurrency')
     yield fix
     fix.cleanUp()
-
-
-@pytest.fixture
-def db():
-    """A fresh migrated SQLite database, for tests of the records."""
-    fixture = nova_fixtures.Database()
-    fixture.setUp()
-    yield fixture
-    fixture.cleanUp()
 
 
 @pytest.fixture(scope='session')

@@ -9,29 +9,7 @@ it); in CI a skip fails.
 
 import pytest
 
-from nova import context as nova_context
-from tests import fixtures as nova_fixtures
 from tests.functional.legacy import legacy_helpers
-
-
-@pytest.fixture
-def db():
-    fixture = nova_fixtures.Database()
-    fixture.setUp()
-    yield fixture
-    fixture.cleanUp()
-
-
-@pytest.fixture
-def conf(db):
-    overrides = nova_fixtures.ConfOverrides()
-    yield overrides
-    overrides.undo()
-
-
-@pytest.fixture
-def context(db):
-    return nova_context.get_admin_context()
 
 
 @pytest.fixture(scope='session')

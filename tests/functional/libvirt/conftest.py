@@ -10,39 +10,14 @@ qemu-img, the image cache, qemu-img/mkfs/mkswap, and libvirt's test driver
 import pytest
 
 import nova.conf
-from nova import context as nova_context
 from nova import image
 from nova.virt.libvirt import driver as libvirt_driver
 from nova.virt.libvirt import host as libvirt_host
 from nova.virt.libvirt.imagebackend import manager as disk_manager
-from tests import fixtures as nova_fixtures
 
 import lv_func_helpers
 
 CONF = nova.conf.CONF
-
-
-@pytest.fixture
-def db():
-    """A fresh migrated SQLite database under a private state_path;
-    ``db.engine`` is the SQL API's engine for it."""
-    fixture = nova_fixtures.Database()
-    fixture.setUp()
-    yield fixture
-    fixture.cleanUp()
-
-
-@pytest.fixture
-def conf(db):
-    """CONF overrides for one test, undone afterwards."""
-    overrides = lv_func_helpers.ConfOverrides()
-    yield overrides
-    overrides.undo()
-
-
-@pytest.fixture
-def context(db):
-    return nova_context.get_admin_context()
 
 
 @pytest.fixture

@@ -7,25 +7,15 @@ import os
 import pytest
 
 import nova.conf
-from nova import context as nova_context
 from nova import image
 from nova.virt.libvirt import driver as libvirt_driver
 from nova.virt.libvirt import host as libvirt_host
 from nova.virt.libvirt.imagebackend import cache as image_cache
 from nova.virt.libvirt.imagebackend import manager as disk_manager
-from tests import fixtures as nova_fixtures
 from tests.functional.libvirt import lv_func_helpers
 from tests.functional.security import racer
 
 CONF = nova.conf.CONF
-
-
-@pytest.fixture
-def db():
-    fixture = nova_fixtures.Database()
-    fixture.setUp()
-    yield fixture
-    fixture.cleanUp()
 
 
 @pytest.fixture
@@ -38,11 +28,6 @@ def conf(db, tmp_path):
                      lock_path=str(state / 'instances' / 'locks'))
     yield overrides
     overrides.undo()
-
-
-@pytest.fixture
-def context(db):
-    return nova_context.get_admin_context()
 
 
 @pytest.fixture
