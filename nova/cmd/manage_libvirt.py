@@ -31,6 +31,7 @@ import socket
 import sys
 
 from oslo_log import log as logging
+from oslo_serialization import jsonutils
 from oslo_utils import uuidutils
 
 from nova.cmd import output
@@ -226,13 +227,19 @@ def _print_summary(summary, out):
     if summary.remaining:
         rows.append(('left for another run (--max-count)',
                      summary.remaining))
-    print(output.row_table([('Disks', lambda r: r[0]),
-                            ('Count', lambda r: r[1])], rows), file=out)
+    print(_table([('Disks', lambda r: r[0]),
+                  ('Count', lambda r: r[1])], rows), file=out)
     if summary.refused:
-        print(output.row_table([('Instance', lambda r: r[0]),
-                                ('Disk', lambda r: r[1]),
-                                ('Refused because', lambda r: r[2])],
-                               summary.refused), file=out)
+        print(_table([('Instance', lambda r: r[0]),
+                      ('Disk', lambda r: r[1]),
+                      ('Refused because', lambda r: r[2])],
+                     summary.refused), file=out)
+
+
+def _table(columns, rows):
+    """A table of ``rows`` with ``columns`` as (title, text(row)) pairs."""
+    return output.RowView([(title, title, text)
+                           for title, text in columns]).table(rows)
 
 
 # --- show_disks ------------------------------------------------------------
@@ -248,9 +255,11 @@ def show_disks(args, out=None):
     bdms = list(objects.BlockDeviceMappingList.get_by_instance_uuid(
         context, instance.uuid))
     disks = describe_disks(instance, bdms)
-    output.emit({'uuid': instance.uuid, 'disks': disks},
-                lambda data: _print_disks(data, out),
-                'json' if args.json else 'table')
+    data = {'uuid': instance.uuid, 'disks': disks}
+    if args.json:
+        print(jsonutils.dumps(data, indent=2, sort_keys=True), file=out)
+    else:
+        _print_disks(data, out)
     return 0
 
 
@@ -315,7 +324,7 @@ def _print_disks(data, out):
         ('Refused because', lambda d: d.get('refused')),
     ]
     print('Instance %s' % data['uuid'], file=out)
-    print(output.row_table(columns, data['disks']), file=out)
+    print(_table(columns, data['disks']), file=out)
 
 
 def _source(record):

@@ -3,6 +3,7 @@ never guessed, and no host file opened."""
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -25,9 +26,14 @@ def _write_guest_qcow2_header(disk_path, backing_file, tmp_path):
 
 
 def _opened(strace_log, path):
-    """The lines of an strace log that open ``path``."""
+    """The lines of an strace log that open ``path``: by its whole name, or
+    by its last component relative to a directory descriptor (as the
+    backends open disks, ``openat(dirfd, "disk", ...)``)."""
+    relative = re.compile(r'openat\((?!AT_FDCWD)\d+, "%s"' %
+                          re.escape(os.path.basename(path)))
     with open(strace_log) as f:
-        return [line for line in f if '"%s"' % path in line]
+        return [line for line in f
+                if '"%s"' % path in line or relative.search(line)]
 
 
 def _root_bdm(context, instance):
