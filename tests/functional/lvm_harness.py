@@ -50,6 +50,20 @@ class LoopAliases:
 
     def __init__(self, pv):
         self.pv = pv
+        # {vg: (pe_start, extent size)}: fixed while the group lives, read
+        # once so that finding a volume's device costs one lvs.
+        self._layout = {}
+        #: Loop devices this object attached.
+        self.attached = []
+
+    def _extent_layout(self, vg):
+        if vg not in self._layout:
+            pe_start = int(_lvm_json('pvs', '-o', 'pv_name,pe_start',
+                                     self.pv)['pv'][0]['pe_start'])
+            extent = int(_lvm_json('vgs', '-o', 'vg_extent_size',
+                                   vg)['vg'][0]['vg_extent_size'])
+            self._layout[vg] = (pe_start, extent)
+        return self._layout[vg]
 
     def extents(self, vg, lv):
         """(offset, length) in bytes of ``vg/lv`` on the PV, or None if
@@ -68,10 +82,7 @@ class LoopAliases:
         pv, _sep, span = ranges[0].partition(':')
         assert pv == self.pv, ranges
         first, _sep, last = span.partition('-')
-        pe_start = int(_lvm_json('pvs', '-o', 'pv_name,pe_start',
-                                 self.pv)['pv'][0]['pe_start'])
-        extent = int(_lvm_json('vgs', '-o', 'vg_extent_size',
-                               vg)['vg'][0]['vg_extent_size'])
+        pe_start, extent = self._extent_layout(vg)
         return (pe_start + int(first) * extent,
                 (int(last) - int(first) + 1) * extent)
 
@@ -90,10 +101,12 @@ class LoopAliases:
             name, back, off, limit = line.split()
             if (back, int(off), int(limit)) == (self.pv, offset, length):
                 return name
-        return subprocess.run(
+        name = subprocess.run(
             ['losetup', '--find', '--show', '--offset', str(offset),
              '--sizelimit', str(length), self.pv], check=True,
             capture_output=True, text=True).stdout.strip()
+        self.attached.append(name)
+        return name
 
     def read(self, offset, length):
         """``length`` bytes of the PV from ``offset``, past any cache."""
@@ -102,6 +115,12 @@ class LoopAliases:
             return os.pread(fd, length, offset)
         finally:
             os.close(fd)
+
+    def detach_own(self):
+        """Detach the loop devices this object attached (not those of
+        other processes using the same PV, e.g. a benchmark's)."""
+        while self.attached:
+            subprocess.run(['losetup', '-d', self.attached.pop()])
 
     def detach_all(self):
         """Detach every loop device over the PV (ours and workers')."""

@@ -2,7 +2,11 @@
 refusing a volume group it cannot use, wiping per volume_clear, keeping a
 volume whose wipe failed, and a block ``<disk>`` element."""
 
+import contextlib
+import os
+import re
 import subprocess
+import tempfile
 
 import pytest
 
@@ -144,3 +148,141 @@ def test_volume_that_appears_meanwhile_is_kept(lvm, cache):
 
     assert sorted(lv for lv in storage_lvm.volumes(lvm.vg)
                   if lv.startswith(instance.uuid)) == [name]
+
+
+# --- what check_available saw, reused by the create ------------------------
+
+def _temp_volumes(lvm, instance_uuid):
+    return sorted(lv for lv in storage_lvm.volumes(lvm.vg)
+                  if lv.startswith(instance_uuid))
+
+
+def test_create_after_a_stale_check_removes_a_new_leftover(
+        lvm, cache, image_service):
+    # check_available saw no temporary volume; a create of the same disk
+    # killed meanwhile left one, full of its bytes.
+    image_id = image_service.ids['raw']
+    disk = _disk(lvm, cache, image_id=image_id)
+    disk.check_available()
+    storage_lvm.create_volume(lvm.vg, disk.temp_volume_name, SIZE)
+    offset, length = lvm.aliases.extents(lvm.vg, disk.temp_volume_name)
+    subprocess.run(['dd', 'if=/dev/urandom', 'of=%s' % lvm.aliases.pv,
+                    'bs=1M', 'count=%d' % (length // MiB),
+                    'seek=%d' % offset, 'oflag=seek_bytes,direct',
+                    'conv=notrunc', 'status=none'], check=True)
+
+    disk.create_from_image(None, image_id)
+
+    assert disk.exists()
+    assert _temp_volumes(lvm, disk.instance_uuid) == [
+        disk.record.volume_name]
+
+
+def test_create_after_a_stale_check_keeps_a_new_volume(lvm, cache,
+                                                       image_service):
+    # check_available saw no volume; one of that name appeared meanwhile.
+    image_id = image_service.ids['raw']
+    disk = _disk(lvm, cache, image_id=image_id)
+    disk.check_available()
+    storage_lvm.create_volume(lvm.vg, disk.record.volume_name, SIZE)
+    where = lvm.aliases.extents(lvm.vg, disk.record.volume_name)
+    before = lvm.aliases.read(*where)
+
+    with pytest.raises(exception.DiskAlreadyExists):
+        disk.create_from_image(None, image_id)
+
+    assert lvm.aliases.read(*where) == before
+    assert _temp_volumes(lvm, disk.instance_uuid) == [
+        disk.record.volume_name]
+
+
+def test_check_available_of_an_empty_volume_group(lvm, cache):
+    # A group with no volume at all reports no row when asked for volume
+    # fields: it still exists, with its free space. A second PV holds an
+    # empty group of its own, beside the harness's.
+    with _second_group(lvm) as vg:
+        info = storage_lvm.volume_group_info(vg, with_volumes=True)
+        assert info['volumes'] == {} and info['free'] > 0
+        _disk(lvm, cache, vg=vg, size=8 * MiB).check_available()
+        with pytest.raises(exception.BackendUnavailable):
+            _disk(lvm, cache, vg=vg, size=info['free'] + MiB
+                  ).check_available()
+
+
+@contextlib.contextmanager
+def _second_group(lvm):
+    """A volume group of its own on a second PV (a loop device over a
+    sparse file), seen through an lvm.conf that accepts both PVs; all
+    removed afterwards."""
+    work = tempfile.mkdtemp(prefix='lvm-second-pv-')
+    backing = os.path.join(work, 'pv2.img')
+    with open(backing, 'wb') as f:
+        f.truncate(64 * MiB)
+    pv = subprocess.run(['losetup', '--find', '--show', backing],
+                        check=True, capture_output=True,
+                        text=True).stdout.strip()
+    vg = 'nova_test_vg2_%d' % os.getpid()
+    conf_dir = os.path.join(work, 'etc')
+    os.mkdir(conf_dir)
+    with open(os.path.join(os.environ['LVM_SYSTEM_DIR'], 'lvm.conf')) as f:
+        conf = f.read()
+    # Both PVs pass the filters (the harness's accepts its own only).
+    conf = re.sub(r'"a\|\^([^|]*)\$\|"',
+                  lambda m: '"a|^%s$|", "a|^%s$|"' % (m.group(1), pv), conf)
+    with open(os.path.join(conf_dir, 'lvm.conf'), 'w') as f:
+        f.write(conf)
+    saved = os.environ['LVM_SYSTEM_DIR']
+    os.environ['LVM_SYSTEM_DIR'] = conf_dir
+    env = dict(os.environ, LVM_SUPPRESS_FD_WARNINGS='1')
+    try:
+        subprocess.run(['pvcreate', '-q', '-y', pv], check=True,
+                       capture_output=True, env=env)
+        subprocess.run(['vgcreate', '-q', vg, pv], check=True,
+                       capture_output=True, env=env)
+        # The harness's group is still there, seen through the same conf.
+        assert storage_lvm.volume_group_info(lvm.vg) is not None
+        yield vg
+    finally:
+        subprocess.run(['vgremove', '-q', '-f', vg], capture_output=True,
+                       env=env)
+        subprocess.run(['pvremove', '-q', '-y', pv], capture_output=True,
+                       env=env)
+        os.environ['LVM_SYSTEM_DIR'] = saved
+        subprocess.run(['losetup', '-d', pv])
+        subprocess.run(['rm', '-rf', work])
+
+
+# --- zeroing ----------------------------------------------------------------
+
+def _random_volume(lvm, size):
+    name = 'zero_%s' % helpers.Instance().uuid
+    storage_lvm.create_volume(lvm.vg, name, size)
+    offset, length = lvm.aliases.extents(lvm.vg, name)
+    subprocess.run(['dd', 'if=/dev/urandom', 'of=%s' % lvm.aliases.pv,
+                    'bs=1M', 'count=%d' % (length // MiB),
+                    'seek=%d' % offset, 'oflag=seek_bytes,direct',
+                    'conv=notrunc', 'status=none'], check=True)
+    return name, offset, length
+
+
+def test_zero_range_to_the_end_of_the_device(lvm):
+    name, offset, length = _random_volume(lvm, 8 * MiB)
+    before = lvm.aliases.read(offset, length)
+    device = storage_lvm.device_path(lvm.vg, name)
+
+    storage_lvm.zero_range(device, 3 * MiB)
+
+    after = lvm.aliases.read(offset, length)
+    assert after[:3 * MiB] == before[:3 * MiB]
+    assert after[3 * MiB:] == bytes(length - 3 * MiB)
+
+
+def test_zero_range_of_what_the_kernel_cannot_zero(tmp_path):
+    # Not a block device: blkdiscard refuses, dd writes the zeros.
+    path = tmp_path / 'file'
+    path.write_bytes(b'\xff' * (3 * MiB))
+
+    storage_lvm.zero_range(str(path), MiB, MiB)
+
+    data = path.read_bytes()
+    assert data == b'\xff' * MiB + bytes(MiB) + b'\xff' * MiB

@@ -15,8 +15,17 @@ means, whatever the volume manager:
 * the block source of the ``<disk>`` element, from the device path of the
   volume.
 
+Each volume manager command costs tens of milliseconds, so a create runs
+as few as it can: one lookup of both names (the disk's volume and the
+temporary one), reused from ``check_available`` when the backend looked
+there already (``_saw``), then the create of the temporary volume and the
+rename. A lookup that went stale in between is safe: the volume manager
+refuses to create a temporary volume that exists (it is then wiped,
+removed and created again) and to rename onto a volume that exists
+(DiskAlreadyExists, the temporary one removed).
+
 A backend (``lvm.py``) supplies the volume operations: ``_volume_size``,
-``_create_volume``, ``_rename_volume``, ``_extend_volume``, ``_wipe``,
+``_volume_sizes``, ``_create_volume``, ``_rename_volume``, ``_wipe``,
 ``_remove_volume`` and ``_device_path``.
 """
 
@@ -34,9 +43,18 @@ LOG = logging.getLogger(__name__)
 #: Suffix of the temporary name a volume is built under.
 TEMP_SUFFIX = '.part'
 
+#: The temporary volume's size is not known yet (see ``_refuse_existing``).
+_UNSEEN = object()
+
 
 class BlockImage(base.Image):
     """A disk that is a volume, reached as a block device."""
+
+    #: {volume name: bytes or None} of the disk's volume and its temporary
+    #: one as last seen (``_saw``), for the next create only.
+    _seen = None
+    #: The temporary volume's size as the current create's lookup saw it.
+    _temp_seen = _UNSEEN
 
     @property
     def volume_name(self):
@@ -88,6 +106,31 @@ class BlockImage(base.Image):
     def _location(self):
         return '%s/%s' % (self._container(), self.volume_name)
 
+    def _saw(self, volumes):
+        """Keep what a lookup (e.g. ``check_available``'s) saw of the
+        disk's two volume names, from ``volumes`` ({name: bytes}), for the
+        next create to use instead of a lookup of its own."""
+        self._seen = {name: volumes.get(name)
+                      for name in (self.volume_name, self.temp_volume_name)}
+
+    def _take_seen(self):
+        """The sizes of the disk's two volume names: what ``_saw`` kept
+        (once), else one lookup."""
+        seen, self._seen = self._seen, None
+        if seen is None:
+            seen = self._volume_sizes(
+                (self.volume_name, self.temp_volume_name))
+        return seen
+
+    def _refuse_existing(self):
+        seen = self._take_seen()
+        if seen[self.volume_name] is not None:
+            raise exception.DiskAlreadyExists(
+                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
+                location=self._location())
+        # For _staged, which comes next in the same create.
+        self._temp_seen = seen[self.temp_volume_name]
+
     def _libvirt_source(self):
         return {'source_path': self.path}
 
@@ -98,11 +141,21 @@ class BlockImage(base.Image):
     @contextlib.contextmanager
     def _staged(self, size):
         temp = self.temp_volume_name
-        if self._remove_if_there(temp):
-            LOG.warning('Removed volume %(volume)s, left by a create of '
-                        '%(disk)r that did not finish',
-                        {'volume': temp, 'disk': self})
-        self._create_volume(temp, size)
+        temp_size, self._temp_seen = self._temp_seen, _UNSEEN
+        if temp_size is _UNSEEN:
+            temp_size = self._volume_size(temp)
+        if temp_size is not None:
+            self._remove_leftover(temp, temp_size)
+        try:
+            self._create_volume(temp, size)
+        except exception.ProcessFailed:
+            # The lookup was stale: a temporary volume appeared since (a
+            # create of this disk killed meanwhile). Remove it, once.
+            temp_size = self._volume_size(temp)
+            if temp_size is None:
+                raise
+            self._remove_leftover(temp, temp_size)
+            self._create_volume(temp, size)
         try:
             yield self._device_path(temp)
             try:
@@ -126,6 +179,12 @@ class BlockImage(base.Image):
                               {'volume': temp, 'disk': self})
             raise
 
+    def _remove_leftover(self, temp, size):
+        self._wipe_and_remove(temp, size)
+        LOG.warning('Removed volume %(volume)s, left by a create of '
+                    '%(disk)r that did not finish',
+                    {'volume': temp, 'disk': self})
+
     def _remove_if_there(self, name):
         """Wipe and remove volume ``name`` if it exists.
 
@@ -135,6 +194,14 @@ class BlockImage(base.Image):
         size = self._volume_size(name)
         if size is None:
             return False
+        self._wipe_and_remove(name, size)
+        return True
+
+    def _wipe_and_remove(self, name, size):
+        """Wipe volume ``name`` of ``size`` bytes, then remove it.
+
+        :raises: VolumeWipeFailed (kept), DiskRemoveFailed.
+        """
         try:
             self._wipe(name, size)
         except exception.VolumeWipeFailed:
@@ -153,13 +220,15 @@ class BlockImage(base.Image):
             raise exception.DiskRemoveFailed(
                 instance_uuid=self.instance_uuid, disk_name=self.disk_name,
                 reason=str(e)) from e
-        return True
 
     def _convert_into(self, src, src_format, device):
         """Write ``src`` (pinned ``src_format``) into ``device`` as the
-        recorded format; the device exists (``-n``)."""
+        recorded format (raw); the device exists (``-n``). Written with
+        O_DIRECT and out of order (``-W``): every range of a raw device
+        has its place already, and the writes no longer wait for each
+        other."""
         qemu_img.convert(src, src_format, device, self.qemu_format,
-                         target_exists=True)
+                         target_exists=True, out_of_order=True)
 
     # --- what a block backend supplies -----------------------------------
 
@@ -172,8 +241,14 @@ class BlockImage(base.Image):
         """Bytes of volume ``name``, or None if there is none."""
 
     @abc.abstractmethod
+    def _volume_sizes(self, names):
+        """{name: bytes or None} of each volume of ``names``, from one
+        lookup."""
+
+    @abc.abstractmethod
     def _create_volume(self, name, size):
-        """Create volume ``name`` of ``size`` bytes."""
+        """Create volume ``name`` of ``size`` bytes; ProcessFailed
+        (nothing made) if it exists."""
 
     @abc.abstractmethod
     def _rename_volume(self, old, new):

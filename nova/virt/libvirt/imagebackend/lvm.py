@@ -38,6 +38,13 @@ from nova.virt import staging
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
 
+#: Bytes of a sector: what block devices are zeroed in.
+_SECTOR = 512
+
+
+def _round_up(value, step):
+    return -(-value // step) * step
+
 
 class Lvm(block.BlockImage):
     """A logical volume disk (see the module docstring)."""
@@ -52,13 +59,17 @@ class Lvm(block.BlockImage):
             volume group.
         """
         vg = self.record.volume_group
-        info = lvm.volume_group_info(vg)
+        # One command: the group, and its volumes for the create to come.
+        info = lvm.volume_group_info(vg, with_volumes=True)
         reason = None
         if info is None:
             reason = 'volume group %s does not exist' % vg
-        elif not self.exists() and info['free'] < self.record.size:
-            reason = ('volume group %s has %d bytes free, the disk needs '
-                      '%d' % (vg, info['free'], self.record.size))
+        else:
+            self._saw(info['volumes'])
+            if (self.volume_name not in info['volumes'] and
+                    info['free'] < self.record.size):
+                reason = ('volume group %s has %d bytes free, the disk '
+                          'needs %d' % (vg, info['free'], self.record.size))
         if self.record.encryption:
             # Never write an encrypted disk's bytes in clear: refused
             # where dm-crypt is missing, and until the mapping is opened
@@ -85,12 +96,12 @@ class Lvm(block.BlockImage):
             self._convert_into(staging.fd_path(src), entry.format, device)
         finally:
             os.close(src)
-        if entry.virtual_size < size:
-            # The extents may hold an earlier volume's bytes (volume_clear
-            # = none, or a shorter clear size): the guest sees the image,
-            # then zeros, never them.
-            lvm.zero_range(device, entry.virtual_size,
-                           size - entry.virtual_size)
+        # The extents may hold an earlier volume's bytes (volume_clear =
+        # none, or a shorter clear size): the guest sees the image, then
+        # zeros up to the end of the volume (whole extents, maybe past
+        # ``size``), never them. qemu-img wrote the image's last sector
+        # whole.
+        lvm.zero_range(device, _round_up(entry.virtual_size, _SECTOR))
 
     def _create_from_template(self, device, entry, size):
         src = self._open_source(entry)
@@ -116,8 +127,7 @@ class Lvm(block.BlockImage):
             lvm.extend_volume(self.record.volume_group, name, size)
             # As on create: the new extents read as zeros, never as what
             # an earlier volume left there.
-            grown = self._volume_size(name)
-            lvm.zero_range(self._device_path(name), current, grown - current)
+            lvm.zero_range(self._device_path(name), current)
 
     # --- volumes -------------------------------------------------------------
 
@@ -126,6 +136,10 @@ class Lvm(block.BlockImage):
 
     def _volume_size(self, name):
         return lvm.volume_size(self.record.volume_group, name)
+
+    def _volume_sizes(self, names):
+        volumes = lvm.volumes(self.record.volume_group)
+        return {name: volumes.get(name) for name in names}
 
     def _create_volume(self, name, size):
         lvm.create_volume(self.record.volume_group, name, size)
