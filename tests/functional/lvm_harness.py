@@ -15,9 +15,13 @@ The ``lvm`` fixture gives a test the volume group with all of that in
 place; test modules and conftests import it from here.
 """
 
+import contextlib
 import json
 import os
+import re
+import shutil
 import subprocess
+import tempfile
 import types
 
 import pytest
@@ -53,8 +57,6 @@ class LoopAliases:
         # {vg: (pe_start, extent size)}: fixed while the group lives, read
         # once so that finding a volume's device costs one lvs.
         self._layout = {}
-        #: Loop devices this object attached.
-        self.attached = []
 
     def _extent_layout(self, vg):
         if vg not in self._layout:
@@ -101,12 +103,10 @@ class LoopAliases:
             name, back, off, limit = line.split()
             if (back, int(off), int(limit)) == (self.pv, offset, length):
                 return name
-        name = subprocess.run(
+        return subprocess.run(
             ['losetup', '--find', '--show', '--offset', str(offset),
              '--sizelimit', str(length), self.pv], check=True,
             capture_output=True, text=True).stdout.strip()
-        self.attached.append(name)
-        return name
 
     def read(self, offset, length):
         """``length`` bytes of the PV from ``offset``, past any cache."""
@@ -115,12 +115,6 @@ class LoopAliases:
             return os.pread(fd, length, offset)
         finally:
             os.close(fd)
-
-    def detach_own(self):
-        """Detach the loop devices this object attached (not those of
-        other processes using the same PV, e.g. a benchmark's)."""
-        while self.attached:
-            subprocess.run(['losetup', '-d', self.attached.pop()])
 
     def detach_all(self):
         """Detach every loop device over the PV (ours and workers')."""
@@ -146,6 +140,46 @@ def install(setenv=None):
 
 def uninstall():
     lvm.device_path = _product_device_path
+
+
+@contextlib.contextmanager
+def private_group(size, directory=None):
+    """A volume group of its own on a loop device over a sparse file of
+    ``size`` bytes, seen through an lvm.conf like the harness's that
+    accepts that device only: no other user of the harness's group sees
+    it, and it sees none of theirs (a benchmark needs that quiet).
+
+    Yields {ENV_VG: name, ENV_PV: device, ENV_SYSTEM_DIR: directory}, the
+    variables ``install()`` reads. Afterwards the group, the PV, the loop
+    devices over it and the files are gone.
+    """
+    work = tempfile.mkdtemp(prefix='lvm-private-', dir=directory)
+    backing = os.path.join(work, 'pv.img')
+    with open(backing, 'wb') as f:
+        f.truncate(size)
+    pv = subprocess.run(['losetup', '--find', '--show', backing],
+                        check=True, capture_output=True,
+                        text=True).stdout.strip()
+    conf_dir = os.path.join(work, 'etc')
+    os.mkdir(conf_dir)
+    with open(os.path.join(os.environ[ENV_SYSTEM_DIR], 'lvm.conf')) as f:
+        conf = f.read()
+    conf = re.sub(r'"a\|\^[^|]*\$\|"', '"a|^%s$|"' % pv, conf)
+    with open(os.path.join(conf_dir, 'lvm.conf'), 'w') as f:
+        f.write(conf)
+    vg = 'nova_private_vg_%d' % os.getpid()
+    env = dict(os.environ, LVM_SYSTEM_DIR=conf_dir,
+               LVM_SUPPRESS_FD_WARNINGS='1')
+    try:
+        for cmd in (['pvcreate', '-q', '-y', pv], ['vgcreate', '-q', vg, pv]):
+            subprocess.run(cmd, check=True, capture_output=True, env=env)
+        yield {ENV_VG: vg, ENV_PV: pv, ENV_SYSTEM_DIR: conf_dir}
+    finally:
+        subprocess.run(['vgremove', '-q', '-f', vg], capture_output=True,
+                       env=env)
+        LoopAliases(pv).detach_all()
+        subprocess.run(['losetup', '-d', pv])
+        shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture

@@ -2,11 +2,8 @@
 refusing a volume group it cannot use, wiping per volume_clear, keeping a
 volume whose wipe failed, and a block ``<disk>`` element."""
 
-import contextlib
 import os
-import re
 import subprocess
-import tempfile
 
 import pytest
 
@@ -16,6 +13,7 @@ from nova.objects import libvirt_disk
 from nova.virt.libvirt.imagebackend import backends
 from nova.virt.libvirt.imagebackend import policy
 from nova.virt.libvirt.storage import lvm as storage_lvm
+from tests.functional import lvm_harness
 
 import ib_func_helpers as helpers
 
@@ -199,57 +197,20 @@ def test_create_after_a_stale_check_keeps_a_new_volume(lvm, cache,
 def test_check_available_of_an_empty_volume_group(lvm, cache):
     # A group with no volume at all reports no row when asked for volume
     # fields: it still exists, with its free space. A second PV holds an
-    # empty group of its own, beside the harness's.
-    with _second_group(lvm) as vg:
-        info = storage_lvm.volume_group_info(vg, with_volumes=True)
-        assert info['volumes'] == {} and info['free'] > 0
-        _disk(lvm, cache, vg=vg, size=8 * MiB).check_available()
-        with pytest.raises(exception.BackendUnavailable):
-            _disk(lvm, cache, vg=vg, size=info['free'] + MiB
-                  ).check_available()
-
-
-@contextlib.contextmanager
-def _second_group(lvm):
-    """A volume group of its own on a second PV (a loop device over a
-    sparse file), seen through an lvm.conf that accepts both PVs; all
-    removed afterwards."""
-    work = tempfile.mkdtemp(prefix='lvm-second-pv-')
-    backing = os.path.join(work, 'pv2.img')
-    with open(backing, 'wb') as f:
-        f.truncate(64 * MiB)
-    pv = subprocess.run(['losetup', '--find', '--show', backing],
-                        check=True, capture_output=True,
-                        text=True).stdout.strip()
-    vg = 'nova_test_vg2_%d' % os.getpid()
-    conf_dir = os.path.join(work, 'etc')
-    os.mkdir(conf_dir)
-    with open(os.path.join(os.environ['LVM_SYSTEM_DIR'], 'lvm.conf')) as f:
-        conf = f.read()
-    # Both PVs pass the filters (the harness's accepts its own only).
-    conf = re.sub(r'"a\|\^([^|]*)\$\|"',
-                  lambda m: '"a|^%s$|", "a|^%s$|"' % (m.group(1), pv), conf)
-    with open(os.path.join(conf_dir, 'lvm.conf'), 'w') as f:
-        f.write(conf)
-    saved = os.environ['LVM_SYSTEM_DIR']
-    os.environ['LVM_SYSTEM_DIR'] = conf_dir
-    env = dict(os.environ, LVM_SUPPRESS_FD_WARNINGS='1')
-    try:
-        subprocess.run(['pvcreate', '-q', '-y', pv], check=True,
-                       capture_output=True, env=env)
-        subprocess.run(['vgcreate', '-q', vg, pv], check=True,
-                       capture_output=True, env=env)
-        # The harness's group is still there, seen through the same conf.
-        assert storage_lvm.volume_group_info(lvm.vg) is not None
-        yield vg
-    finally:
-        subprocess.run(['vgremove', '-q', '-f', vg], capture_output=True,
-                       env=env)
-        subprocess.run(['pvremove', '-q', '-y', pv], capture_output=True,
-                       env=env)
-        os.environ['LVM_SYSTEM_DIR'] = saved
-        subprocess.run(['losetup', '-d', pv])
-        subprocess.run(['rm', '-rf', work])
+    # empty group of its own.
+    with lvm_harness.private_group(64 * MiB) as private:
+        vg = private[lvm_harness.ENV_VG]
+        harness_conf = os.environ['LVM_SYSTEM_DIR']
+        os.environ['LVM_SYSTEM_DIR'] = private[lvm_harness.ENV_SYSTEM_DIR]
+        try:
+            info = storage_lvm.volume_group_info(vg, with_volumes=True)
+            assert info['volumes'] == {} and info['free'] > 0
+            _disk(lvm, cache, vg=vg, size=8 * MiB).check_available()
+            with pytest.raises(exception.BackendUnavailable):
+                _disk(lvm, cache, vg=vg,
+                      size=info['free'] + MiB).check_available()
+        finally:
+            os.environ['LVM_SYSTEM_DIR'] = harness_conf
 
 
 # --- zeroing ----------------------------------------------------------------

@@ -41,13 +41,22 @@ def _execute(*cmd):
             reason=(e.stderr or e.stdout or str(e)).strip())
 
 
+def _reports(*cmd):
+    """The reports of an LVM JSON report command, in bytes: a list of
+    {kind: rows}, e.g. [{'vg': [{'vg_name': 'vg0', ...}]}]."""
+    # The options go after a fullreport's subcommand ('lvm fullreport').
+    split = 2 if cmd[0] == 'lvm' else 1
+    out, _err = _execute(*(cmd[:split] + (
+        '--reportformat', 'json', '--units', 'b', '--nosuffix') +
+        cmd[split:]))
+    return jsonutils.loads(out).get('report', [])
+
+
 def _report(cmd, kind, *args):
     """The rows of an LVM JSON report, e.g. ``_report('vgs', 'vg', ...)``.
     """
-    out, _err = _execute(cmd, '--reportformat', 'json', '--units', 'b',
-                         '--nosuffix', *args)
     rows = []
-    for report in jsonutils.loads(out).get('report', []):
+    for report in _reports(cmd, *args):
         rows.extend(report.get(kind, []))
     return rows
 
@@ -61,37 +70,35 @@ def volume_group_info(vg, with_volumes=False):
         with ``with_volumes``), or None if there is no such group.
     """
     fields = 'vg_name,vg_size,vg_free,vg_extent_size'
-    info = _group_report(vg, fields + (',lv_name,lv_size'
-                                       if with_volumes else ''))
-    if with_volumes and info == {}:
-        # Asked for volume fields, vgs reports one row per volume: a
-        # group without any reports no row at all.
-        info = _group_report(vg, fields)
-    if not info:
-        return None
-    rows = info.pop('rows')
     if with_volumes:
-        info['volumes'] = {row['lv_name']: int(row['lv_size'])
-                           for row in rows if row.get('lv_name')}
-    return info
-
-
-def _group_report(vg, fields):
-    """``vgs`` of ``vg``: None if there is no such group, {} if it
-    reported no row, else the group's sizes and its rows."""
+        # One report of the group and of its volumes: ``vgs`` asked for
+        # volume fields reports one row per volume, so none for a group
+        # without volumes. fullreport has a section for each.
+        cmd = ('lvm', 'fullreport', '--configreport', 'vg', '-o', fields,
+               '--configreport', 'lv', '-o', 'lv_name,lv_size',
+               '--configreport', 'pv', '-o', 'pv_name',
+               '--configreport', 'pvseg', '-o', 'pvseg_start',
+               '--configreport', 'seg', '-o', 'seg_start', vg)
+    else:
+        cmd = ('vgs', '-o', fields, vg)
     try:
-        rows = _report('vgs', 'vg', '-o', fields, vg)
+        reports = _reports(*cmd)
     except exception.ProcessFailed as e:
         if 'not found' in str(e):
             return None
         raise
-    rows = [row for row in rows if row['vg_name'] == vg]
-    if not rows:
-        return {}
-    return {'size': int(rows[0]['vg_size']),
-            'free': int(rows[0]['vg_free']),
-            'extent_size': int(rows[0]['vg_extent_size']),
-            'rows': rows}
+    for report in reports:
+        for row in report.get('vg', []):
+            if row['vg_name'] != vg:
+                continue
+            info = {'size': int(row['vg_size']),
+                    'free': int(row['vg_free']),
+                    'extent_size': int(row['vg_extent_size'])}
+            if with_volumes:
+                info['volumes'] = {lv['lv_name']: int(lv['lv_size'])
+                                   for lv in report.get('lv', [])}
+            return info
+    return None
 
 
 def volumes(vg):
