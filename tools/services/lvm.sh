@@ -15,7 +15,7 @@
 # device-mapper (no /dev/<vg>/<lv> ever appears), and no udev. So every LVM
 # command must run with the settings of the lvm.conf written here: scan the
 # one loop device only, no udev, no activation, no metadata backups outside
-# the state directory. Tests point LVM_SYSTEM_DIR at that directory, so the
+# the state directory, synchronous I/O (faster here, see write_conf). Tests point LVM_SYSTEM_DIR at that directory, so the
 # product code runs its ordinary lvcreate/lvremove unchanged. The tests then
 # reach an LV's bytes through loop devices over its extents on the PV (the
 # harness's device_path); stop detaches those too, so nothing is left:
@@ -67,6 +67,11 @@ activation {
 }
 global {
     activation = 0
+    # Synchronous reads: an LVM command that set up an asynchronous I/O
+    # context spends ~30 ms of its ~45 in io_destroy() on exit, waiting
+    # for the kernel. Only lvm.conf can set this: by the time a --config
+    # argument is applied, the context exists.
+    use_aio = 0
 }
 backup {
     backup_dir = "$STATE/backup"
