@@ -274,7 +274,7 @@ def describe_disks(instance, bdms, cache=None):
     from nova.virt.libvirt.imagebackend import backends
     from nova.virt.libvirt.imagebackend import legacy
     inferred = {id(r.bdm): r for r in legacy.infer_disks(
-        instance, bdms, cache=cache)}
+        instance, bdms, cache=cache, adopt=False)}
     result = []
     for bdm in bdms:
         if not bdm.is_local:

@@ -16,6 +16,7 @@ Loading is strict: anything that is not exactly such an object of a version
 this code knows raises a ``DiskMetadataInvalid`` subclass, never a guess.
 """
 
+import hashlib
 import re
 
 from oslo_serialization import jsonutils
@@ -37,6 +38,22 @@ ENCRYPTIONS = (ENCRYPTION_DMCRYPT_PLAIN,)
 
 #: The backends whose disks may be encrypted (upstream: Lvm only).
 _ENCRYPTABLE_BACKENDS = (fields.DiskBackend.LVM,)
+
+# The names upstream Nova (34.0.0 and older) gave the files of its image
+# cache: sha1 of the image id, swap_<MB>, ephemeral_<GB>_<7 hex of an md5>.
+_UPSTREAM_BASE_NAME = re.compile(
+    r'^(?:[0-9a-f]{40}|swap_[1-9][0-9]*|ephemeral_[1-9][0-9]*_[0-9a-f]{7})$')
+
+
+def upstream_base_name(image_id):
+    """The name upstream Nova gave the cached base of ``image_id``."""
+    return hashlib.sha1(image_id.encode('utf-8'),
+                        usedforsecurity=False).hexdigest()
+
+
+def is_upstream_base_name(name):
+    """True if ``name`` is one upstream Nova gave a file in ``_base``."""
+    return isinstance(name, str) and bool(_UPSTREAM_BASE_NAME.match(name))
 
 
 @base.NovaObjectRegistry.register
@@ -91,7 +108,8 @@ class LibvirtDiskMetadata(base.NovaObject):
     # Version 1.1: Added preallocated
     # Version 1.2: Added encryption, encryption_cipher, encryption_key_size,
     #              source_kind (config drive and rescue disks)
-    VERSION = '1.2'
+    # Version 1.3: Added base_name (adopted upstream cache files)
+    VERSION = '1.3'
 
     fields = {
         'backend': fields.DiskBackendField(),
@@ -114,11 +132,25 @@ class LibvirtDiskMetadata(base.NovaObject):
         # --- config drive and rescue disks (1.2) ---------------------------
         'source_kind': fields.DiskSourceKindField(nullable=True,
                                                   default=None),
+        # --- adopted upstream cache files (1.3) ----------------------------
+        'base_name': fields.StringField(nullable=True, default=None),
     }
 
     def obj_make_compatible(self, primitive, target_version):
         super().obj_make_compatible(primitive, target_version)
         target = versionutils.convert_version_to_tuple(target_version)
+        if target < (1, 3):
+            if primitive.get('base_name') is not None:
+                # An older reader would derive another base from the
+                # source: it would define the overlay over a file it does
+                # not sit on. Refuse rather than drop.
+                raise exception.ObjectActionError(
+                    action='obj_make_compatible',
+                    reason='disk %s sits on cache entry %s, which a %s '
+                           'record cannot name' % (
+                               primitive.get('disk_name'),
+                               primitive['base_name'], target_version))
+            primitive.pop('base_name', None)
         if target < (1, 2):
             # An older reader would take an encrypted disk for one in
             # clear; it never gets a record it cannot obey (see
@@ -181,6 +213,7 @@ class LibvirtDiskMetadata(base.NovaObject):
                 reason='a disk has one source, not both image %s and '
                        'template %s' % (self.image_id, self.cache_name))
         _check_source_kind(self)
+        _check_base_name(self, spec)
         _check_simple_name('disk_name', self.disk_name)
         for name in ('volume_group', 'rbd_pool', 'volume_name',
                      'cache_name'):
@@ -333,3 +366,34 @@ def _check_source_kind(record):
     if kind == fields.DiskSourceKind.RESCUE and not record.image_id:
         raise exception.DiskMetadataInvalid(
             reason='a rescue disk names its rescue image')
+
+
+# --- adopted upstream cache files (1.3) ------------------------------------
+
+def _check_base_name(record, spec):
+    """A base_name is the upstream name of the disk's own source, under a
+    qcow2 overlay: never a name of anything else."""
+    name = record.base_name
+    if name is None:
+        return
+    if not spec.overlay:
+        raise exception.DiskMetadataInvalid(
+            reason='backend %s sits on no cache entry, got base_name %r' % (
+                record.backend, name))
+    if record.image_id:
+        expected = upstream_base_name(record.image_id)
+    elif record.cache_name:
+        expected = record.cache_name
+        if record.backing_format != fields.DiskFormat.RAW:
+            raise exception.DiskMetadataInvalid(
+                reason='base_name %s is a template, which is raw; the '
+                       'record says backing format %s' % (
+                           name, record.backing_format))
+    else:
+        raise exception.DiskMetadataInvalid(
+            reason='a blank disk sits on no cache entry, got base_name '
+                   '%r' % (name,))
+    if name != expected or not is_upstream_base_name(name):
+        raise exception.DiskMetadataInvalid(
+            reason='base_name %r is not the upstream cache name of the '
+                   'disk\'s source (%s)' % (name, expected))

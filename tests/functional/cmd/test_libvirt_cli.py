@@ -158,8 +158,8 @@ def test_image_cache_cleanup_keeps_what_records_name(tmp_path):
     cli.run('destroy', instance['uuid'])
     removed = cli.json('image-cache-cleanup')
     assert removed['count'] == 3
-    assert 'ephemeral_1_ext4' in removed['removed']
-    assert 'swap_16' in removed['removed']
+    assert 'ephemeral_1_ext4.raw' in removed['removed']
+    assert 'swap_16.raw' in removed['removed']
     assert os.listdir(base) == []
 
 

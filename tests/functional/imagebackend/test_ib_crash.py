@@ -34,13 +34,14 @@ def test_killed_template_then_retry(cache, base_dir, tmp_path):
     _kill_when_ready(_args(tmp_path, template='swap_16', size=16 * MiB))
     # The dead attempt's private part.
     assert [staging.part_target(n) for n in os.listdir(base_dir)] == [
-        'swap_16']
+        'swap_16.raw']
 
     entry = cache.ensure_template('swap_16', disk_funcs.make_swap(),
                                   16 * MiB)
 
     assert helpers.blkid_type(entry.path) == 'swap'
-    assert sorted(os.listdir(base_dir)) == ['swap_16', 'swap_16.info']
+    assert sorted(os.listdir(base_dir)) == ['swap_16.raw',
+                                            'swap_16.raw.info']
 
 
 def test_killed_fetch_then_retry(cache, base_dir, image_service, image_files,

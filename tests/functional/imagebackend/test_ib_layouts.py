@@ -132,10 +132,11 @@ def test_layout_from_func(backend, kind, cache, base_dir):
         disk.create_from_func(None, func, name, size)
         disks.append(disk)
 
-    template = os.path.join(os.path.realpath(base_dir), name)
+    entry = name + '.raw'
+    template = os.path.join(os.path.realpath(base_dir), entry)
     assert helpers.blkid_type(template) == fs
     assert helpers.layout(template, 'raw')['virtual_size'] == size
-    assert sorted(os.listdir(base_dir)) == [name, name + '.info']
+    assert sorted(os.listdir(base_dir)) == [entry, entry + '.info']
     for disk in disks:
         if backend == 'flat':
             # upstream: a raw copy of the template
@@ -160,7 +161,7 @@ def test_flat_qcow2_from_template(cache, base_dir):
         'format': 'qcow2', 'virtual_size': 16 * MiB, 'backing_file': None,
         'backing_format': None}
     assert helpers.same_content(disk.path, 'qcow2',
-                                os.path.join(base_dir, 'swap_16'), 'raw')
+                                os.path.join(base_dir, 'swap_16.raw'), 'raw')
 
 
 @pytest.mark.parametrize('backend,base_fmt', [

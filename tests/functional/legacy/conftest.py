@@ -9,6 +9,8 @@ it); in CI a skip fails.
 
 import pytest
 
+from nova.virt.libvirt import driver as libvirt_driver
+from nova.virt.libvirt import host as libvirt_host
 from tests.functional.legacy import legacy_helpers
 
 
@@ -26,3 +28,12 @@ def upstream():
     if not legacy_helpers.upstream_python():
         pytest.skip('%s is not set: run under tools/with-services.sh' %
                     legacy_helpers.UPSTREAM_PYTHON_ENV)
+
+
+@pytest.fixture
+def driver(conf):
+    """This project's driver on libvirt's in-process test driver."""
+    conf.config(group='libvirt', connection_uri='test:///default')
+    host = libvirt_host.Host()
+    yield libvirt_driver.LibvirtDriver(host=host)
+    host.close()

@@ -8,6 +8,7 @@ instance and its local block device mappings, without ``driver_info``.
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -84,17 +85,19 @@ def run_upstream(spec):
 
 def make_upstream_instance(context, layout, image_files, image_format,
                            root_gb=1, ephemerals=({'size': 1},),
-                           swap_mb=64, os_type=None):
+                           swap_mb=64, os_type=None, image_id=None):
     """Disks made by Nova 34.0.0, and this project's rows for them.
 
     :param layout: a LAYOUTS key, also set on this node's CONF (the tests'
         ``conf`` must have been configured with it).
     :param ephemerals: [{'size': GB, 'guest_format': fs or None}].
+    :param image_id: the image's id (default: a new uuid), e.g. that of
+        the same file in this project's image store.
     :returns: (Instance, the maker's output).
     """
     images_type, use_cow, force_raw = LAYOUTS[layout]
     uuid = uuidutils.generate_uuid()
-    image_id = uuidutils.generate_uuid()
+    image_id = image_id or uuidutils.generate_uuid()
     made = run_upstream({
         'instances_path': os.path.abspath(CONF.instances_path),
         'images_type': images_type, 'use_cow_images': use_cow,
@@ -103,6 +106,18 @@ def make_upstream_instance(context, layout, image_files, image_format,
         'image_id': image_id, 'uuid': uuid, 'root_gb': root_gb,
         'ephemerals': [dict(e) for e in ephemerals], 'swap_mb': swap_mb,
         'os_type': os_type})
+    instance = create_instance_rows(context, uuid, image_id, root_gb,
+                                    ephemerals, swap_mb)
+    return instance, made
+
+
+def create_instance_rows(context, uuid, image_id, root_gb=1,
+                         ephemerals=({'size': 1},), swap_mb=64):
+    """The rows Nova 34 has for an instance: the instance (on
+    ``legacy-host``) and its local mappings, without ``driver_info``.
+
+    :returns: the Instance.
+    """
     instance = objects.Instance(
         context, uuid=uuid, display_name='legacy', image_ref=image_id,
         root_gb=root_gb, ephemeral_gb=sum(e['size'] for e in ephemerals),
@@ -128,7 +143,7 @@ def make_upstream_instance(context, layout, image_files, image_format,
     for values in mappings:
         objects.BlockDeviceMapping(context, instance_uuid=uuid,
                                    **values).create()
-    return instance, made
+    return instance
 
 
 def bdms_of(context, instance):
@@ -159,9 +174,9 @@ def assert_record_matches_storage(instance, record):
     assert info['virtual-size'] == record.size
     assert 'data-file' not in info.get('format-specific', {}).get('data', {})
     if record.backend == 'qcow2':
-        base = (record.cache_name or
-                _sha1(record.image_id) + (
-                    '.qcow2' if record.backing_format == 'qcow2' else ''))
+        # Nova 34's overlays sit on the file of its own name, adopted.
+        base = record.base_name
+        assert base == (record.cache_name or _sha1(record.image_id))
         assert info['backing-filename'] == os.path.join(
             os.path.abspath(CONF.instances_path), '_base', base)
         assert info['backing-filename-format'] == record.backing_format
@@ -236,3 +251,14 @@ def make_flat_raw_instances(context, count, host='legacy-host'):
             device_type='disk', device_name='/dev/vda').create()
         instances.append(instance)
     return instances
+
+
+def opened(strace_log, path):
+    """The lines of an strace log that open ``path``: by its whole name, or
+    by its last component relative to a directory descriptor (as the
+    backends open disks, ``openat(dirfd, "disk", ...)``)."""
+    relative = re.compile(r'openat\((?!AT_FDCWD)\d+, "%s"' %
+                          re.escape(os.path.basename(path)))
+    with open(strace_log) as f:
+        return [line for line in f
+                if '"%s"' % path in line or relative.search(line)]

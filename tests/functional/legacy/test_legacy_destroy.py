@@ -8,19 +8,9 @@ import os
 import pytest
 
 from nova import exception
-from nova.virt.libvirt import driver as libvirt_driver
-from nova.virt.libvirt import host as libvirt_host
 from tests.functional.legacy import legacy_helpers as helpers
 
 pytestmark = pytest.mark.usefixtures('upstream')
-
-
-@pytest.fixture
-def driver(conf):
-    conf.config(group='libvirt', connection_uri='test:///default')
-    host = libvirt_host.Host()
-    yield libvirt_driver.LibvirtDriver(host=host)
-    host.close()
 
 
 def test_destroy_records_then_removes_every_disk(conf, context, image_files,

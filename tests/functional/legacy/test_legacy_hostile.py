@@ -3,7 +3,6 @@ never guessed, and no host file opened."""
 
 import json
 import os
-import re
 import subprocess
 
 import pytest
@@ -23,17 +22,6 @@ def _write_guest_qcow2_header(disk_path, backing_file, tmp_path):
                     backing_file, '-F', 'raw', header, '1G'], check=True)
     with open(header, 'rb') as src, open(disk_path, 'r+b') as dst:
         dst.write(src.read())
-
-
-def _opened(strace_log, path):
-    """The lines of an strace log that open ``path``: by its whole name, or
-    by its last component relative to a directory descriptor (as the
-    backends open disks, ``openat(dirfd, "disk", ...)``)."""
-    relative = re.compile(r'openat\((?!AT_FDCWD)\d+, "%s"' %
-                          re.escape(os.path.basename(path)))
-    with open(strace_log) as f:
-        return [line for line in f
-                if '"%s"' % path in line or relative.search(line)]
 
 
 def _root_bdm(context, instance):
@@ -74,10 +62,11 @@ def test_guest_qcow2_header_with_disk_info_is_recorded_raw(
     record = helpers.records(context, instance)['disk']
     assert (record.backend, record.format) == ('flat', 'raw')
     helpers.assert_record_matches_storage(instance, record)
-    assert _opened(trace, secret) == []
+    assert helpers.opened(trace, secret) == []
     # The trace did see the process read the instance's files: disk.info
     # (a raw disk's size needs no open).
-    assert _opened(trace, os.path.join(os.path.dirname(disk), 'disk.info'))
+    assert helpers.opened(trace, os.path.join(os.path.dirname(disk),
+                                              'disk.info'))
 
 
 def test_guest_qcow2_header_without_disk_info_is_ambiguous(
@@ -126,8 +115,8 @@ def test_guest_qcow2_header_without_disk_info_is_ambiguous(
     # No run opened the host file; the first two read the disk's header
     # (for its magic; with qemu-img -f qcow2).
     for trace in traces:
-        assert _opened(trace, secret) == []
-    assert _opened(traces[0], disk) and _opened(traces[1], disk)
+        assert helpers.opened(trace, secret) == []
+    assert helpers.opened(traces[0], disk) and helpers.opened(traces[1], disk)
 
 
 def test_format_needs_instance_and_disk(conf, context, tmp_path):
@@ -151,6 +140,28 @@ def test_corrupt_disk_info_is_refused(conf, context, image_files):
         manager.local_disks(instance, helpers.bdms_of(context, instance))
     assert not isinstance(e.value, exception.DiskFormatAmbiguous)
     assert helpers.records(context, instance) == {}
+
+
+def test_disk_info_that_is_a_link_is_not_followed(conf, context, image_files,
+                                                  tmp_path, secret):
+    """A disk.info planted as a link to a host file: refused by the
+    descriptor that opened it, the host file never opened."""
+    helpers.configure(conf, 'flat-forceraw')
+    instance, made = helpers.make_upstream_instance(
+        context, 'flat-forceraw', image_files, 'raw', ephemerals=(),
+        swap_mb=0)
+    disk_info = os.path.join(os.path.dirname(made['disks']['disk']),
+                             'disk.info')
+    os.unlink(disk_info)
+    os.symlink(secret, disk_info)
+    trace = str(tmp_path / 'strace.log')
+    result = helpers.manage(tmp_path, 'libvirt', 'record_disks',
+                            '--instance', instance.uuid, strace_log=trace)
+    assert result.returncode == 1
+    assert 'disk.info cannot be opened' in result.stdout
+    assert helpers.records(context, instance) == {}
+    assert helpers.opened(trace, secret) == []
+    assert os.path.islink(disk_info)
 
 
 def test_missing_base_and_absent_disk_are_refused(conf, context,

@@ -7,13 +7,13 @@ database the instance's rows without records, and then touches the disks:
 every record must equal what ``qemu-img info -f <format>`` reports.
 """
 
+import hashlib
 import io
 import os
 
 import pytest
 
 from nova.cmd import manage_libvirt
-from nova import exception
 from nova.virt.libvirt.imagebackend import manager as disk_manager
 from tests.functional.legacy import legacy_helpers as helpers
 
@@ -29,6 +29,7 @@ CASES = {
     ('qcow2-forceraw', 'raw'): ('qcow2', 'qcow2', 'raw'),
     ('qcow2-forceraw', 'qcow2'): ('qcow2', 'qcow2', 'raw'),
     ('qcow2-keep', 'raw'): ('qcow2', 'qcow2', 'raw'),
+    ('qcow2-keep', 'qcow2'): ('qcow2', 'qcow2', 'qcow2'),
 }
 
 pytestmark = pytest.mark.usefixtures('upstream')
@@ -50,10 +51,14 @@ def _check_instance(context, instance, root):
         assert record.backend == backend
         helpers.assert_record_matches_storage(instance, record)
     if backend == 'qcow2':
-        # Each template is named as upstream named it in _base.
+        # Each template is named as upstream named it in _base, and each
+        # overlay sits on the file Nova 34 made, adopted.
         assert records['disk.swap'].cache_name == 'swap_64'
         assert records['disk.eph0'].cache_name.startswith('ephemeral_1_')
         assert records['disk.eph1'].cache_name.startswith('ephemeral_2_')
+        for record in records.values():
+            assert record.base_name == (record.cache_name or
+                                        _sha1(instance.image_ref))
     else:
         assert records['disk.swap'].cache_name == 'swap_64'
     return records
@@ -87,29 +92,12 @@ def test_first_touch_records_every_disk(conf, context, image_files, case):
     assert _texts(helpers.records(context, instance)) == _texts(records)
 
 
+def _sha1(text):
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+
+
 def _texts(records):
     return {name: r.to_driver_info() for name, r in records.items()}
-
-
-def test_qcow2_base_under_raw_name_is_refused(conf, context, image_files):
-    """Nova 34 kept a qcow2 image's base as qcow2 under sha1(image id),
-    the name this project's cache gives a raw base: a record cannot name
-    that base, so the root disk is refused with the reason (the other
-    disks, on raw templates, are recorded)."""
-    helpers.configure(conf, 'qcow2-keep')
-    instance, _made = helpers.make_upstream_instance(
-        context, 'qcow2-keep', image_files, 'qcow2', ephemerals=EPHEMERALS)
-    manager = disk_manager.DiskManager()
-    root = [b for b in helpers.bdms_of(context, instance)
-            if b.boot_index == 0][0]
-    with pytest.raises(exception.DiskLayoutNotInferred) as e:
-        manager.get_backend(instance, root)
-    assert e.value.kwargs['disk_name'] == 'disk (/dev/vda)'
-    assert 'as qcow2 under the name' in str(e.value)
-    records = helpers.records(context, instance)
-    assert sorted(records) == ['disk.eph0', 'disk.eph1', 'disk.swap']
-    for record in records.values():
-        helpers.assert_record_matches_storage(instance, record)
 
 
 def test_record_disks_records_a_host_in_bulk(conf, context, image_files,
@@ -186,8 +174,11 @@ def test_show_disks_before_and_after(conf, context, image_files):
         assert entry['refused'] is None
         assert entry['on_disk']['format'] == 'qcow2'
         assert entry['on_disk']['virtual_size'] == entry['record']['size']
-    # show_disks writes nothing.
+    # show_disks writes nothing: no record, and no base adopted.
     assert helpers.records(context, instance) == {}
+    assert not [n for n in os.listdir(os.path.join(conf_instances_path(),
+                                                   '_base'))
+                if n.endswith('.info')]
     out = io.StringIO()
     args = type('Args', (), {'instance': instance.uuid, 'json': False})
     assert manage_libvirt.show_disks(args, out=out) == 0

@@ -73,19 +73,20 @@ def test_cleanup_leaves_planted_entries_alone_and_goes_on(conf, cache,
     base_dir = cache.base_dir
     # A directory and a link at names an entry would have, and at names
     # no entry has.
-    os.mkdir(os.path.join(base_dir, 'c' * 40))
+    os.mkdir(os.path.join(base_dir, 'c' * 40 + '.raw'))
     os.mkdir(os.path.join(base_dir, 'planted-dir.info'))
-    os.symlink(victim.path, os.path.join(base_dir, 'd' * 40))
+    os.symlink(victim.path, os.path.join(base_dir, 'd' * 40 + '.raw'))
     os.symlink(victim.path, os.path.join(base_dir, 'swap_9.info'))
     os.symlink(victim.path, os.path.join(base_dir, '.hidden'))
 
-    assert cache.cleanup(context, in_use=()) == ['swap_1']
+    assert cache.cleanup(context, in_use=()) == ['swap_1.raw']
 
     assert not os.path.exists(unused.path)
     assert sorted(os.listdir(base_dir)) == sorted([
-        '.hidden', 'c' * 40, 'd' * 40, 'planted-dir.info', 'swap_9.info'])
-    assert os.path.isdir(os.path.join(base_dir, 'c' * 40))
-    assert os.path.islink(os.path.join(base_dir, 'd' * 40))
+        '.hidden', 'c' * 40 + '.raw', 'd' * 40 + '.raw', 'planted-dir.info',
+        'swap_9.info'])
+    assert os.path.isdir(os.path.join(base_dir, 'c' * 40 + '.raw'))
+    assert os.path.islink(os.path.join(base_dir, 'd' * 40 + '.raw'))
     victim.assert_untouched()
 
 

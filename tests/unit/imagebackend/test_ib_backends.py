@@ -351,7 +351,7 @@ def test_qcow2_libvirt_info_over_a_template(conf, cache):
         cache=cache)
     [layer] = disk.libvirt_info('vdc').backing_store
     assert layer.path == cache.template_path('swap_1')
-    assert layer.path.endswith('/_base/swap_1')
+    assert layer.path.endswith('/_base/swap_1.raw')
 
 
 def test_default_cache_is_the_process_cache(conf):

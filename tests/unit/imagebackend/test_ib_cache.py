@@ -33,8 +33,8 @@ def base_dir():
 
 # --- names ------------------------------------------------------------------
 
-def test_image_entry_names_are_sha1_of_the_id():
-    assert image_cache.image_entry_name('abc', 'raw') == sha1('abc')
+def test_image_entry_names_are_sha1_of_the_id_and_the_format():
+    assert image_cache.image_entry_name('abc', 'raw') == sha1('abc') + '.raw'
     assert image_cache.image_entry_name('abc', 'qcow2') == \
         sha1('abc') + '.qcow2'
 
@@ -58,7 +58,7 @@ def test_hostile_image_id_still_gives_a_plain_name(conf, cache):
 
 @pytest.mark.parametrize('name', [
     '../x', 'a/b', '', '.', '..', 'x\0y', sha1('a'), sha1('a') + '.qcow2',
-    'swap_512.info', 'swap_512.part'])
+    sha1('a') + '.raw', 'swap_512.raw', 'swap_512.info', 'swap_512.part'])
 def test_template_names_are_checked(conf, cache, name):
     with pytest.raises((exception.InvalidName, exception.PathOutsideRoot)):
         cache.ensure_template(name, lambda t, s: None, 4096)
@@ -73,17 +73,24 @@ def test_record_names():
         return record
 
     assert image_cache.entry_name_for_record(record(image_id='i')) == \
-        {sha1('i')}
+        {sha1('i') + '.raw'}
     assert image_cache.entry_name_for_record(
         record(format='qcow2', image_id='i')) == {sha1('i') + '.qcow2'}
     assert image_cache.entry_name_for_record(
         record(backend='qcow2', format='qcow2', backing_format='raw',
-               image_id='i')) == {sha1('i')}
+               image_id='i')) == {sha1('i') + '.raw'}
     assert image_cache.entry_name_for_record(
         record(backend='ploop', format='ploop', image_id='i')) == \
-        {sha1('i'), sha1('i') + '.qcow2'}
+        {sha1('i') + '.raw', sha1('i') + '.qcow2'}
     assert image_cache.entry_name_for_record(
-        record(cache_name='swap_512')) == {'swap_512'}
+        record(cache_name='swap_512')) == {'swap_512.raw'}
+    # An adopted upstream file: the record's base_name, alone.
+    assert image_cache.entry_name_for_record(
+        record(backend='qcow2', format='qcow2', backing_format='qcow2',
+               image_id='i', base_name=sha1('i'))) == {sha1('i')}
+    assert image_cache.entry_name_for_record(
+        record(backend='qcow2', format='qcow2', backing_format='raw',
+               cache_name='swap_512', base_name='swap_512')) == {'swap_512'}
     assert image_cache.entry_name_for_record(record()) == set()
 
 
@@ -100,8 +107,9 @@ def test_default_paths_follow_conf(conf):
 def test_ensure_image_fetches_once_and_writes_a_sidecar(conf, cache):
     entry = cache.ensure_image(None, 'raw-image', 'raw')
     assert entry == image_cache.CacheEntry(
-        path=os.path.join(os.path.realpath(base_dir()), sha1('raw-image')),
-        format='raw', virtual_size=1 << 20, name=sha1('raw-image'))
+        path=os.path.join(os.path.realpath(base_dir()),
+                          sha1('raw-image') + '.raw'),
+        format='raw', virtual_size=1 << 20, name=sha1('raw-image') + '.raw')
     with open(entry.path + '.info') as f:
         sidecar = json.load(f)
     assert sidecar == {'format': 'raw', 'virtual_size': 1 << 20,
@@ -109,7 +117,7 @@ def test_ensure_image_fetches_once_and_writes_a_sidecar(conf, cache):
     assert cache.ensure_image(None, 'raw-image', 'raw') == entry
     assert cache.fetches['raw-image'] == 1
     assert sorted(os.listdir(base_dir())) == [
-        sha1('raw-image'), sha1('raw-image') + '.info']
+        sha1('raw-image') + '.raw', sha1('raw-image') + '.raw.info']
     assert oct(os.stat(entry.path).st_mode & 0o777) == '0o644'
 
 
@@ -153,7 +161,7 @@ def test_sidecar_without_data_is_rebuilt(conf, cache):
 def test_stale_partial_files_do_not_block_a_fetch(conf, cache):
     os.makedirs(base_dir())
     # Parts of makers that died (no flock held on them).
-    name = sha1('raw-image')
+    name = sha1('raw-image') + '.raw'
     for leftover in (os.path.join(base_dir(), '.%s.0123456789abcdef.part' %
                                   name),
                      os.path.join(base_dir(), '.%s.info.0123456789abcdef'
@@ -161,8 +169,7 @@ def test_stale_partial_files_do_not_block_a_fetch(conf, cache):
         with open(leftover, 'wb') as f:
             f.write(b'half')
     cache.ensure_image(None, 'raw-image', 'raw')
-    assert sorted(os.listdir(base_dir())) == [
-        sha1('raw-image'), sha1('raw-image') + '.info']
+    assert sorted(os.listdir(base_dir())) == [name, name + '.info']
 
 
 def test_failed_fetch_leaves_nothing(conf, cache):
@@ -257,7 +264,7 @@ def test_template_made_once_sparse_and_fsynced(conf, cache):
     st = os.stat(entry.path)
     assert st.st_size == 1 << 20 and st.st_blocks * 512 < (1 << 20)
     assert sorted(os.listdir(base_dir())) == [
-        'ephemeral_1_ext4', 'ephemeral_1_ext4.info']
+        'ephemeral_1_ext4.raw', 'ephemeral_1_ext4.raw.info']
 
 
 def test_failed_template_leaves_nothing(conf, cache):
@@ -308,7 +315,7 @@ def test_cleanup_removes_old_unused_entries_only(conf, cache):
                                 1 << 20)
     for entry in (raw, qcow, swap):
         _age(cache, entry.name, 1000)
-    removed = cache.cleanup(None, in_use={swap.name})
+    removed = cache.cleanup(None, in_use={swap.name}, unrecorded=False)
     # raw and qcow2 are old and unused; swap is in use; eph is young.
     assert removed == sorted([raw.name, qcow.name])
     assert sorted(os.listdir(base_dir())) == sorted([
@@ -317,13 +324,15 @@ def test_cleanup_removes_old_unused_entries_only(conf, cache):
 
 def test_cleanup_removes_crash_leftovers(conf, cache):
     os.makedirs(base_dir())
-    for name in ('a' * 40, 'b' * 40 + '.part', 'swap_2.info.part',
-                 '.%s.0123456789abcdef.raw.part' % ('c' * 40)):
+    for name in ('a' * 40 + '.raw', 'b' * 40 + '.qcow2.part',
+                 'swap_2.raw.info.part',
+                 '.%s.raw.0123456789abcdef.raw.part' % ('c' * 40)):
         with open(os.path.join(base_dir(), name), 'wb'):
             pass
-    for name in ('a' * 40, 'b' * 40, 'swap_2'):
+    for name in ('a' * 40 + '.raw', 'b' * 40 + '.qcow2', 'swap_2.raw'):
         _age(cache, name, 10 ** 6)
-    assert cache.cleanup(None, in_use=()) == ['a' * 40, 'b' * 40, 'swap_2']
+    assert cache.cleanup(None, in_use=(), unrecorded=False) == [
+        'a' * 40 + '.raw', 'b' * 40 + '.qcow2', 'swap_2.raw']
     assert os.listdir(base_dir()) == []
 
 
@@ -331,18 +340,18 @@ def test_cleanup_can_be_disabled(conf, cache):
     conf.config(remove_unused_base_images=False, group='image_cache')
     entry = cache.ensure_image(None, 'raw-image', 'raw')
     _age(cache, entry.name, 10 ** 6)
-    assert cache.cleanup(None, in_use=()) == []
+    assert cache.cleanup(None, in_use=(), unrecorded=False) == []
     assert os.path.exists(entry.path)
 
 
 def test_cleanup_with_no_cache_dir(conf, cache):
-    assert cache.cleanup(None, in_use=()) == []
+    assert cache.cleanup(None, in_use=(), unrecorded=False) == []
 
 
 def test_removed_entry_is_fetched_again(conf, cache):
     entry = cache.ensure_image(None, 'raw-image', 'raw')
     _age(cache, entry.name, 10 ** 6)
-    assert cache.cleanup(None, in_use=()) == [entry.name]
+    assert cache.cleanup(None, in_use=(), unrecorded=False) == [entry.name]
     assert cache.ensure_image(None, 'raw-image', 'raw') == entry
     assert cache.fetches['raw-image'] == 2
 
@@ -368,7 +377,7 @@ def test_cleanup_skips_leftovers_that_name_no_entry(conf, cache, planted):
         os.utime(p, (old, old))
     outside = sorted(os.listdir(CONF.instances_path))
 
-    assert cache.cleanup(None, in_use=()) == [entry.name]
+    assert cache.cleanup(None, in_use=(), unrecorded=False) == [entry.name]
     assert os.listdir(base_dir()) == [planted]
     assert sorted(os.listdir(CONF.instances_path)) == outside
 
@@ -395,7 +404,8 @@ def test_names_in_use_reads_records_through_the_objects(monkeypatch):
     monkeypatch.setattr(block_device.BlockDeviceMappingList,
                         'get_all_with_driver_info',
                         classmethod(get_all_with_driver_info))
-    assert image_cache.names_in_use('ctx') == {sha1('i'), 'swap_1'}
+    assert image_cache.names_in_use('ctx') == {sha1('i') + '.raw',
+                                               'swap_1.raw'}
     assert calls == ['ctx']
 
     bdms.append(objects.BlockDeviceMapping(driver_info='{not json'))
@@ -438,3 +448,136 @@ def test_check_base_refuses_a_path_outside_the_cache(conf, cache, tmp_path):
         cache.check_base(str(tmp_path / os.path.basename(entry.path)), 'raw')
     with pytest.raises(exception.CacheEntryInvalid):
         cache.check_base(entry.path, 'qcow2')
+
+
+# --- upstream files and adoption ------------------------------------------
+
+def _upstream_file(name, data, size=None):
+    """A file Nova 34 left in _base (no sidecar)."""
+    os.makedirs(base_dir(), exist_ok=True)
+    path = os.path.join(base_dir(), name)
+    with open(path, 'wb') as f:
+        f.write(data)
+        if size:
+            f.truncate(size)
+    return path
+
+
+def _qcow2(size, backing_file=None):
+    return ib_unit_helpers.qcow2_header(size, backing_file=backing_file)
+
+
+def _state(path):
+    st = os.stat(path)
+    with open(path, 'rb') as f:
+        return st.st_ino, st.st_mtime_ns, f.read()
+
+
+def test_own_entries_never_take_an_upstream_name(conf, cache):
+    """Nova 34's base of an image and its swap template keep their names
+    and bytes; this cache makes its own beside them."""
+    base = _upstream_file(sha1('raw-image'), b'nova34', 4096)
+    swap = _upstream_file('swap_1', b'', 1 << 20)
+    before = (_state(base), _state(swap))
+    entry = cache.ensure_image(None, 'raw-image', 'raw')
+    template = cache.ensure_template('swap_1', lambda t, s: None, 1 << 20)
+    assert (entry.name, template.name) == (sha1('raw-image') + '.raw',
+                                           'swap_1.raw')
+    assert (_state(base), _state(swap)) == before
+    assert not os.path.exists(base + '.info')
+    # ... and cleanup leaves them alone, however old and unused.
+    for path in (base, swap):
+        os.utime(path, (0, 0))
+    for name in (entry.name, template.name):
+        _age(cache, name, 10 ** 6)
+    assert cache.cleanup(None, in_use=(), unrecorded=False) == sorted(
+        [entry.name, template.name])
+    assert sorted(os.listdir(base_dir())) == sorted([sha1('raw-image'),
+                                                     'swap_1'])
+
+
+def test_adopt_writes_a_sidecar_after_inspecting(conf, cache):
+    path = _upstream_file(sha1('img'), _qcow2(3 << 20))
+    entry = cache.adopt(sha1('img'), 'qcow2', {'image_id': 'img'})
+    assert entry == image_cache.CacheEntry(
+        path=os.path.join(os.path.realpath(base_dir()), sha1('img')),
+        format='qcow2', virtual_size=3 << 20, name=sha1('img'))
+    with open(path + '.info') as f:
+        assert json.load(f) == {'adopted': True, 'format': 'qcow2',
+                                'image_id': 'img', 'version': 1,
+                                'virtual_size': 3 << 20}
+    # An entry from now on: checked at define, adopted again as it is.
+    assert cache.check_base(entry.path, 'qcow2') == entry
+    assert cache.adopt(sha1('img'), 'qcow2', {'image_id': 'img'}) == entry
+    with pytest.raises(exception.CacheEntryInvalid):
+        cache.adopt(sha1('img'), 'raw', {'image_id': 'img'})
+
+
+def test_adopt_check_only_writes_nothing(conf, cache):
+    path = _upstream_file('swap_1', b'', 1 << 20)
+    entry = cache.adopt('swap_1', 'raw', {'template': 'swap_1'},
+                        check_only=True)
+    assert entry.virtual_size == 1 << 20
+    assert os.listdir(base_dir()) == ['swap_1']
+    with pytest.raises(exception.CacheEntryInvalid):
+        cache.check_base(path, 'raw')
+
+
+@pytest.mark.parametrize('name,fmt,data,error', [
+    # A qcow2 "base" naming a host file: not adopted.
+    (sha1('img'), 'qcow2', _qcow2(1 << 20, '/etc/passwd'),
+     exception.CacheEntryInvalid),
+    # Not a qcow2 at all.
+    (sha1('img'), 'qcow2', b'\0' * 4096, exception.CacheEntryInvalid),
+    # Templates are raw.
+    ('swap_1', 'qcow2', _qcow2(1 << 20),
+     exception.CacheEntryInvalid),
+    # Names this cache makes are not adopted, nor are strangers' names.
+    (sha1('img') + '.raw', 'raw', b'x', exception.InvalidName),
+    ('ephemeral_1_ext4', 'raw', b'x', exception.InvalidName),
+])
+def test_adopt_refuses(conf, cache, name, fmt, data, error):
+    _upstream_file(name, data)
+    with pytest.raises(error):
+        cache.adopt(name, fmt, {'image_id': 'img'})
+    assert os.listdir(base_dir()) == [name]
+
+
+def test_adopt_refuses_a_link_and_a_missing_file(conf, cache, tmp_path):
+    target = tmp_path / 'host-file'
+    target.write_bytes(b'\0' * 4096)
+    os.makedirs(base_dir())
+    os.symlink(target, os.path.join(base_dir(), sha1('img')))
+    with pytest.raises(exception.CacheEntryInvalid, match='regular file'):
+        cache.adopt(sha1('img'), 'raw', {'image_id': 'img'})
+    with pytest.raises(FileNotFoundError):
+        cache.adopt(sha1('other'), 'raw', {'image_id': 'other'})
+    assert os.listdir(base_dir()) == [sha1('img')]
+
+
+def test_a_sidecar_this_cache_did_not_write_is_refused(conf, cache):
+    path = _upstream_file(sha1('img'), b'', 4096)
+    with open(path + '.info', 'w') as f:
+        json.dump({'version': 1, 'format': 'raw', 'virtual_size': 4096}, f)
+    with pytest.raises(exception.CacheEntryInvalid, match='not one this'):
+        cache.check_base(path, 'raw')
+    with pytest.raises(exception.CacheEntryInvalid, match='not one this'):
+        cache.adopt(sha1('img'), 'raw', {'image_id': 'img'})
+
+
+@pytest.mark.parametrize('unrecorded', [True, False])
+def test_cleanup_of_adopted_entries(conf, cache, unrecorded):
+    _upstream_file(sha1('img'), b'', 4096)
+    _upstream_file('swap_1', b'', 1 << 20)
+    stray = _upstream_file(sha1('gone'), b'', 4096)
+    cache.adopt(sha1('img'), 'raw', {'image_id': 'img'})
+    cache.adopt('swap_1', 'raw', {'template': 'swap_1'})
+    for name in (sha1('img'), 'swap_1', sha1('gone')):
+        _age(cache, name, 10 ** 6)
+    removed = cache.cleanup(None, in_use={'swap_1'}, unrecorded=unrecorded)
+    # While a disk has no record, it may sit on any adopted file.
+    assert removed == ([] if unrecorded else [sha1('img')])
+    left = sorted(os.listdir(base_dir()))
+    assert (sha1('img') in left) is unrecorded
+    assert 'swap_1' in left and 'swap_1.info' in left
+    assert os.path.basename(stray) in left

@@ -109,6 +109,23 @@ def test_disk_info_that_is_a_link_is_refused(instances_path, tmp_path):
     assert 'cannot be opened' in result.reason
 
 
+def test_disk_info_in_an_instance_directory_that_is_a_link_is_refused(
+        instances_path, tmp_path):
+    """The instance directory is opened without following a link too: a
+    disk.info reached through a planted directory link is never read."""
+    instance = _instance()
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir(mode=0o700)
+    (elsewhere / 'disk').write_bytes(b'')
+    (elsewhere / 'disk.info').write_text(json.dumps(
+        {str(elsewhere / 'disk'): 'raw'}))
+    os.makedirs(instances_path)
+    os.symlink(elsewhere, os.path.join(instances_path, instance.uuid))
+    [result] = _infer(instance, [_bdm(instance, 'root')])
+    assert result.record is None
+    assert 'disk.info cannot be opened' in result.reason, result.reason
+
+
 def test_a_disk_that_is_a_link_is_refused(instances_path, tmp_path):
     instance = _instance()
     target = tmp_path / 'host-file'

@@ -368,3 +368,69 @@ def test_source_kind_is_dropped_for_1_1_and_absent_means_none():
     assert 'source_kind' not in primitive['nova_object.data']
     primitive.pop('nova_object.changes', None)
     assert _load(primitive).source_kind is None
+
+
+# --- adopted upstream cache files (1.3) ------------------------------------
+
+IMAGE_SHA1 = 'f3b1a6b8e0a7f8a4f6c5e3a1d2b9c8e7f6a5b4c3'
+
+
+def _adopted(**overrides):
+    values = dict(base_name=objects.libvirt_disk.upstream_base_name(
+        _record().image_id))
+    values.update(overrides)
+    return _record(**values)
+
+
+def test_base_name_is_the_upstream_name_of_the_source():
+    record = _adopted()
+    assert record.base_name == objects.libvirt_disk.upstream_base_name(
+        record.image_id)
+    assert len(record.base_name) == 40
+    loaded = objects.LibvirtDiskMetadata.from_driver_info(
+        record.to_driver_info())
+    assert loaded.base_name == record.base_name
+    swap = _record(image_id=None, cache_name='swap_64', base_name='swap_64',
+                   disk_name='disk.swap')
+    eph = _record(image_id=None, cache_name='ephemeral_1_8bf2f6a',
+                  base_name='ephemeral_1_8bf2f6a', disk_name='disk.eph0')
+    for record in (swap, eph):
+        assert objects.LibvirtDiskMetadata.from_driver_info(
+            record.to_driver_info()).base_name == record.base_name
+
+
+@pytest.mark.parametrize('overrides', [
+    # another image's base, or a path
+    {'base_name': IMAGE_SHA1},
+    {'base_name': '../' + IMAGE_SHA1},
+    # this cache's own names are derived, never recorded
+    {'base_name': IMAGE_SHA1 + '.raw'},
+    # a template's upstream name is its own name
+    {'image_id': None, 'cache_name': 'swap_64', 'base_name': 'swap_128'},
+    {'image_id': None, 'cache_name': 'ephemeral_1_ext4',
+     'base_name': 'ephemeral_1_ext4'},
+    {'image_id': None, 'cache_name': 'swap_64', 'base_name': 'swap_64',
+     'backing_format': 'qcow2'},
+    # a blank disk, or a backend without a base
+    {'image_id': None, 'base_name': IMAGE_SHA1},
+    {'backend': 'flat', 'format': 'raw', 'backing_format': None},
+])
+def test_inconsistent_base_names_are_refused(overrides):
+    with pytest.raises(exception.DiskMetadataInvalid, match='base_name'):
+        _adopted(**overrides).validate()
+
+
+def test_a_1_2_record_loads_without_a_base_name():
+    primitive = _record().obj_to_primitive(target_version='1.2')
+    primitive.pop('nova_object.changes', None)
+    assert 'base_name' not in primitive['nova_object.data']
+    assert _load(primitive).base_name is None
+
+
+def test_a_record_with_a_base_name_is_never_backported():
+    # A 1.2 reader would derive another base and define the overlay over
+    # a file it does not sit on.
+    for target in ('1.2', '1.1', '1.0'):
+        with pytest.raises(exception.ObjectActionError, match='base_name|'
+                           'cannot name'):
+            _adopted().obj_to_primitive(target_version=target)

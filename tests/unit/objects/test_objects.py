@@ -21,7 +21,7 @@ OBJECT_DATA = {
     'Flavor': '1.2-f204e50207d1e747ea1e71b1eb392d5e',
     'Instance': '2.8-5e6390a2f5115f99444bd33c817092cf',
     'InstanceList': '1.0-f21c30303a62979fc64bb6f9559686af',
-    'LibvirtDiskMetadata': '1.2-5f6c7c356332b9130fe3edf1faa620cf',
+    'LibvirtDiskMetadata': '1.3-abcf37a6380d557f1b750cfc5451b539',
 }
 
 # Nova 34.0.0's expected fingerprints.

@@ -1,21 +1,37 @@
 """The image cache: base images and templates under ``$instances_path/_base``.
 
 This module is the only code that touches the cache directory. An entry is
-one file of disk data plus a sidecar that says what the data is::
+one file of disk data plus a sidecar that says what the data is. Every
+name this cache makes ends with the format of its data, so that none is
+ever a name upstream Nova gave a file in the same directory::
 
-    _base/3f786850e387550fdab836ed7e6dc881de23001b          raw base of an
-    _base/3f786850e387550fdab836ed7e6dc881de23001b.info     image (sha1 of
+    _base/3f786850e387550fdab836ed7e6dc881de23001b.raw      raw base of an
+    _base/3f786850e387550fdab836ed7e6dc881de23001b.raw.info image (sha1 of
                                                             its id)
     _base/3f786850e387550fdab836ed7e6dc881de23001b.qcow2    the same image
     _base/3f786850e387550fdab836ed7e6dc881de23001b.qcow2.info  kept qcow2
-    _base/ephemeral_1_ext4, _base/ephemeral_1_ext4.info     a template
-    _base/swap_512, _base/swap_512.info
+    _base/ephemeral_1_ext4.raw, _base/ephemeral_1_ext4.raw.info  a template
+    _base/swap_512.raw, _base/swap_512.raw.info
+
+Upstream Nova (34.0.0 and older) left files of its own here, without a
+sidecar: ``<sha1 of the image id>`` (raw, or the qcow2 image itself with
+force_raw_images off), ``ephemeral_<GB>_<7 hex>`` and ``swap_<MB>``. Its
+unrecorded qcow2 overlays still sit on them, so nothing here ever deletes,
+replaces or rebuilds a file under such a name. Once legacy inference has
+proved an overlay over one, it asks this cache to *adopt* it (``adopt``):
+under the entry's lock, by descriptor, the file is inspected for the format
+the overlay's header names, and only then does it get a sidecar (with
+``adopted: true``). From then on it is an entry like any other, named by
+the disk records (``base_name``) that depend on it; cleanup still keeps it
+while any local mapping has no record yet (that mapping's disk may sit
+on it). Upstream files nobody adopted are reported and left.
 
 The sidecar (JSON: format, virtual_size, source) is written atomically after
 the data, when the entry is created, and is the only source of the entry's
 format and size from then on: nothing here ever asks qemu-img what a cached
 file is. An entry is valid only when both files exist; a data file without
-its sidecar is the leftover of a crash and is rebuilt.
+its sidecar under a name this cache makes is the leftover of a crash and is
+rebuilt.
 
 ``_base`` may be shared (NFS) with hosts this one does not trust, so it is
 only ever reached through a descriptor (``nova.virt.staging``): opened
@@ -38,14 +54,15 @@ handed to qemu.
 The sidecar's mtime is the entry's "last used" time: ``cleanup()`` removes
 entries that no persisted disk record names and that were not used for
 ``[image_cache] remove_unused_original_minimum_age_seconds``. It removes
-only regular files with names this cache makes; anything else in
-``_base`` (a directory, a link, a stranger's file) is reported and left
-alone, and never stops the rest of the cleanup.
+only regular files with names this cache makes, and adopted entries (see
+above); anything else in ``_base`` (a directory, a link, an upstream file
+nobody adopted, a stranger's file) is reported and left alone, and never
+stops the rest of the cleanup.
 """
 
 import contextlib
 import dataclasses
-import hashlib
+import errno
 import os
 import re
 import stat
@@ -58,6 +75,7 @@ from oslo_utils.imageutils import format_inspector
 
 import nova.conf
 from nova import exception
+from nova.objects import libvirt_disk
 from nova import utils
 from nova.virt import images
 from nova.virt import staging
@@ -70,16 +88,21 @@ FORMATS = ('raw', 'qcow2')
 
 SIDECAR_SUFFIX = '.info'
 PART_SUFFIX = '.part'
-QCOW2_SUFFIX = '.qcow2'
+#: The suffix of each format: the end of every name this cache makes.
+FORMAT_SUFFIXES = {'raw': '.raw', 'qcow2': '.qcow2'}
+QCOW2_SUFFIX = FORMAT_SUFFIXES['qcow2']
 SIDECAR_VERSION = 1
 
 _LOCK_PREFIX = 'nova-image-cache-'
-# Base names are derived, never given: keep template names out of their
-# namespace so a template can never shadow (or be cleaned as) a base.
-_BASE_NAME_RE = re.compile(r'^[0-9a-f]{40}(\.qcow2)?$')
+_SHA1_RE = re.compile(r'^[0-9a-f]{40}$')
 # Templates are named by policy.py (``ephemeral_1_ext4``, ``swap_512``):
-# one plain, visible name.
-_TEMPLATE_NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.+-]{0,200}$')
+# one plain name without a dot, so that its suffixed file name tells
+# format and template apart.
+_TEMPLATE_NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_+-]{0,200}$')
+# What this cache makes: a base (sha1, .raw or .qcow2), a template (.raw).
+_OWN_NAME_RE = re.compile(
+    r'^(?:[0-9a-f]{40}\.(?:raw|qcow2)|'
+    r'[A-Za-z0-9][A-Za-z0-9_+-]{0,200}\.raw)$')
 # Cached files are read by qemu (possibly another user) as backing files.
 _ENTRY_MODE = 0o644
 
@@ -102,35 +125,42 @@ class CacheEntry:
 def image_entry_name(image_id, fmt):
     """Return the cache name of ``image_id`` kept in ``fmt``.
 
-    ``sha1(image_id)`` for a raw base, with ``.qcow2`` appended when the
-    image is kept as qcow2, so both forms of one image can coexist.
+    ``sha1(image_id)`` and the format's suffix (``.raw``, ``.qcow2``), so
+    both forms of one image can coexist, and neither is ever the name
+    upstream Nova gave its own base of that image (``sha1(image_id)``).
     """
     if not isinstance(image_id, str) or not image_id:
         raise exception.InvalidInput(
             reason='image id %r is not a non-empty string' % (image_id,))
     _check_format(fmt)
-    name = hashlib.sha1(image_id.encode('utf-8'),
-                        usedforsecurity=False).hexdigest()
-    return name + QCOW2_SUFFIX if fmt == 'qcow2' else name
+    return libvirt_disk.upstream_base_name(image_id) + FORMAT_SUFFIXES[fmt]
+
+
+def template_entry_name(name):
+    """Return the cache name of template ``name``: ``<name>.raw``."""
+    return _check_template_name(name) + FORMAT_SUFFIXES['raw']
 
 
 def entry_name_for_record(record):
     """Return the cache entry names a disk record depends on.
 
-    A disk made from an image names the base in the format it was made
-    from: ``backing_format`` for a qcow2 overlay, the disk's own format for
-    a flat copy. Disks in other formats (e.g. ploop) were made from a raw
-    or a qcow2 base, so both are kept. A disk made by a function names its
-    template.
+    A record that names its base (``base_name``: an adopted upstream file)
+    depends on that entry alone. Otherwise, a disk made from an image names
+    the base in the format it was made from: ``backing_format`` for a qcow2
+    overlay, the disk's own format for a flat copy. Disks in other formats
+    (e.g. ploop) were made from a raw or a qcow2 base, so both are kept. A
+    disk made by a function names its template.
 
     :returns: a set of names (empty for a blank disk).
     """
+    if getattr(record, 'base_name', None):
+        return {record.base_name}
     if record.image_id:
         fmt = record.backing_format or record.format
         fmts = (fmt,) if fmt in FORMATS else FORMATS
         return {image_entry_name(record.image_id, f) for f in fmts}
     if record.cache_name:
-        return {record.cache_name}
+        return {template_entry_name(record.cache_name)}
     return set()
 
 
@@ -143,23 +173,30 @@ def _check_format(fmt):
 
 def _check_template_name(name):
     """Template names come from policy.py; still, keep them plain."""
-    if (not isinstance(name, str) or _BASE_NAME_RE.match(name)
-            or not _TEMPLATE_NAME_RE.match(name)
-            or name.endswith((SIDECAR_SUFFIX, PART_SUFFIX))):
+    if (not isinstance(name, str) or _SHA1_RE.match(name)
+            or not _TEMPLATE_NAME_RE.match(name)):
         raise exception.InvalidName(
             kind='template', name=name,
-            reason='reserved for base images or cache bookkeeping')
+            reason='reserved for base images, or not one plain name '
+                   'without a dot')
     return name
 
 
+def _is_own_name(name):
+    """True if ``name`` is one this cache makes (and may rebuild)."""
+    return isinstance(name, str) and bool(_OWN_NAME_RE.match(name))
+
+
+def _is_upstream_name(name):
+    """True if ``name`` is one upstream Nova gives its cache files (which
+    this cache never deletes unless it adopted them)."""
+    return libvirt_disk.is_upstream_base_name(name)
+
+
 def _is_entry_name(name):
-    """True if ``name`` is one this code makes: a base's (sha1, maybe
-    ``.qcow2``) or a template's (``_TEMPLATE_NAME_RE``, no bookkeeping
-    suffix)."""
-    return isinstance(name, str) and bool(
-        _BASE_NAME_RE.match(name) or (
-            _TEMPLATE_NAME_RE.match(name) and
-            not name.endswith((SIDECAR_SUFFIX, PART_SUFFIX))))
+    """True if ``name`` may be an entry: one this code makes, or an
+    upstream file it may adopt."""
+    return _is_own_name(name) or _is_upstream_name(name)
 
 
 def _plain(name):
@@ -232,7 +269,7 @@ class ImageCache:
 
     def template_path(self, name):
         """Where template ``name`` is (or will be)."""
-        return self.path_of(_check_template_name(name))
+        return self.path_of(template_entry_name(name))
 
     # --- the public operations -----------------------------------------------
 
@@ -284,7 +321,7 @@ class ImageCache:
             another size, or if ``func`` changed the file's size; whatever
             ``func`` raises.
         """
-        _check_template_name(name)
+        entry_name = template_entry_name(name)
         if fmt != 'raw':
             raise exception.InvalidInput(
                 reason='templates are raw, not %s' % fmt)
@@ -295,38 +332,44 @@ class ImageCache:
                     name, size))
 
         def make(base):
-            with staging.Part(base, name, mode=_ENTRY_MODE) as part:
+            with staging.Part(base, entry_name, mode=_ENTRY_MODE) as part:
                 os.ftruncate(part.fd, size)
                 func(part.path, size)
                 actual = os.fstat(part.fd).st_size
                 if actual != size:
                     raise exception.CacheEntryInvalid(
-                        name=name, reason='the template function left '
+                        name=entry_name, reason='the template function left '
                         '%d bytes, expected %d' % (actual, size))
                 part.publish()
             return size
 
-        entry = self._ensure(name, fmt, make, {'template': name})
+        entry = self._ensure(entry_name, fmt, make, {'template': name})
         if entry.virtual_size != size:
             raise exception.CacheEntryInvalid(
-                name=name, reason='cached with %d bytes, asked for %d' % (
-                    entry.virtual_size, size))
+                name=entry_name, reason='cached with %d bytes, asked for '
+                '%d' % (entry.virtual_size, size))
         return entry
 
-    def cleanup(self, context, in_use=None, now=None):
+    def cleanup(self, context, in_use=None, now=None, unrecorded=None):
         """Remove entries unused for longer than the configured age.
 
         An entry is in use while a persisted disk record names it (see
         ``entry_name_for_record``); otherwise it goes once its last use is
         older than ``[image_cache]
         remove_unused_original_minimum_age_seconds``.
-        Crash leftovers (a data file without a sidecar, a stale ``.part``)
-        age the same way. Nothing happens when
+        Crash leftovers (a data file without a sidecar under a name this
+        cache makes, a stale ``.part``) age the same way. An adopted
+        upstream file goes only when, besides, no local mapping of any
+        live instance is without a record (it may be such a disk's base);
+        upstream files nobody adopted are never removed. Nothing happens when
         ``remove_unused_base_images`` is off.
 
         :param in_use: names of entries in use; default: read from the disk
             records in the database (``names_in_use(context)``).
         :param now: the current time (seconds since the epoch), for tests.
+        :param unrecorded: whether a local mapping has no record yet;
+            default: read from the database (``unrecorded_disks_exist``)
+            when an adopted entry could go.
         :returns: sorted names of the removed entries.
         """
         if not CONF.image_cache.remove_unused_base_images:
@@ -348,6 +391,14 @@ class ImageCache:
             for name in sorted(self._entry_names_on_disk(base)):
                 if name in in_use:
                     continue
+                if _is_upstream_name(name) and unrecorded is None:
+                    # Asked once, and only when an adopted entry could go.
+                    unrecorded = unrecorded_disks_exist(context)
+                if unrecorded and _is_upstream_name(name):
+                    LOG.info('Image cache cleanup keeps adopted entry '
+                             '%(name)s: some local disks have no record '
+                             'yet', {'name': name})
+                    continue
                 try:
                     with self._lock(name):
                         gone = self._remove_if_unused(base, name, now,
@@ -364,18 +415,24 @@ class ImageCache:
                     removed.append(name)
         return removed
 
-    @staticmethod
-    def _remove_if_unused(base, name, now, max_age):
+    def _remove_if_unused(self, base, name, now, max_age):
         """Under the entry's lock: remove its files if all are older than
         ``max_age``. Only regular files are removed; anything else at an
-        entry's file name is reported and left alone.
+        entry's file name is reported and left alone. An upstream name is
+        removed only while its sidecar says this cache adopted it.
 
         :returns: True if the entry's files were removed.
         """
         # A dead fetch's leftovers go whatever the entry's age (a live
         # one holds a flock on its part).
-        staging.remove_stale_parts(base, name)
         staging.remove_stale_parts(base, name + SIDECAR_SUFFIX)
+        if _is_own_name(name):
+            staging.remove_stale_parts(base, name)
+        elif base.lexists(name) and not self._adopted(base, name):
+            LOG.warning('Image cache cleanup leaves %(path)s alone: an '
+                        'upstream file this cache did not adopt',
+                        {'path': base.join(name)})
+            return False
         files = []
         mtimes = []
         for fname in _files_of(name):
@@ -397,6 +454,16 @@ class ImageCache:
             base.unlink(fname)
         base.fsync()
         return True
+
+    def _adopted(self, base, name):
+        """True if upstream file ``name`` has the sidecar ``adopt`` wrote."""
+        try:
+            info = self._sidecar_info(base, name)
+        except exception.CacheEntryInvalid as e:
+            LOG.warning('Image cache entry %(name)s: %(err)s',
+                        {'name': name, 'err': e})
+            return False
+        return info is not None and info.get('adopted') is True
 
     def _fetch(self, context, image_id, target, fmt, max_virtual_size,
                directory=None):
@@ -439,13 +506,16 @@ class ImageCache:
     def _entry_names_on_disk(base):
         """Names of the entries the files in ``base`` belong to.
 
-        Only names this code makes count: a file name that maps to no
-        possible entry (anything else someone put there) is reported and
-        left alone, never joined to a path, and the rest of the cleanup
-        goes on.
+        Only names this code makes count, and upstream files that have a
+        sidecar (adopted); a file name that maps to no possible entry
+        (anything else someone put there, an upstream file nobody adopted)
+        is reported and left alone, never joined to a path, and the rest
+        of the cleanup goes on.
         """
         names = set()
-        for fname in base.listdir():
+        upstream = set()
+        files = base.listdir()
+        for fname in files:
             # The verified fetch and templates build in hidden parts.
             name = staging.part_target(fname)
             if name is None:
@@ -454,11 +524,21 @@ class ImageCache:
                     name = name[:-len(PART_SUFFIX)]
             if name.endswith(SIDECAR_SUFFIX):
                 name = name[:-len(SIDECAR_SUFFIX)]
-            if _is_entry_name(name):
+            if _is_own_name(name):
                 names.add(name)
+            elif _is_upstream_name(name):
+                upstream.add(name)
             else:
                 LOG.warning('Image cache cleanup leaves %(path)s alone: it '
                             'names no cache entry', {'path': base.join(fname)})
+        files = set(files)
+        for name in upstream:
+            if name + SIDECAR_SUFFIX in files:
+                names.add(name)
+            else:
+                LOG.info('Image cache cleanup leaves %(path)s alone: an '
+                         'upstream file no disk record has adopted',
+                         {'path': base.join(name)})
         return names
 
     def _ensure(self, name, fmt, create, source):
@@ -468,6 +548,10 @@ class ImageCache:
         ``_base``) or leaves nothing, and returns the virtual size of what
         it made.
         """
+        if not _is_own_name(name):
+            # Never rebuild (or delete) a file upstream Nova may have made.
+            raise exception.InvalidName(kind='image cache entry', name=name,
+                                        reason='not a name this cache makes')
         sidecar = name + SIDECAR_SUFFIX
         with self._open_base(create=True) as base, self._lock(name):
             try:
@@ -519,28 +603,48 @@ class ImageCache:
         staging.remove_stale_parts(base, sidecar)
         return None
 
-    def _read_sidecar(self, base, name, fmt):
+    @staticmethod
+    def _sidecar_info(base, name):
+        """The sidecar of entry ``name`` as this code wrote it, or None if
+        there is none.
+
+        :raises: CacheEntryInvalid if it is unreadable or not one this code
+            wrote (an upstream name's must say ``adopted``).
+        """
         try:
             fd = base.open_regular(name + SIDECAR_SUFFIX)
+        except FileNotFoundError:
+            return None
+        except (OSError, exception.UnsafePath) as e:
+            raise exception.CacheEntryInvalid(
+                name=name, reason='unreadable sidecar: %s' % e)
+        try:
             with os.fdopen(fd, 'rb') as f:
                 info = jsonutils.loads(f.read(4096))
-            recorded_fmt = info['format']
             virtual_size = info['virtual_size']
-        except (OSError, ValueError, TypeError, KeyError,
-                exception.UnsafePath) as e:
+            info['format']
+        except (OSError, ValueError, TypeError, KeyError) as e:
             raise exception.CacheEntryInvalid(
                 name=name, reason='unreadable sidecar: %s' % e)
         if info.get('version') != SIDECAR_VERSION or \
-                not isinstance(virtual_size, int) or virtual_size < 0:
+                not isinstance(virtual_size, int) or virtual_size < 0 or \
+                (_is_upstream_name(name) and info.get('adopted') is not True):
             raise exception.CacheEntryInvalid(
                 name=name, reason='sidecar %r is not one this code wrote' %
                 (info,))
-        if recorded_fmt != fmt:
+        return info
+
+    def _read_sidecar(self, base, name, fmt):
+        info = self._sidecar_info(base, name)
+        if info is None:
+            raise exception.CacheEntryInvalid(name=name,
+                                              reason='it has no sidecar')
+        if info['format'] != fmt:
             raise exception.CacheEntryInvalid(
                 name=name, reason='recorded as %s, wanted %s' % (
-                    recorded_fmt, fmt))
-        return CacheEntry(path=self.path_of(name), format=recorded_fmt,
-                          virtual_size=virtual_size, name=name)
+                    info['format'], fmt))
+        return CacheEntry(path=self.path_of(name), format=fmt,
+                          virtual_size=info['virtual_size'], name=name)
 
     @staticmethod
     def _write_sidecar(base, name, fmt, virtual_size, source):
@@ -603,39 +707,17 @@ class ImageCache:
         """Re-check a cached file against its sidecar, by descriptor.
 
         The file is opened once (O_NOFOLLOW, O_NONBLOCK) and everything
-        is read from that descriptor: a regular file, owned by this
-        service, and its header only: for qcow2 no backing file, no
+        is read from that descriptor (``_inspect``): a regular file, owned
+        by this service, and its header only: for qcow2 no backing file, no
         data-file, no unknown features, and the header's size equals the
         recorded one; for raw the file's length is the recorded size.
 
         :returns: the checked descriptor if ``keep_open`` (close it).
         """
-        try:
-            fd = base.open_regular(entry.name)
-        except FileNotFoundError:
-            raise exception.CacheEntryInvalid(
-                name=entry.name, reason='data file vanished')
-        except (OSError, exception.UnsafePath) as e:
-            raise exception.CacheEntryInvalid(
-                name=entry.name, reason='not a regular file: %s' % e)
+        fd = _open_data(base, entry.name)
         ok = False
         try:
-            st = os.fstat(fd)
-            if st.st_uid != os.geteuid():
-                raise exception.CacheEntryInvalid(
-                    name=entry.name, reason='owned by uid %d, not by this '
-                    'service' % st.st_uid)
-            inspector_cls = format_inspector.get_inspector(entry.format)
-            try:
-                inspector = inspector_cls.from_file(staging.fd_path(fd))
-                inspector.safety_check()
-            except (format_inspector.ImageFormatError,
-                    format_inspector.SafetyCheckFailed) as e:
-                raise exception.CacheEntryInvalid(
-                    name=entry.name, reason='%s safety check failed: %s' % (
-                        entry.format, e))
-            size = (st.st_size if entry.format == 'raw'
-                    else inspector.virtual_size)
+            size = _inspect(fd, entry.name, entry.format)
             if size != entry.virtual_size:
                 raise exception.CacheEntryInvalid(
                     name=entry.name, reason='holds %d bytes of disk, '
@@ -645,6 +727,109 @@ class ImageCache:
             if not (ok and keep_open):
                 os.close(fd)
         return fd if keep_open else None
+
+    # --- upstream files ------------------------------------------------------
+
+    def adopt(self, name, fmt, source, check_only=False):
+        """Make upstream file ``name`` an entry of this cache.
+
+        For legacy inference, once it has proved an upstream qcow2 overlay
+        whose backing file is ``name`` with backing format ``fmt``. Under
+        the entry's lock, the file is opened once without following a link
+        and inspected from that descriptor for ``fmt`` with oslo.utils'
+        format inspector (header only: no process, no backing file
+        opened): a regular file owned by this service; for qcow2 a qcow2
+        with no backing file, no data-file and no unknown features. Only
+        then is its sidecar written (format, virtual size, ``source``,
+        ``adopted: true``). Adopting an adopted entry checks it again.
+
+        :param name: an upstream name: ``<sha1 of the image id>``,
+            ``swap_<MB>`` or ``ephemeral_<GB>_<7 hex>``.
+        :param fmt: 'raw' or 'qcow2' (templates: raw).
+        :param source: the sidecar's source: ``{'image_id': ...}`` or
+            ``{'template': ...}``.
+        :param check_only: inspect, write nothing (to show what adoption
+            would do).
+        :returns: CacheEntry.
+        :raises: FileNotFoundError (no such file), CacheEntryInvalid (it is
+            not what ``fmt`` says, or unsafe); nothing is written then.
+        """
+        if not _is_upstream_name(name):
+            raise exception.InvalidName(
+                kind='upstream image cache file', name=name,
+                reason='not a name upstream Nova gives its cache files')
+        _check_format(fmt)
+        if fmt != 'raw' and not _SHA1_RE.match(name):
+            raise exception.CacheEntryInvalid(
+                name=name, reason='templates are raw, not %s' % fmt)
+        try:
+            with self._open_base() as base, self._lock(name):
+                if base.lexists(name + SIDECAR_SUFFIX):
+                    entry = self._read_sidecar(base, name, fmt)
+                    self._check_entry(base, entry)
+                    return entry
+                if not base.lexists(name):
+                    raise FileNotFoundError(errno.ENOENT, 'no such file',
+                                            base.join(name))
+                fd = _open_data(base, name)
+                try:
+                    virtual_size = _inspect(fd, name, fmt)
+                finally:
+                    os.close(fd)
+                entry = CacheEntry(path=self.path_of(name), format=fmt,
+                                   virtual_size=virtual_size, name=name)
+                if check_only:
+                    return entry
+                self._write_sidecar(base, name, fmt, virtual_size,
+                                    dict(source, adopted=True))
+                base.fsync()
+        except FileNotFoundError:
+            raise
+        except (OSError, exception.UnsafePath,
+                exception.UnsafeDirectory) as e:
+            raise _invalid(name, e)
+        LOG.info('Adopted upstream image cache file %(name)s (%(fmt)s, '
+                 '%(size)d bytes, %(source)s)',
+                 {'name': name, 'fmt': fmt, 'size': virtual_size,
+                  'source': source})
+        return entry
+
+
+def _open_data(base, name):
+    """Open entry ``name``'s data file (O_NOFOLLOW): a descriptor."""
+    try:
+        return base.open_regular(name)
+    except FileNotFoundError:
+        raise exception.CacheEntryInvalid(name=name,
+                                          reason='data file vanished')
+    except (OSError, exception.UnsafePath) as e:
+        raise exception.CacheEntryInvalid(
+            name=name, reason='not a regular file: %s' % e)
+
+
+def _inspect(fd, name, fmt):
+    """The virtual size of the cached file open as ``fd``, read as ``fmt``.
+
+    The file must be owned by this service and pass oslo.utils' format
+    inspector for ``fmt`` and its safety checks (for qcow2: no backing
+    file, no data-file, no unknown features); only the header is read.
+
+    :raises: CacheEntryInvalid naming what is wrong.
+    """
+    st = os.fstat(fd)
+    if st.st_uid != os.geteuid():
+        raise exception.CacheEntryInvalid(
+            name=name, reason='owned by uid %d, not by this service' %
+            st.st_uid)
+    inspector_cls = format_inspector.get_inspector(fmt)
+    try:
+        inspector = inspector_cls.from_file(staging.fd_path(fd))
+        inspector.safety_check()
+    except (format_inspector.ImageFormatError,
+            format_inspector.SafetyCheckFailed) as e:
+        raise exception.CacheEntryInvalid(
+            name=name, reason='%s safety check failed: %s' % (fmt, e))
+    return st.st_size if fmt == 'raw' else inspector.virtual_size
 
 
 def _files_of(name):
@@ -683,6 +868,26 @@ def names_in_use(context):
         if record is not None:
             names |= entry_name_for_record(record)
     return names
+
+
+def unrecorded_disks_exist(context, batch=500):
+    """True while a local mapping of a live instance has no record.
+
+    Its disk may sit on an upstream file that only its record, once
+    written, will name. Every instance counts, not only this host's: an
+    instances_path (and so ``_base``) may be shared.
+    """
+    # Imported late: the objects are not needed to use the cache.
+    from nova.objects import block_device as block_device_obj
+    from nova.objects import instance as instance_obj
+
+    uuids = [i.uuid for i in instance_obj.InstanceList.get_all(context)]
+    for start in range(0, len(uuids), batch):
+        bdms = block_device_obj.BlockDeviceMappingList.get_by_instance_uuids(
+            context, uuids[start:start + batch])
+        if any(bdm.is_local and bdm.driver_info is None for bdm in bdms):
+            return True
+    return False
 
 
 _CACHE = None

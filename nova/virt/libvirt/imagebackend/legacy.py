@@ -23,9 +23,13 @@ What each fact comes from:
   read anything else as raw too), a qcow2 magic is ambiguous and left for
   the operator to state (``formats``).
 * **format, Qcow2**: always qcow2 (Nova's own overlay). Its backing file
-  must be an entry of this host's image cache: ``sha1(image id)`` for the
-  instance's image, ``ephemeral_<GB>_<suffix>`` or ``swap_<MB>`` for a
-  template, in the format the overlay's header names.
+  must be a file upstream made in this host's image cache: ``sha1(image
+  id)`` for the instance's image (raw, or the qcow2 image itself with
+  force_raw_images off), ``ephemeral_<GB>_<7 hex>`` or ``swap_<MB>`` for a
+  template, in the format the overlay's header names. Once the overlay is
+  proved, the cache adopts that file (``ImageCache.adopt``: inspected by
+  descriptor for that format, a qcow2 base with no backing file and no
+  data-file), and the record names it (``base_name``).
 * **size**: the flavor (``root_gb``, ``ephemeral_gb`` or the mapping's
   ``volume_size``, swap in MiB); a root disk of ``root_gb`` 0 is the size
   on storage.
@@ -47,6 +51,7 @@ from oslo_log import log as logging
 from oslo_serialization import jsonutils
 from oslo_utils import units
 
+import nova.conf
 from nova import exception
 from nova.objects import fields
 from nova.objects import libvirt_disk
@@ -54,8 +59,10 @@ from nova import utils
 from nova.virt.libvirt.imagebackend import backends
 from nova.virt.libvirt.imagebackend import cache as image_cache
 from nova.virt.libvirt.imagebackend import policy
+from nova.virt import staging
 
 LOG = logging.getLogger(__name__)
+CONF = nova.conf.CONF
 
 #: Upstream's per-instance file: one JSON line {disk path: driver format}.
 DISK_INFO = 'disk.info'
@@ -71,9 +78,9 @@ UPSTREAM_EPHEMERAL_FMT = 'disk.eph%d'
 _FLAT_FORMATS = (fields.DiskFormat.RAW, fields.DiskFormat.QCOW2)
 
 # Upstream's template names: ephemeral_<GB>_<7 hex of an md5 of the
-# filesystem or mkfs command>, or this project's ephemeral_<GB>_<fs>.
+# filesystem or mkfs command>.
 _UPSTREAM_EPHEMERAL_TEMPLATE = re.compile(
-    r'^ephemeral_([1-9][0-9]*)_([0-9a-f]{7}|[a-z0-9]+)$')
+    r'^ephemeral_([1-9][0-9]*)_([0-9a-f]{7})$')
 
 
 @dataclasses.dataclass
@@ -133,7 +140,7 @@ def mapping_label(bdm):
                               else '(unsaved)')
 
 
-def infer_disks(instance, bdms, formats=None, cache=None):
+def infer_disks(instance, bdms, formats=None, cache=None, adopt=True):
     """Infer and prove the record of every unrecorded local mapping.
 
     :param instance: the Instance (uuid, image_ref, root_gb, ephemeral_gb,
@@ -144,8 +151,11 @@ def infer_disks(instance, bdms, formats=None, cache=None):
         for Flat disks whose format is ambiguous.
     :param cache: the ImageCache whose entries Qcow2 disks sit on (default:
         the process-wide one).
+    :param adopt: have the cache adopt the upstream file under each proved
+        Qcow2 overlay (its sidecar is written); False only checks it (to
+        show what would be recorded).
     :returns: [Inference], one per local mapping without a record, in
-        mapping order. Nothing is written.
+        mapping order. No record is written.
     :raises: DiskMetadataInvalid for a record that cannot be loaded (that
         is not a disk without a record: it is refused as it is).
     """
@@ -158,7 +168,7 @@ def infer_disks(instance, bdms, formats=None, cache=None):
                        'one of %s' % (fmt, name, uuid,
                                       ', '.join(_FLAT_FORMATS)))
     inferrer = _Inferrer(instance, uuid, policy.node_layout(), formats,
-                         cache)
+                         cache, adopt=adopt)
     taken, unrecorded = _unrecorded(bdms)
     results = []
     for bdm, role, index, why in unrecorded:
@@ -202,7 +212,8 @@ def _unrecorded(bdms):
 class _Inferrer:
     """Infers the disks of one instance under one NodeLayout."""
 
-    def __init__(self, instance, uuid, layout, formats, cache):
+    def __init__(self, instance, uuid, layout, formats, cache, adopt=True):
+        self.adopt = adopt
         self.instance = instance
         self.uuid = uuid
         self.layout = layout
@@ -426,8 +437,7 @@ class _Inferrer:
                               backing_format=backing_format, **source)
         self._check_size(record, info.get('virtual_size'))
         self._verify(record)
-        if not os.path.lexists(backing_file):
-            raise _Refused('its base %s is missing' % backing_file)
+        self._adopt_base(record)
         return record
 
     @staticmethod
@@ -437,7 +447,9 @@ class _Inferrer:
         return source
 
     def _backing_source(self, role, source, backing_file, backing_format):
-        """The record's source, from an overlay's backing file."""
+        """The record's source and base_name, from an overlay's backing
+        file: a file upstream made in this host's image cache for exactly
+        the disk's source."""
         base_dir, base_name = os.path.split(backing_file)
         if base_dir != self.cache.base_dir:
             raise _Refused('its backing file %s is not in this host\'s '
@@ -445,21 +457,10 @@ class _Inferrer:
                                                self.cache.base_dir))
         if role == policy.ROOT:
             image_id = source['image_id']
-            if base_name == image_cache.image_entry_name(image_id, 'qcow2'):
-                if backing_format != fields.DiskFormat.QCOW2:
-                    raise _Refused('its base %s is named as qcow2 but the '
-                                   'header says %s' % (base_name,
-                                                       backing_format))
-                return source
-            if base_name != image_cache.image_entry_name(image_id, 'raw'):
-                raise _Refused('its backing file %s is not the cache entry '
+            if base_name != libvirt_disk.upstream_base_name(image_id):
+                raise _Refused('its backing file %s is not the cache file '
                                'of image %s' % (backing_file, image_id))
-            if backing_format != fields.DiskFormat.RAW:
-                raise _Refused(
-                    'its base %s holds image %s as qcow2 under the name '
-                    'this host\'s cache gives a raw base; a record cannot '
-                    'name that base' % (base_name, image_id))
-            return source
+            return dict(source, base_name=base_name)
         if backing_format != fields.DiskFormat.RAW:
             raise _Refused('its template %s is %s; templates are raw' % (
                 base_name, backing_format))
@@ -467,13 +468,28 @@ class _Inferrer:
             if base_name != source['cache_name']:
                 raise _Refused('its backing file %s is not template %s' % (
                     backing_file, source['cache_name']))
-            return source
+            return dict(source, base_name=base_name)
         match = _UPSTREAM_EPHEMERAL_TEMPLATE.match(base_name)
         if not match or int(match.group(1)) != source['ephemeral_gb']:
             raise _Refused('its backing file %s is not an ephemeral '
                            'template of %d GB' % (backing_file,
                                                   source['ephemeral_gb']))
-        return {'cache_name': base_name}
+        return {'cache_name': base_name, 'base_name': base_name}
+
+    def _adopt_base(self, record):
+        """Have the cache adopt the upstream file the proved overlay sits
+        on (or, not ``adopt``, only check that it would)."""
+        source = ({'image_id': record.image_id} if record.image_id
+                  else {'template': record.cache_name})
+        try:
+            self.cache.adopt(record.base_name, record.backing_format,
+                             source, check_only=not self.adopt)
+        except FileNotFoundError:
+            raise _Refused('its base %s is missing' %
+                           self.cache.path_of(record.base_name))
+        except exception.NovaException as e:
+            raise _Refused('its base %s cannot be adopted: %s' % (
+                record.base_name, e))
 
     def _volume(self, name, size, source):
         if 'ephemeral_gb' in source:
@@ -555,7 +571,7 @@ class _Inferrer:
             one-line JSON object of path -> format.
         """
         if self._disk_info is None:
-            self._disk_info = self._read_disk_info(probe.instance_dir)
+            self._disk_info = self._read_disk_info()
         # Keys are the paths upstream saw: match on the instance directory
         # and the disk name, so a moved instances_path still matches.
         wanted = (self.uuid, probe.disk_name)
@@ -566,19 +582,22 @@ class _Inferrer:
                 DISK_INFO, ', '.join(sorted(set(entries)))))
         return entries[0] if entries else None
 
-    @staticmethod
-    def _read_disk_info(instance_dir):
-        path = utils.safe_join(instance_dir, DISK_INFO)
+    def _read_disk_info(self):
+        """Upstream's disk.info of the instance, read through the instance
+        directory's descriptor (``instances_path`` as configured, the
+        instance directory and disk.info never through a link)."""
+        path = os.path.join(os.path.abspath(CONF.instances_path), self.uuid,
+                            DISK_INFO)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC |
-                         os.O_NONBLOCK)
+            with staging.open_root(CONF.instances_path) as root, \
+                    root.subdir(self.uuid) as instance_dir:
+                fd = instance_dir.open_regular(DISK_INFO)
         except FileNotFoundError:
             return {}
-        except OSError as e:
+        except (OSError, exception.UnsafePath,
+                exception.UnsafeDirectory) as e:
             raise _Refused('%s cannot be opened: %s' % (path, e))
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise _Refused('%s is not a regular file' % path)
             data = os.read(fd, DISK_INFO_MAX_BYTES + 1)
         finally:
             os.close(fd)

@@ -8,7 +8,11 @@ template. With a warm cache that one command is the whole cost of the
 disk: the base's format and size come from the cache's sidecar and the
 disk's from the record, so nothing is probed.
 
-This matches upstream Nova's Qcow2 layout per case.
+This matches upstream Nova's Qcow2 layout per case. An overlay upstream
+Nova made sits on a file of upstream's own name in ``_base``; once its
+record is inferred, the record names that (adopted) entry in ``base_name``
+and everything here uses it instead of the derived name. No new disk is
+ever made over an adopted entry: new disks get this cache's own entries.
 """
 
 from oslo_log import log as logging
@@ -29,9 +33,22 @@ class Qcow2(file.FileImage):
     spec = specs.QCOW2
 
     def _image_cache_format(self):
+        # Asked before anything is fetched for a new disk.
+        self._refuse_adopted_base()
         return self.record.backing_format
 
+    def _refuse_adopted_base(self):
+        if self.record.base_name:
+            # The record names an upstream file: only a disk upstream made
+            # sits on it, and that disk exists already.
+            raise exception.InvalidInput(
+                reason='disk %s of instance %s is recorded over the '
+                       'adopted cache entry %s; no disk is created over '
+                       'one' % (self.disk_name, self.instance_uuid,
+                                self.record.base_name))
+
     def _check_template_record(self):
+        self._refuse_adopted_base()
         if self.record.backing_format != fields.DiskFormat.RAW:
             raise exception.InvalidInput(
                 reason='disk %s of instance %s: templates are raw, the '
@@ -58,6 +75,8 @@ class Qcow2(file.FileImage):
 
     def _base_path(self):
         """The cache file under this disk, from the record (no I/O)."""
+        if self.record.base_name:
+            return self.cache.path_of(self.record.base_name)
         if self.record.image_id:
             return self.cache.image_path(self.record.image_id,
                                          self.record.backing_format)
