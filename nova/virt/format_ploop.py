@@ -107,9 +107,11 @@ class _Header:
             return '%d BAT entries' % self.bat_entries
         if not self.v2 and self.nb_sectors >> 32:
             return 'a v1 image with a 64-bit size'
-        if self.nb_sectors == 0 or \
-                self.nb_sectors * SECTOR > MAX_VIRTUAL_SIZE:
-            return 'a size of %d sectors' % self.nb_sectors
+        if self.nb_sectors == 0:
+            return 'a size of 0 sectors'
+        if self.nb_sectors * SECTOR > MAX_VIRTUAL_SIZE:
+            return 'a size of %d sectors, more bytes than 63 bits count' % (
+                self.nb_sectors)
         if -(-self.nb_sectors // self.tracks) > self.bat_entries:
             return '%d sectors are more than its %d BAT entries cover' % (
                 self.nb_sectors, self.bat_entries)
@@ -232,8 +234,25 @@ class ParallelsInspector(format_inspector.FileInspector):
         return inspector
 
     def _check_header(self):
-        if self._header.problem is not None:
-            raise format_inspector.SafetyViolation(self._header.problem)
+        header = self._header
+        size = self._known_size()
+        if header.ext_off and size is not None and \
+                header.ext_off * SECTOR >= size:
+            raise format_inspector.SafetyViolation(
+                'its format extension (sector %d) is past the end of the '
+                '%d-byte file' % (header.ext_off, size))
+        if header.problem is not None:
+            raise format_inspector.SafetyViolation(header.problem)
+
+    def _known_size(self):
+        """The file's size, once known (``from_file``, or the end of the
+        stream); None before."""
+        if self._file_size is not None:
+            return self._file_size
+        if self._finished:
+            # finish() after a stream: every byte was seen.
+            return self._total_count
+        return None
 
     def _check_bat(self):
         if not self.has_region('bat'):
@@ -242,10 +261,7 @@ class ParallelsInspector(format_inspector.FileInspector):
         scan = self.region('bat')
         if scan.problem is not None:
             raise format_inspector.SafetyViolation(scan.problem)
-        size = self._file_size
-        if size is None and self._finished:
-            # finish() after a stream: every byte was seen.
-            size = self._total_count
+        size = self._known_size()
         if size is not None and scan.max_end > size:
             raise format_inspector.SafetyViolation(
                 'a BAT entry points to a cluster ending at byte %d, past '

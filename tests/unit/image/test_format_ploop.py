@@ -254,3 +254,12 @@ def test_ploop_bomb_is_refused_on_its_header(tmp_path):
     with open(path, 'wb') as f, pytest.raises(exception.ImageTooLarge):
         _stream(data, fd=f.fileno(), max_virtual_size=1 << 30)
     assert path.stat().st_size == 0
+
+
+def test_format_extension_past_the_end_says_so():
+    found = failures(ploop_bytes(ext_off=1 << 40))
+    assert 'past the end' in found['header']
+    # Mid-stream the end is unknown: refused all the same.
+    inspector = inspect(ploop_bytes(ext_off=1 << 40), finish=False)
+    with pytest.raises(format_inspector.SafetyCheckFailed):
+        inspector.safety_check()
