@@ -105,7 +105,8 @@ _HEX_RE = re.compile(r'^[0-9a-fA-F]{32,128}$')
 class VerifiedImage:
     """What ``fetch_verified`` put at the target.
 
-    :ivar format: qemu-img format of the target file ('raw' or 'qcow2').
+    :ivar format: qemu-img format of the target file ('raw', 'qcow2' or
+        'parallels').
     :ivar virtual_size: bytes of disk the image holds.
     :ivar disk_format: the format the image service declared.
     :ivar size: bytes downloaded (the image as stored).
@@ -283,10 +284,10 @@ class ImageStream:
     memory until the inspectors have decided the format, so a refused
     header is never written. At most MAX_PENDING bytes (and a chunk) are
     held: a stream still undecided then is written on to ``fd`` and
-    judged by ``finish()``, except that a declared qcow2's header is
-    judged at once on the bytes held (format, safety check, virtual size),
-    as a decided stream's is. The caller owns ``fd`` and removes the file
-    on any error.
+    judged by ``finish()``, except that a declared qcow2's or ploop's
+    header is judged at once on the bytes held (format, safety check,
+    virtual size), as a decided stream's is. The caller owns ``fd`` and
+    removes the file on any error.
 
     :param image_id: for error messages.
     :param disk_format: the declared format (a key of DISK_FORMATS).
@@ -388,7 +389,8 @@ class ImageStream:
                 # metadata far away) must not make us hold the whole
                 # download in memory: write on to the private part file
                 # and leave the verdict to finish(), once a declared
-                # qcow2's own header has been judged on the bytes held.
+                # qcow2's or ploop's own header has been judged on the
+                # bytes held.
                 self._decided = True
                 self._judge_declared_header()
                 self._flush_pending()
@@ -844,8 +846,9 @@ def fetch_verified(context, image_api, image_id, target, output_format,
     :param image_id: the image's id.
     :param target: absolute path of the file to create, in a directory
         this service owns; it must not exist.
-    :param output_format: 'raw' (converting a qcow2) or the image's own
-        declared disk_format (kept as it is; an 'iso' is 'raw' on disk).
+    :param output_format: 'raw' (converting a qcow2 or a ploop) or the
+        image's own declared disk_format (kept as it is; an 'iso' is 'raw'
+        on disk).
     :param max_virtual_size: bytes; a larger image is refused
         (ImageTooLarge) before any byte of it is written: a raw one (or one
         whose record's virtual_size says so) before its download, a qcow2

@@ -156,13 +156,8 @@ def test_create_from_a_ploop_image(contract, image_files, tmp_path):
     disk from that raw base, as policy.py plans (the base of any image
     but a kept qcow2 is raw). The Ploop backend makes a new ploop delta
     from it rather than adopting the image's own."""
-    store = local.LocalImageService(root=str(tmp_path / 'store'))
-    os.makedirs(store.root)
-    src = str(tmp_path / 'root.hds')
-    subprocess.run(['qemu-img', 'convert', '-q', '-f', 'raw', '-O',
-                    'parallels', image_files['raw'], src], check=True)
-    image_id = store.import_file(None, src, 'ploop')['id']
-    cache = image_cache.ImageCache(image_api=image.API(service=store))
+    cache, image_id, src = helpers.ploop_image(str(tmp_path),
+                                               image_files['raw'])
     record = contract.record('raw', image_id=image_id)
     disk = contract.disk(record, cache=cache)
 

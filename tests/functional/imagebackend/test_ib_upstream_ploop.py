@@ -15,12 +15,9 @@ import subprocess
 
 import pytest
 
-from nova import image
-from nova.image import local
 from nova.objects import libvirt_disk
 from nova.virt.libvirt import disk_funcs
 from nova.virt.libvirt.imagebackend import backends
-from nova.virt.libvirt.imagebackend import cache as image_cache
 from nova.virt.libvirt.storage import ploop
 
 import ib_func_helpers as helpers
@@ -81,13 +78,8 @@ def test_create_image_from_a_ploop_image(conf, image_files, tmp_path):
     """Upstream's ploop-format case (the image copied to root.hds, its
     descriptor restored): here the image is verified and converted to raw
     by the fetch, and the disk is a new delta ploop itself finds sound."""
-    store = local.LocalImageService(root=str(tmp_path / 'store'))
-    os.makedirs(store.root)
-    src = str(tmp_path / 'root.hds')
-    subprocess.run(['qemu-img', 'convert', '-q', '-f', 'raw', '-O',
-                    'parallels', image_files['raw'], src], check=True)
-    image_id = store.import_file(None, src, 'ploop')['id']
-    cache = image_cache.ImageCache(image_api=image.API(service=store))
+    cache, image_id, src = helpers.ploop_image(str(tmp_path),
+                                               image_files['raw'])
     disk = ploop_disk(cache, image_id=image_id)
     disk.create_from_image(None, image_id)
     assert sorted(os.listdir(disk.path)) == sorted(

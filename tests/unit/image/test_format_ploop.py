@@ -263,3 +263,41 @@ def test_format_extension_past_the_end_says_so():
     inspector = inspect(ploop_bytes(ext_off=1 << 40), finish=False)
     with pytest.raises(format_inspector.SafetyCheckFailed):
         inspector.safety_check()
+
+
+def _bomb_header(**fields):
+    """A v2 ploop header: 16 TiB of disk in 512 MiB clusters (a 128 KiB
+    BAT), data from its second cluster."""
+    values = dict(version=2, in_use=0)
+    values.update(fields)
+    return struct.pack('<16sIIIIIQIIIQ', format_ploop.MAGIC_V2,
+                       values['version'], 16, 32, MiB, 32 * KiB, 1 << 35,
+                       values['in_use'], MiB, 0, 0)
+
+
+@pytest.mark.parametrize('head,kwargs,error', [
+    (_bomb_header(), {'max_virtual_size': 1 << 30},
+     exception.ImageTooLarge),
+    (_bomb_header(in_use=format_ploop.IN_USE), {}, exception.ImageUnsafe),
+    (_bomb_header(version=3), {}, exception.ImageUnsafe),
+    (b'\1' * 4 * KiB, {}, exception.ImageFormatMismatch),
+], ids=['bomb', 'in-use', 'version', 'not-ploop'])
+def test_undecided_ploop_is_judged_on_its_header(tmp_path, head, kwargs,
+                                                 error):
+    # A VHDX region table at 192 KiB (inside the ploop's header cluster)
+    # keeps oslo's inspectors undecided until EOF: the declared ploop's
+    # header must still be judged before a byte is written.
+    size = 64 * MiB
+    region = struct.pack('<IIII', 0x69676572, 0, 1, 0)
+    region += bytes.fromhex('06a27c8b90479a4bb8fe575f050f886e')
+    region += struct.pack('<QII', 8 << 30, 64 * KiB, 0)
+    first = head.ljust(192 * KiB, b'\0') + region.ljust(64 * KiB, b'\0')
+    path = tmp_path / 'part'
+    with open(path, 'wb') as f, images.ImageStream(
+            IMAGE_ID, 'ploop', fd=f.fileno(), size=size, **kwargs) as s:
+        with pytest.raises(error):
+            s.write(first)
+            for _ in range((size - len(first)) // (64 * KiB)):
+                s.write(bytes(64 * KiB))
+        assert s.bytes_done <= images.MAX_PENDING + 64 * KiB
+    assert path.stat().st_size == 0
