@@ -37,7 +37,10 @@ read (or for ``from_file``), a BAT entry whose cluster ends past the end of
 the file.
 
 The BAT is checked as it streams past, never held: memory stays constant
-however large the image claims to be.
+however large the image claims to be. Two entries naming the same
+cluster are not looked for (that would take memory growing with the
+image): they only make two parts of the disk read the same bytes, which
+the conversion to raw this project always does copies as qemu reads them.
 """
 
 import array
