@@ -216,8 +216,9 @@ class LocalImageService(api.ImageService):
         ``qemu-img info`` must agree and the virtual size is recorded.
 
         :param path: a regular file.
-        :param disk_format: 'raw', 'qcow2' or 'iso' (what the content must
-            be; a raw disk image detected as gpt counts as raw).
+        :param disk_format: 'raw', 'qcow2', 'iso' or 'ploop' (what the
+            content must be; a raw disk image detected as gpt counts as
+            raw).
         :param container_format: 'bare' or 'ovf'.
         :param progress: optional ``callback(bytes_done, bytes_total)``.
         :param min_disk: GiB, as in Glance.

@@ -5,7 +5,8 @@ An image is untrusted until ``fetch_verified`` has, in this order:
 1. read its metadata (declared ``disk_format``, ``size``, checksums) and
    refused what this service cannot check or use;
 2. streamed its bytes once into a private ``.part`` file next to the
-   target, feeding oslo.utils' format inspectors with every chunk before
+   target, feeding oslo.utils' format inspectors (and this project's ploop
+   inspector, ``format_ploop``: oslo has none) with every chunk before
    it is written, seeking over zero blocks (and the source's holes)
    instead of writing them; the hashes follow in their own threads, over
    what the part holds;
@@ -13,8 +14,8 @@ An image is untrusted until ``fetch_verified`` has, in this order:
    (a raw disk detected as gpt is the one exception), that the
    inspector's ``safety_check()`` passes and that the virtual size fits;
 4. asked ``qemu-img info -f <declared>`` to agree (format, virtual size,
-   no backing file, no data-file, not encrypted) and, for qcow2, ``qemu-img
-   check`` to find it sound;
+   no backing file, no data-file, not encrypted) and, for qcow2 and
+   ploop, ``qemu-img check`` to find it sound;
 5. converted it (formats pinned) if a raw copy was asked for, into a
    second private part, while the hashes catch up;
 6. checked both checksums (a mismatch wins over any other error: the
@@ -44,6 +45,7 @@ from oslo_utils.imageutils import format_inspector
 
 from nova import exception
 from nova import utils
+from nova.virt import format_ploop
 from nova.virt import qemu_img
 from nova.virt import sparse
 from nova.virt import staging
@@ -57,7 +59,18 @@ DISK_FORMATS = {
     'raw': 'raw',
     'qcow2': 'qcow2',
     'iso': 'raw',
+    'ploop': 'parallels',
 }
+
+#: Declared disk_format -> the inspector name that must be detected, where
+#: the two differ (an inspector is named as qemu-img names its format).
+_DETECTED_NAMES = {
+    'ploop': format_ploop.ParallelsInspector.NAME,
+}
+
+#: Formats qemu-img must find sound (``qemu-img check``) and free of
+#: trailing bytes before a fetch is accepted: those with metadata tables.
+_CHECKED_FORMATS = ('qcow2', 'parallels')
 
 #: Bytes held in memory while the inspectors decide a format. Every honest
 #: image of DISK_FORMATS is decided within 256 KiB; a hostile header can
@@ -92,7 +105,8 @@ _HEX_RE = re.compile(r'^[0-9a-fA-F]{32,128}$')
 class VerifiedImage:
     """What ``fetch_verified`` put at the target.
 
-    :ivar format: qemu-img format of the target file ('raw' or 'qcow2').
+    :ivar format: qemu-img format of the target file ('raw', 'qcow2' or
+        'parallels').
     :ivar virtual_size: bytes of disk the image holds.
     :ivar disk_format: the format the image service declared.
     :ivar size: bytes downloaded (the image as stored).
@@ -270,10 +284,10 @@ class ImageStream:
     memory until the inspectors have decided the format, so a refused
     header is never written. At most MAX_PENDING bytes (and a chunk) are
     held: a stream still undecided then is written on to ``fd`` and
-    judged by ``finish()``, except that a declared qcow2's header is
-    judged at once on the bytes held (format, safety check, virtual size),
-    as a decided stream's is. The caller owns ``fd`` and removes the file
-    on any error.
+    judged by ``finish()``, except that a declared qcow2's or ploop's
+    header is judged at once on the bytes held (format, safety check,
+    virtual size), as a decided stream's is. The caller owns ``fd`` and
+    removes the file on any error.
 
     :param image_id: for error messages.
     :param disk_format: the declared format (a key of DISK_FORMATS).
@@ -305,10 +319,9 @@ class ImageStream:
         if md5:
             self._hashes['checksum'] = _HashThread('md5')
         self._writer = sparse.SparseWriter(fd) if fd is not None else None
-        self._source = _Feed()
         # All inspectors see every chunk: detection must not trust the
         # declared format to choose which parsers look at the bytes.
-        self._wrapper = format_inspector.InspectWrapper(self._source)
+        self._wrapper = _Detector()
         self._decided = False
         self._pending = []
         self._pending_bytes = 0
@@ -351,8 +364,7 @@ class ImageStream:
             raise exception.ImageTooLarge(
                 image_id=self.image_id, virtual_size=self.bytes_done + n,
                 disk_size=self.max_virtual_size)
-        self._source.put(chunk)
-        next(self._wrapper)
+        self._wrapper.eat(chunk)
         self.bytes_done += n
         if self._decided:
             self._store(chunk)
@@ -377,7 +389,8 @@ class ImageStream:
                 # metadata far away) must not make us hold the whole
                 # download in memory: write on to the private part file
                 # and leave the verdict to finish(), once a declared
-                # qcow2's own header has been judged on the bytes held.
+                # qcow2's or ploop's own header has been judged on the
+                # bytes held.
                 self._decided = True
                 self._judge_declared_header()
                 self._flush_pending()
@@ -419,20 +432,27 @@ class ImageStream:
             self._store(chunk, hashed=True)
 
     def _judge_declared_header(self):
-        """Judge a declared qcow2 on its own header, from the bytes held.
+        """Judge a declared qcow2 or ploop on its own header, from the
+        bytes held.
 
         Called when MAX_PENDING bytes left some inspector undecided. That
         takes no magic number: a VHDX region table at 192 KiB is read
-        whatever the first bytes are, so a qcow2 can carry one in its
-        header cluster. Without this, such a qcow2 bomb would be written
-        up to its declared size before ``finish()`` refused it. Its qcow2
-        header (512 bytes) is long read: what ``_judge`` would say of it
-        is said now, before a byte is written. A raw image needs nothing
-        here: its size is bounded chunk by chunk.
+        whatever the first bytes are, so a qcow2 (or a ploop, whose header
+        cluster is 1 MiB) can carry one in its header cluster. Without
+        this, such a bomb would be written up to its declared size before
+        ``finish()`` refused it. Its header (512 bytes for qcow2, 64 for
+        ploop) is long read: what ``_judge`` would say of it is said now,
+        before a byte is written. A ploop's BAT may not be read yet (it is
+        4 bytes per cluster of disk): its entries are judged by
+        ``finish()``. A raw image needs nothing here: its size is bounded
+        chunk by chunk.
         """
-        if self.qemu_format != 'qcow2':
+        if self.qemu_format == 'qcow2':
+            inspector = format_inspector.QcowInspector()
+        elif self.qemu_format == 'parallels':
+            inspector = format_ploop.ParallelsInspector()
+        else:
             return
-        inspector = format_inspector.QcowInspector()
         for chunk in self._pending:
             inspector.eat_chunk(chunk)
             if inspector.complete:
@@ -440,8 +460,8 @@ class ImageStream:
         if not inspector.format_match:
             raise exception.ImageFormatMismatch(
                 image_id=self.image_id, declared=self.disk_format,
-                detected='not qcow2')
-        self._check_inspector(inspector)
+                detected='not %s' % self.disk_format)
+        self._check_inspector(inspector, header_only=True)
 
     def _judge(self):
         """Return (detected name, virtual size), or raise the verdict."""
@@ -458,18 +478,27 @@ class ImageStream:
                 image_id=self.image_id, declared=self.disk_format,
                 detected=detected)
         inspector = matches[0]
-        if detected != self.disk_format and not (
+        expected = _DETECTED_NAMES.get(self.disk_format, self.disk_format)
+        if detected != expected and not (
                 self.disk_format == 'raw' and detected == 'gpt'):
             raise exception.ImageFormatMismatch(
                 image_id=self.image_id, declared=self.disk_format,
                 detected=detected)
         return detected, self._check_inspector(inspector)
 
-    def _check_inspector(self, inspector):
+    def _check_inspector(self, inspector, header_only=False):
         """Safety check and size bounds of the declared format's
-        inspector; return the virtual size."""
+        inspector; return the virtual size.
+
+        :param header_only: judge what the header alone says (a ploop's
+            BAT may still be streaming): its safety check if the
+            inspector is complete, else the ploop header's own check.
+        """
         try:
-            inspector.safety_check()
+            if header_only and not inspector.complete:
+                inspector.check_header()
+            else:
+                inspector.safety_check()
         except format_inspector.SafetyCheckFailed as e:
             raise exception.ImageUnsafe(image_id=self.image_id,
                                         reason=_safety_reason(e))
@@ -492,13 +521,16 @@ class ImageStream:
                     image_id=self.image_id, virtual_size=virtual_size,
                     disk_size=self.max_virtual_size)
             # Judged on the declared size as soon as the header is read:
-            # a padded qcow2 is refused before its padding is downloaded.
+            # a padded image is refused before its padding is downloaded.
+            # A ploop needs less than a qcow2 (its BAT is 4 bytes per
+            # cluster): the qcow2 bound holds it too.
             size = max(self.size or 0, self.bytes_done)
             if size > qcow2_max_bytes(virtual_size):
                 raise exception.ImageDamaged(
                     image_id=self.image_id, reason='it is %d bytes, more '
-                    'than a qcow2 of %d bytes of disk needs (at most %d)' % (
-                        size, virtual_size, qcow2_max_bytes(virtual_size)))
+                    'than a %s of %d bytes of disk needs (at most %d)' % (
+                        size, self.disk_format, virtual_size,
+                        qcow2_max_bytes(virtual_size)))
         return virtual_size
 
     def finish(self, checksum=None, os_hash_value=None,
@@ -562,6 +594,55 @@ class ImageStream:
         return actual
 
 
+class _Detector:
+    """Every inspector, oslo.utils' and this project's, on every chunk.
+
+    oslo's ``InspectWrapper`` runs the inspectors oslo.utils has; this
+    project's own (``format_ploop.ParallelsInspector``: oslo has none for
+    ploop) run beside it, on the same chunks, and ``formats`` merges the
+    verdicts with the wrapper's rules: undecided (None) until every
+    inspector has seen enough or the stream has ended, raw only when
+    nothing specific matched, and every specific match listed (two are a
+    mismatch for the caller).
+    """
+
+    #: This project's inspectors, beside oslo.utils' ALL_FORMATS.
+    EXTRA_INSPECTORS = (format_ploop.ParallelsInspector,)
+
+    def __init__(self):
+        self._feed = _Feed()
+        self._oslo = format_inspector.InspectWrapper(self._feed)
+        self._extra = [cls() for cls in self.EXTRA_INSPECTORS]
+        self._finished = False
+
+    def eat(self, chunk):
+        """Show ``chunk`` (the next bytes of the stream) to every
+        inspector."""
+        self._feed.put(chunk)
+        next(self._oslo)
+        for inspector in self._extra:
+            inspector.eat_chunk(chunk)
+
+    def close(self):
+        """The stream has ended."""
+        self._oslo.close()
+        for inspector in self._extra:
+            inspector.finish()
+        self._finished = True
+
+    @property
+    def formats(self):
+        """The matching inspectors, as ``InspectWrapper.formats``."""
+        matches = self._oslo.formats
+        if matches is None or not (self._finished or all(
+                i.complete for i in self._extra)):
+            return None
+        extra = [i for i in self._extra if i.format_match]
+        if not extra:
+            return matches
+        return [m for m in matches if str(m) != 'raw'] + extra
+
+
 class _Feed:
     """The one-chunk "source" InspectWrapper pulls from.
 
@@ -589,9 +670,9 @@ def check_with_qemu_img(image_id, path, disk_format, inspection,
 
     ``qemu-img info`` runs with the declared format pinned; it must report
     that format, the same virtual size, no backing file, no data-file and
-    no encryption. A qcow2 must also pass ``qemu-img check`` (a truncated
-    qcow2 reads back as zeros without an error otherwise) and hold no byte
-    past the end ``check`` finds (its ``image-end-offset``).
+    no encryption. A qcow2 or a ploop must also pass ``qemu-img check`` (a
+    truncated one reads back as zeros without an error otherwise) and hold
+    no byte past the end ``check`` finds (its ``image-end-offset``).
 
     :param inspection: the ``Inspection`` of the same bytes.
     :returns: the ``qemu-img info`` dict.
@@ -624,18 +705,19 @@ def check_with_qemu_img(image_id, path, disk_format, inspection,
         raise exception.ImageTooLarge(image_id=image_id,
                                       virtual_size=virtual_size,
                                       disk_size=max_virtual_size)
-    if fmt == 'qcow2':
-        _check_qcow2(image_id, path)
+    if fmt in _CHECKED_FORMATS:
+        _check_tables(image_id, path, fmt)
     return info
 
 
-def _check_qcow2(image_id, path):
-    """``qemu-img check``: sound, no leaks, nothing after its end."""
+def _check_tables(image_id, path, fmt):
+    """``qemu-img check -f fmt``: sound, no leaks, nothing after its end
+    (a qcow2's or a ploop's tables)."""
     try:
         # Exit code 2 (corruptions) and 3 (leaked clusters) fail here: a
         # published image has neither, and a damaged one must not become
         # a disk.
-        report = qemu_img.check(path, 'qcow2')
+        report = qemu_img.check(path, fmt)
     except exception.ProcessFailed as e:
         raise exception.ImageDamaged(
             image_id=image_id, reason='qemu-img check: %s' % (
@@ -764,8 +846,9 @@ def fetch_verified(context, image_api, image_id, target, output_format,
     :param image_id: the image's id.
     :param target: absolute path of the file to create, in a directory
         this service owns; it must not exist.
-    :param output_format: 'raw' (converting a qcow2) or the image's own
-        declared disk_format (kept as it is; an 'iso' is 'raw' on disk).
+    :param output_format: 'raw' (converting a qcow2 or a ploop) or the
+        image's own declared disk_format (kept as it is; an 'iso' is 'raw'
+        on disk).
     :param max_virtual_size: bytes; a larger image is refused
         (ImageTooLarge) before any byte of it is written: a raw one (or one
         whose record's virtual_size says so) before its download, a qcow2

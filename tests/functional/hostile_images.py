@@ -105,6 +105,18 @@ def qcow2(path, size=8 * MiB, data_at=((0, 1 * MiB),), seed=1, compat=None):
     return path
 
 
+def ploop(path, size=8 * MiB, data_at=((0, 1 * MiB),), seed=1):
+    """A ploop delta (qemu-img's ``parallels``: "WithouFreSpacExt", 1 MiB
+    clusters) holding the same content as ``raw(...)`` with those args."""
+    src = path + '.src.raw'
+    raw(src, size, data_at, seed)
+    try:
+        qemu_img('convert', '-q', '-f', 'raw', '-O', 'parallels', src, path)
+    finally:
+        os.unlink(src)
+    return path
+
+
 def iso(path, blocks=64):
     """A minimal ISO 9660 image: a primary volume descriptor at 32 KiB.
 
@@ -324,6 +336,98 @@ def truncated_qcow2(path, keep=None):
     qcow2(path, size=8 * MiB, data_at=((0, 1 * MiB),))
     with open(path, 'r+b') as f:
         f.truncate(keep if keep is not None else 64 * KiB + 1000)
+    return path
+
+
+# Offsets in a ploop header (qemu's docs/interop/parallels.txt).
+_PLOOP_VERSION = 16
+_PLOOP_NB_SECTORS = 36
+_PLOOP_IN_USE = 44
+_PLOOP_EXT_OFF = 56
+_PLOOP_BAT = 64
+
+
+def ploop_truncated_header(path):
+    """The first 40 bytes of a ploop: its magic, without the rest of its
+    header."""
+    ploop(path)
+    with open(path, 'r+b') as f:
+        f.truncate(40)
+    return path
+
+
+def ploop_truncated_bat(path, size=2 * GiB):
+    """A ploop of ``size`` bytes of disk (a 8 KiB BAT) cut inside its
+    BAT."""
+    qemu_img('create', '-q', '-f', 'parallels', path, size)
+    with open(path, 'r+b') as f:
+        f.truncate(_PLOOP_BAT + 4000)
+    return path
+
+
+def ploop_truncated_data(path):
+    """A ploop cut short in its data: its last BAT entry points past the
+    end of the file."""
+    ploop(path, data_at=((0, 1 * MiB), (6 * MiB, 1 * MiB)))
+    with open(path, 'r+b') as f:
+        f.truncate(f.seek(0, os.SEEK_END) - 512 * KiB)
+    return path
+
+
+def ploop_huge(path, virtual_size=16 * TiB):
+    """A tiny ploop (its header and BAT: 128 KiB) claiming ``virtual_size``
+    bytes of disk in 512 MiB clusters, nothing allocated."""
+    tracks = 512 * MiB // 512
+    entries = virtual_size // (512 * MiB)
+    header = struct.pack('<16sIIIIIQIIIQ', b'WithouFreSpacExt', 2, 16, 32,
+                         tracks, entries, virtual_size // 512, 0, tracks, 0,
+                         0)
+    with open(path, 'xb') as f:
+        f.write(header)
+        f.truncate(_PLOOP_BAT + 4 * entries)
+    return path
+
+
+def ploop_size_overflow(path):
+    """A ploop whose size in bytes (nb_sectors * 512) overflows 64 bits."""
+    ploop(path)
+    _patch(path, _PLOOP_NB_SECTORS, struct.pack('<Q', 1 << 60))
+    return path
+
+
+def ploop_ext_off_out_of_file(path, sector=1 << 40):
+    """A ploop whose Format Extension (ext_off) is far past its end."""
+    ploop(path)
+    _patch(path, _PLOOP_EXT_OFF, struct.pack('<Q', sector))
+    return path
+
+
+def ploop_with_version(path, version):
+    ploop(path)
+    _patch(path, _PLOOP_VERSION, struct.pack('<I', version))
+    return path
+
+
+def ploop_in_use(path):
+    """A ploop left open by its writer (in_use = 0x746F6E59: dirty)."""
+    ploop(path)
+    _patch(path, _PLOOP_IN_USE, struct.pack('<I', 0x746F6E59))
+    return path
+
+
+def ploop_bat_out_of_file(path, cluster=1 << 20):
+    """A ploop whose first BAT entry points to a cluster far past its end
+    (the entries of a "WithouFreSpacExt" image count clusters)."""
+    ploop(path)
+    _patch(path, _PLOOP_BAT, struct.pack('<I', cluster))
+    return path
+
+
+def ploop_with_trailing_data(path, extra=1 * MiB, seed=13):
+    """An honest ploop followed by ``extra`` bytes no BAT entry names."""
+    ploop(path)
+    with open(path, 'ab') as f:
+        f.write(pattern(extra, seed))
     return path
 
 
@@ -563,6 +667,34 @@ CASES = [
           max_virtual_size=1 * GiB),
     _case('raw-larger-than-disk', raw, 'raw', exception.ImageTooLarge,
           max_virtual_size=4 * MiB),
+    # ploop (qemu's parallels): format_ploop.ParallelsInspector.
+    _case('ploop-declared-raw', ploop, 'raw', exception.ImageFormatMismatch),
+    _case('ploop-declared-qcow2', ploop, 'qcow2',
+          exception.ImageFormatMismatch),
+    _case('raw-declared-ploop', raw, 'ploop', exception.ImageFormatMismatch),
+    _case('qcow2-declared-ploop', qcow2, 'ploop',
+          exception.ImageFormatMismatch),
+    _case('ploop-truncated-header', ploop_truncated_header, 'ploop',
+          exception.ImageFormatMismatch),
+    _case('ploop-truncated-bat', ploop_truncated_bat, 'ploop',
+          exception.ImageUnsafe),
+    _case('ploop-truncated-data', ploop_truncated_data, 'ploop',
+          exception.ImageUnsafe),
+    _case('ploop-huge', ploop_huge, 'ploop', exception.ImageTooLarge,
+          max_virtual_size=1 * GiB),
+    _case('ploop-size-overflow', ploop_size_overflow, 'ploop',
+          exception.ImageUnsafe),
+    _case('ploop-ext-off-out-of-file', ploop_ext_off_out_of_file, 'ploop',
+          exception.ImageUnsafe),
+    _case('ploop-version-1', lambda p: ploop_with_version(p, 1), 'ploop',
+          exception.ImageUnsafe),
+    _case('ploop-version-3', lambda p: ploop_with_version(p, 3), 'ploop',
+          exception.ImageUnsafe),
+    _case('ploop-in-use', ploop_in_use, 'ploop', exception.ImageUnsafe),
+    _case('ploop-bat-out-of-file', ploop_bat_out_of_file, 'ploop',
+          exception.ImageUnsafe),
+    _case('ploop-trailing-data', ploop_with_trailing_data, 'ploop',
+          exception.ImageDamaged),
     _case('truncated-qcow2', truncated_qcow2, 'qcow2',
           exception.ImageDamaged),
     _case('qcow2-trailing-data', qcow2_with_trailing_data, 'qcow2',

@@ -51,10 +51,11 @@ def image_format(record):
         hold it.
     """
     fmt = CONF.libvirt.snapshot_image_format or record.format
-    if fmt not in images.DISK_FORMATS or fmt == 'iso':
+    # ploop images are fetched (converted to raw), never snapshotted to.
+    if fmt not in images.DISK_FORMATS or fmt in ('iso', 'ploop'):
         raise exception.InvalidInput(
             reason='a snapshot of disk %s (%s) would be a %s image, which '
-                   'the image store does not hold; set [libvirt] '
+                   'snapshots are not made in; set [libvirt] '
                    'snapshot_image_format to raw or qcow2' % (
                        record.disk_name, record.format, fmt))
     return fmt

@@ -84,6 +84,25 @@ def make_record(backend, cache_format, size, disk_name='disk',
     return record
 
 
+def ploop_image(directory, raw_path):
+    """``raw_path`` converted to a ploop image (qemu's ``parallels``) and
+    imported, verified, into a new local store under ``directory``.
+
+    :returns: (an ImageCache fetching from that store, the image's id, the
+        ploop file's path).
+    """
+    from nova import image
+    from nova.virt.libvirt.imagebackend import cache as image_cache
+    store = local.LocalImageService(root=os.path.join(directory, 'store'))
+    os.makedirs(store.root)
+    src = os.path.join(directory, 'root.hds')
+    subprocess.run(['qemu-img', 'convert', '-q', '-f', 'raw', '-O',
+                    'parallels', raw_path, src], check=True)
+    image_id = store.import_file(None, src, 'ploop')['id']
+    return (image_cache.ImageCache(image_api=image.API(service=store)),
+            image_id, src)
+
+
 def qemu_info(path, fmt):
     """``qemu-img info -f fmt`` of ``path`` (the test pins formats too)."""
     out = subprocess.run(

@@ -149,6 +149,32 @@ def test_create_from_image_matches_the_record(contract, image_service,
     assert element.source_type == contract.spec.source_type
 
 
+def test_create_from_a_ploop_image(contract, image_files, tmp_path):
+    """A ploop image (disk_format ploop, qemu's parallels) is verified by
+    the fetch (format_ploop's inspector, qemu-img info and check) and
+    converted to raw on its way into the cache: every backend builds its
+    disk from that raw base, as policy.py plans (the base of any image
+    but a kept qcow2 is raw). The Ploop backend makes a new ploop delta
+    from it rather than adopting the image's own."""
+    cache, image_id, src = helpers.ploop_image(str(tmp_path),
+                                               image_files['raw'])
+    record = contract.record('raw', image_id=image_id)
+    disk = contract.disk(record, cache=cache)
+
+    disk.create_from_image(None, image_id)
+
+    info = contract.info(disk)
+    assert info['format'] == disk.qemu_format
+    assert info['virtual-size'] == record.size
+    assert helpers.same_content(contract.qemu_target(disk), disk.qemu_format,
+                                src, 'parallels')
+    disk.verify()
+    # The cache holds the raw base only: a ploop image is never kept.
+    entry = cache.check_base(cache.image_path(image_id, 'raw'), 'raw')
+    assert entry.virtual_size == IMAGE_SIZE
+    assert contract.leftovers() == contract.published(disk)
+
+
 @pytest.mark.parametrize('kind', ['ephemeral', 'swap'])
 def test_create_from_func_matches_the_record(contract, kind):
     if kind == 'ephemeral':

@@ -74,6 +74,22 @@ def test_create_image_copies_into_root_hds_and_extends(
                                 image_files['raw'], 'raw')
 
 
+def test_create_image_from_a_ploop_image(conf, image_files, tmp_path):
+    """Upstream's ploop-format case (the image copied to root.hds, its
+    descriptor restored): here the image is verified and converted to raw
+    by the fetch, and the disk is a new delta ploop itself finds sound."""
+    cache, image_id, src = helpers.ploop_image(str(tmp_path),
+                                               image_files['raw'])
+    disk = ploop_disk(cache, image_id=image_id)
+    disk.create_from_image(None, image_id)
+    assert sorted(os.listdir(disk.path)) == sorted(
+        [ploop.IMAGE_NAME, ploop.DESCRIPTOR_NAME])
+    assert ploop_size(disk.path) == DISK_SIZE
+    assert_ploop_consistent(disk.path)
+    assert helpers.same_content(disk.image_path, 'parallels', src,
+                                'parallels')
+
+
 def test_grown_disk_is_what_ploop_reads(conf, cache, image_service,
                                         image_files):
     image_id = image_service.ids['raw']

@@ -179,7 +179,7 @@ def test_hash_threads_stop_on_error():
     assert threading.active_count() == before
 
 
-@pytest.mark.parametrize('disk_format', ['vmdk', 'qed', 'vhd', 'ploop',
+@pytest.mark.parametrize('disk_format', ['vmdk', 'qed', 'vhd', 'parallels',
                                          'ami', None, 'RAW'])
 def test_unsupported_disk_format(disk_format):
     with pytest.raises(exception.ImageFormatUnsupported):

@@ -6,7 +6,11 @@ The disk is the directory ``$instances_path/<uuid>/<disk_name>/`` holding
 
 * made with ``ploop init -t none`` (no filesystem: nothing is mounted)
   at the recorded size, then filled from the cached base (raw, or the
-  template) with ``qemu-img convert -n -f raw -O parallels``;
+  template) with ``qemu-img convert -n -f raw -O parallels``. An image
+  declared ``ploop`` reaches the cache raw too (the verified fetch checks
+  it with ``nova.virt.format_ploop`` and converts it): the delta is always
+  one the tools wrote, never the image's own file (upstream copies the
+  image to ``root.hds`` and runs ``ploop restore-descriptor``);
 * grown with ``ploop grow`` on the descriptor, offline;
 * built in a private part directory (``staging.PartDirectory``, 0700) and
   renamed into place without replacing, as every file disk is built in a
