@@ -5,7 +5,7 @@ laid out by persisted records.
 
     nova-libvirt [--config-file FILE] [-f table|json] [-c NAME] COMMAND ...
 
-    image-import FILE --disk-format raw|qcow2 [--name NAME]
+    image-import FILE --disk-format raw|qcow2|ploop [--name NAME]
     image-list
     image-delete IMAGE
     boot --image ID [--root-gb N] [--ephemeral-gb N] [--swap-mb N]
@@ -58,7 +58,7 @@ DIST = 'nova-libvirt-disks'
 _USAGE = """%(prog)s [--config-file FILE] [-f table|json] [-c NAME] [--debug]
                     [OPTION ...] COMMAND [ARGS]
 
-  image-import FILE --disk-format raw|qcow2 [--name NAME]
+  image-import FILE --disk-format raw|qcow2|ploop [--name NAME]
   image-list
   image-delete IMAGE
   boot --image ID [--root-gb N] [--ephemeral-gb N] [--swap-mb N] [--name NAME]
@@ -171,8 +171,9 @@ def _add_parsers(subparsers):
         'terminal.')
     p.add_argument('file', metavar='FILE', help='The image file to import.')
     p.add_argument('--disk-format', required=True, dest='disk_format',
-                   choices=('raw', 'qcow2'),
-                   help='What the file is: raw or qcow2.')
+                   choices=('raw', 'qcow2', 'ploop'),
+                   help='What the file is: raw, qcow2 or ploop (a '
+                        'ploop root.hds, qemu-img\'s parallels).')
     p.add_argument('--name', default=None, dest='display_name',
                    metavar='NAME', help='A name for the image.')
 

@@ -206,6 +206,28 @@ def test_conventions_of_the_openstack_cli(cli, tmp_path):
     assert gone.returncode == 1 and 'image-list' in gone.stderr
 
 
+def test_a_ploop_image_is_imported_verified_and_booted(cli, tmp_path):
+    ploop = tmp_path / 'root.hds'
+    subprocess.run(['qemu-img', 'convert', '-q', '-f', 'raw', '-O',
+                    'parallels', make_raw(tmp_path / 'img.raw'),
+                    str(ploop)], check=True)
+    # Declared as what it is not, either way: refused, nothing stored.
+    for path, declared in ((ploop, 'raw'), (tmp_path / 'img.raw', 'ploop')):
+        refused = cli.run('image-import', str(path), '--disk-format',
+                          declared, check=False)
+        assert refused.returncode == 1, refused.stdout
+        assert cli.json('image-list') == []
+
+    image = cli.json('image-import', str(ploop), '--disk-format', 'ploop')
+    assert image['disk_format'] == 'ploop'
+    booted = cli.json('boot', '--image', image['id'])
+    [disk] = cli.json('show', booted['uuid'])['disks']
+    # Embedded defaults: a qcow2 overlay over the image's raw base.
+    assert (disk['record']['backing_format'],
+            disk['on_disk']['virtual_size']) == ('raw', 16 << 20)
+    cli.json('destroy', booted['uuid'])
+
+
 def test_empty_image_is_refused(cli, tmp_path):
     empty = tmp_path / 'empty.raw'
     empty.write_bytes(b'')
