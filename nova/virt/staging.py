@@ -42,6 +42,7 @@ import os
 import re
 import shutil
 import stat
+import threading
 
 from oslo_log import log as logging
 
@@ -453,15 +454,26 @@ class Part:
         self.close()
         return dest
 
-    def discard(self):
-        """Remove the part (if its name is still ours) and close it."""
+    def discard(self, background=False):
+        """Remove the part (if its name is still ours) and close it.
+
+        :param background: close the descriptor in a thread of its own.
+            The last close of a removed file frees its page cache, which
+            takes 0.05-0.15 s per GiB here: a large download converted to
+            another part need not wait for that. The name is removed now.
+        """
         if self.fd is None:
             return
         try:
             if self.still_ours():
                 self.directory.unlink(self.name)
         finally:
-            self.close()
+            if background:
+                fd, self.fd = self.fd, None
+                threading.Thread(target=os.close, args=(fd,), daemon=True,
+                                 name='close-part').start()
+            else:
+                self.close()
 
     def close(self):
         if self.fd is not None:

@@ -3,6 +3,7 @@
 import errno
 import fcntl
 import os
+import threading
 
 import pytest
 
@@ -233,3 +234,16 @@ def test_failure_in_a_batch_propagates_after_syncing(d):
             raise ValueError('boom')
     assert not len(syncs)
     assert _names(d) == ['disk']
+
+
+def test_discard_in_the_background_removes_the_name_at_once(d):
+    before = _open_fds()
+    part = staging.Part(d, 'disk')
+    os.write(part.fd, b'x' * 4096)
+    part.discard(background=True)
+    assert part.fd is None
+    assert _names(d) == []
+    for thread in threading.enumerate():
+        if thread.name == 'close-part':
+            thread.join()
+    assert _open_fds() == before
