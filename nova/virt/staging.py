@@ -595,13 +595,15 @@ def directory_syncs():
     such directory is fsynced once, by ``sync()`` on the yielded
     ``DirectorySyncs`` or at the end of the block. Publishes that others
     rely on at once (the image cache's bases, which disks name) are not
-    batched. Each file is still
-    fsynced before its name is linked, so a name only ever names a
-    complete file; what waits is only that the names survive a crash. Use
-    it where nothing relies on the names before the batch is synced (a
-    spawn: the guest is defined only after its disks are synced; a crash
-    before leaves disks that a retry keeps or makes again, and their
-    records).
+    batched. Each file is still fsynced before its name is linked, so a
+    name only ever names a complete file; what waits is only that the
+    names survive a crash. Use it where nothing relies on the names before
+    the batch is synced (a spawn: the guest is defined only after its
+    disks are synced; a crash before leaves disks that a retry keeps or
+    makes again, and their records).
+
+    Threads do not inherit the batch (a context variable): a publish in
+    another thread fsyncs its directory at once.
 
     A block inside another joins the outer batch. Leaving the block by an
     exception syncs what was gathered without raising a second error.
