@@ -55,6 +55,7 @@ from nova.virt.libvirt import host as libvirt_host
 from nova.virt.libvirt.imagebackend import cache as image_cache
 from nova.virt.libvirt.imagebackend import manager as disk_manager
 from nova.virt import qemu_img
+from nova.virt import staging
 
 import benchutil
 
@@ -89,11 +90,14 @@ class Recorder:
         real = getattr(module, name)
 
         def execute(*cmd, **kwargs):
+            # Tools get files as /proc/<pid>/fd/<n>: keep the name each
+            # stands for, to run the same command bare afterwards.
+            named = tuple(_name_of(a) for a in cmd)
             t0 = time.perf_counter()
             try:
                 return real(*cmd, **kwargs)
             finally:
-                self.commands.append((prefix + cmd,
+                self.commands.append((prefix + named,
                                       time.perf_counter() - t0))
 
         setattr(module, name, execute)
@@ -113,6 +117,13 @@ class Recorder:
         self.commands.clear()
         self.statements.clear()
         self.write_transactions = 0
+
+
+def _name_of(arg):
+    """The file a descriptor path (staging.fd_path) names, else ``arg``."""
+    if isinstance(arg, str) and staging.is_fd_path(arg):
+        return os.readlink(arg)
+    return arg
 
 
 def make_images(directory):

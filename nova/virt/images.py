@@ -966,8 +966,8 @@ def _fetch(context, image_api, image_id, directory, base, output_format,
             inspection = stream.verify_hashes()
         if final is not part:
             # The download is hashed and converted: free its space
-            # before the target's fsync.
-            part.discard()
+            # before the target's fsync (its page cache in the background).
+            part.discard(background=True)
         # fsync, link without replacing, fsync the directory: only a
         # durable name counts as fetched; a target that was there
         # already (FileExistsError) is left alone.

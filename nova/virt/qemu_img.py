@@ -22,6 +22,7 @@ from oslo_serialization import jsonutils
 from oslo_utils import units
 
 from nova import exception
+from nova.virt import staging
 
 LOG = logging.getLogger(__name__)
 
@@ -197,8 +198,13 @@ def _probe_new_file(directory):
 
 def _probe_existing(path, flags):
     """Open an existing ``path`` with O_DIRECT (nothing is written)."""
+    if not staging.is_fd_path(path):
+        # A descriptor path (staging.fd_path) is a link by nature, to
+        # the very file we hold open: that one is followed (qemu-img
+        # follows it too), any other link is not.
+        flags |= os.O_NOFOLLOW
     try:
-        fd = os.open(path, flags | os.O_DIRECT | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, flags | os.O_DIRECT | os.O_CLOEXEC)
     except OSError as e:
         if e.errno == errno.EINVAL:
             return False

@@ -24,6 +24,8 @@ This module removes the name from every step after the first:
   ploop disk): made 0700, flocked, renamed without replacing.
 * ``remove_stale_parts`` removes the parts of makers that died (their
   flock is free), only regular files, only names of that pattern.
+* ``directory_syncs`` batches the directory fsyncs of several publishes
+  (an instance's disks): one per directory, at the end of the batch.
 
 Reading a file of ours is ``Directory.open_regular``: ``O_NOFOLLOW |
 O_NONBLOCK`` then ``fstat``, so neither a link nor a FIFO is followed or
@@ -32,6 +34,7 @@ blocks.
 
 import binascii
 import contextlib
+import contextvars
 import ctypes
 import errno
 import fcntl
@@ -39,6 +42,7 @@ import os
 import re
 import shutil
 import stat
+import threading
 
 from oslo_log import log as logging
 
@@ -135,19 +139,25 @@ class Directory:
         """The path of entry ``name`` (for messages and for libvirt)."""
         return os.path.join(self.path, _plain(name))
 
-    def subdir(self, name, create=False, mode=0o700, strict=True):
+    def subdir(self, name, create=False, mode=0o700, strict=True,
+               batched=False):
         """Open directory ``name`` in this one, never through a link.
 
         :param create: make it (``mode``, owned by this service) if
-            missing.
+            missing; its new entry here is then fsynced (see
+            ``sync_entries``).
         :param strict: apply ``check_strict`` to it.
+        :param batched: a new entry's fsync may wait for the end of the
+            ``directory_syncs`` batch this thread is in.
         :raises: UnsafePath (a link, a file, a FIFO at that name: left
             alone), FileNotFoundError (missing, not ``create``),
             UnsafeDirectory.
         """
+        made = False
         if create:
             with contextlib.suppress(FileExistsError):
                 os.mkdir(_plain(name), mode, dir_fd=self.fd)
+                made = True
         path = self.join(name)
         try:
             fd = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=self.fd)
@@ -156,7 +166,11 @@ class Directory:
                 raise exception.UnsafePath(path=path, kind='directory',
                                            reason=e.strerror) from None
             raise
-        return _checked(fd, path, strict)
+        directory = _checked(fd, path, strict)
+        if made:
+            # The new entry is durable before anything inside it is.
+            self.sync_entries(batched)
+        return directory
 
     def listdir(self):
         return os.listdir(self.fd)
@@ -185,6 +199,16 @@ class Directory:
 
     def fsync(self):
         os.fsync(self.fd)
+
+    def sync_entries(self, batched=False):
+        """Make this directory's entries durable: fsync now or, if
+        ``batched`` and this thread is in a ``directory_syncs`` block,
+        once at the end of that batch."""
+        batch = _BATCH.get() if batched else None
+        if batch is None:
+            self.fsync()
+        else:
+            batch.add(self)
 
     def touch(self, name):
         """Set ``name``'s times to now, never through a link."""
@@ -387,7 +411,7 @@ class Part:
     def fsync(self):
         os.fsync(self.fd)
 
-    def publish(self, target=None):
+    def publish(self, target=None, batched=False):
         """fsync the part and give it the name ``target``; never replace.
 
         ``linkat`` of the descriptor (``/proc/<pid>/fd/<n>``, followed):
@@ -395,7 +419,9 @@ class Part:
         the part's name now. Where the filesystem has no hard links,
         ``renameat2(RENAME_NOREPLACE)`` of the part's name, after checking
         that it is still ours. The part's name is then removed and the
-        directory fsynced; if that fails, the new name is taken back.
+        directory fsynced (with ``batched``, once at the end of the
+        ``directory_syncs`` batch this thread is in, if any); if that fails
+        here, the new name is taken back.
 
         :raises: FileExistsError (``filename`` = the target's path) if
             anything is at ``target``: it is left alone.
@@ -420,7 +446,7 @@ class Part:
         try:
             if linked and self.still_ours():
                 self.directory.unlink(self.name)
-            self.directory.fsync()
+            self.directory.sync_entries(batched)
         except BaseException:
             if self.directory.same_file(target, self.fd):
                 self.directory.unlink(target)
@@ -428,15 +454,26 @@ class Part:
         self.close()
         return dest
 
-    def discard(self):
-        """Remove the part (if its name is still ours) and close it."""
+    def discard(self, background=False):
+        """Remove the part (if its name is still ours) and close it.
+
+        :param background: close the descriptor in a thread of its own.
+            The last close of a removed file frees its page cache, which
+            takes 0.05-0.15 s per GiB here: a large download converted to
+            another part need not wait for that. The name is removed now.
+        """
         if self.fd is None:
             return
         try:
             if self.still_ours():
                 self.directory.unlink(self.name)
         finally:
-            self.close()
+            if background:
+                fd, self.fd = self.fd, None
+                threading.Thread(target=os.close, args=(fd,), daemon=True,
+                                 name='close-part').start()
+            else:
+                self.close()
 
     def close(self):
         if self.fd is not None:
@@ -468,7 +505,7 @@ class PartDirectory(Part):
         """The part as a Directory (sharing its descriptor: not closed)."""
         return Directory(self.fd, self.directory.join(self.name))
 
-    def publish(self, target=None):
+    def publish(self, target=None, batched=False):
         for name in os.listdir(self.fd):
             fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK |
                          os.O_CLOEXEC, dir_fd=self.fd)
@@ -476,7 +513,7 @@ class PartDirectory(Part):
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        return super().publish(target)
+        return super().publish(target, batched)
 
     def discard(self):
         if self.fd is None:
@@ -502,6 +539,95 @@ def _rename_noreplace(dir_fd, old, new, dest):
         if err == errno.EEXIST:
             raise FileExistsError(errno.EEXIST, 'exists', dest)
         raise OSError(err, os.strerror(err), dest)
+
+
+#: The ``DirectorySyncs`` of the ``directory_syncs`` block this thread
+#: (context) is in, if any.
+_BATCH = contextvars.ContextVar('staging_directory_syncs', default=None)
+
+
+class DirectorySyncs:
+    """Directories whose entries changed, to fsync once each (see
+    ``directory_syncs``)."""
+
+    def __init__(self):
+        # (st_dev, st_ino) -> a descriptor of our own, so that the caller's
+        # Directory can be closed before the batch ends.
+        self._fds = {}
+
+    def __len__(self):
+        """Directories waiting for their fsync."""
+        return len(self._fds)
+
+    def add(self, directory):
+        """fsync the Directory ``directory`` at ``sync()`` (once)."""
+        st = os.fstat(directory.fd)
+        key = (st.st_dev, st.st_ino)
+        if key not in self._fds:
+            self._fds[key] = os.dup(directory.fd)
+
+    def sync(self):
+        """fsync every directory added so far, once; close them.
+
+        :raises: OSError of the first fsync that failed (every directory is
+            still tried and closed).
+        """
+        fds, self._fds = self._fds, {}
+        error = None
+        for fd in fds.values():
+            try:
+                os.fsync(fd)
+            except OSError as e:
+                error = error or e
+            finally:
+                os.close(fd)
+        if error is not None:
+            raise error
+
+
+@contextlib.contextmanager
+def directory_syncs():
+    """Batch the directory fsyncs of the publishes in the block.
+
+    ``Part.publish`` fsyncs the file, links it, then fsyncs the directory
+    so that the new name is durable. Inside this block the last step of a
+    ``batched`` publish (or ``subdir`` made) is gathered instead: each
+    such directory is fsynced once, by ``sync()`` on the yielded
+    ``DirectorySyncs`` or at the end of the block. Publishes that others
+    rely on at once (the image cache's bases, which disks name) are not
+    batched. Each file is still fsynced before its name is linked, so a
+    name only ever names a complete file; what waits is only that the
+    names survive a crash. Use it where nothing relies on the names before
+    the batch is synced (a spawn: the guest is defined only after its
+    disks are synced; a crash before leaves disks that a retry keeps or
+    makes again, and their records).
+
+    Threads do not inherit the batch (a context variable): a publish in
+    another thread fsyncs its directory at once.
+
+    A block inside another joins the outer batch. Leaving the block by an
+    exception syncs what was gathered without raising a second error.
+    """
+    if _BATCH.get() is not None:
+        yield _BATCH.get()
+        return
+    batch = DirectorySyncs()
+    token = _BATCH.set(batch)
+    try:
+        yield batch
+    except BaseException:
+        _BATCH.reset(token)
+        token = None
+        try:
+            batch.sync()
+        except OSError as e:
+            LOG.warning('Could not sync directories after a failure: '
+                        '%(err)s', {'err': e})
+        raise
+    finally:
+        if token is not None:
+            _BATCH.reset(token)
+    batch.sync()
 
 
 def remove_stale_parts(directory, target=None, directories=False):

@@ -19,6 +19,7 @@ import pytest
 
 from nova import exception
 from nova.virt import qemu_img
+from nova.virt import staging
 
 MiB = 1 << 20
 
@@ -104,6 +105,23 @@ def test_convert_into_existing_target_direct(tmp_path):
 
     assert _resident_bytes(dst) < DATA // 4
     assert _same_content(src, 'qcow2', dst, 'raw')
+
+
+def test_convert_into_a_descriptor_target_direct(tmp_path):
+    # The verified fetch hands qemu-img its private part as the
+    # descriptor's path (staging.fd_path): O_DIRECT is probed there too.
+    src = _make_image(str(tmp_path), 'qcow2')
+    # Probed first through the descriptor, as in a fetch (making the
+    # image probed this filesystem by a new file's name).
+    qemu_img._DIRECT_IO.clear()
+    with staging.open_root(str(tmp_path)) as d, \
+            staging.Part(d, 'base') as part:
+        os.ftruncate(part.fd, 64 * MiB)
+        qemu_img.convert(src, 'qcow2', part.path, 'raw', target_exists=True,
+                         out_of_order=True)
+        assert _resident_bytes(part.path) < DATA // 4
+        assert _same_content(src, 'qcow2', part.path, 'raw')
+        assert qemu_img.supports_direct_io(part.path, exists=True)
 
 
 def test_direct_read_of_the_source(tmp_path):

@@ -128,8 +128,9 @@ class LibvirtDriver:
             spawn is not what its record says; nothing made),
             DiskCreateFailed (naming the disk; the
             disks this spawn made are removed, their records stay),
-            InstanceSpawnFailed (libvirt refused the domain: it is
-            undefined again, the disks stay for a retry or a destroy).
+            InstanceSpawnFailed (the disks' directory could not be
+            synced, or libvirt refused the domain: it is undefined again;
+            the disks stay for a retry or a destroy).
         """
         dom = self.host.lookup_domain(instance)
         if dom is not None and dom.isActive():
@@ -146,10 +147,19 @@ class LibvirtDriver:
                            'disks only' % bdm.id)
         try:
             try:
-                disks = self.disks.create_local_disks(
-                    context, instance, image_meta, bdms, progress=progress)
-                disks = disks + self._config_drive(context, instance, bdms,
-                                                   config_drive)
+                # One fsync of the instance directory for all its disks,
+                # not one per disk: each disk file is fsynced before its
+                # name is linked, and the names are made durable here,
+                # before the guest is defined. A crash before that leaves
+                # the records (saved first) and complete disks or none,
+                # which a retry keeps or makes again: nothing ran on them.
+                with staging.directory_syncs() as syncs:
+                    disks = self.disks.create_local_disks(
+                        context, instance, image_meta, bdms,
+                        progress=progress)
+                    disks = disks + self._config_drive(
+                        context, instance, bdms, config_drive)
+                    self._sync_disk_names(instance, syncs)
             except exception.DiskCreateFailed:
                 # The disks this spawn made are gone; so is their directory
                 # unless something else is in it.
@@ -189,6 +199,18 @@ class LibvirtDriver:
         LOG.info('Spawned instance %(uuid)s with disks %(disks)s',
                  {'uuid': instance.uuid,
                   'disks': ', '.join(d.disk_name for d in disks)})
+
+    @staticmethod
+    def _sync_disk_names(instance, syncs):
+        """Make the names of the disks just published durable (one fsync
+        per directory); an I/O error fails the spawn, the disks and their
+        records staying for a retry or a destroy."""
+        try:
+            syncs.sync()
+        except OSError as e:
+            raise exception.InstanceSpawnFailed(
+                instance_uuid=instance.uuid,
+                reason='syncing its disks\' directory: %s' % e) from e
 
     def destroy(self, context, instance, block_device_info=None,
                 destroy_disks=True):

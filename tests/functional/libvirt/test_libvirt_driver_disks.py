@@ -346,3 +346,38 @@ def test_spawn_retry_verifies_the_disks_it_keeps(conf, context, images,
                                             'disk.local']
     driver.destroy(context, instance)
     assert helpers.disk_files(instance) == []
+
+
+@pytest.mark.parametrize('backend', FILE_BACKENDS)
+def test_unsyncable_disk_directory_fails_the_spawn_and_keeps_the_disks(
+        conf, context, images, driver, backend, monkeypatch):
+    helpers.configure(conf, backend, force_raw=True)
+    image_meta = images['raw']
+    instance, bdms = helpers.create_instance(context, image_meta,
+                                             ephemerals=2)
+    instance_dir = os.path.join(CONF.instances_path, instance.uuid)
+    # A directory whose fsync fails with EIO cannot be made on this host
+    # (no device-mapper for a failing device): os.fsync fails for the
+    # instance directory alone.
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if os.path.realpath('/proc/self/fd/%d' % fd) == instance_dir:
+            raise OSError(5, 'Input/output error')
+        return real_fsync(fd)
+    monkeypatch.setattr(os, 'fsync', fsync)
+    with pytest.raises(exception.InstanceSpawnFailed,
+                       match='Input/output error'):
+        driver.spawn(context, instance, image_meta, bdms)
+    # The guest never ran; the disks and their records stay for a retry.
+    assert driver.host.lookup_domain(instance) is None
+    assert helpers.disk_files(instance) == sorted(DISK_NAMES)
+    assert sorted(helpers.records(context, instance)) == sorted(DISK_NAMES)
+
+    monkeypatch.setattr(os, 'fsync', real_fsync)
+    bdms = objects.BlockDeviceMappingList.get_by_instance_uuid(
+        context, instance.uuid)
+    driver.spawn(context, instance, image_meta, bdms)
+    assert driver.host.lookup_domain(instance).isActive()
+    driver.destroy(context, instance)
+    assert helpers.disk_files(instance) == []

@@ -3,6 +3,7 @@
 import errno
 import fcntl
 import os
+import threading
 
 import pytest
 
@@ -158,3 +159,91 @@ def test_stale_part_directories_only_with_directories(d, tmp_path):
     assert victim.read_bytes() == b'keep'
     live.discard()
     assert _names(d) == []
+
+
+def _open_fds():
+    return len(os.listdir('/proc/self/fd'))
+
+
+def test_batched_publishes_name_complete_files_and_close_what_they_hold(
+        d):
+    before = _open_fds()
+    with staging.directory_syncs() as syncs:
+        with d.subdir('inst', create=True, batched=True) as inst:
+            for name in ('disk', 'disk.eph0'):
+                with staging.Part(inst, name) as part:
+                    os.write(part.fd, name.encode())
+                    part.publish(batched=True)
+        # Published at once: the names are there before the batch ends.
+        assert sorted(os.listdir(d.join('inst'))) == ['disk', 'disk.eph0']
+        # Two directories wait: the new entry 'inst' and the disks in it.
+        assert len(syncs) == 2
+    assert _open_fds() == before
+    with open(os.path.join(d.path, 'inst', 'disk.eph0'), 'rb') as f:
+        assert f.read() == b'disk.eph0'
+
+
+def test_nested_batch_joins_the_outer_one(d):
+    with staging.directory_syncs() as outer:
+        with staging.directory_syncs() as inner:
+            assert inner is outer
+            with staging.Part(d, 'disk') as part:
+                part.publish(batched=True)
+        # The inner block's end syncs nothing of the outer batch's.
+        assert len(outer)
+    assert not len(outer)
+    assert _names(d) == ['disk']
+
+
+def test_batch_sync_failure_raises_and_keeps_the_names(d, monkeypatch):
+    # An fsync failing with EIO cannot be produced on this host (no
+    # device-mapper for a failing device): os.fsync is replaced for the
+    # directory alone.
+    directory_ino = os.fstat(d.fd).st_ino
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if os.fstat(fd).st_ino == directory_ino:
+            raise OSError(errno.EIO, 'I/O error')
+        return real_fsync(fd)
+    monkeypatch.setattr(os, 'fsync', fsync)
+    before = _open_fds()
+    with pytest.raises(OSError) as err:
+        with staging.directory_syncs() as syncs:
+            with staging.Part(d, 'disk') as part:
+                part.publish(batched=True)
+            syncs.sync()
+    assert err.value.errno == errno.EIO
+    assert _names(d) == ['disk']
+    assert _open_fds() == before
+
+
+def test_unbatched_publish_in_a_batch_syncs_at_once(d):
+    with staging.directory_syncs() as syncs:
+        with staging.Part(d, 'base') as part:
+            part.publish()
+        # The image cache's publishes: never left to the batch.
+        assert not len(syncs)
+
+
+def test_failure_in_a_batch_propagates_after_syncing(d):
+    with pytest.raises(ValueError):
+        with staging.directory_syncs() as syncs:
+            with staging.Part(d, 'disk') as part:
+                part.publish(batched=True)
+            raise ValueError('boom')
+    assert not len(syncs)
+    assert _names(d) == ['disk']
+
+
+def test_discard_in_the_background_removes_the_name_at_once(d):
+    before = _open_fds()
+    part = staging.Part(d, 'disk')
+    os.write(part.fd, b'x' * 4096)
+    part.discard(background=True)
+    assert part.fd is None
+    assert _names(d) == []
+    for thread in threading.enumerate():
+        if thread.name == 'close-part':
+            thread.join()
+    assert _open_fds() == before

@@ -90,7 +90,7 @@ class FileImage(base.Image):
                                mode=INSTANCE_DIR_MODE) as root:
             made = create and not root.lexists(self.instance_uuid)
             with root.subdir(self.instance_uuid, create=create,
-                             mode=INSTANCE_DIR_MODE) as d:
+                             mode=INSTANCE_DIR_MODE, batched=True) as d:
                 try:
                     yield d
                 except BaseException:
@@ -267,9 +267,11 @@ class FileImage(base.Image):
         and linked at the disk's name by its descriptor, which never
         replaces anything (a file or link that appeared at the disk's name
         meanwhile raises DiskAlreadyExists and stays), and the directory
-        fsynced. So the disk's name only ever names a complete disk, even
-        if the process dies half way: the DiskManager keeps an existing
-        recorded disk on a retry, and must never keep half of one. (A
+        fsynced (once for all of a spawn's disks: see
+        ``staging.directory_syncs``). So the disk's name only ever names a
+        complete disk, even if the process dies half way: the DiskManager
+        keeps an existing recorded disk on a retry, and must never keep
+        half of one. (A
         qcow2 overlay names its base by absolute path, so it does not care
         what it is called.)
 
@@ -290,7 +292,9 @@ class FileImage(base.Image):
         return staging.Part(d, self.disk_name, mode=DISK_MODE)
 
     def _publish(self, d, part):
-        part.publish()
+        # The directory's fsync may be one for all of the instance's disks
+        # (see staging.directory_syncs: a spawn).
+        part.publish(batched=True)
 
     @contextlib.contextmanager
     def _already_exists(self):
