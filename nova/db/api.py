@@ -150,6 +150,10 @@ def _retry_on_lock(function):
 _READ_DELETED = ('no', 'yes', 'only')
 # Columns that no update may set: the key, and soft delete (use destroy).
 _IMMUTABLE = frozenset(('id', 'deleted', 'deleted_at'))
+# Ids per IN (...) list of a bulk statement: far below every backend's limit
+# of bound parameters (SQLite's 32766, PostgreSQL's 65535) with room for the
+# CASE of an UPDATE, which binds each id twice.
+_IN_CHUNK = 1000
 
 
 def get_engine():
@@ -572,3 +576,67 @@ def block_device_mapping_destroy(context, bdm_id):
             .execution_options(synchronize_session=False))
         if result.rowcount != 1:
             raise exception.BDMNotFound(id=bdm_id)
+
+
+@_retry_on_lock
+def block_device_mapping_record_first(context, records):
+    """Write the FIRST layout record of many mappings, each at most once.
+
+    A mapping's ``driver_info`` is set only while it has none: two
+    processes that record the same mapping at once (a first touch racing
+    ``nova-manage libvirt record_disks``, or two of those) cannot both
+    write it. The rows are read and locked (``SELECT ... FOR UPDATE``, in
+    id order; SQLite's write transaction already holds the database) and
+    only those still without a record are written, with one UPDATE whose
+    WHERE clause says ``driver_info IS NULL`` again. The loser of a race
+    waits for the winner's commit and then sees its record.
+
+    Overwrites of an existing record (a resize) do not come here: they are
+    ``block_device_mapping_update_many``.
+
+    :param records: {mapping id: driver_info (JSON text)}.
+    :returns: {mapping id: (driver_info stored now, True if this call wrote
+        it)} for every id that names a live mapping; ids of mappings that
+        are gone (deleted meanwhile) are absent, and nothing is written for
+        them.
+    """
+    if not records:
+        return {}
+    bdm = models.BlockDeviceMapping
+    ids = sorted(records)
+    found = {}
+    with _writer(context) as session:
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start:start + _IN_CHUNK]
+            found.update(session.execute(
+                sa.select(bdm.id, bdm.driver_info)
+                .where(bdm.id.in_(chunk), bdm.deleted == 0)
+                .order_by(bdm.id).with_for_update()).all())
+        ours = [bdm_id for bdm_id in ids
+                if bdm_id in found and found[bdm_id] is None]
+        now = _now()
+        column = bdm.__table__.columns['driver_info']
+        for start in range(0, len(ours), _IN_CHUNK):
+            chunk = ours[start:start + _IN_CHUNK]
+            whens = {bdm_id: sa.bindparam(None, records[bdm_id],
+                                          type_=column.type)
+                     for bdm_id in chunk}
+            result = session.execute(
+                sa.update(bdm)
+                .where(bdm.id.in_(chunk), bdm.deleted == 0,
+                       bdm.driver_info.is_(None))
+                .values(driver_info=sa.case(whens, value=bdm.id),
+                        updated_at=now)
+                .execution_options(synchronize_session=False))
+            if result.rowcount != len(chunk):
+                # The rows are locked: nobody can have written them since.
+                raise exception.NovaException(
+                    'first records of %d mappings wrote %d rows' % (
+                        len(chunk), result.rowcount))
+    won = set(ours)
+    LOG.debug('Recorded %(won)d of %(count)d mappings; %(lost)d had a '
+              'record already', {'won': len(won), 'count': len(ids),
+                                 'lost': len(found) - len(won)})
+    return {bdm_id: (records[bdm_id] if bdm_id in won else stored,
+                     bdm_id in won)
+            for bdm_id, stored in found.items()}
