@@ -579,7 +579,7 @@ def block_device_mapping_destroy(context, bdm_id):
 
 
 @_retry_on_lock
-def block_device_mapping_record_first(context, records):
+def block_device_mapping_record_first(context, records, require_all=False):
     """Write the FIRST layout record of many mappings, each at most once.
 
     A mapping's ``driver_info`` is set only while it has none: two
@@ -595,10 +595,13 @@ def block_device_mapping_record_first(context, records):
     ``block_device_mapping_update_many``.
 
     :param records: {mapping id: driver_info (JSON text)}.
+    :param require_all: all or nothing: if any mapping is gone, raise and
+        write none.
     :returns: {mapping id: (driver_info stored now, True if this call wrote
         it)} for every id that names a live mapping; ids of mappings that
         are gone (deleted meanwhile) are absent, and nothing is written for
         them.
+    :raises: BDMNotFound naming the gone ids, with ``require_all``.
     """
     if not records:
         return {}
@@ -612,6 +615,9 @@ def block_device_mapping_record_first(context, records):
                 sa.select(bdm.id, bdm.driver_info)
                 .where(bdm.id.in_(chunk), bdm.deleted == 0)
                 .order_by(bdm.id).with_for_update()).all())
+        if require_all and len(found) != len(ids):
+            raise exception.BDMNotFound(id=', '.join(
+                str(i) for i in ids if i not in found))
         ours = [bdm_id for bdm_id in ids
                 if bdm_id in found and found[bdm_id] is None]
         now = _now()

@@ -445,7 +445,7 @@ class BlockDeviceMappingList(base.ObjectListBase, base.NovaObject):
             bdm.updated_at = updated_at
             bdm.obj_reset_changes()
 
-    def save_first_records(self):
+    def save_first_records(self, require_all=False):
         """Write each member's ``driver_info`` only if its row has none.
 
         For FIRST records (a disk just planned or inferred): of processes
@@ -462,8 +462,11 @@ class BlockDeviceMappingList(base.ObjectListBase, base.NovaObject):
             already (the record in memory was replaced by the stored one),
             and the members whose row is gone (deleted meanwhile; nothing
             was written for them and they keep their change).
+        :param require_all: all or nothing: if a member's row is gone,
+            write none (BDMNotFound).
         :raises: ObjectActionError for a member that is not created or has
-            changes other than driver_info (nothing is written then).
+            changes other than driver_info; BDMNotFound with
+            ``require_all``. Nothing is written then.
         """
         wanted = {}
         for bdm in self.objects:
@@ -482,7 +485,8 @@ class BlockDeviceMappingList(base.ObjectListBase, base.NovaObject):
             wanted[bdm.id] = bdm.driver_info
         if not wanted:
             return [], []
-        stored = db.block_device_mapping_record_first(self._context, wanted)
+        stored = db.block_device_mapping_record_first(
+            self._context, wanted, require_all=require_all)
         lost, gone = [], []
         for bdm in self.objects:
             if bdm.id not in stored:

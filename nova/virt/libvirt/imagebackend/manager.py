@@ -183,7 +183,8 @@ class DiskManager:
                 unrecorded.append(bdm)
             else:
                 recorded[id(bdm)] = record
-        inferred = self._infer_existing(instance, local, unrecorded)
+        inferred, present = self._infer_existing(instance, local,
+                                                 unrecorded)
         for bdm, record in inferred:
             recorded[id(bdm)] = record
         planned = policy.plan_disks(
@@ -191,6 +192,12 @@ class DiskManager:
             [bdm for bdm in unrecorded if id(bdm) not in recorded],
             taken_names={r.disk_name for r in recorded.values()})
         for bdm, record in planned:
+            if record.disk_name in present:
+                # Never a fresh layout over a disk that is there already.
+                raise exception.DiskLayoutNotInferred(
+                    instance_uuid=instance.uuid, disk_name=record.disk_name,
+                    reason='a disk of that name is on storage and its '
+                           'mapping\'s layout could not be proven')
             recorded[id(bdm)] = record
         # Every backend is built, and asked whether this host can serve it,
         # BEFORE the one save: a record naming a backend this host lacks
@@ -204,10 +211,10 @@ class DiskManager:
         new = {id(bdm) for bdm, _ in planned}
         if not planned and not inferred:
             return disks, new
-        obeyed, lost, gone = self._save_first(context, inferred + planned)
-        if gone:
-            raise exception.BDMNotFound(id=', '.join(
-                str(bdm.id) for bdm in gone))
+        # All or nothing: a mapping deleted meanwhile fails the save, and
+        # nothing is recorded or made.
+        obeyed, lost, _ = self._save_first(context, inferred + planned,
+                                           require_all=True)
         LOG.info('Recorded disks %(disks)s of instance %(uuid)s',
                  {'disks': ', '.join(r.disk_name for bdm, r in obeyed
                                      if id(bdm) not in lost),
@@ -229,29 +236,27 @@ class DiskManager:
         """The inferred records of unrecorded mappings whose disk is on
         storage already (see ``_plan_and_record``).
 
-        :returns: [(bdm, record)] proven by legacy.py, not yet saved.
+        :returns: ([(bdm, record)] proven by legacy.py, not yet saved;
+            {names of the disks on storage that none of them is}).
         :raises: DiskLayoutNotInferred (or DiskFormatAmbiguous) for a disk
             that is on storage but whose layout cannot be proven: it is
             never planned over.
         """
         if not unrecorded:
-            return []
+            return [], set()
         existing, _ = legacy.owned_disks(instance, local, cache=self._cache)
         if not existing:
             # The usual spawn: nothing on storage, everything is new.
-            return []
+            return [], set()
         present = {backend.record.disk_name for backend in existing}
         results = legacy.infer_disks(instance, local, cache=self._cache)
         inferred = [(r.bdm, r.record) for r in results if r.recorded]
-        unclaimed = present - {record.disk_name for _, record in inferred}
         for result in results:
             if result.recorded:
                 continue
-            # Refused: fatal if its disk is there, or if its name was not
-            # even settled while some disk on storage is nobody's.
-            if result.disk_name in present or (
-                    unclaimed and
-                    result.disk_name == legacy.mapping_label(result.bdm)):
+            # Refused: fatal if its disk is there (a disk on storage whose
+            # layout cannot be proven is never planned over).
+            if result.disk_name in present:
                 raise result.error(instance.uuid)
             LOG.debug('Disk %(disk)s of instance %(uuid)s is not on '
                       'storage: planned as new', {'disk': result.disk_name,
@@ -262,9 +267,9 @@ class DiskManager:
                      'recording their inferred layout, not a new one',
                      {'disks': ', '.join(r.disk_name for _, r in inferred),
                       'uuid': instance.uuid})
-        return inferred
+        return inferred, present - {r.disk_name for _, r in inferred}
 
-    def _save_first(self, context, pairs):
+    def _save_first(self, context, pairs, require_all=False):
         """Save FIRST records, all in one transaction, each at most once.
 
         A mapping that another process recorded meanwhile keeps that
@@ -272,6 +277,7 @@ class DiskManager:
         stored one is obeyed.
 
         :param pairs: [(bdm, record)] of mappings without a record.
+        :param require_all: if a mapping is gone, save none (BDMNotFound).
         :returns: ([(bdm, record now stored)] of the live mappings, {id() of
             each bdm recorded by another process first}, [bdm whose mapping
             is gone]); the bdms in memory carry what is stored.
@@ -283,7 +289,7 @@ class DiskManager:
         try:
             lost, gone = block_device_obj.BlockDeviceMappingList(
                 context, objects=[bdm for bdm, _ in pairs]
-            ).save_first_records()
+            ).save_first_records(require_all=require_all)
         except Exception:
             LOG.error('Saving the disk records of mappings %(ids)s failed',
                       {'ids': ', '.join(str(bdm.id) for bdm, _ in pairs)})
