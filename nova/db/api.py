@@ -587,8 +587,11 @@ def block_device_mapping_record_first(context, records, require_all=False):
     ``nova-manage libvirt record_disks``, or two of those) cannot both
     write it. The rows are read and locked (``SELECT ... FOR UPDATE``, in
     id order; SQLite's write transaction already holds the database) and
-    only those still without a record are written, with one UPDATE whose
-    WHERE clause says ``driver_info IS NULL`` again. The loser of a race
+    only those still without a record are written, by one UPDATE whose
+    WHERE clause says ``driver_info IS NULL`` again (run for every row on
+    SQLite, over ``unnest`` of two arrays on PostgreSQL, with a ``CASE id``
+    per chunk of ids on MariaDB, whose driver sends an executemany row by
+    row). The loser of a race
     waits for the winner's commit and then sees its record.
 
     Overwrites of an existing record (a resize) do not come here: they are
@@ -621,24 +624,9 @@ def block_device_mapping_record_first(context, records, require_all=False):
         ours = [bdm_id for bdm_id in ids
                 if bdm_id in found and found[bdm_id] is None]
         now = _now()
-        column = bdm.__table__.columns['driver_info']
-        for start in range(0, len(ours), _IN_CHUNK):
-            chunk = ours[start:start + _IN_CHUNK]
-            whens = {bdm_id: sa.bindparam(None, records[bdm_id],
-                                          type_=column.type)
-                     for bdm_id in chunk}
-            result = session.execute(
-                sa.update(bdm)
-                .where(bdm.id.in_(chunk), bdm.deleted == 0,
-                       bdm.driver_info.is_(None))
-                .values(driver_info=sa.case(whens, value=bdm.id),
-                        updated_at=now)
-                .execution_options(synchronize_session=False))
-            if result.rowcount != len(chunk):
-                # The rows are locked: nobody can have written them since.
-                raise exception.NovaException(
-                    'first records of %d mappings wrote %d rows' % (
-                        len(chunk), result.rowcount))
+        if ours:
+            _WRITE_FIRST[session.get_bind().dialect.name](
+                session, records, ours, now)
     won = set(ours)
     LOG.debug('Recorded %(won)d of %(count)d mappings; %(lost)d had a '
               'record already', {'won': len(won), 'count': len(ids),
@@ -646,3 +634,66 @@ def block_device_mapping_record_first(context, records, require_all=False):
     return {bdm_id: (records[bdm_id] if bdm_id in won else stored,
                      bdm_id in won)
             for bdm_id, stored in found.items()}
+
+
+def _write_first_many(session, records, ours, now):
+    """SQLite: one UPDATE, compiled once, run in process for every row."""
+    table = models.BlockDeviceMapping.__table__
+    session.connection().execute(
+        sa.update(table)
+        .where(table.c.id == sa.bindparam('b_id'), table.c.deleted == 0,
+               table.c.driver_info.is_(None))
+        .values(driver_info=sa.bindparam('b_info'), updated_at=now),
+        [{'b_id': bdm_id, 'b_info': records[bdm_id]} for bdm_id in ours])
+
+
+def _write_first_unnest(session, records, ours, now):
+    """PostgreSQL: one ``UPDATE ... FROM unnest(ids, records)`` with two
+    array parameters: one round trip, and one statement text whatever the
+    number of rows (a CASE of thousands of ids costs more to compile than
+    to run; an executemany is a round trip per row)."""
+    result = session.execute(sa.text(
+        'UPDATE block_device_mapping AS b '
+        'SET driver_info = v.info, updated_at = :now '
+        'FROM unnest(CAST(:ids AS integer[]), CAST(:infos AS text[])) '
+        'AS v(id, info) '
+        'WHERE b.id = v.id AND b.deleted = 0 AND b.driver_info IS NULL'),
+        {'ids': list(ours), 'infos': [records[i] for i in ours],
+         'now': now})
+    _check_written(len(ours), result.rowcount)
+
+
+def _check_written(wanted, written):
+    if written != wanted:
+        # The rows are locked: nobody can have written them since.
+        raise exception.NovaException(
+            'first records of %d mappings wrote %d rows' % (wanted,
+                                                            written))
+
+
+def _write_first_case(session, records, ours, now):
+    """Write the records of the locked rows ``ours`` with one ``UPDATE ...
+    CASE id`` per chunk: PyMySQL sends an executemany of UPDATEs one row
+    at a time."""
+    bdm = models.BlockDeviceMapping
+    column = bdm.__table__.columns['driver_info']
+    for start in range(0, len(ours), _IN_CHUNK):
+        chunk = ours[start:start + _IN_CHUNK]
+        whens = {bdm_id: sa.bindparam(None, records[bdm_id],
+                                      type_=column.type)
+                 for bdm_id in chunk}
+        result = session.execute(
+            sa.update(bdm)
+            .where(bdm.id.in_(chunk), bdm.deleted == 0,
+                   bdm.driver_info.is_(None))
+            .values(driver_info=sa.case(whens, value=bdm.id),
+                    updated_at=now)
+            .execution_options(synchronize_session=False))
+        _check_written(len(chunk), result.rowcount)
+
+
+#: Dialect -> how block_device_mapping_record_first writes the rows it
+#: locked.
+_WRITE_FIRST = {'sqlite': _write_first_many,
+                'postgresql': _write_first_unnest,
+                'mysql': _write_first_case}
