@@ -34,7 +34,6 @@ when ``--drop-caches``). Prints one JSON object: ``disks_s``, ``commands``
 
 import argparse
 import functools
-import hashlib
 import json
 import os
 import shutil
@@ -43,7 +42,11 @@ import sys
 import time
 import uuid
 
-GLANCE_CHUNK = 64 * 1024
+# -P keeps this script's directory off sys.path; the shared Glance and
+# privsep stand-ins (tools/upstream/drive.py) are put there by hand.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                '..', 'tools', 'upstream'))
+import drive  # noqa: E402
 
 
 def parse_args(argv):
@@ -66,81 +69,6 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-_CORE = ('id', 'name', 'status', 'visibility', 'protected', 'checksum',
-         'os_hash_algo', 'os_hash_value', 'owner', 'size', 'virtual_size',
-         'min_ram', 'min_disk', 'disk_format', 'container_format',
-         'created_at', 'updated_at', 'tags', 'os_hidden')
-
-
-class _Image(dict):
-    """Enough of a glanceclient v2 image (a warlock model). Its schema
-    must name the core properties: nova.image.glance reads any key the
-    schema does not name as a custom property (no disk_format then)."""
-    schema = {'name': 'image',
-              'properties': {k: {'type': 'string'} for k in _CORE},
-              'additionalProperties': {'type': 'string'}}
-
-    def __getattr__(self, name):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name)
-
-
-class _Data:
-    """Like glanceclient's iterable-with-length of an image's bytes."""
-
-    def __init__(self, path):
-        self.path = path
-        self.wrapped = self
-        self.length = os.path.getsize(path)
-
-    def __len__(self):
-        return self.length
-
-    def __iter__(self):
-        with open(self.path, 'rb') as f:
-            while True:
-                chunk = f.read(GLANCE_CHUNK)
-                if not chunk:
-                    return
-                yield chunk
-
-
-class _Images:
-    def __init__(self, record, path):
-        self.record, self.path, self.fetches = record, path, 0
-
-    def get(self, image_id):
-        return _Image(self.record)
-
-    def data(self, image_id):
-        self.fetches += 1
-        return _Data(self.path)
-
-
-class _Client:
-    def __init__(self, record, path):
-        self.images = _Images(record, path)
-
-
-def image_record(image_id, path, disk_format):
-    # Upstream verifies os_hash_value while it downloads: give the real one.
-    h = hashlib.sha512()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return {'id': image_id, 'name': 'bench', 'status': 'active',
-            'visibility': 'public', 'protected': False, 'checksum': None,
-            'os_hash_algo': 'sha512', 'os_hash_value': h.hexdigest(),
-            'owner': 'bench', 'size': os.path.getsize(path),
-            'virtual_size': None, 'min_ram': 0, 'min_disk': 0,
-            'disk_format': disk_format, 'container_format': 'bare',
-            'created_at': '2025-01-01T00:00:00Z',
-            'updated_at': '2025-01-01T00:00:00Z', 'tags': [],
-            'os_hidden': False}
-
-
 def main(argv=None):
     args = parse_args(argv)
     os.environ.setdefault('OS_NOVA_DISABLE_EVENTLET_PATCHING', '1')
@@ -153,7 +81,6 @@ def main(argv=None):
     from oslo_utils import units
     import nova.conf
     from nova import context as nova_context
-    import nova.image.glance as nova_glance
     from nova import objects
     import nova.privsep
     import nova.privsep.fs
@@ -163,17 +90,10 @@ def main(argv=None):
     from nova.virt.libvirt import imagecache
     from nova.virt.libvirt import utils as libvirt_utils
 
-    CONF = nova.conf.CONF
-    CONF([], project='nova', default_config_files=[], default_config_dirs=[])
-    CONF.set_override('instances_path', ipath)
-    CONF.set_override('use_cow_images', args.images_type == 'qcow2')
-    CONF.set_override('force_raw_images', args.force_raw == 'true')
-    CONF.set_override('images_type', args.images_type, group='libvirt')
-    CONF.set_override('lock_path', os.path.join(ipath, 'locks'),
-                      group='oslo_concurrency')
-    CONF.set_override('api_servers', ['http://glance.invalid'],
-                      group='glance')
-    nova.privsep.sys_admin_pctxt.set_client_mode(False)
+    CONF = drive.configure(ipath, args.images_type,
+                           args.images_type == 'qcow2',
+                           args.force_raw == 'true',
+                           lock_path=os.path.join(ipath, 'locks'))
 
     commands = []
     real_execute = processutils.execute
@@ -186,24 +106,15 @@ def main(argv=None):
 
     image = os.path.abspath(args.image)
     image_id = str(uuid.uuid5(uuid.NAMESPACE_URL, 'file://' + image))
-    client = _Client(image_record(image_id, image, args.disk_format), image)
-    nova_glance._glanceclient_from_endpoint = (
-        lambda context, endpoint, version: client)
+    client = drive.serve_image(image_id, image, args.disk_format)
 
     objects.register_all()
     ctx = nova_context.get_admin_context()
     backend = imagebackend.Backend(CONF.use_cow_images)
-    flavor = objects.Flavor(
-        id=1, name='bench', flavorid='bench', memory_mb=512, vcpus=1,
-        root_gb=args.root_gb, ephemeral_gb=args.ephemeral_gb *
-        args.ephemerals, swap=args.swap_mb, extra_specs={})
-    instance = objects.Instance(
-        context=ctx, uuid=str(uuid.uuid4()), flavor=flavor,
-        image_ref=image_id, kernel_id='', ramdisk_id='',
-        os_type=args.os_type, vm_mode=None, task_state=None,
-        vm_state='building', trusted_certs=None, system_metadata={},
-        config_drive='', migration_context=None, ephemeral_key_uuid=None,
-        project_id='bench', user_id='bench')
+    instance = drive.instance(
+        ctx, str(uuid.uuid4()), image_id, args.root_gb,
+        args.ephemeral_gb * args.ephemerals, args.swap_mb,
+        os_type=args.os_type, name='bench')
     os_type = nova.privsep.fs.get_fs_type_for_os_type(instance.os_type)
     extension = nova.privsep.fs.get_file_extension_for_os_type(
         os_type, CONF.default_ephemeral_format)

@@ -150,6 +150,10 @@ def _retry_on_lock(function):
 _READ_DELETED = ('no', 'yes', 'only')
 # Columns that no update may set: the key, and soft delete (use destroy).
 _IMMUTABLE = frozenset(('id', 'deleted', 'deleted_at'))
+# Ids per IN (...) list of a bulk statement: far below every backend's limit
+# of bound parameters (SQLite's 32766, PostgreSQL's 65535) with room for the
+# CASE of an UPDATE, which binds each id twice.
+_IN_CHUNK = 1000
 
 
 def get_engine():
@@ -572,3 +576,124 @@ def block_device_mapping_destroy(context, bdm_id):
             .execution_options(synchronize_session=False))
         if result.rowcount != 1:
             raise exception.BDMNotFound(id=bdm_id)
+
+
+@_retry_on_lock
+def block_device_mapping_record_first(context, records, require_all=False):
+    """Write the FIRST layout record of many mappings, each at most once.
+
+    A mapping's ``driver_info`` is set only while it has none: two
+    processes that record the same mapping at once (a first touch racing
+    ``nova-manage libvirt record_disks``, or two of those) cannot both
+    write it. The rows are read and locked (``SELECT ... FOR UPDATE``, in
+    id order; SQLite's write transaction already holds the database) and
+    only those still without a record are written, by one UPDATE whose
+    WHERE clause says ``driver_info IS NULL`` again (run for every row on
+    SQLite, over ``unnest`` of two arrays on PostgreSQL, with a ``CASE id``
+    per chunk of ids on MariaDB, whose driver sends an executemany row by
+    row). The loser of a race
+    waits for the winner's commit and then sees its record.
+
+    Overwrites of an existing record (a resize) do not come here: they are
+    ``block_device_mapping_update_many``.
+
+    :param records: {mapping id: driver_info (JSON text)}.
+    :param require_all: all or nothing: if any mapping is gone, raise and
+        write none.
+    :returns: {mapping id: (driver_info stored now, True if this call wrote
+        it)} for every id that names a live mapping; ids of mappings that
+        are gone (deleted meanwhile) are absent, and nothing is written for
+        them.
+    :raises: BDMNotFound naming the gone ids, with ``require_all``.
+    """
+    if not records:
+        return {}
+    bdm = models.BlockDeviceMapping
+    ids = sorted(records)
+    found = {}
+    with _writer(context) as session:
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start:start + _IN_CHUNK]
+            found.update(session.execute(
+                sa.select(bdm.id, bdm.driver_info)
+                .where(bdm.id.in_(chunk), bdm.deleted == 0)
+                .order_by(bdm.id).with_for_update()).all())
+        if require_all and len(found) != len(ids):
+            raise exception.BDMNotFound(id=', '.join(
+                str(i) for i in ids if i not in found))
+        ours = [bdm_id for bdm_id in ids
+                if bdm_id in found and found[bdm_id] is None]
+        now = _now()
+        if ours:
+            _WRITE_FIRST[session.get_bind().dialect.name](
+                session, records, ours, now)
+    won = set(ours)
+    LOG.debug('Recorded %(won)d of %(count)d mappings; %(lost)d had a '
+              'record already', {'won': len(won), 'count': len(ids),
+                                 'lost': len(found) - len(won)})
+    return {bdm_id: (records[bdm_id] if bdm_id in won else stored,
+                     bdm_id in won)
+            for bdm_id, stored in found.items()}
+
+
+def _write_first_many(session, records, ours, now):
+    """SQLite: one UPDATE, compiled once, run in process for every row."""
+    table = models.BlockDeviceMapping.__table__
+    session.connection().execute(
+        sa.update(table)
+        .where(table.c.id == sa.bindparam('b_id'), table.c.deleted == 0,
+               table.c.driver_info.is_(None))
+        .values(driver_info=sa.bindparam('b_info'), updated_at=now),
+        [{'b_id': bdm_id, 'b_info': records[bdm_id]} for bdm_id in ours])
+
+
+def _write_first_unnest(session, records, ours, now):
+    """PostgreSQL: one ``UPDATE ... FROM unnest(ids, records)`` with two
+    array parameters: one round trip, and one statement text whatever the
+    number of rows (a CASE of thousands of ids costs more to compile than
+    to run; an executemany is a round trip per row)."""
+    result = session.execute(sa.text(
+        'UPDATE block_device_mapping AS b '
+        'SET driver_info = v.info, updated_at = :now '
+        'FROM unnest(CAST(:ids AS integer[]), CAST(:infos AS text[])) '
+        'AS v(id, info) '
+        'WHERE b.id = v.id AND b.deleted = 0 AND b.driver_info IS NULL'),
+        {'ids': list(ours), 'infos': [records[i] for i in ours],
+         'now': now})
+    _check_written(len(ours), result.rowcount)
+
+
+def _check_written(wanted, written):
+    if written != wanted:
+        # The rows are locked: nobody can have written them since.
+        raise exception.NovaException(
+            'first records of %d mappings wrote %d rows' % (wanted,
+                                                            written))
+
+
+def _write_first_case(session, records, ours, now):
+    """Write the records of the locked rows ``ours`` with one ``UPDATE ...
+    CASE id`` per chunk: PyMySQL sends an executemany of UPDATEs one row
+    at a time."""
+    bdm = models.BlockDeviceMapping
+    column = bdm.__table__.columns['driver_info']
+    for start in range(0, len(ours), _IN_CHUNK):
+        chunk = ours[start:start + _IN_CHUNK]
+        whens = {bdm_id: sa.bindparam(None, records[bdm_id],
+                                      type_=column.type)
+                 for bdm_id in chunk}
+        result = session.execute(
+            sa.update(bdm)
+            .where(bdm.id.in_(chunk), bdm.deleted == 0,
+                   bdm.driver_info.is_(None))
+            .values(driver_info=sa.case(whens, value=bdm.id),
+                    updated_at=now)
+            .execution_options(synchronize_session=False))
+        _check_written(len(chunk), result.rowcount)
+
+
+#: Dialect -> how block_device_mapping_record_first writes the rows it
+#: locked.
+_WRITE_FIRST = {'sqlite': _write_first_many,
+                'postgresql': _write_first_unnest,
+                'mysql': _write_first_case}

@@ -444,3 +444,57 @@ class BlockDeviceMappingList(base.ObjectListBase, base.NovaObject):
         for bdm in changed:
             bdm.updated_at = updated_at
             bdm.obj_reset_changes()
+
+    def save_first_records(self, require_all=False):
+        """Write each member's ``driver_info`` only if its row has none.
+
+        For FIRST records (a disk just planned or inferred): of processes
+        that record one mapping at once, exactly one writes; the others
+        read the winner's record. Every member must have a changed
+        ``driver_info`` and no other change. One transaction for all.
+        Not remotable (nothing calls it over RPC): it leaves the list's
+        wire version alone.
+
+        Afterwards each member carries the record that is stored (its own,
+        or the one another process wrote first) with no pending changes.
+
+        :returns: (lost, gone): the members whose row had a record
+            already (the record in memory was replaced by the stored one),
+            and the members whose row is gone (deleted meanwhile; nothing
+            was written for them and they keep their change).
+        :param require_all: all or nothing: if a member's row is gone,
+            write none (BDMNotFound).
+        :raises: ObjectActionError for a member that is not created or has
+            changes other than driver_info; BDMNotFound with
+            ``require_all``. Nothing is written then.
+        """
+        wanted = {}
+        for bdm in self.objects:
+            if not bdm.obj_attr_is_set('id'):
+                raise exception.ObjectActionError(action='save_first_records',
+                                                  reason='member not created')
+            # The mapping's own changed fields (as Nova's objects read
+            # them): obj_what_changed() also walks every field for nested
+            # objects, which a bulk run of thousands cannot afford.
+            changed = set(bdm._changed_fields)
+            if changed != {'driver_info'}:
+                raise exception.ObjectActionError(
+                    action='save_first_records',
+                    reason='mapping %s has changes other than its record: '
+                           '%s' % (bdm.id, ', '.join(sorted(changed))))
+            wanted[bdm.id] = bdm.driver_info
+        if not wanted:
+            return [], []
+        stored = db.block_device_mapping_record_first(
+            self._context, wanted, require_all=require_all)
+        lost, gone = [], []
+        for bdm in self.objects:
+            if bdm.id not in stored:
+                gone.append(bdm)
+                continue
+            driver_info, written = stored[bdm.id]
+            if not written:
+                bdm.driver_info = driver_info
+                lost.append(bdm)
+            bdm.obj_reset_changes(['driver_info'])
+        return lost, gone

@@ -1,9 +1,12 @@
 """record_disks killed midway: the next run completes, and nothing that
 the killed run recorded is written again."""
 
+import logging
 import signal
 import subprocess
 
+from nova.db import api as db
+from nova.virt.libvirt.imagebackend import manager as disk_manager
 from tests.functional.legacy import legacy_helpers as helpers
 
 COUNT = 450   # three batches of manage_libvirt.BATCH_INSTANCES (200)
@@ -49,3 +52,47 @@ def test_killed_run_is_completed_by_the_next(conf, context, tmp_path):
     for instance in instances[:3]:
         record = helpers.records(context, instance)['disk']
         helpers.assert_record_matches_storage(instance, record)
+
+
+def test_loser_obeys_the_record_stored_first(conf, context, caplog):
+    """A run holding mappings read before another process recorded them
+    does not overwrite that record: it obeys it, and says so when it
+    differs from its own inference."""
+    caplog.set_level(logging.INFO)
+    conf.config(group='libvirt', images_type='flat')
+    conf.config(use_cow_images=False)
+    same, other = helpers.make_flat_raw_instances(context, 2)
+    stale = {i.uuid: list(helpers.bdms_of(context, i))
+             for i in (same, other)}
+    # Another process got there first: for ``same`` with the record this
+    # one infers, for ``other`` with one that differs (a source it would
+    # not infer).
+    manager = disk_manager.DiskManager()
+    manager.record_legacy_disks(
+        context, [(same, helpers.bdms_of(context, same))])
+    theirs = helpers.records(context, same)['disk']
+    first = theirs.obj_clone()
+    first.image_id = '0d7b1b16-4b54-4a0c-9a54-6d1f0e9a3b21'
+    db.block_device_mapping_update(context, stale[other.uuid][0].id, {
+        'driver_info': first.to_driver_info()})
+    before = {b.id: (b.driver_info, b.updated_at) for i in (same, other)
+              for b in helpers.bdms_of(context, i)}
+    caplog.clear()
+
+    results = manager.record_legacy_disks(
+        context, [(i, stale[i.uuid]) for i in (same, other)])
+
+    after = {b.id: (b.driver_info, b.updated_at) for i in (same, other)
+             for b in helpers.bdms_of(context, i)}
+    assert after == before
+    by_instance = {r.bdm.instance_uuid: r for r in results}
+    assert by_instance[same.uuid].record.image_id == same.image_ref
+    assert by_instance[other.uuid].record.image_id == first.image_id
+    for instance in (same, other):
+        assert stale[instance.uuid][0].driver_info == before[
+            stale[instance.uuid][0].id][0]
+    assert 'recorded by another process first, as this one would have' in (
+        caplog.text)
+    assert ('Disk disk of instance %s was recorded by another process '
+            'first, differently' % other.uuid) in caplog.text
+    assert 'Recorded the inferred layout' not in caplog.text

@@ -188,21 +188,19 @@ def test_failed_disk_removes_what_the_call_made_and_retry_works(
     image_meta = images['raw']
     instance, bdms = helpers.create_instance(context, image_meta,
                                              ephemerals=2)
-    # Something that is not ours sits where the swap disk belongs: the
-    # last disk in order, so three disks are made before it fails.
-    instance_dir = os.path.join(CONF.instances_path, instance.uuid)
-    os.makedirs(instance_dir)
-    planted = os.path.join(instance_dir, 'disk.swap')
-    with open(planted, 'w') as f:
-        f.write('not yours')
+    # Something that is not a template sits where the swap disk's template
+    # belongs (a disk at the disk's own name would be refused before
+    # anything is recorded: it is never planned over): swap is the last
+    # disk in order, so three disks are made before it fails.
+    planted = os.path.join(CONF.instances_path, '_base', 'swap_64')
+    os.makedirs(planted)
 
     with pytest.raises(exception.DiskCreateFailed) as e:
         driver.spawn(context, instance, image_meta, bdms)
     assert e.value.kwargs['disk_name'] == 'disk.swap'
     assert 'disk.swap' in str(e.value) and instance.uuid in str(e.value)
-    assert helpers.disk_files(instance) == ['disk.swap']
-    with open(planted) as f:
-        assert f.read() == 'not yours'
+    assert helpers.disk_files(instance) == []
+    assert os.path.isdir(planted)
     assert driver.host.lookup_domain(instance) is None
     records = helpers.records(context, instance)
     assert sorted(records) == ['disk', 'disk.eph1', 'disk.local',
@@ -210,7 +208,7 @@ def test_failed_disk_removes_what_the_call_made_and_retry_works(
 
     # Retry once the obstacle is gone: the same records, no new planning
     # even though the settings changed meanwhile.
-    os.unlink(planted)
+    os.rmdir(planted)
     conf.config(group='libvirt', images_type='flat' if backend == 'qcow2'
                 else 'qcow2')
     bdms = objects.BlockDeviceMappingList.get_by_instance_uuid(

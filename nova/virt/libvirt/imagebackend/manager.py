@@ -160,8 +160,18 @@ class DiskManager:
     def _plan_and_record(self, context, instance, image_meta, bdms):
         """Steps 1 and 2: plan what has no record, save it all at once.
 
-        :returns: ([LocalDisk] in attach order, {id() of each newly
-            recorded bdm}).
+        An unrecorded mapping whose disk is already on storage (an instance
+        Nova 34 made, booted again or hard rebooted) is not planned afresh
+        over that disk: its layout is inferred (legacy.py) and recorded in
+        the same save, or the spawn is refused with the reason. Only
+        mappings with nothing on storage are planned as new.
+
+        Records are FIRST records: if another process recorded a mapping
+        meanwhile, its record is obeyed and the disk is not made again by
+        this call.
+
+        :returns: ([LocalDisk] in attach order, {id() of each bdm whose
+            disk this call is to make}).
         """
         utils.validate_uuid(instance.uuid)
         local = self._local_bdms(instance, bdms)
@@ -173,10 +183,21 @@ class DiskManager:
                 unrecorded.append(bdm)
             else:
                 recorded[id(bdm)] = record
+        inferred, present = self._infer_existing(instance, local,
+                                                 unrecorded)
+        for bdm, record in inferred:
+            recorded[id(bdm)] = record
         planned = policy.plan_disks(
-            instance, image_meta, unrecorded,
+            instance, image_meta,
+            [bdm for bdm in unrecorded if id(bdm) not in recorded],
             taken_names={r.disk_name for r in recorded.values()})
         for bdm, record in planned:
+            if record.disk_name in present:
+                # Never a fresh layout over a disk that is there already.
+                raise exception.DiskLayoutNotInferred(
+                    instance_uuid=instance.uuid, disk_name=record.disk_name,
+                    reason='a disk of that name is on storage and its '
+                           'mapping\'s layout could not be proven')
             recorded[id(bdm)] = record
         # Every backend is built, and asked whether this host can serve it,
         # BEFORE the one save: a record naming a backend this host lacks
@@ -187,31 +208,125 @@ class DiskManager:
             (bdm, recorded[id(bdm)]) for bdm in local])
         for disk in disks:
             disk.backend.check_available()
-        if planned:
-            self._save_records(context, instance, planned)
-        return disks, {id(bdm) for bdm, _ in planned}
+        new = {id(bdm) for bdm, _ in planned}
+        if not planned and not inferred:
+            return disks, new
+        # All or nothing: a mapping deleted meanwhile fails the save, and
+        # nothing is recorded or made.
+        obeyed, lost, _ = self._save_first(context, inferred + planned,
+                                           require_all=True)
+        LOG.info('Recorded disks %(disks)s of instance %(uuid)s',
+                 {'disks': ', '.join(r.disk_name for bdm, r in obeyed
+                                     if id(bdm) not in lost),
+                  'uuid': instance.uuid})
+        if not lost:
+            return disks, new
+        # Another process recorded some of them first: its records are the
+        # layout, and their disks are its to make.
+        for bdm, record in obeyed:
+            recorded[id(bdm)] = record
+        disks = self._sorted_disks(instance, [
+            (bdm, recorded[id(bdm)]) for bdm in local])
+        for disk in disks:
+            if id(disk.bdm) in lost:
+                disk.backend.check_available()
+        return disks, new - lost
 
-    def _save_records(self, context, instance, planned):
-        """Write every planned record in one BlockDeviceMappingList.save().
+    def _infer_existing(self, instance, local, unrecorded):
+        """The inferred records of unrecorded mappings whose disk is on
+        storage already (see ``_plan_and_record``).
 
-        On failure the mappings in memory get their old (empty) driver_info
-        back, so that they agree with the database again.
+        :returns: ([(bdm, record)] proven by legacy.py, not yet saved;
+            {names of the disks on storage that none of them is}).
+        :raises: DiskLayoutNotInferred (or DiskFormatAmbiguous) for a disk
+            that is on storage but whose layout cannot be proven: it is
+            never planned over.
         """
-        for bdm, record in planned:
+        if not unrecorded:
+            return [], set()
+        existing, _ = legacy.owned_disks(instance, local, cache=self._cache)
+        if not existing:
+            # The usual spawn: nothing on storage, everything is new.
+            return [], set()
+        present = {backend.record.disk_name for backend in existing}
+        results = legacy.infer_disks(instance, local, cache=self._cache)
+        inferred = [(r.bdm, r.record) for r in results if r.recorded]
+        for result in results:
+            if result.recorded:
+                continue
+            # Refused: fatal if its disk is there (a disk on storage whose
+            # layout cannot be proven is never planned over).
+            if result.disk_name in present:
+                raise result.error(instance.uuid)
+            LOG.debug('Disk %(disk)s of instance %(uuid)s is not on '
+                      'storage: planned as new', {'disk': result.disk_name,
+                                                  'uuid': instance.uuid})
+        if inferred:
+            LOG.info('Disks %(disks)s of instance %(uuid)s are on storage '
+                     'without a record (made before records existed): '
+                     'recording their inferred layout, not a new one',
+                     {'disks': ', '.join(r.disk_name for _, r in inferred),
+                      'uuid': instance.uuid})
+        return inferred, present - {r.disk_name for _, r in inferred}
+
+    def _save_first(self, context, pairs, require_all=False):
+        """Save FIRST records, all in one transaction, each at most once.
+
+        A mapping that another process recorded meanwhile keeps that
+        process's record; if it differs from ours, that is logged, and the
+        stored one is obeyed.
+
+        :param pairs: [(bdm, record)] of mappings without a record.
+        :param require_all: if a mapping is gone, save none (BDMNotFound).
+        :returns: ([(bdm, record now stored)] of the live mappings, {id() of
+            each bdm recorded by another process first}, [bdm whose mapping
+            is gone]); the bdms in memory carry what is stored.
+        :raises: whatever the save raises (the bdms in memory get their
+            empty driver_info back; nothing is recorded by this call).
+        """
+        for bdm, record in pairs:
             bdm.driver_info = record.to_driver_info()
         try:
-            block_device_obj.BlockDeviceMappingList(
-                context, objects=[bdm for bdm, _ in planned]).save()
+            lost, gone = block_device_obj.BlockDeviceMappingList(
+                context, objects=[bdm for bdm, _ in pairs]
+            ).save_first_records(require_all=require_all)
         except Exception:
-            LOG.error('Saving the disk records of instance %(uuid)s failed; '
-                      'no disk was created', {'uuid': instance.uuid})
-            for bdm, _ in planned:
-                bdm.driver_info = None
-                bdm.obj_reset_changes(['driver_info'])
+            LOG.error('Saving the disk records of mappings %(ids)s failed',
+                      {'ids': ', '.join(str(bdm.id) for bdm, _ in pairs)})
+            self._forget(bdm for bdm, _ in pairs)
             raise
-        LOG.info('Recorded disks %(disks)s of instance %(uuid)s',
-                 {'disks': ', '.join(r.disk_name for _, r in planned),
-                  'uuid': instance.uuid})
+        self._forget(gone)
+        lost_ids = {id(bdm) for bdm in lost}
+        gone_ids = {id(bdm) for bdm in gone}
+        obeyed = []
+        for bdm, record in pairs:
+            if id(bdm) in gone_ids:
+                continue
+            if id(bdm) in lost_ids:
+                stored = bdm.get_disk_metadata()
+                if _fields(stored) != _fields(record):
+                    LOG.warning(
+                        'Disk %(disk)s of instance %(uuid)s was recorded by '
+                        'another process first, differently: %(stored)s; '
+                        'this process had %(ours)s. The stored record is '
+                        'obeyed', {'disk': stored.disk_name,
+                                   'uuid': bdm.instance_uuid,
+                                   'stored': _fields(stored),
+                                   'ours': _fields(record)})
+                else:
+                    LOG.info('Disk %(disk)s of instance %(uuid)s was '
+                             'recorded by another process first, as this '
+                             'one would have', {'disk': stored.disk_name,
+                                                'uuid': bdm.instance_uuid})
+                record = stored
+            obeyed.append((bdm, record))
+        return obeyed, lost_ids, gone
+
+    @staticmethod
+    def _forget(bdms):
+        for bdm in bdms:
+            bdm.driver_info = None
+            bdm.obj_reset_changes(['driver_info'])
 
     def _create(self, context, disk):
         """Step 3 for one disk: its backend makes it from its source."""
@@ -392,22 +507,24 @@ class DiskManager:
             self._save_inferred(context, inferred)
         return results
 
-    @staticmethod
-    def _save_inferred(context, inferred):
-        for result in inferred:
-            result.bdm.driver_info = result.record.to_driver_info()
-        try:
-            block_device_obj.BlockDeviceMappingList(
-                context, objects=[r.bdm for r in inferred]).save()
-        except Exception:
-            for result in inferred:
-                result.bdm.driver_info = None
-                result.bdm.obj_reset_changes(['driver_info'])
-            raise
+    def _save_inferred(self, context, inferred):
+        """Save inferred records as FIRST records (``_save_first``); a
+        mapping recorded by another process meanwhile takes that record,
+        one deleted meanwhile is refused."""
+        obeyed, lost, gone = self._save_first(
+            context, [(r.bdm, r.record) for r in inferred])
+        stored = {id(bdm): record for bdm, record in obeyed}
         by_instance = {}
         for result in inferred:
-            by_instance.setdefault(result.bdm.instance_uuid, []).append(
-                result.record.disk_name)
+            if id(result.bdm) in stored:
+                result.record = stored[id(result.bdm)]
+                result.disk_name = result.record.disk_name
+                if id(result.bdm) not in lost:
+                    by_instance.setdefault(result.bdm.instance_uuid,
+                                           []).append(result.disk_name)
+            else:
+                result.record = None
+                result.reason = 'its mapping was deleted meanwhile'
         for uuid, names in by_instance.items():
             LOG.info('Recorded the inferred layout of disks %(disks)s of '
                      'instance %(uuid)s, made before records existed',
@@ -534,6 +651,12 @@ class DiskManager:
             raise exception.DiskCreateFailed(
                 instance_uuid=instance.uuid, disk_name=disk.disk_name,
                 reason=str(e)) from e
+
+
+def _fields(record):
+    """A record's set fields, to compare two records by value."""
+    return {name: getattr(record, name) for name in sorted(record.fields)
+            if record.obj_attr_is_set(name)}
 
 
 def _extra_kind(bdm):
