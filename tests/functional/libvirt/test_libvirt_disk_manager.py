@@ -192,7 +192,7 @@ def test_failed_disk_removes_what_the_call_made_and_retry_works(
     # belongs (a disk at the disk's own name would be refused before
     # anything is recorded: it is never planned over): swap is the last
     # disk in order, so three disks are made before it fails.
-    planted = os.path.join(CONF.instances_path, '_base', 'swap_64')
+    planted = os.path.join(CONF.instances_path, '_base', 'swap_64.raw')
     os.makedirs(planted)
 
     with pytest.raises(exception.DiskCreateFailed) as e:
