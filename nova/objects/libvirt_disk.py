@@ -172,11 +172,29 @@ class LibvirtDiskMetadata(base.NovaObject):
             return 'template:%s' % self.cache_name
         return 'blank'
 
+    def __setattr__(self, name, value):
+        # A new value for any field makes the record unproven again.
+        if name in self.fields:
+            self.__dict__.pop('_proven', None)
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name):
+        if name in self.fields:
+            self.__dict__.pop('_proven', None)
+        super().__delattr__(name)
+
     def validate(self):
         """Check that the fields are consistent with each other.
 
+        A record passes through several hands on its way to the database
+        (inference, the backend, serialisation), and each of them asks; the
+        answer is kept until a field is set again, so the checks run once
+        per version of the record's facts.
+
         :raises: DiskMetadataInvalid naming the first inconsistency.
         """
+        if self.__dict__.get('_proven'):
+            return
         missing = [name for name in self.fields
                    if name in ('backend', 'format', 'size', 'disk_name')
                    and not self.obj_attr_is_set(name)]
@@ -219,6 +237,7 @@ class LibvirtDiskMetadata(base.NovaObject):
                      'cache_name'):
             if getattr(self, name) is not None:
                 _check_simple_name(name, getattr(self, name))
+        self.__dict__['_proven'] = True
 
     def _validate_encryption(self):
         how = (self.encryption_cipher, self.encryption_key_size)

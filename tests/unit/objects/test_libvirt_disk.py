@@ -434,3 +434,21 @@ def test_a_record_with_a_base_name_is_never_backported():
         with pytest.raises(exception.ObjectActionError, match='base_name|'
                            'cannot name'):
             _adopted().obj_to_primitive(target_version=target)
+
+
+def test_a_proven_record_is_checked_again_once_a_field_changes():
+    record = _record()
+    record.validate()
+    # Setting a field: the next validate() (and serialising) checks anew.
+    record.cache_name = 'swap_64'
+    record.image_id = record.image_id or 'a-image'
+    with pytest.raises(exception.DiskMetadataInvalid, match='one source'):
+        record.validate()
+    with pytest.raises(exception.DiskMetadataInvalid, match='one source'):
+        record.to_driver_info()
+    # Deleting one: a required fact gone is noticed too.
+    record = _record()
+    record.validate()
+    del record.disk_name
+    with pytest.raises(exception.DiskMetadataInvalid, match='disk_name'):
+        record.validate()
