@@ -214,6 +214,38 @@ def test_check_available_of_an_empty_volume_group(lvm, cache):
             os.environ['LVM_SYSTEM_DIR'] = harness_conf
 
 
+def test_an_instance_s_disks_must_fit_the_volume_group_together(lvm, cache):
+    # Each disk fits the group's free space; the two together do not: the
+    # check of the instance's disks refuses the second, before any volume
+    # is made. Present volumes are found with one listing for all.
+    with lvm_harness.private_group(64 * MiB) as private:
+        vg = private[lvm_harness.ENV_VG]
+        harness_conf = os.environ['LVM_SYSTEM_DIR']
+        os.environ['LVM_SYSTEM_DIR'] = private[lvm_harness.ENV_SYSTEM_DIR]
+        try:
+            free = storage_lvm.volume_group_info(vg)['free']
+            half = (free // 2 // (4 * MiB)) * 4 * MiB
+            first = _disk(lvm, cache, vg=vg, size=half)
+            second = _disk(lvm, cache, vg=vg, size=half)
+            lvm_class = type(first)
+            lvm_class.check_all_available([first, second])
+
+            too_big = _disk(lvm, cache, vg=vg, size=half + 8 * MiB)
+            with pytest.raises(exception.BackendUnavailable) as e:
+                lvm_class.check_all_available([first, too_big])
+            assert e.value.kwargs['instance_uuid'] == too_big.instance_uuid
+            assert 'need' in str(e.value)
+            assert storage_lvm.volumes(vg) == {}
+
+            # A disk already made needs no more space: the rest is the
+            # second's.
+            storage_lvm.create_volume(vg, first.volume_name, half)
+            lvm_class.check_all_available([first, second])
+            assert lvm_class.which_exist([second, first, too_big]) == [first]
+        finally:
+            os.environ['LVM_SYSTEM_DIR'] = harness_conf
+
+
 # --- zeroing ----------------------------------------------------------------
 
 def _random_volume(lvm, size):

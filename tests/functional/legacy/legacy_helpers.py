@@ -18,6 +18,7 @@ from oslo_utils import uuidutils
 
 import nova.conf
 from nova import objects
+from nova.virt.libvirt.imagebackend import cache as image_cache
 
 CONF = nova.conf.CONF
 
@@ -174,9 +175,14 @@ def assert_record_matches_storage(instance, record):
     assert info['virtual-size'] == record.size
     assert 'data-file' not in info.get('format-specific', {}).get('data', {})
     if record.backend == 'qcow2':
-        # Nova 34's overlays sit on the file of its own name, adopted.
-        base = record.base_name
-        assert base == (record.cache_name or _sha1(record.image_id))
+        if record.base_name:
+            # Nova 34's overlays sit on the file of its own name, adopted.
+            base = record.base_name
+            assert base == (record.cache_name or _sha1(record.image_id))
+        else:
+            # A disk this code made (e.g. one missing that spawn made new)
+            # sits on an entry of this cache's own naming.
+            [base] = image_cache.entry_name_for_record(record)
         assert info['backing-filename'] == os.path.join(
             os.path.abspath(CONF.instances_path), '_base', base)
         assert info['backing-filename-format'] == record.backing_format

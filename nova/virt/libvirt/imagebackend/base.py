@@ -174,6 +174,31 @@ class Image(metaclass=abc.ABCMeta):
         :raises: BackendUnavailable naming the instance, disk and backend.
         """
 
+    @classmethod
+    def check_all_available(cls, disks):
+        """``check_available()`` for several disks of this class at once.
+
+        A backend on a shared resource checks the disks together (their
+        sizes add up) and with one look at it; by default each is checked
+        on its own.
+
+        :param disks: backends of this class.
+        :raises: BackendUnavailable for the first disk that cannot be
+            served.
+        """
+        for disk in disks:
+            disk.check_available()
+
+    @classmethod
+    def which_exist(cls, disks):
+        """The disks among ``disks`` (backends of this class) that are
+        there, looked up together where the backend can (one listing of a
+        volume group, say, instead of one per disk).
+
+        :returns: a list, in the order given.
+        """
+        return [disk for disk in disks if disk.exists()]
+
     @abc.abstractmethod
     def exists(self):
         """True if the disk is there (complete: see ``_staged``)."""

@@ -637,24 +637,32 @@ def owned_disks(instance, bdms, cache=None):
     uuid = utils.validate_uuid(instance.uuid)
     inferrer = _Inferrer(instance, uuid, policy.node_layout(), {}, cache)
     taken, unrecorded = _unrecorded(bdms)
-    backends = []
     unresolved = []
+    candidates = {}
     for bdm, role, index, why in unrecorded:
         if role is None:
             unresolved.append((mapping_label(bdm), why))
             continue
         for name in inferrer._candidates(role, index):
-            if name in taken:
+            if name in taken or name in candidates:
                 continue
             try:
-                backend = inferrer._backend(inferrer._probe_record(name))
-                exists = backend.exists()
+                candidates[name] = inferrer._backend(
+                    inferrer._probe_record(name))
             except (_Refused, exception.NovaException) as e:
                 unresolved.append((name, str(e)))
-                continue
-            if exists:
-                backends.append(backend)
-                taken.add(name)
+    # One look per kind of storage for all the names (one listing of a
+    # volume group, not one per disk).
+    by_class = {}
+    for backend in candidates.values():
+        by_class.setdefault(type(backend), []).append(backend)
+    present = set()
+    for cls, group in by_class.items():
+        try:
+            present.update(id(b) for b in cls.which_exist(group))
+        except exception.NovaException as e:
+            unresolved.extend((b.record.disk_name, str(e)) for b in group)
+    backends = [b for b in candidates.values() if id(b) in present]
     return backends, unresolved
 
 

@@ -58,18 +58,47 @@ class Lvm(block.BlockImage):
         :raises: BackendUnavailable naming the instance, disk, backend and
             volume group.
         """
-        vg = self.record.volume_group
-        # One command: the group, and its volumes for the create to come.
-        info = lvm.volume_group_info(vg, with_volumes=True)
-        reason = None
-        if info is None:
-            reason = 'volume group %s does not exist' % vg
-        else:
-            self._saw(info['volumes'])
-            if (self.volume_name not in info['volumes'] and
-                    info['free'] < self.record.size):
-                reason = ('volume group %s has %d bytes free, the disk '
-                          'needs %d' % (vg, info['free'], self.record.size))
+        self.check_all_available([self])
+
+    @classmethod
+    def check_all_available(cls, disks):
+        """Check ``disks`` with one look at each of their volume groups:
+        a group must hold all of its disks not made yet together.
+
+        :raises: BackendUnavailable naming the first disk refused.
+        """
+        for vg, group in _by_volume_group(disks).items():
+            # One command: the group, and its volumes for the creates to
+            # come.
+            info = lvm.volume_group_info(vg, with_volumes=True)
+            needed = 0
+            for disk in group:
+                reason = None
+                if info is None:
+                    reason = 'volume group %s does not exist' % vg
+                else:
+                    disk._saw(info['volumes'])
+                    if disk.volume_name not in info['volumes']:
+                        needed += disk.record.size
+                        if info['free'] < needed:
+                            reason = (
+                                'volume group %s has %d bytes free, the '
+                                'instance\'s new disks up to this one need '
+                                '%d' % (vg, info['free'], needed))
+                disk._refuse_unless_servable(reason)
+
+    @classmethod
+    def which_exist(cls, disks):
+        """One listing per volume group for all of ``disks``."""
+        present = set()
+        for vg, group in _by_volume_group(disks).items():
+            volumes = lvm.volumes(vg)
+            present.update(id(d) for d in group if d.volume_name in volumes)
+        return [disk for disk in disks if id(disk) in present]
+
+    def _refuse_unless_servable(self, reason):
+        """Raise BackendUnavailable for ``reason``, or for an encryption
+        this host cannot open; return if neither."""
         if self.record.encryption:
             # Never write an encrypted disk's bytes in clear: refused
             # where dm-crypt is missing, and until the mapping is opened
@@ -160,3 +189,11 @@ class Lvm(block.BlockImage):
 
     def _device_path(self, name):
         return lvm.device_path(self.record.volume_group, name)
+
+
+def _by_volume_group(disks):
+    """{volume group: [disks in it]}, in the order given."""
+    groups = {}
+    for disk in disks:
+        groups.setdefault(disk.record.volume_group, []).append(disk)
+    return groups

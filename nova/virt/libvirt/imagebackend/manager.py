@@ -206,8 +206,7 @@ class DiskManager:
         # instance fail, its destroy included.
         disks = self._sorted_disks(instance, [
             (bdm, recorded[id(bdm)]) for bdm in local])
-        for disk in disks:
-            disk.backend.check_available()
+        _check_all_available([disk.backend for disk in disks])
         new = {id(bdm) for bdm, _ in planned}
         if not planned and not inferred:
             return disks, new
@@ -227,9 +226,8 @@ class DiskManager:
             recorded[id(bdm)] = record
         disks = self._sorted_disks(instance, [
             (bdm, recorded[id(bdm)]) for bdm in local])
-        for disk in disks:
-            if id(disk.bdm) in lost:
-                disk.backend.check_available()
+        _check_all_available([disk.backend for disk in disks
+                              if id(disk.bdm) in lost])
         return disks, new - lost
 
     def _infer_existing(self, instance, local, unrecorded):
@@ -664,3 +662,13 @@ def _extra_kind(bdm):
     None (a mapping without a record is one of the instance's own)."""
     record = bdm.get_disk_metadata()
     return record.source_kind if record is not None else None
+
+
+def _check_all_available(backends):
+    """``check_available()`` of every backend, grouped by class so that a
+    backend on a shared resource checks its disks together."""
+    by_class = {}
+    for backend in backends:
+        by_class.setdefault(type(backend), []).append(backend)
+    for cls, group in by_class.items():
+        cls.check_all_available(group)
