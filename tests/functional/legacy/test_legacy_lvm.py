@@ -195,13 +195,18 @@ def test_wrong_size_and_missing_volumes_are_refused(conf, context,
     assert result.returncode != 0
     assert ('its virtual size as raw is %d bytes, the flavor says %d' % (
         60 * units.Mi, 64 * units.Mi)) in result.stdout
-    assert 'the disk does not exist' in result.stdout
+    # The first ephemeral could be Nova 34's disk.eph0 or the older
+    # disk.local: neither volume exists.
+    assert 'no disk disk.eph0 or disk.local on lvm storage' in result.stdout
     assert '| refused          | 2     |' in result.stdout
 
-    with pytest.raises(exception.DiskLayoutNotInferred) as e:
+    # First touch: the first disk refused is the error, naming it.
+    with pytest.raises(exception.DiskLayoutNotInferred,
+                       match='no disk disk.eph0 or disk.local') as e:
         disk_manager.DiskManager().local_disks(
             instance, helpers.bdms_of(context, instance))
     assert e.value.kwargs['instance_uuid'] == instance.uuid
+    assert e.value.kwargs['disk_name'] == '/dev/vdb'
     assert 'disk.swap' not in helpers.records(context, instance)
     assert 'disk.eph0' not in helpers.records(context, instance)
 
