@@ -26,6 +26,7 @@ import types
 
 import pytest
 
+from nova import exception
 from nova.virt.libvirt.storage import lvm
 
 ENV_VG = 'NOVA_TEST_LVM_VG'
@@ -202,5 +203,15 @@ def lvm_vg(monkeypatch):
     finally:
         uninstall()
         aliases.detach_all()
-        for lv in set(lvm.volumes(vg)) - before:
+        remove_volumes(vg, set(lvm.volumes(vg)) - before)
+
+
+def remove_volumes(vg, names):
+    """Remove the volumes ``names`` of ``vg``; one that is already gone
+    (another user of the shared group removed it) is not an error."""
+    for lv in names:
+        try:
             lvm.remove_volume(vg, lv)
+        except exception.ProcessFailed:
+            if lvm.volume_size(vg, lv) is not None:
+                raise

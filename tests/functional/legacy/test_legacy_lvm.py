@@ -14,16 +14,20 @@ that path to where LVM put the volume, and this project reads the same
 extents through the harness's loop devices (tests/functional/
 lvm_harness.py).
 
-Then records are inferred lazily (the DiskManager's first touch, a
-destroy) and in bulk (``nova-manage libvirt record_disks``): each names
+Then records are inferred lazily (the DiskManager's first touch) and in
+bulk (``nova-manage libvirt record_disks``): each names
 the volume and its group and has the size ``qemu-img info -f raw``
 reports on the volume's device; a volume of the wrong size and a missing
-one are refused with their reason.
+one are refused with their reason; destroying the recorded instance wipes
+(volume_clear) and removes every volume.
 """
 
 import os
 import subprocess
+import types
 
+from oslo_utils import units
+from oslo_utils import uuidutils
 import pytest
 
 from nova import exception
@@ -31,9 +35,6 @@ from nova.virt.libvirt.imagebackend import manager as disk_manager
 from nova.virt.libvirt.storage import lvm
 from tests.functional import lvm_harness
 from tests.functional.legacy import legacy_helpers as helpers
-
-from oslo_utils import units
-from oslo_utils import uuidutils
 
 lvm_vg = lvm_harness.lvm_vg
 
@@ -54,12 +55,11 @@ def vg(conf, lvm_vg):  # noqa: F811
     conf.config(group='libvirt', images_type='lvm',
                 images_volume_group=lvm_vg.vg)
     made = []
-    yield type('VG', (), {'name': lvm_vg.vg, 'aliases': lvm_vg.aliases,
-                          'made': made})
-    for uuid in made:
-        for lv in lvm.volumes(lvm_vg.vg):
-            if lv.startswith(uuid + '_'):
-                lvm.remove_volume(lvm_vg.vg, lv)
+    yield types.SimpleNamespace(name=lvm_vg.vg, aliases=lvm_vg.aliases,
+                                made=made)
+    lvm_harness.remove_volumes(lvm_vg.vg, [
+        lv for lv in lvm.volumes(lvm_vg.vg)
+        if any(lv.startswith(uuid + '_') for uuid in made)])
     links = os.path.join('/dev', lvm_vg.vg)
     for lv in (os.listdir(links) if os.path.isdir(links) else ()):
         lvm_harness.lvm_devices.unlink(lvm_vg.vg, lv)
@@ -177,9 +177,8 @@ def test_record_disks_records_volumes_in_bulk(conf, context, image_files,
     assert '| already recorded | 3     |' in result.stdout
 
 
-def test_wrong_size_and_missing_volumes_are_refused(conf, context,
-                                                     image_files, vg,
-                                                     tmp_path):
+def test_wrong_size_and_missing_volumes_are_refused(
+        conf, context, image_files, vg, tmp_path):
     instance, _ = make_upstream_lvm_instance(
         context, vg, image_files, root_gb=0, ephemerals=(VFAT,))
     swap = '%s_disk.swap' % instance.uuid
