@@ -96,9 +96,15 @@ def main():
     if os.path.exists(os.path.join(inst_dir, 'disk.info')):
         with open(os.path.join(inst_dir, 'disk.info')) as f:
             disk_info = json.loads(f.read() or '{}')
-    json.dump({'uuid': spec['uuid'],
-               'disks': {name: drv.image_backend.by_name(
-                   instance, name).path for name in disk_mapping},
+    if spec['images_type'] == 'lvm':
+        # Upstream's Lvm.path: /dev/<vg>/<uuid>_<escaped disk name>.
+        disks = {name: drv.image_backend.by_name(instance, name).path
+                 for name in disk_mapping}
+    else:
+        # Not by_name: a Flat image object probes its disk and may write
+        # disk.info, which must stay as _create_image left it.
+        disks = {name: os.path.join(inst_dir, name) for name in disk_mapping}
+    json.dump({'uuid': spec['uuid'], 'disks': disks,
                'disk_info': disk_info}, sys.stdout)
     return 0
 
