@@ -16,7 +16,7 @@ place; test modules and conftests import it from here.
 """
 
 import contextlib
-import json
+import importlib.util
 import os
 import re
 import shutil
@@ -26,6 +26,7 @@ import types
 
 import pytest
 
+from nova import exception
 from nova.virt.libvirt.storage import lvm
 
 ENV_VG = 'NOVA_TEST_LVM_VG'
@@ -34,6 +35,21 @@ ENV_SYSTEM_DIR = 'NOVA_TEST_LVM_SYSTEM_DIR'
 
 #: The product's own answer, kept for volumes that do not exist.
 _product_device_path = lvm.device_path
+
+
+def _load_lvm_devices():
+    # tools/upstream/lvm_devices.py also runs in upstream Nova's process,
+    # so it is a file of its own there, not a module of this package.
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..',
+                        '..', 'tools', 'upstream', 'lvm_devices.py')
+    spec = importlib.util.spec_from_file_location('lvm_devices', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+#: The extent arithmetic and loop devices that stand in for device-mapper.
+lvm_devices = _load_lvm_devices()
 
 
 def first_difference(actual, expected):
@@ -61,14 +77,6 @@ def available():
     return all(os.environ.get(k) for k in (ENV_VG, ENV_PV, ENV_SYSTEM_DIR))
 
 
-def _lvm_json(*cmd):
-    out = subprocess.run(
-        list(cmd) + ['--reportformat', 'json', '--units', 'b', '--nosuffix'],
-        check=True, capture_output=True, text=True,
-        env=dict(os.environ, LVM_SUPPRESS_FD_WARNINGS='1')).stdout
-    return json.loads(out)['report'][0]
-
-
 class LoopAliases:
     """Loop devices over volumes' extents on the PV ``pv``."""
 
@@ -78,15 +86,6 @@ class LoopAliases:
         # once so that finding a volume's device costs one lvs.
         self._layout = {}
 
-    def _extent_layout(self, vg):
-        if vg not in self._layout:
-            pe_start = int(_lvm_json('pvs', '-o', 'pv_name,pe_start',
-                                     self.pv)['pv'][0]['pe_start'])
-            extent = int(_lvm_json('vgs', '-o', 'vg_extent_size',
-                                   vg)['vg'][0]['vg_extent_size'])
-            self._layout[vg] = (pe_start, extent)
-        return self._layout[vg]
-
     def extents(self, vg, lv):
         """(offset, length) in bytes of ``vg/lv`` on the PV, or None if
         there is no such volume.
@@ -94,19 +93,12 @@ class LoopAliases:
         :raises: AssertionError for a volume in more than one piece (a
             loop device covers one range).
         """
-        rows = _lvm_json('lvs', '-o', 'lv_name,seg_pe_ranges', vg)['lv']
-        ranges = [row['seg_pe_ranges'] for row in rows
-                  if row['lv_name'] == lv]
-        if not ranges:
-            return None
-        assert len(ranges) == 1, 'volume %s/%s is in pieces: %s' % (
-            vg, lv, ranges)
-        pv, _sep, span = ranges[0].partition(':')
-        assert pv == self.pv, ranges
-        first, _sep, last = span.partition('-')
-        pe_start, extent = self._extent_layout(vg)
-        return (pe_start + int(first) * extent,
-                (int(last) - int(first) + 1) * extent)
+        if vg not in self._layout:
+            self._layout[vg] = lvm_devices.extent_layout(self.pv, vg)
+        try:
+            return lvm_devices.extents(self.pv, vg, lv, self._layout[vg])
+        except ValueError as e:
+            raise AssertionError(str(e))
 
     def device_path(self, vg, lv):
         """A loop device over ``vg/lv``'s extents (attached once per range);
@@ -115,18 +107,7 @@ class LoopAliases:
         where = self.extents(vg, lv)
         if where is None:
             return _product_device_path(vg, lv)
-        offset, length = where
-        for line in subprocess.run(
-                ['losetup', '--list', '--noheadings', '--raw', '--output',
-                 'NAME,BACK-FILE,OFFSET,SIZELIMIT'], check=True,
-                capture_output=True, text=True).stdout.splitlines():
-            name, back, off, limit = line.split()
-            if (back, int(off), int(limit)) == (self.pv, offset, length):
-                return name
-        return subprocess.run(
-            ['losetup', '--find', '--show', '--offset', str(offset),
-             '--sizelimit', str(length), self.pv], check=True,
-            capture_output=True, text=True).stdout.strip()
+        return lvm_devices.attach(self.pv, *where)
 
     def read(self, offset, length):
         """``length`` bytes of the PV from ``offset``, past any cache."""
@@ -222,5 +203,15 @@ def lvm_vg(monkeypatch):
     finally:
         uninstall()
         aliases.detach_all()
-        for lv in set(lvm.volumes(vg)) - before:
+        remove_volumes(vg, set(lvm.volumes(vg)) - before)
+
+
+def remove_volumes(vg, names):
+    """Remove the volumes ``names`` of ``vg``; one that is already gone
+    (another user of the shared group removed it) is not an error."""
+    for lv in names:
+        try:
             lvm.remove_volume(vg, lv)
+        except exception.ProcessFailed:
+            if lvm.volume_size(vg, lv) is not None:
+                raise

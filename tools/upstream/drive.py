@@ -14,7 +14,11 @@ replaced, in one place:
   (``image_record``) and whose ``images.data`` streams it in 64 KiB chunks,
   as glanceclient does;
 * privsep: the sys_admin context runs in the calling (root) process
-  instead of a daemon.
+  instead of a daemon;
+* device-mapper (Lvm only, ``emulate_lvm_devices``): this kernel has
+  none, so no volume is ever activated; right after upstream's lvcreate,
+  ``/dev/<vg>/<lv>`` becomes a link to a loop device over the volume's
+  extents (tools/upstream/lvm_devices.py), and its lvremove undoes that.
 """
 
 import hashlib
@@ -110,7 +114,7 @@ def image_record(image_id, path, disk_format, name='upstream'):
 
 
 def configure(instances_path, images_type, use_cow_images,
-              force_raw_images, lock_path=None):
+              force_raw_images, lock_path=None, volume_group=None):
     """Load upstream's CONF with this node's layout options, run privsep
     in process, and return ``nova.conf.CONF``."""
     os.environ.setdefault('OS_NOVA_DISABLE_EVENTLET_PATCHING', '1')
@@ -127,12 +131,40 @@ def configure(instances_path, images_type, use_cow_images,
     conf.set_override('use_cow_images', use_cow_images)
     conf.set_override('force_raw_images', force_raw_images)
     conf.set_override('images_type', images_type, group='libvirt')
+    if volume_group:
+        conf.set_override('images_volume_group', volume_group,
+                          group='libvirt')
     conf.set_override('lock_path', lock_path or os.path.join(
         instances_path, 'upstream-locks'), group='oslo_concurrency')
     conf.set_override('api_servers', ['http://glance.invalid'],
                       group='glance')
     nova.privsep.sys_admin_pctxt.set_client_mode(False)
     return conf
+
+
+def emulate_lvm_devices(pv):
+    """Stand in for device-mapper under upstream's LVM calls (see the
+    module's docstring): the volumes it creates on ``pv`` get their
+    ``/dev/<vg>/<lv>``, the ones it removes lose it."""
+    import nova.privsep.fs
+    import lvm_devices
+
+    lvcreate, lvremove = nova.privsep.fs.lvcreate, nova.privsep.fs.lvremove
+
+    def lvcreate_and_link(size, lv, vg, preallocated=None):
+        lvcreate(size, lv, vg, preallocated=preallocated)
+        lvm_devices.link(pv, vg, lv)
+
+    def lvremove_and_unlink(path):
+        vg, lv = lvm_devices.split_path(path)
+        try:
+            lvremove(path)
+        finally:
+            if not lvm_devices.extents(pv, vg, lv):
+                lvm_devices.unlink(vg, lv)
+
+    nova.privsep.fs.lvcreate = lvcreate_and_link
+    nova.privsep.fs.lvremove = lvremove_and_unlink
 
 
 def serve_image(image_id, path, disk_format):

@@ -19,6 +19,10 @@ Input: one JSON document on stdin::
      "root_gb": 1, "ephemerals": [{"size": 1, "guest_format": "vfat"}],
      "swap_mb": 64, "os_type": null}
 
+and, for ``images_type`` lvm, ``"volume_group"`` and ``"pv"`` (the
+group's one PV: see drive.emulate_lvm_devices, which stands in for
+device-mapper, which this kernel lacks).
+
 Output (stdout): {"uuid": ..., "disks": {name: path}, "disk_info": {...}}.
 """
 
@@ -38,7 +42,10 @@ def main():
     spec = json.load(sys.stdin)
     path = spec['instances_path']
     CONF = drive.configure(path, spec['images_type'],
-                           spec['use_cow_images'], spec['force_raw_images'])
+                           spec['use_cow_images'], spec['force_raw_images'],
+                           volume_group=spec.get('volume_group'))
+    if spec['images_type'] == 'lvm':
+        drive.emulate_lvm_devices(spec['pv'])
 
     from nova import context as nova_context
     from nova import objects
@@ -89,9 +96,15 @@ def main():
     if os.path.exists(os.path.join(inst_dir, 'disk.info')):
         with open(os.path.join(inst_dir, 'disk.info')) as f:
             disk_info = json.loads(f.read() or '{}')
-    json.dump({'uuid': spec['uuid'],
-               'disks': {name: os.path.join(inst_dir, name)
-                         for name in disk_mapping},
+    if spec['images_type'] == 'lvm':
+        # Upstream's Lvm.path: /dev/<vg>/<uuid>_<escaped disk name>.
+        disks = {name: drv.image_backend.by_name(instance, name).path
+                 for name in disk_mapping}
+    else:
+        # Not by_name: a Flat image object probes its disk and may write
+        # disk.info, which must stay as _create_image left it.
+        disks = {name: os.path.join(inst_dir, name) for name in disk_mapping}
+    json.dump({'uuid': spec['uuid'], 'disks': disks,
                'disk_info': disk_info}, sys.stdout)
     return 0
 
