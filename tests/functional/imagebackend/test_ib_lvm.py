@@ -2,6 +2,7 @@
 refusing a volume group it cannot use, wiping per volume_clear, keeping a
 volume whose wipe failed, and a block ``<disk>`` element."""
 
+import contextlib
 import os
 import subprocess
 
@@ -195,55 +196,56 @@ def test_create_after_a_stale_check_keeps_a_new_volume(lvm, cache,
         disk.record.volume_name]
 
 
+@contextlib.contextmanager
+def _private_volume_group(size=64 * MiB):
+    """A volume group of its own (a second PV), seen by this process's
+    LVM commands while the block runs; yields its name."""
+    with lvm_harness.private_group(size) as private:
+        harness_conf = os.environ['LVM_SYSTEM_DIR']
+        os.environ['LVM_SYSTEM_DIR'] = private[lvm_harness.ENV_SYSTEM_DIR]
+        try:
+            yield private[lvm_harness.ENV_VG]
+        finally:
+            os.environ['LVM_SYSTEM_DIR'] = harness_conf
+
+
 def test_check_available_of_an_empty_volume_group(lvm, cache):
     # A group with no volume at all reports no row when asked for volume
     # fields: it still exists, with its free space. A second PV holds an
     # empty group of its own.
-    with lvm_harness.private_group(64 * MiB) as private:
-        vg = private[lvm_harness.ENV_VG]
-        harness_conf = os.environ['LVM_SYSTEM_DIR']
-        os.environ['LVM_SYSTEM_DIR'] = private[lvm_harness.ENV_SYSTEM_DIR]
-        try:
-            info = storage_lvm.volume_group_info(vg, with_volumes=True)
-            assert info['volumes'] == {} and info['free'] > 0
-            _disk(lvm, cache, vg=vg, size=8 * MiB).check_available()
-            with pytest.raises(exception.BackendUnavailable):
-                _disk(lvm, cache, vg=vg,
-                      size=info['free'] + MiB).check_available()
-        finally:
-            os.environ['LVM_SYSTEM_DIR'] = harness_conf
+    with _private_volume_group() as vg:
+        info = storage_lvm.volume_group_info(vg, with_volumes=True)
+        assert info['volumes'] == {} and info['free'] > 0
+        _disk(lvm, cache, vg=vg, size=8 * MiB).check_available()
+        with pytest.raises(exception.BackendUnavailable):
+            _disk(lvm, cache, vg=vg,
+                  size=info['free'] + MiB).check_available()
 
 
 def test_an_instance_s_disks_must_fit_the_volume_group_together(lvm, cache):
     # Each disk fits the group's free space; the two together do not: the
     # check of the instance's disks refuses the second, before any volume
     # is made. Present volumes are found with one listing for all.
-    with lvm_harness.private_group(64 * MiB) as private:
-        vg = private[lvm_harness.ENV_VG]
-        harness_conf = os.environ['LVM_SYSTEM_DIR']
-        os.environ['LVM_SYSTEM_DIR'] = private[lvm_harness.ENV_SYSTEM_DIR]
-        try:
-            free = storage_lvm.volume_group_info(vg)['free']
-            half = (free // 2 // (4 * MiB)) * 4 * MiB
-            first = _disk(lvm, cache, vg=vg, size=half)
-            second = _disk(lvm, cache, vg=vg, size=half)
-            lvm_class = type(first)
-            lvm_class.check_all_available([first, second])
+    with _private_volume_group() as vg:
+        free = storage_lvm.volume_group_info(vg)['free']
+        half = (free // 2 // (4 * MiB)) * 4 * MiB
+        first = _disk(lvm, cache, vg=vg, size=half)
+        second = _disk(lvm, cache, vg=vg, size=half)
+        lvm_class = type(first)
+        lvm_class.check_all_available([first, second])
 
-            too_big = _disk(lvm, cache, vg=vg, size=half + 8 * MiB)
-            with pytest.raises(exception.BackendUnavailable) as e:
-                lvm_class.check_all_available([first, too_big])
-            assert e.value.kwargs['instance_uuid'] == too_big.instance_uuid
-            assert 'need' in str(e.value)
-            assert storage_lvm.volumes(vg) == {}
+        too_big = _disk(lvm, cache, vg=vg, size=half + 8 * MiB)
+        with pytest.raises(exception.BackendUnavailable) as e:
+            lvm_class.check_all_available([first, too_big])
+        assert e.value.kwargs['instance_uuid'] == too_big.instance_uuid
+        assert 'need' in str(e.value)
+        assert storage_lvm.volumes(vg) == {}
 
-            # A disk already made needs no more space: the rest is the
-            # second's.
-            storage_lvm.create_volume(vg, first.volume_name, half)
-            lvm_class.check_all_available([first, second])
-            assert lvm_class.which_exist([second, first, too_big]) == [first]
-        finally:
-            os.environ['LVM_SYSTEM_DIR'] = harness_conf
+        # A disk already made needs no more space: the rest is the
+        # second's.
+        storage_lvm.create_volume(vg, first.volume_name, half)
+        lvm_class.check_all_available([first, second])
+        assert lvm_class.which_exist([second, first, too_big]) == [first]
 
 
 # --- zeroing ----------------------------------------------------------------
