@@ -554,6 +554,8 @@ class DirectorySyncs:
         # (st_dev, st_ino) -> a descriptor of our own, so that the caller's
         # Directory can be closed before the batch ends.
         self._fds = {}
+        # Threads that run in a copy of the batch's context add to it.
+        self._lock = threading.Lock()
 
     def __len__(self):
         """Directories waiting for their fsync."""
@@ -563,8 +565,9 @@ class DirectorySyncs:
         """fsync the Directory ``directory`` at ``sync()`` (once)."""
         st = os.fstat(directory.fd)
         key = (st.st_dev, st.st_ino)
-        if key not in self._fds:
-            self._fds[key] = os.dup(directory.fd)
+        with self._lock:
+            if key not in self._fds:
+                self._fds[key] = os.dup(directory.fd)
 
     def sync(self):
         """fsync every directory added so far, once; close them.
@@ -572,7 +575,8 @@ class DirectorySyncs:
         :raises: OSError of the first fsync that failed (every directory is
             still tried and closed).
         """
-        fds, self._fds = self._fds, {}
+        with self._lock:
+            fds, self._fds = self._fds, {}
         error = None
         for fd in fds.values():
             try:
@@ -603,7 +607,9 @@ def directory_syncs():
     makes again, and their records).
 
     Threads do not inherit the batch (a context variable): a publish in
-    another thread fsyncs its directory at once.
+    another thread fsyncs its directory at once, unless the thread runs in
+    a copy of the block's context (``contextvars.copy_context().run``, as
+    the disk manager's creates do), which adds to the batch.
 
     A block inside another joins the outer batch. Leaving the block by an
     exception syncs what was gathered without raising a second error.

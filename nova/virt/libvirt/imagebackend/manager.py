@@ -9,13 +9,16 @@ else. For new disks the order is fixed and is the point of this module:
    host cannot serve;
 2. save all of them in ONE ``BlockDeviceMappingList.save()`` (one
    transaction, however many disks);
-3. only then create each disk through the backend its record names.
+3. only then create each disk through the backend its record names
+   (``[libvirt]/disk_create_concurrency`` of them at a time: an
+   instance's disks are independent).
 
 So a disk never exists without a persisted record, and whatever happens to
 the node's configuration later, every operation finds the layout in the
-database. If the save fails, nothing is created. If a create fails, the
-disks this call made are removed and the error names the disk that failed;
-the records stay. A record whose disk does not exist is harmless: creating
+database. If the save fails, nothing is created. If a create fails, no
+other create starts, and once the running ones have ended the disks this
+call made are removed and the error names the disk that failed; the
+records stay. A record whose disk does not exist is harmless: creating
 again (a retry of the spawn) makes exactly the recorded disks, and removing
 a disk that is not there is not an error (``Image.remove`` is idempotent).
 Keeping the records rather than clearing them costs no second write on the
@@ -29,10 +32,13 @@ with the instance's other unrecorded disks in one save, or refused with
 the reason (``_record_of``).
 """
 
+from concurrent import futures
+import contextvars
 import os
 
 from oslo_log import log as logging
 
+import nova.conf
 from nova import exception
 from nova.objects import block_device as block_device_obj
 from nova.objects import fields
@@ -42,6 +48,7 @@ from nova.virt.libvirt.imagebackend import legacy
 from nova.virt.libvirt.imagebackend import policy
 
 LOG = logging.getLogger(__name__)
+CONF = nova.conf.CONF
 
 #: Template kind -> factory of its func(target, size). A template's name
 #: (the record's cache_name) says which kind and filesystem it is.
@@ -136,25 +143,9 @@ class DiskManager:
                 LOG.info('Disk %(disk)s of instance %(uuid)s already '
                          'exists; keeping it', {'disk': disk.disk_name,
                                                 'uuid': instance.uuid})
-        created = []
-        for disk in disks:
-            if id(disk) in kept:
-                continue
-            if progress:
-                progress('creating disk %s (%s, %s)' % (
-                    disk.disk_name, disk.record.backend,
-                    disk.record.source))
-            try:
-                self._create(context, disk)
-            except Exception as e:
-                self._remove_quietly(instance, created)
-                if (isinstance(e, exception.DiskCreateFailed) and
-                        e.kwargs.get('disk_name') == disk.disk_name):
-                    raise
-                raise exception.DiskCreateFailed(
-                    instance_uuid=instance.uuid, disk_name=disk.disk_name,
-                    reason=str(e)) from e
-            created.append(disk)
+        self._create_all(context, instance,
+                         [disk for disk in disks if id(disk) not in kept],
+                         progress)
         return disks
 
     def _plan_and_record(self, context, instance, image_meta, bdms):
@@ -325,6 +316,81 @@ class DiskManager:
         for bdm in bdms:
             bdm.driver_info = None
             bdm.obj_reset_changes(['driver_info'])
+
+    def _create_all(self, context, instance, disks, progress=None):
+        """Step 3: make ``disks``, ``[libvirt]/disk_create_concurrency`` at
+        a time, in attach order.
+
+        Each create runs in a copy of the caller's context (so a publish
+        joins the caller's ``staging.directory_syncs`` batch). Once one
+        fails, the creates not yet started are cancelled; when the running
+        ones have ended, every disk made here is removed.
+
+        :raises: DiskCreateFailed naming the first disk, in attach order,
+            whose create failed (its cause chained).
+        """
+        workers = min(len(disks), CONF.libvirt.disk_create_concurrency)
+        if workers <= 1:
+            outcomes = self._create_one_by_one(context, disks, progress)
+        else:
+            outcomes = self._create_together(context, disks, progress,
+                                             workers)
+        failed = [(disk, error) for disk, error in outcomes if error]
+        if not failed:
+            return
+        self._remove_quietly(instance, [disk for disk, error in outcomes
+                                        if error is None])
+        disk, error = failed[0]
+        if (isinstance(error, exception.DiskCreateFailed) and
+                error.kwargs.get('disk_name') == disk.disk_name):
+            raise error
+        raise exception.DiskCreateFailed(
+            instance_uuid=instance.uuid, disk_name=disk.disk_name,
+            reason=str(error)) from error
+
+    def _create_one_by_one(self, context, disks, progress):
+        """[(disk, exception or None)] of the disks tried, up to the first
+        that failed."""
+        outcomes = []
+        for disk in disks:
+            self._tell(progress, disk)
+            try:
+                self._create(context, disk)
+            except Exception as e:
+                outcomes.append((disk, e))
+                break
+            outcomes.append((disk, None))
+        return outcomes
+
+    def _create_together(self, context, disks, progress, workers):
+        """[(disk, exception or None)] of the disks started, once every one
+        of them has ended; after a failure none is started."""
+        with futures.ThreadPoolExecutor(
+                max_workers=workers,
+                thread_name_prefix='disk-create') as pool:
+            started = []
+            for disk in disks:
+                self._tell(progress, disk)
+                started.append((disk, pool.submit(
+                    contextvars.copy_context().run,
+                    self._create_in_thread, context, disk)))
+            futures.wait([future for _, future in started],
+                         return_when=futures.FIRST_EXCEPTION)
+            for _, future in started:
+                future.cancel()
+        return [(disk, future.exception()) for disk, future in started
+                if not future.cancelled()]
+
+    def _create_in_thread(self, context, disk):
+        # The request's context, for the log lines of this thread.
+        context.update_store()
+        self._create(context, disk)
+
+    @staticmethod
+    def _tell(progress, disk):
+        if progress:
+            progress('creating disk %s (%s, %s)' % (
+                disk.disk_name, disk.record.backend, disk.record.source))
 
     def _create(self, context, disk):
         """Step 3 for one disk: its backend makes it from its source."""
