@@ -319,22 +319,32 @@ class DiskManager:
 
     def _create_all(self, context, instance, disks, progress=None):
         """Step 3: make ``disks``, ``[libvirt]/disk_create_concurrency`` at
-        a time, in attach order.
+        a time.
 
-        Each create runs in a copy of the caller's context (so a publish
-        joins the caller's ``staging.directory_syncs`` batch). Once one
-        fails, the creates not yet started are cancelled; when the running
-        ones have ended, every disk made here is removed.
+        Disks from templates (formatting: local, bounded work) are made in
+        worker threads, each in a copy of the caller's context (so that a
+        publish joins the caller's ``staging.directory_syncs`` batch).
+        Disks from images are made in the calling thread, in attach order,
+        meanwhile: such a create may wait on the image cache's lock and
+        fetch for minutes, and only the calling thread can be interrupted
+        (Ctrl-C, SIGTERM) while it waits. After a failure, or an interrupt,
+        no create starts; once the running ones have ended, a failure
+        removes every disk made here (an interrupt leaves that to the
+        caller, which is told of it by the exception as before).
 
         :raises: DiskCreateFailed naming the first disk, in attach order,
             whose create failed (its cause chained).
         """
-        workers = min(len(disks), CONF.libvirt.disk_create_concurrency)
-        if workers <= 1:
+        from_templates = [disk for disk in disks if self._from_template(disk)]
+        here = [disk for disk in disks if not self._from_template(disk)]
+        workers = min(len(from_templates),
+                      CONF.libvirt.disk_create_concurrency - (1 if here
+                                                              else 0))
+        if workers < 1:
             outcomes = self._create_one_by_one(context, disks, progress)
         else:
-            outcomes = self._create_together(context, disks, progress,
-                                             workers)
+            outcomes = self._create_together(context, disks, from_templates,
+                                             here, progress, workers)
         failed = [(disk, error) for disk, error in outcomes if error]
         if not failed:
             return
@@ -348,9 +358,13 @@ class DiskManager:
             instance_uuid=instance.uuid, disk_name=disk.disk_name,
             reason=str(error)) from error
 
+    @staticmethod
+    def _from_template(disk):
+        return bool(disk.record.cache_name and not disk.record.image_id)
+
     def _create_one_by_one(self, context, disks, progress):
-        """[(disk, exception or None)] of the disks tried, up to the first
-        that failed."""
+        """[(disk, exception or None)] of the disks tried, in attach order,
+        up to the first that failed."""
         outcomes = []
         for disk in disks:
             self._tell(progress, disk)
@@ -362,24 +376,42 @@ class DiskManager:
             outcomes.append((disk, None))
         return outcomes
 
-    def _create_together(self, context, disks, progress, workers):
-        """[(disk, exception or None)] of the disks started, once every one
-        of them has ended; after a failure none is started."""
+    def _create_together(self, context, disks, from_templates, here,
+                         progress, workers):
+        """Make ``from_templates`` in ``workers`` threads and ``here`` in
+        this one; return [(disk, exception or None)] of the disks started,
+        in the attach order of ``disks``, once every one has ended."""
+        made_here = {}
         with futures.ThreadPoolExecutor(
                 max_workers=workers,
                 thread_name_prefix='disk-create') as pool:
-            started = []
-            for disk in disks:
-                self._tell(progress, disk)
-                started.append((disk, pool.submit(
-                    contextvars.copy_context().run,
-                    self._create_in_thread, context, disk)))
-            futures.wait([future for _, future in started],
-                         return_when=futures.FIRST_EXCEPTION)
-            for _, future in started:
-                future.cancel()
-        return [(disk, future.exception()) for disk, future in started
-                if not future.cancelled()]
+            started = {}
+            try:
+                for disk in from_templates:
+                    self._tell(progress, disk)
+                    started[id(disk)] = pool.submit(
+                        contextvars.copy_context().run,
+                        self._create_in_thread, context, disk)
+                made_here = dict(self._create_one_by_one(
+                    context, here, progress))
+                if not any(made_here.values()):
+                    futures.wait(started.values(),
+                                 return_when=futures.FIRST_EXCEPTION)
+            finally:
+                # Also on an interrupt: the pool's exit then waits for the
+                # running creates, so that none ends after the caller has
+                # cleaned up.
+                for future in started.values():
+                    future.cancel()
+        outcomes = []
+        for disk in disks:
+            future = started.get(id(disk))
+            if future is None:
+                if disk in made_here:
+                    outcomes.append((disk, made_here[disk]))
+            elif not future.cancelled():
+                outcomes.append((disk, future.exception()))
+        return outcomes
 
     def _create_in_thread(self, context, disk):
         # The request's context, for the log lines of this thread.
