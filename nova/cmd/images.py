@@ -10,6 +10,8 @@ from nova import image
 from nova import objects
 from nova.virt.libvirt.imagebackend import cache as image_cache
 
+objects.register_all()
+
 IMAGES = output.RowView([
     ('id', 'ID'), ('name', 'Name'), ('disk_format', 'Disk format'),
     ('size', 'Size', lambda i: output.human(i['size'])),
