@@ -74,14 +74,11 @@ def summarise(instance, swap_mb, host):
 
 
 def plain_swap(row):
-    """The swap (MiB) of the flavor in ``row``'s instance_extra, when the
-    row can be shown without the objects layer; else None.
-
-    None for a row a boot left ``building`` and for any flavor document
-    other than ``{"cur": <Flavor 1.x primitive with an integer swap>}``
-    in the ``nova`` namespace: the objects layer decides about those.
-    """
-    if row.vm_state == 'building' or row.extra is None:
+    """The swap (MiB) of the flavor in ``row``'s instance_extra; None
+    unless the document is ``{"cur": <a nova Flavor 1.0-1.2 primitive
+    with an integer swap>, ...}`` (the objects layer decides about any
+    other: load, coerce or refuse it)."""
+    if row.extra is None:
         return None
     try:
         current = jsonutils.loads(row.extra.flavor or 'null')['cur']
@@ -99,7 +96,9 @@ def plain_swap(row):
 
 def cmd_list(cli):
     rows = db.instance_get_all(cli.context)
-    swaps = [plain_swap(row) for row in rows]
+    # A row a boot left building may need a repair, which saves: objects.
+    swaps = [None if row.vm_state == 'building' else plain_swap(row)
+             for row in rows]
     if None in swaps:
         from nova.cmd import instances
         instances.cmd_list(cli)

@@ -242,16 +242,17 @@ def _assigned_literals(path, names):
     return values
 
 
-def versions_head():
-    """The head revision of nova/db/migrations/versions, read from the
-    revision files' ``revision`` and ``down_revision`` alone (alembic is
-    not imported); None unless they name exactly one head.
+def versions_head(directory=None):
+    """The head revision of nova/db/migrations/versions (or of the revision
+    files in ``directory``), read from the files' ``revision`` and
+    ``down_revision`` alone (alembic is not imported); None unless they
+    name exactly one head.
 
     The same answer as alembic's ``ScriptDirectory.get_current_head()``
     (a test holds them equal); None sends the caller to alembic, which
     knows every other shape of history.
     """
-    directory = os.path.join(MIGRATIONS_DIR, 'versions')
+    directory = directory or os.path.join(MIGRATIONS_DIR, 'versions')
     revisions = set()
     parents = set()
     for name in os.listdir(directory):

@@ -142,3 +142,32 @@ def test_versions_head_is_alembics_head():
     # The cheap check's head is the one alembic would upgrade to.
     assert migration.versions_head() == (
         migration.get_script_directory().get_current_head())
+
+
+def _revision_file(directory, name, text):
+    (directory / ('%s.py' % name)).write_text(text)
+
+
+def test_versions_head_names_one_head_or_none(tmp_path):
+    _revision_file(tmp_path, '__init__', '')
+    _revision_file(tmp_path, 'a_first', "revision = 'a'\n"
+                   "down_revision = None\n")
+    assert migration.versions_head(str(tmp_path)) == 'a'
+    # Alembic's newer template annotates them.
+    _revision_file(tmp_path, 'b_second', "revision: str = 'b'\n"
+                   "down_revision: str | None = 'a'\n")
+    assert migration.versions_head(str(tmp_path)) == 'b'
+    # Two heads: alembic has to decide (it refuses to pick one).
+    _revision_file(tmp_path, 'c_branch', "revision = 'c'\n"
+                   "down_revision = 'a'\n")
+    assert migration.versions_head(str(tmp_path)) is None
+    _revision_file(tmp_path, 'd_merge', "revision = 'd'\n"
+                   "down_revision = ('b', 'c')\n")
+    assert migration.versions_head(str(tmp_path)) == 'd'
+    # A file it cannot read alone: alembic decides.
+    _revision_file(tmp_path, 'e_computed', "revision = 'e' + ''\n"
+                   "down_revision = 'd'\n")
+    assert migration.versions_head(str(tmp_path)) is None
+    _revision_file(tmp_path, 'e_computed', "revision = 'e'\n"
+                   "down_revision = 'd'\ndef (\n")
+    assert migration.versions_head(str(tmp_path)) is None
