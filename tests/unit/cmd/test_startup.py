@@ -2,10 +2,11 @@
 bench/bench_startup.py for the times).
 
 --help and usage errors import neither the database nor the objects layer.
-``list`` on a database at the head imports the database layer only: not
-alembic (the head is recognised without it) and not the objects layer or
-the driver (oslo.versionedobjects imports oslo.messaging, oslo.service and
-eventlet). Each probe runs in a fresh interpreter.
+``list`` and ``image-list`` on a database at the head import the
+database layer only: not alembic (the head is recognised without it), not
+the objects layer (oslo.versionedobjects imports oslo.messaging,
+oslo.service and eventlet) and not the driver. Each probe runs in a fresh
+interpreter.
 """
 
 import json
@@ -102,6 +103,14 @@ def test_list_at_head_imports_neither_alembic_nor_the_objects_layer(conf):
     assert (listed['uuid'], listed['swap_mb'], listed['ephemeral_gb'],
             listed['power_state'], listed['domain_state']) == (
         UUID, 64, 2, 'running', 'not defined')
+
+
+def test_image_list_at_head_imports_neither(conf):
+    _modules_after('--config-file', conf, 'list')
+    status, modules, out = _modules_after('--config-file', conf, '-f',
+                                          'json', 'image-list')
+    assert (status, json.loads(out)) == (0, [])
+    assert _among(modules, NOT_FOR_LIST) == []
 
 
 def test_list_prints_what_the_objects_layer_prints(conf):
