@@ -3,8 +3,8 @@ image-cache-cleanup.
 
 Only image-delete (which asks the disk records who uses an image) and
 image-cache-cleanup (the cache module reads the records) load the objects
-layer, when they run: it costs more than the rest of a command's start-up
-(see nova.cmd.listing).
+layer, when they run: it is a large part of a command's start-up (see
+nova.cmd.listing).
 """
 
 import os

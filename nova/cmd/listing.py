@@ -3,12 +3,13 @@
 ``list`` runs often (scripts poll it) and only reads, so it reads the
 instances' rows through the SQL API and their domains' states through the
 libvirt host, without the objects layer (oslo.versionedobjects imports
-oslo.messaging, oslo.service and eventlet: half a second of start-up) and
-without the driver that needs it. When an instance needs more than reading
-(a boot left it ``building``: ``instances.repair`` may have to save its
-state), or its flavor is not the plain document that Nova 34 and this
-project write, the whole list is made by ``instances.cmd_list`` through the
-objects layer instead, which repairs, checks or refuses as it always did.
+oslo.messaging, oslo.service and eventlet: about as long as the rest of
+the command's start-up together) and without the driver that needs it.
+When an instance needs more than reading (a boot left it ``building``:
+``instances.repair`` may have to save its state), or its flavor is not the
+plain document that Nova 34 and this project write, the whole list is
+made by ``instances.cmd_list`` through the objects layer instead, which
+repairs, checks or refuses as it always did.
 """
 
 import datetime

@@ -13,9 +13,10 @@ project's revisions alone. A database at a revision outside this history
 (an older or newer Nova, another project) is refused, naming the revision.
 
 ``db_ensure_current()`` runs before every nova-libvirt command. A database
-already at the head is the common case: it is recognised with one plain
-query and the head read from the revision files, without importing alembic
-(a third of a command's start-up), which is imported only to upgrade or to
+already at the head is the common case: it is recognised with two small
+queries (is there a version table, what does it hold) and the head read
+from the revision files, without importing alembic (a third of a command's
+start-up). Alembic is imported only to create or upgrade a database or to
 explain a refusal.
 """
 
@@ -307,7 +308,7 @@ def _at_head():
 def db_ensure_current():
     """Make the configured database usable by this code, or refuse.
 
-    A database at the head is left alone at the cost of one query. A
+    A database at the head is left alone, found so without alembic. A
     SQLite file (the embedded default: private to this host) is
     upgraded; a new, empty server database is created; a server database
     at another revision is left alone, because other services share it
