@@ -3,11 +3,13 @@
 
 Prints the whole-process wall time (fork, interpreter start, imports,
 configuration, the command itself, exit) of ``nova-libvirt --help``,
-``list`` and ``show`` next to two baselines measured in the same run:
-``python -c pass`` (the interpreter alone) and ``python -c "import
-oslo_config"`` (the least a command configured by oslo.config loads).
-Ratios against the baselines are the result; absolute times on these
-machines are noise. Never asserts on time.
+``list`` and ``show`` next to three baselines measured in the same run:
+``python -c pass`` (the interpreter alone), ``python -c "import
+oslo_config"`` (the least a command configured by oslo.config loads) and
+the database libraries alone (oslo.config, SQLAlchemy and oslo.db's
+enginefacade: the least a command that reads the database loads). Ratios
+against the baselines are the result; absolute times on these machines
+are noise. Never asserts on time.
 
 ``list`` and ``show`` run against a private state directory holding one
 instance, booted once before timing on the embedded defaults (SQLite,
@@ -24,6 +26,10 @@ import subprocess
 import sys
 import tempfile
 import time
+
+
+_DB_LIBRARIES = ('import oslo_config.cfg, sqlalchemy, '
+                 'oslo_db.sqlalchemy.enginefacade')
 
 
 def _script():
@@ -81,6 +87,8 @@ def main():
             ('python -c pass', [sys.executable, '-c', 'pass']),
             ('python -c "import oslo_config"',
              [sys.executable, '-c', 'import oslo_config.cfg']),
+            ('python -c "import <db libraries>"',
+             [sys.executable, '-c', _DB_LIBRARIES]),
             ('nova-libvirt --help', cli + ['--help']),
             ('nova-libvirt list', cli + ['list']),
             ('nova-libvirt show', cli + ['show', uuid]),
@@ -88,12 +96,13 @@ def main():
         results = _timed(cases, env, args.reps)
     bare = results[0][1][0]
     oslo = results[1][1][0]
-    print('%-34s %9s %9s %10s %12s' % (
-        'command', 'median', 'min', 'x pass', 'x oslo_config'))
+    dblibs = results[2][1][0]
+    print('%-36s %9s %9s %8s %13s %10s' % (
+        'command', 'median', 'min', 'x pass', 'x oslo_config', 'x db libs'))
     for label, (median, fastest) in results:
-        print('%-34s %7.0fms %7.0fms %9.1fx %11.1fx' % (
+        print('%-36s %7.0fms %7.0fms %7.1fx %12.1fx %9.1fx' % (
             label, median * 1000, fastest * 1000, median / bare,
-            median / oslo))
+            median / oslo, median / dblibs))
 
 
 if __name__ == '__main__':

@@ -1,5 +1,11 @@
 """nova-libvirt's image commands: image-import, image-list, image-delete,
-image-cache-cleanup."""
+image-cache-cleanup.
+
+Only image-delete (which asks the disk records who uses an image) and
+image-cache-cleanup (the cache module reads the records) load the objects
+layer, when they run: it is a large part of a command's start-up (see
+nova.cmd.listing).
+"""
 
 import os
 
@@ -7,8 +13,6 @@ from nova.cmd import output
 from nova.cmd import progress as progress_mod
 from nova import exception
 from nova import image
-from nova import objects
-from nova.virt.libvirt.imagebackend import cache as image_cache
 
 IMAGES = output.RowView([
     ('id', 'ID'), ('name', 'Name'), ('disk_format', 'Disk format'),
@@ -44,6 +48,8 @@ def cmd_image_list(cli):
 def _instances_using(context, image_id):
     """The uuids of live instances whose disks come from ``image_id``:
     by a disk record, or (a boot not yet recorded) by the instance."""
+    from nova import objects
+    objects.register_all()
     users = {bdm.instance_uuid for bdm in
              objects.BlockDeviceMappingList.get_all_with_driver_info(context)
              if bdm.get_disk_metadata().image_id == image_id}
@@ -66,6 +72,9 @@ def cmd_image_delete(cli):
 
 
 def cmd_image_cache_cleanup(cli):
+    from nova import objects
+    from nova.virt.libvirt.imagebackend import cache as image_cache
+    objects.register_all()
     removed = image_cache.get_cache().cleanup(cli.context)
     cli.emit({'removed': removed, 'count': len(removed)},
              output.FieldView())

@@ -1,4 +1,5 @@
-"""nova-libvirt's instance commands: boot, show, list, destroy.
+"""nova-libvirt's instance commands: boot, show, list (through the objects
+layer: see nova.cmd.listing), destroy, snapshot, rescue, unrescue.
 
 Each ``cmd_*`` takes the ``Invocation`` (context, arguments, output
 options) and prints its result. A boot holds a per-instance lock file for
@@ -19,11 +20,13 @@ from oslo_utils import timeutils
 from oslo_utils import uuidutils
 
 from nova.cmd import errors
+from nova.cmd import listing
 from nova.cmd import output
 from nova.cmd import progress as progress_mod
 import nova.conf
 from nova import exception
 from nova import image
+from nova.virt.libvirt import power_state
 
 with warnings.catch_warnings():
     # oslo.versionedobjects imports oslo.messaging, which imports
@@ -38,12 +41,11 @@ with warnings.catch_warnings():
 CONF = nova.conf.CONF
 LOG = logging.getLogger(__name__)
 
-_BOOT_LOCK_PREFIX = 'nova-libvirt-boot-'
+# Every command here works on objects (list only when it cannot do
+# without: see nova.cmd.listing).
+objects.register_all()
 
-LIST = output.RowView([
-    ('uuid', 'UUID'), ('name', 'Name'), ('vm_state', 'VM state'),
-    ('power_state', 'Power state'), ('domain_state', 'Domain state'),
-    ('image', 'Image')])
+_BOOT_LOCK_PREFIX = 'nova-libvirt-boot-'
 
 
 def _image_api(progress=None):
@@ -106,11 +108,11 @@ def repair(context, driver, instances):
                 instance.vm_state = fresh.vm_state
                 instance.task_state = fresh.task_state
                 continue
-            power_state = driver.get_power_state(instance)
-            instance.vm_state = ('active' if power_state ==
-                                 libvirt_driver.RUNNING else 'error')
+            state = driver.get_power_state(instance)
+            instance.vm_state = ('active' if state == power_state.RUNNING
+                                 else 'error')
             instance.task_state = None
-            instance.power_state = power_state
+            instance.power_state = state
             instance.save()
             LOG.warning('Instance %(uuid)s was left building by a boot that '
                         'ended without saving its state; it is now '
@@ -148,7 +150,7 @@ def _save_failed_state(instance, driver, error):
     try:
         instance.power_state = driver.get_power_state(instance)
     except exception.NovaException:
-        instance.power_state = libvirt_driver.NOSTATE
+        instance.power_state = power_state.NOSTATE
     try:
         instance.save()
     except Exception as e:
@@ -177,7 +179,7 @@ def cmd_boot(cli):
             flavor=objects.Flavor.from_sizes(args.root_gb, args.ephemeral_gb,
                                              args.swap_mb),
             vm_state='building', task_state='spawning',
-            power_state=libvirt_driver.NOSTATE)
+            power_state=power_state.NOSTATE)
         instance.create()
         try:
             for values in _mappings(image_meta['id'], args.ephemeral_gb,
@@ -284,28 +286,9 @@ def _describe_disks(driver, instance, bdms, inspect=True):
 
 
 def describe(context, driver, instance, with_disks=True, inspect=True):
-    domain_state = driver.get_domain_state(instance)
-    data = {
-        'uuid': instance.uuid,
-        'name': instance.display_name,
-        'image': instance.image_ref,
-        'root_gb': instance.root_gb,
-        'ephemeral_gb': instance.ephemeral_gb,
-        'swap_mb': instance.flavor.swap,
-        'vm_state': instance.vm_state,
-        'task_state': instance.task_state,
-        'power_state': libvirt_driver.POWER_STATE_NAMES.get(
-            instance.power_state or 0, 'pending'),
-        'domain': libvirt_driver.libvirt_host.domain_name(instance),
-        'domain_state': domain_state or 'not defined',
-        'host': instance.host,
-        'created_at': instance.created_at,
-        'launched_at': instance.launched_at,
-    }
-    if domain_state is None and driver.host.is_test_driver:
-        data['note'] = ('%s keeps domains only in the process that made '
-                        'them; power_state is the recorded one' %
-                        driver.host.uri)
+    """The instance as listing.summarise shows it, then (``with_disks``)
+    each local disk as _describe_disks does."""
+    data = listing.summarise(instance, instance.flavor.swap, driver.host)
     if with_disks:
         bdms = objects.BlockDeviceMappingList.get_by_instance_uuid(
             context, instance.uuid)
@@ -326,7 +309,7 @@ def cmd_list(cli):
     instances = repair(cli.context, driver,
                        objects.InstanceList.get_all(cli.context))
     cli.emit([describe(cli.context, driver, i, with_disks=False)
-              for i in instances], LIST)
+              for i in instances], listing.LIST)
 
 
 def cmd_destroy(cli):

@@ -108,7 +108,7 @@ _ACTIONS = {
     'image-delete': 'nova.cmd.images:cmd_image_delete',
     'boot': 'nova.cmd.instances:cmd_boot',
     'show': 'nova.cmd.instances:cmd_show',
-    'list': 'nova.cmd.instances:cmd_list',
+    'list': 'nova.cmd.listing:cmd_list',
     'destroy': 'nova.cmd.instances:cmd_destroy',
     'snapshot': 'nova.cmd.instances:cmd_snapshot',
     'rescue': 'nova.cmd.instances:cmd_rescue',

@@ -9,7 +9,6 @@ import nova.conf
 from nova import context as nova_context
 from nova.db import migration
 from nova import exception
-from nova import objects
 from nova import utils
 
 CONF = nova.conf.CONF
@@ -27,6 +26,5 @@ def open_state():
         utils.ensure_tree(CONF.state_path, mode=0o700)
     except (FileExistsError, NotADirectoryError) as e:
         raise exception.StatePathInvalid(path=CONF.state_path) from e
-    objects.register_all()
     migration.db_ensure_current()
     return nova_context.get_admin_context()

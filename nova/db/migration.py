@@ -11,16 +11,19 @@ tables this project shares with Nova 34), and the revisions of this project
 follow it. A database made by Nova 34.0.0 is therefore upgraded by this
 project's revisions alone. A database at a revision outside this history
 (an older or newer Nova, another project) is refused, naming the revision.
+
+``db_ensure_current()`` runs before every nova-libvirt command. A database
+already at the head is the common case: it is recognised with two small
+queries (is there a version table, what does it hold) and the head read
+from the revision files, without importing alembic (a third of a command's
+start-up). Alembic is imported only to create or upgrade a database or to
+explain a refusal.
 """
 
+import ast
 import contextlib
 import os
 
-from alembic import command as alembic_command
-from alembic import config as alembic_config
-from alembic import migration as alembic_migration
-from alembic import script as alembic_script
-from alembic.util import exc as alembic_exc
 from oslo_db import exception as db_exc
 from oslo_log import log as logging
 import sqlalchemy as sa
@@ -51,6 +54,7 @@ class DBUnknownRevision(exception.NovaException):
 
 
 def _alembic_config(connection=None):
+    from alembic import config as alembic_config
     config = alembic_config.Config(os.path.join(MIGRATIONS_DIR,
                                                 'alembic.ini'))
     config.set_main_option('script_location', MIGRATIONS_DIR)
@@ -61,6 +65,7 @@ def _alembic_config(connection=None):
 
 def get_script_directory():
     """Return alembic's view of the revisions in nova/db/migrations."""
+    from alembic import script as alembic_script
     return alembic_script.ScriptDirectory.from_config(_alembic_config())
 
 
@@ -172,6 +177,7 @@ def db_sync(version=None, engine=None):
         than the database's (there are no downgrades); DBUnknownRevision
         when the database is at a revision this history does not have.
     """
+    from alembic import command as alembic_command
     if engine is None:
         engine = _configured_engine()
     script = get_script_directory()
@@ -200,6 +206,8 @@ def db_sync(version=None, engine=None):
 
 def _resolve(script, version):
     """Return the full revision id that ``version`` names."""
+    from alembic import script as alembic_script
+    from alembic.util import exc as alembic_exc
     try:
         revision = script.get_revision(version)
     except (alembic_exc.CommandError,
@@ -212,20 +220,105 @@ def _resolve(script, version):
 
 
 def _current_revision(connection):
+    from alembic import migration as alembic_migration
     return alembic_migration.MigrationContext.configure(
         connection).get_current_revision()
+
+
+def _assigned_literals(path, names):
+    """The literal values that module-level assignments in the Python file
+    ``path`` give to ``names`` (plain or annotated assignments)."""
+    with open(path, encoding='utf-8') as f:
+        tree = ast.parse(f.read(), filename=path)
+    values = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and target.id in names:
+            values[target.id] = ast.literal_eval(value)
+    return values
+
+
+def versions_head(directory=None):
+    """The head revision of nova/db/migrations/versions (or of the revision
+    files in ``directory``), read from the files' ``revision`` and
+    ``down_revision`` alone (alembic is not imported); None unless they
+    name exactly one head.
+
+    The same answer as alembic's ``ScriptDirectory.get_current_head()``
+    (a test holds them equal); None sends the caller to alembic, which
+    knows every other shape of history.
+    """
+    directory = directory or os.path.join(MIGRATIONS_DIR, 'versions')
+    revisions = set()
+    parents = set()
+    for name in os.listdir(directory):
+        if not name.endswith('.py') or name.startswith('__'):
+            continue
+        try:
+            found = _assigned_literals(os.path.join(directory, name),
+                                       ('revision', 'down_revision'))
+        except (SyntaxError, ValueError):
+            return None
+        if not isinstance(found.get('revision'), str):
+            return None
+        revisions.add(found['revision'])
+        down = found.get('down_revision')
+        parents.update((down,) if isinstance(down, str) else down or ())
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _stored_revision(engine):
+    """The revision in the database's alembic_version table, read with
+    plain SQLAlchemy; None when there is no such table or it does not
+    hold exactly one revision.
+
+    :raises: as _reaching().
+    """
+    version = sa.table(_VERSION_TABLE, sa.column('version_num'))
+    with _reaching(engine.url), engine.connect() as connection:
+        if not sa.inspect(connection).has_table(_VERSION_TABLE):
+            return None
+        stored = connection.execute(sa.select(version.c.version_num)).all()
+    return stored[0][0] if len(stored) == 1 else None
+
+
+def _at_head():
+    """True when the configured database exists and is at this history's
+    head, found without alembic. False means "ask alembic": a new file,
+    an empty or unversioned database, another revision, or a history
+    whose head the revision files do not tell alone.
+
+    :raises: as _reaching().
+    """
+    path = _sqlite_file(CONF.database.connection)
+    if path and not os.path.exists(path):
+        return False  # a new host: db_sync() creates the file
+    head = versions_head()
+    if head is None:
+        return False
+    return _stored_revision(_configured_engine()) == head
 
 
 def db_ensure_current():
     """Make the configured database usable by this code, or refuse.
 
-    A SQLite file (the embedded default: private to this host) is
+    A database at the head is left alone, found so without alembic. A
+    SQLite file (the embedded default: private to this host) is
     upgraded; a new, empty server database is created; a server database
     at another revision is left alone, because other services share it
     and ``nova-manage db sync`` is the operator's step.
 
     :raises: DBNotAtRevision, and as db_sync().
     """
+    if _at_head():
+        LOG.debug('Database already at the head revision')
+        return
     if _sqlite_file(CONF.database.connection):
         db_sync()
         return

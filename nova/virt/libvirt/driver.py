@@ -37,42 +37,16 @@ from nova.virt.libvirt import disk_tuning
 from nova.virt.libvirt import host as libvirt_host
 from nova.virt.libvirt.imagebackend import manager as disk_manager
 from nova.virt.libvirt.imagebackend import policy
+from nova.virt.libvirt import power_state
+# Also this module's names, as its callers use them (driver.RUNNING).
+from nova.virt.libvirt.power_state import (  # noqa: F401
+    CRASHED, DOMAIN_STATE_NAMES, NOSTATE, PAUSED, POWER_STATE_NAMES,
+    RUNNING, SHUTDOWN, SUSPENDED)
 from nova.virt.libvirt import snapshot as snapshot_mod
 from nova.virt import staging
 
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
-
-# nova.compute.power_state
-NOSTATE = 0x00
-RUNNING = 0x01
-PAUSED = 0x03
-SHUTDOWN = 0x04
-CRASHED = 0x06
-SUSPENDED = 0x07
-
-POWER_STATE_NAMES = {
-    NOSTATE: 'pending', RUNNING: 'running', PAUSED: 'paused',
-    SHUTDOWN: 'shutdown', CRASHED: 'crashed', SUSPENDED: 'suspended',
-}
-
-# libvirt's VIR_DOMAIN_* state numbers -> power state
-_LIBVIRT_POWER_STATE = {
-    0: NOSTATE,     # NOSTATE
-    1: RUNNING,     # RUNNING
-    2: RUNNING,     # BLOCKED: a running guest waiting on a resource
-    3: PAUSED,      # PAUSED
-    4: SHUTDOWN,    # SHUTDOWN: going down
-    5: SHUTDOWN,    # SHUTOFF
-    6: CRASHED,     # CRASHED
-    7: SUSPENDED,   # PMSUSPENDED
-}
-
-# libvirt's VIR_DOMAIN_* state numbers -> libvirt's own names (virsh)
-DOMAIN_STATE_NAMES = {
-    0: 'nostate', 1: 'running', 2: 'blocked', 3: 'paused', 4: 'shutdown',
-    5: 'shut off', 6: 'crashed', 7: 'pmsuspended',
-}
 
 #: Guest memory: the guests here exist to prove their disks open.
 GUEST_MEMORY_MB = 64
@@ -326,16 +300,12 @@ class LibvirtDriver:
         if dom is None:
             return NOSTATE
         state, _reason = dom.state()
-        return _LIBVIRT_POWER_STATE.get(state, NOSTATE)
+        return power_state.LIBVIRT_POWER_STATE.get(state, NOSTATE)
 
     def get_domain_state(self, instance):
         """libvirt's name of the domain's state ('running', 'shut off'...),
         or None if the instance has no domain on this host."""
-        dom = self.host.lookup_domain(instance)
-        if dom is None:
-            return None
-        state, _reason = dom.state()
-        return DOMAIN_STATE_NAMES.get(state, 'unknown (%d)' % state)
+        return power_state.domain_state(self.host, instance)
 
     def get_guest_xml(self, context, instance, block_device_info=None):
         """The guest XML the records describe (what a redefine writes)."""
