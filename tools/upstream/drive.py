@@ -11,8 +11,10 @@ replaced, in one place:
 
 * Glance: ``nova.image.glance._glanceclient_from_endpoint`` returns a
   client whose ``images.get`` describes one local file as Glance would
-  (``image_record``) and whose ``images.data`` streams it in 64 KiB chunks,
-  as glanceclient does;
+  (``image_record``) and whose ``images.data`` streams it in 64 KiB chunks
+  and verifies them as glanceclient's ``images.data()`` does by default
+  (upstream Nova calls it so): through glanceclient's own
+  ``serious_integrity_iter``, with the record's ``os_hash_algo``;
 * privsep: the sys_admin context runs in the calling (root) process
   instead of a daemon;
 * device-mapper (Lvm only, ``emulate_lvm_devices``): this kernel has
@@ -50,10 +52,15 @@ class Image(dict):
 
 
 class Data:
-    """glanceclient's iterable-with-length of an image's bytes."""
+    """glanceclient's iterable-with-length of an image's bytes, checked as
+    its ``images.data(image_id)`` checks them: each chunk is hashed as it
+    is handed over, and the end raises IOError unless the digest is the
+    record's ``os_hash_value``."""
 
-    def __init__(self, path):
+    def __init__(self, path, hash_algo, hash_value):
         self.path = path
+        self.hash_algo = hash_algo
+        self.hash_value = hash_value
         self.wrapped = self
         self.length = os.path.getsize(path)
 
@@ -61,6 +68,11 @@ class Data:
         return self.length
 
     def __iter__(self):
+        from glanceclient.common import utils
+        return utils.serious_integrity_iter(
+            self._chunks(), hashlib.new(self.hash_algo), self.hash_value)
+
+    def _chunks(self):
         with open(self.path, 'rb') as f:
             for chunk in iter(lambda: f.read(GLANCE_CHUNK), b''):
                 yield chunk
@@ -83,7 +95,8 @@ class Images:
     def data(self, image_id):
         self.get(image_id)
         self.fetches += 1
-        return Data(self.path)
+        return Data(self.path, self.record['os_hash_algo'],
+                    self.record['os_hash_value'])
 
 
 class Client:
