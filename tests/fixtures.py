@@ -62,6 +62,17 @@ class ConfOverrides:
             CONF.set_override(name, value, group=group)
             self._set.append((name, group))
 
+    def private_paths(self, directory):
+        """Point ``state_path`` at ``directory``, ``instances_path`` at
+        ``directory/instances`` (made here) and the lock path at
+        ``directory/instances/locks``: a test's own service directories.
+        """
+        instances = os.path.join(str(directory), 'instances')
+        os.makedirs(instances, exist_ok=True)
+        self.config(state_path=str(directory), instances_path=instances)
+        self.config(group='oslo_concurrency',
+                    lock_path=os.path.join(instances, 'locks'))
+
     def undo(self):
         while self._set:
             name, group = self._set.pop()

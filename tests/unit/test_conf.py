@@ -12,7 +12,7 @@ from nova.conf import opts
 
 CONF = nova.conf.CONF
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.dirname(os.path.abspath(__file__)))))
+    os.path.abspath(__file__))))
 
 # (group, name): (type, upstream default). state_path and connection_uri
 # have embedded defaults of ours, checked separately below.

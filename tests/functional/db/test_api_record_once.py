@@ -10,23 +10,20 @@ that record.
 
 import collections
 import json
-import os
 import re
 import subprocess
-import sys
 
 import pytest
 
 from nova.db import api as db
 from nova import objects
 from tests import fixtures
-from tests.functional.legacy import legacy_helpers
+from tests.functional import helpers as func_helpers
+from tests.functional.virt.libvirt.imagebackend import nova34_disks
 
 PROCESSES = 6
 INSTANCES = 12
 WORKER = 'tests.functional.db.record_once_worker'
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))))
 RECORDED = re.compile(r'Recorded the inferred layout of disks (\S+) of '
                       r'instance (\S+),')
 
@@ -49,7 +46,8 @@ def _race(tmp_path, database, specs):
         spec = dict(spec, connection=database.url, go=str(go),
                     instances_path=str(tmp_path / 'instances'))
         procs.append(subprocess.Popen(
-            [sys.executable, '-m', WORKER, json.dumps(spec)], cwd=ROOT,
+            func_helpers.module_argv(WORKER, json.dumps(spec)),
+            cwd=func_helpers.ROOT,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     go.touch()
     results = []
@@ -65,7 +63,7 @@ def _flat_instances(conf, ctx, tmp_path):
     conf.config(instances_path=str(tmp_path / 'instances'))
     conf.config(group='libvirt', images_type='flat')
     conf.config(use_cow_images=False)
-    return legacy_helpers.make_flat_raw_instances(ctx, INSTANCES)
+    return nova34_disks.make_flat_raw_instances(ctx, INSTANCES)
 
 
 def _stored(ctx, ids):
@@ -77,7 +75,7 @@ def test_one_writer_per_mapping_and_all_agree(database, ctx, conf,
                                               tmp_path):
     instances = _flat_instances(conf, ctx, tmp_path)
     ids = [bdm.id for i in instances
-           for bdm in legacy_helpers.bdms_of(ctx, i)]
+           for bdm in nova34_disks.bdms_of(ctx, i)]
     results = _race(tmp_path, database, [
         {'mode': 'db', 'ids': ids, 'tag': 'process-%d' % n}
         for n in range(PROCESSES)])
@@ -98,7 +96,7 @@ def test_one_writer_per_mapping_and_all_agree(database, ctx, conf,
 def test_deleted_mapping_is_not_written(database, ctx, conf, tmp_path):
     instances = _flat_instances(conf, ctx, tmp_path)
     bdms = [bdm for i in instances[:2]
-            for bdm in legacy_helpers.bdms_of(ctx, i)]
+            for bdm in nova34_disks.bdms_of(ctx, i)]
     gone, live = [bdm.id for bdm in bdms]
     bdms[0].destroy()
     result = db.block_device_mapping_record_first(
@@ -120,7 +118,7 @@ def test_first_touch_races_record_disks(database, ctx, conf, tmp_path):
         for n in range(PROCESSES)])
 
     bdms = {bdm.id: bdm for i in instances
-            for bdm in legacy_helpers.bdms_of(ctx, i)}
+            for bdm in nova34_disks.bdms_of(ctx, i)}
     stored = {bdm_id: bdm.driver_info for bdm_id, bdm in bdms.items()}
     assert all(stored.values())
     recorded = collections.Counter()
@@ -135,4 +133,4 @@ def test_first_touch_races_record_disks(database, ctx, conf, tmp_path):
     for instance in instances:
         record = objects.BlockDeviceMappingList.get_by_instance_uuid(
             ctx, instance.uuid)[0].get_disk_metadata()
-        legacy_helpers.assert_record_matches_storage(instance, record)
+        nova34_disks.assert_record_matches_storage(instance, record)

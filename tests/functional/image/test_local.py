@@ -12,7 +12,7 @@ import pytest
 import nova.conf
 from nova import exception
 from tests.functional import hostile_images as hostile
-from tests.functional.image import fetch_helpers as helpers
+from tests.functional.virt import helpers
 
 ctx = helpers.ctx
 store = helpers.store

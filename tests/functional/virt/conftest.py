@@ -1,6 +1,6 @@
 """Fixtures of the hostile-neighbour tests: a real database, the local
 image store, the image cache, qemu-img/mkfs and libvirt's test driver,
-under a private state_path per test (see tests/functional/libvirt)."""
+under a private state_path per test (see tests/functional/virt/libvirt)."""
 
 import os
 
@@ -12,20 +12,19 @@ from nova.virt.libvirt import driver as libvirt_driver
 from nova.virt.libvirt import host as libvirt_host
 from nova.virt.libvirt.imagebackend import cache as image_cache
 from nova.virt.libvirt.imagebackend import manager as disk_manager
-from tests.functional.libvirt import lv_func_helpers
-from tests.functional.security import racer
+from tests import fixtures
+from tests.functional.virt.libvirt import helpers as libvirt_helpers
+from tests.functional.virt import racer
 
 CONF = nova.conf.CONF
 
 
 @pytest.fixture
 def conf(db, tmp_path):
-    overrides = lv_func_helpers.ConfOverrides()
-    state = tmp_path / 'state'
-    overrides.config(state_path=str(state),
-                     instances_path=str(state / 'instances'))
-    overrides.config(group='oslo_concurrency',
-                     lock_path=str(state / 'instances' / 'locks'))
+    """CONF overrides on the test's database, with the service's
+    directories under ``tmp_path/state``."""
+    overrides = fixtures.ConfOverrides()
+    overrides.private_paths(tmp_path / 'state')
     yield overrides
     overrides.undo()
 
@@ -46,7 +45,7 @@ def src_dir(tmp_path):
 def images(context, image_api, src_dir):
     """{'raw': metadata, 'qcow2': metadata} of two imported images."""
     return {fmt: image_api.import_file(
-        context, lv_func_helpers.make_image_file(src_dir, fmt), fmt,
+        context, libvirt_helpers.make_image_file(src_dir, fmt), fmt,
         name=fmt) for fmt in ('raw', 'qcow2')}
 
 

@@ -1,6 +1,6 @@
 """A fetch to be killed: run by the crash tests in a process of its own.
 
-    python -m tests.functional.image.fetch_child STORE_ROOT IMAGE_ID TARGET \
+    python -m tests.functional.virt.fetch_child STORE_ROOT IMAGE_ID TARGET \
         OUTPUT_FORMAT CRASH
 
 CRASH says where the process dies (SIGKILL to its whole process group, as

@@ -6,7 +6,6 @@ Fixtures are imported by name by the test modules (no conftest here):
 directory to fetch into, like the image cache's).
 """
 
-import json
 import os
 import subprocess
 
@@ -47,13 +46,6 @@ def src_dir(tmp_path):
     path = tmp_path / 'src'
     path.mkdir()
     return str(path)
-
-
-def qemu_img_info(path, fmt):
-    """``qemu-img info`` of ``path`` read as ``fmt`` (pinned)."""
-    out = subprocess.run(['qemu-img', 'info', '--output=json', '-f', fmt,
-                          path], check=True, capture_output=True, text=True)
-    return json.loads(out.stdout)
 
 
 def same_content(a, a_fmt, b, b_fmt):

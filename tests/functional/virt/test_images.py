@@ -9,8 +9,9 @@ import pytest
 from nova import exception
 from nova.virt import images
 from nova.virt import staging
+from tests.functional import helpers as func_helpers
 from tests.functional import hostile_images as hostile
-from tests.functional.image import fetch_helpers as helpers
+from tests.functional.virt import helpers
 
 # Fixtures, by name (no conftest here).
 ctx = helpers.ctx
@@ -21,7 +22,6 @@ src_dir = helpers.src_dir
 
 allocated = helpers.allocated
 leftovers = helpers.leftovers
-qemu_img_info = helpers.qemu_img_info
 same_content = helpers.same_content
 CountingAPI = helpers.CountingAPI
 
@@ -56,7 +56,7 @@ def test_qcow2_image(ctx, store, image_api, src_dir, base_dir,
     assert result == images.VerifiedImage(
         format=output_format, virtual_size=SIZE, disk_format='qcow2',
         size=os.path.getsize(src))
-    info = qemu_img_info(target, output_format)
+    info = func_helpers.qemu_info(target, output_format)
     assert info['virtual-size'] == SIZE
     assert 'backing-filename' not in info
     assert same_content(src, 'qcow2', target, output_format)

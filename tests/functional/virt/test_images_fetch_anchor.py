@@ -22,7 +22,7 @@ from nova import context as nova_context
 from nova import image
 from nova.image import local
 from nova.virt import images
-from tests.functional.image import fetch_helpers as helpers
+from tests.functional.virt import helpers
 
 MiB = 1 << 20
 GiB = 1 << 30

@@ -4,14 +4,14 @@ nothing a dead fetch left can be mistaken for the image."""
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
 from nova.virt import images
+from tests.functional import helpers as func_helpers
 from tests.functional import hostile_images as hostile
-from tests.functional.image import fetch_helpers as helpers
+from tests.functional.virt import helpers
 
 ctx = helpers.ctx
 store = helpers.store
@@ -22,8 +22,6 @@ src_dir = helpers.src_dir
 MiB = hostile.MiB
 SIZE = 32 * MiB
 DATA_AT = ((0, 8 * MiB), (16 * MiB, 8 * MiB))
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))))
 
 
 def _parts(directory):
@@ -35,10 +33,11 @@ class Child:
 
     def __init__(self, store, image_id, target, output_format, crash):
         self.proc = subprocess.Popen(
-            [sys.executable, '-m', 'tests.functional.image.fetch_child',
-             store.root, image_id, target, output_format, crash],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, start_new_session=True)
+            func_helpers.module_argv(
+                'tests.functional.virt.fetch_child', store.root, image_id,
+                target, output_format, crash),
+            cwd=func_helpers.ROOT, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, start_new_session=True)
 
     def wait_for(self, prefix):
         """Read stdout until a line starting with ``prefix``."""

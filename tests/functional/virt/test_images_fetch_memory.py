@@ -15,7 +15,7 @@ import pytest
 from nova import exception
 from nova.virt import images
 from tests.functional import hostile_images as hostile
-from tests.functional.image import fetch_helpers as helpers
+from tests.functional.virt import helpers
 
 # Fixtures, by name (no conftest here).
 ctx = helpers.ctx

@@ -8,8 +8,8 @@ import pytest
 
 import nova.conf
 from nova import exception
-from tests.functional.libvirt import lv_func_helpers
-from tests.functional.security import racer
+from tests.functional.virt.libvirt import helpers as libvirt_helpers
+from tests.functional.virt import racer
 
 CONF = nova.conf.CONF
 ROUNDS = 20
@@ -91,8 +91,8 @@ def test_cleanup_leaves_planted_entries_alone_and_goes_on(conf, cache,
 
 
 def _spawn(driver, context, image_meta, conf, backend='qcow2'):
-    lv_func_helpers.configure(conf, backend, force_raw=True)
-    instance, bdms = lv_func_helpers.create_instance(
+    libvirt_helpers.configure(conf, backend, force_raw=True)
+    instance, bdms = libvirt_helpers.create_instance(
         context, image_meta, ephemerals=0, swap_mb=0)
     driver.spawn(context, instance, image_meta, bdms)
     return instance

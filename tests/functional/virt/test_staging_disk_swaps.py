@@ -23,8 +23,8 @@ from nova.objects import libvirt_disk
 from nova.virt.libvirt.imagebackend import backends
 from nova.virt.libvirt.imagebackend import policy
 from nova.virt.libvirt.imagebackend import specs
-from tests.functional.libvirt import lv_func_helpers
-from tests.functional.security import racer
+from tests.functional import helpers as func_helpers
+from tests.functional.virt import racer
 
 CONF = nova.conf.CONF
 ROUNDS = 12
@@ -103,7 +103,7 @@ def _assert_ours(disk):
     a qcow2 overlay is over its recorded base, never the host file."""
     st = os.lstat(disk.path)
     assert not os.path.islink(disk.path)
-    info = lv_func_helpers.qemu_img_info(disk.image_path, disk.qemu_format)
+    info = func_helpers.qemu_info(disk.image_path, disk.qemu_format)
     assert info['virtual-size'] == disk.record.size
     if disk.record.backend == 'qcow2':
         assert info['backing-filename'] == disk._base_path()

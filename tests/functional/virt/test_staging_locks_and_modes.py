@@ -11,8 +11,8 @@ from nova.image import local
 from nova import utils
 from nova.virt.libvirt.imagebackend import cache as image_cache
 from nova.virt import staging
-from tests.functional.libvirt import lv_func_helpers
-from tests.functional.security import racer
+from tests.functional.virt.libvirt import helpers as libvirt_helpers
+from tests.functional.virt import racer
 
 CONF = nova.conf.CONF
 ROUNDS = 20
@@ -83,7 +83,7 @@ def test_strict_modes_refuse_a_writable_image_store(conf, context, src_dir):
     store = local.LocalImageService()
     os.makedirs(store.root)
     os.chmod(store.root, 0o777)
-    source = lv_func_helpers.make_image_file(src_dir, 'raw')
+    source = libvirt_helpers.make_image_file(src_dir, 'raw')
     with pytest.raises(exception.UnsafeDirectory) as err:
         store.import_file(context, source, 'raw')
     assert store.root in str(err.value)

@@ -4,7 +4,7 @@ Each test runs the operation many times with a ``Racer`` replacing every
 part of it by a symlink the moment the part appears. Each run must fail
 closed (a typed error, nothing published) or succeed with its own bytes,
 and the host file the links point at must stay untouched. (The parts of
-the disks themselves: test_disk_swaps.py.)
+the disks themselves: test_staging_disk_swaps.py.)
 """
 
 import os
@@ -15,8 +15,8 @@ import pytest
 from nova import exception
 from nova.virt import images
 from nova.virt.libvirt import disk_funcs
-from tests.functional.libvirt import lv_func_helpers
-from tests.functional.security import racer
+from tests.functional.virt.libvirt import helpers as libvirt_helpers
+from tests.functional.virt import racer
 
 ROUNDS = 12
 MiB = 1024 * 1024
@@ -44,7 +44,7 @@ def _same_image(path, fmt, expected, expected_fmt):
 @pytest.mark.parametrize('fmt', ['raw', 'qcow2'])
 def test_fetch_parts_swapped(context, image_api, src_dir, outside, victim,
                              tmp_path, fmt, link_to):
-    source = lv_func_helpers.make_image_file(src_dir, fmt)
+    source = libvirt_helpers.make_image_file(src_dir, fmt)
     image_id = image_api.import_file(context, source, fmt)['id']
     base_dir = tmp_path / 'base'
     base_dir.mkdir()

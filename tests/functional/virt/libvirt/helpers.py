@@ -1,9 +1,9 @@
 """Helpers of the libvirt driver's functional tests (see conftest.py)."""
 
 import hashlib
-import json
 import os
 import subprocess
+from xml.etree import ElementTree as etree
 
 from oslo_utils import units
 from oslo_utils import uuidutils
@@ -13,7 +13,6 @@ from nova import exception
 from nova.image import api as image_api_mod
 from nova import objects
 from nova.virt.libvirt import imagebackend
-from tests import fixtures
 
 CONF = nova.conf.CONF
 
@@ -50,9 +49,6 @@ def configure(conf, backend, force_raw):
     conf.config(group='libvirt', images_type=backend)
     conf.config(force_raw_images=force_raw,
                 use_cow_images=(backend == 'qcow2'))
-
-
-ConfOverrides = fixtures.ConfOverrides
 
 
 def make_image_file(directory, fmt, name=None, data=b'nova' * 256 * 1024):
@@ -119,14 +115,6 @@ def records(context, instance):
     return result
 
 
-def qemu_img_info(path, fmt):
-    """``qemu-img info`` with the format pinned, as JSON."""
-    out = subprocess.run(
-        ['qemu-img', 'info', '--output=json', '-f', fmt, path],
-        check=True, capture_output=True, text=True).stdout
-    return json.loads(out)
-
-
 class AcceptingStore(image_api_mod.ImageService):
     """An image service that keeps uploads as declared, without checking
     their content: what Glance does with a plain qcow2 declared raw (see
@@ -164,3 +152,17 @@ class AcceptingStore(image_api_mod.ImageService):
             'virtual_size': len(data), 'min_disk': min_disk,
             'properties': dict(properties or {})}
         return self.get(context, image_id)
+
+
+def live_disks(dom):
+    """{target: (driver type, [backing formats])} of the running domain."""
+    disks = {}
+    for disk in etree.fromstring(dom.XMLDesc(0)).findall('./devices/disk'):
+        chain = []
+        store = disk.find('backingStore')
+        while store is not None and store.find('format') is not None:
+            chain.append(store.find('format').get('type'))
+            store = store.find('backingStore')
+        disks[disk.find('target').get('dev')] = (
+            disk.find('driver').get('type'), chain)
+    return disks

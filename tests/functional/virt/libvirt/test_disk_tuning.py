@@ -28,8 +28,7 @@ from nova.virt.libvirt import driver as libvirt_driver
 from nova.virt.libvirt import host as libvirt_host
 from nova.virt.libvirt import imagebackend
 from nova.virt.libvirt.imagebackend import manager as disk_manager
-
-import lv_func_helpers
+from tests import fixtures
 
 
 @pytest.fixture
@@ -46,7 +45,7 @@ def ramfs(tmp_path):
 
 @pytest.fixture
 def overrides():
-    conf = lv_func_helpers.ConfOverrides()
+    conf = fixtures.ConfOverrides()
     yield conf
     conf.undo()
 

@@ -18,8 +18,8 @@ from nova import exception
 from nova import objects
 from nova.virt.libvirt import driver as libvirt_driver
 from nova.virt.libvirt import imagebackend
-
-import lv_func_helpers as helpers
+from tests.functional import helpers as func_helpers
+from tests.functional.virt.libvirt import helpers
 
 CONF = nova.conf.CONF
 
@@ -79,7 +79,7 @@ def test_spawn_then_destroy(conf, context, images, driver, case):
     # Every disk is what its record says, read with the format pinned.
     for name, record in records.items():
         backend_obj = imagebackend.backend_for(instance, record)
-        info = helpers.qemu_img_info(backend_obj.path, record.format)
+        info = func_helpers.qemu_info(backend_obj.path, record.format)
         assert info['format'] == record.format
         assert info['virtual-size'] == record.size
         assert info.get('backing-filename-format') == record.backing_format

@@ -25,8 +25,8 @@ from nova.virt.libvirt import imagebackend
 from nova.virt.libvirt.imagebackend import cache as image_cache
 from nova.virt.libvirt.imagebackend import manager as disk_manager
 from nova.virt.libvirt.imagebackend import policy
-
-import lv_func_helpers as helpers
+from tests.functional import helpers as func_helpers
+from tests.functional.virt.libvirt import helpers
 
 CONF = nova.conf.CONF
 FILE_BACKENDS = helpers.FILE_BACKENDS
@@ -289,7 +289,7 @@ def test_resize_grows_the_disk_then_records_its_size(
 
     record = helpers.records(context, instance)['disk']
     assert record.size == new_size
-    info = helpers.qemu_img_info(backend_obj.path, record.format)
+    info = func_helpers.qemu_info(backend_obj.path, record.format)
     assert info['virtual-size'] == new_size
     with pytest.raises(exception.DiskShrinkNotSupported):
         driver.disks.resize_disk(context, instance, root, units.Gi)

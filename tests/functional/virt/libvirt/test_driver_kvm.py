@@ -9,56 +9,16 @@ a swap disk; libvirt then reports, for each target, the capacity QEMU sees
 live XML, which must equal the record's size, format and backing format.
 """
 
-import os
 from xml.etree import ElementTree as etree
 
 import pytest
 
 import nova.conf
-from nova.virt.libvirt import driver as libvirt_driver
-from nova.virt.libvirt import host as libvirt_host
 from nova.virt.libvirt.imagebackend import backends as disk_backends
-from nova.virt.libvirt.imagebackend import manager as disk_manager
 from nova.virt.libvirt.imagebackend import specs
-from tests.functional import lvm_harness
-
-import lv_func_helpers as helpers
+from tests.functional.virt.libvirt import helpers
 
 CONF = nova.conf.CONF
-URI_ENV = 'NOVA_TEST_LIBVIRT_URI'
-
-lvm_vg = lvm_harness.lvm_vg
-
-
-@pytest.fixture
-def kvm_driver(conf):
-    uri = os.environ.get(URI_ENV)
-    if not uri:
-        pytest.skip('%s not configured: run tools/services/libvirtd.sh '
-                    'start and export what it prints' % URI_ENV)
-    conf.config(group='libvirt', connection_uri=uri, virt_type='kvm')
-    host = libvirt_host.Host()
-    driver = libvirt_driver.LibvirtDriver(host=host,
-                                          disks=disk_manager.DiskManager())
-    spawned = []
-    yield driver, spawned
-    for context, instance in spawned:
-        driver.destroy(context, instance)
-    host.close()
-
-
-def live_disks(dom):
-    """{target: (driver type, [backing formats])} of the running domain."""
-    disks = {}
-    for disk in etree.fromstring(dom.XMLDesc(0)).findall('./devices/disk'):
-        chain = []
-        store = disk.find('backingStore')
-        while store is not None and store.find('format') is not None:
-            chain.append(store.find('format').get('type'))
-            store = store.find('backingStore')
-        disks[disk.find('target').get('dev')] = (
-            disk.find('driver').get('type'), chain)
-    return disks
 
 
 @pytest.mark.parametrize('case', helpers.CASE_KEYS, ids=helpers.case_id)
@@ -78,7 +38,7 @@ def test_kvm_guest_opens_each_disk_as_recorded(kvm_driver, conf, context,
     assert dom.XMLDesc(0).startswith("<domain type='kvm'")
     records = helpers.records(context, instance)
     assert records['disk'].format == helpers.CASES[case][0]
-    live = live_disks(dom)
+    live = helpers.live_disks(dom)
     for target, name in zip(['vda', 'vdb', 'vdc', 'vdd'],
                             helpers.DISK_NAMES):
         record = records[name]
@@ -112,7 +72,7 @@ def test_kvm_guest_with_disks_of_every_backend(kvm_driver, conf, context,
     records = helpers.records(context, instance)
     assert {r.backend for r in records.values()} == set(backends)
     dom = driver.host.lookup_domain(instance)
-    live = live_disks(dom)
+    live = helpers.live_disks(dom)
     for target, name in zip(['vda', 'vdb', 'vdc', 'vdd'],
                             helpers.DISK_NAMES):
         record = records[name]
@@ -147,7 +107,7 @@ def test_kvm_guest_opens_every_backend_as_recorded(kvm_driver, conf,
     assert dom.isActive()
     records = helpers.records(context, instance)
     assert {r.backend for r in records.values()} == {backend}
-    live = live_disks(dom)
+    live = helpers.live_disks(dom)
     element = etree.fromstring(dom.XMLDesc(0))
     for target, name in zip(['vda', 'vdb', 'vdc'],
                             ['disk', 'disk.local', 'disk.swap']):

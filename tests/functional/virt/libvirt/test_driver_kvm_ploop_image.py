@@ -7,7 +7,7 @@ the image cache, and every backend builds the root disk from that raw base
 the root disk with the recorded format and size (``blockInfo``) and the
 image's bytes.
 
-Needs ``NOVA_TEST_LIBVIRT_URI``, as test_libvirt_kvm_e2e.py.
+Needs ``NOVA_TEST_LIBVIRT_URI``, as test_driver_kvm.py.
 """
 
 import subprocess
@@ -17,13 +17,7 @@ import pytest
 from nova.virt.libvirt.imagebackend import backends as disk_backends
 from nova.virt.libvirt.imagebackend import file as file_image
 from nova.virt.libvirt.imagebackend import specs
-from tests.functional import lvm_harness
-
-import lv_func_helpers as helpers
-from test_libvirt_kvm_e2e import kvm_driver  # noqa: F401 (a fixture)
-from test_libvirt_kvm_e2e import live_disks
-
-lvm_vg = lvm_harness.lvm_vg
+from tests.functional.virt.libvirt import helpers
 
 #: The image's first bytes (the rest of its virtual size is zeros).
 DATA = b'ploop image ' * 4096
@@ -38,7 +32,7 @@ def ploop_image(context, image_api, tmp_path):
 
 
 @pytest.mark.parametrize('backend', sorted(disk_backends.BACKENDS))
-def test_kvm_guest_boots_from_a_ploop_image(kvm_driver,  # noqa: F811
+def test_kvm_guest_boots_from_a_ploop_image(kvm_driver,
                                             conf, context, ploop_image,
                                             backend, request):
     driver, spawned = kvm_driver
@@ -67,7 +61,7 @@ def test_kvm_guest_boots_from_a_ploop_image(kvm_driver,  # noqa: F811
     # The base is the raw conversion of the image, whatever the backend.
     assert record.backing_format in (None, 'raw')
     assert dom.blockInfo('vda')[0] == record.size
-    assert live_disks(dom)['vda'][0] == record.format
+    assert helpers.live_disks(dom)['vda'][0] == record.format
 
     # What the guest reads is the image's content.
     disk = disk_backends.backend_for(instance, record)

@@ -7,13 +7,7 @@ from xml.etree import ElementTree as etree
 import pytest
 
 from nova.virt.libvirt import driver as libvirt_driver
-from tests.functional import lvm_harness
-
-import lv_func_helpers as helpers
-from test_libvirt_kvm_e2e import kvm_driver  # noqa: F401 (a fixture)
-from test_libvirt_kvm_e2e import live_disks
-
-lvm_vg = lvm_harness.lvm_vg
+from tests.functional.virt.libvirt import helpers
 
 
 def boot_order(dom):
@@ -27,7 +21,7 @@ def boot_order(dom):
 
 
 @pytest.mark.parametrize('backend', helpers.FILE_BACKENDS)
-def test_kvm_rescue_config_drive_and_snapshot(kvm_driver,  # noqa: F811
+def test_kvm_rescue_config_drive_and_snapshot(kvm_driver,
                                               conf, context, images,
                                               backend):
     driver, spawned = kvm_driver
@@ -41,7 +35,7 @@ def test_kvm_rescue_config_drive_and_snapshot(kvm_driver,  # noqa: F811
     dom = driver.host.lookup_domain(instance)
     assert dom.isActive()
     records = helpers.records(context, instance)
-    assert live_disks(dom)['hdd'] == ('raw', [])
+    assert helpers.live_disks(dom)['hdd'] == ('raw', [])
     assert dom.blockInfo('hdd')[0] == records['disk.config'].size
 
     meta = driver.snapshot(context, instance, 'kvm-snap')
@@ -52,7 +46,7 @@ def test_kvm_rescue_config_drive_and_snapshot(kvm_driver,  # noqa: F811
     dom = driver.host.lookup_domain(instance)
     assert dom.isActive()
     records = helpers.records(context, instance)
-    live = live_disks(dom)
+    live = helpers.live_disks(dom)
     assert boot_order(dom)['vda'] == '1'
     for target, name in (('vda', 'disk.rescue'), ('vdb', 'disk'),
                          ('vdc', 'disk.swap')):
@@ -65,5 +59,5 @@ def test_kvm_rescue_config_drive_and_snapshot(kvm_driver,  # noqa: F811
     driver.unrescue(context, instance)
     dom = driver.host.lookup_domain(instance)
     assert dom.isActive()
-    assert sorted(live_disks(dom)) == ['hdd', 'vda', 'vdb']
+    assert sorted(helpers.live_disks(dom)) == ['hdd', 'vda', 'vdb']
     assert 'disk.rescue' not in helpers.records(context, instance)

@@ -16,13 +16,9 @@ from nova.virt.libvirt.imagebackend import backends as disk_backends
 from nova.virt.libvirt.imagebackend import cache as image_cache
 from nova.virt.libvirt.imagebackend import manager as disk_manager
 from nova.virt.libvirt.imagebackend import specs
-from tests.functional import lvm_harness
-
-import lv_func_helpers as helpers
+from tests.functional.virt.libvirt import helpers
 
 CONF = nova.conf.CONF
-
-lvm_vg = lvm_harness.lvm_vg
 
 
 def configure(conf, request, backend, force_raw=True):

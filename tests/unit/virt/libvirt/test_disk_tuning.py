@@ -22,14 +22,14 @@ from nova.virt.libvirt import host as libvirt_host
 from nova.virt.libvirt import imagebackend
 from nova.virt.libvirt.imagebackend import manager as disk_manager
 
-import lv_unit_helpers
+from tests import fixtures
 
 CONF = nova.conf.CONF
 
 
 @pytest.fixture
 def conf(tmp_path):
-    overrides = lv_unit_helpers.ConfOverrides()
+    overrides = fixtures.ConfOverrides()
     overrides.config(state_path=str(tmp_path))
     yield overrides
     overrides.undo()

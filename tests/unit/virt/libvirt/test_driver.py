@@ -8,14 +8,14 @@ from nova import objects
 from nova.virt.libvirt import driver as libvirt_driver
 from nova.virt.libvirt import host as libvirt_host
 
-import lv_unit_helpers
+from tests import fixtures
 
 CONF = nova.conf.CONF
 
 
 @pytest.fixture
 def conf():
-    overrides = lv_unit_helpers.ConfOverrides()
+    overrides = fixtures.ConfOverrides()
     yield overrides
     overrides.undo()
 

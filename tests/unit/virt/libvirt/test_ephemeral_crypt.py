@@ -6,7 +6,7 @@ import pytest
 import nova.conf
 from nova.virt.libvirt import ephemeral_crypt
 
-import lv_unit_helpers
+from tests import fixtures
 
 CONF = nova.conf.CONF
 
@@ -20,7 +20,7 @@ error            v1.6.0
 
 @pytest.fixture
 def conf():
-    overrides = lv_unit_helpers.ConfOverrides()
+    overrides = fixtures.ConfOverrides()
     yield overrides
     overrides.undo()
 

@@ -1,9 +1,10 @@
 """One process of the multi-process fetch test: creates one disk.
 
-Run as ``python ib_worker.py '<json>'`` with keys instances_path, lock_path,
-service (DictImageService.spec()), uuid, backend, cache_format, size,
-image_id, ready (a file to create when ready), go (a file to wait for).
-Prints the disk's path.
+Run from the top of the tree as ``python -m
+tests.functional.virt.libvirt.imagebackend.concurrency_worker '<json>'``
+with keys instances_path, lock_path, service (DictImageService.spec()),
+uuid, backend, cache_format, size, image_id, ready (a file to create
+when ready), go (a file to wait for). Prints the disk's path.
 """
 
 import json
@@ -11,12 +12,10 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import ib_func_helpers as helpers  # noqa: E402
-from nova import image  # noqa: E402
-from nova.virt.libvirt import imagebackend  # noqa: E402
-from nova.virt.libvirt.imagebackend import cache as image_cache  # noqa
+from nova import image
+from nova.virt.libvirt import imagebackend
+from nova.virt.libvirt.imagebackend import cache as image_cache
+from tests.functional.virt.libvirt.imagebackend import helpers
 
 
 def main():

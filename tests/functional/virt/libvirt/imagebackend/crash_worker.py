@@ -1,21 +1,20 @@
 """A process that is SIGKILLed in the middle of filling a cache entry.
 
-Run as ``python ib_crash_worker.py '<json>'`` with keys instances_path,
-lock_path, ready (a file created once the entry is half made), and either
+Run from the top of the tree (``helpers.kill_when_ready``) as ``python -m
+tests.functional.virt.libvirt.imagebackend.crash_worker '<json>'`` with
+keys instances_path, lock_path, ready (a file created once the entry is
+half made), and either
 ``template`` (a name: the template function hangs after writing) or
 ``service`` + ``image_id`` (the download hangs after its first chunk).
 """
 
 import json
-import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import ib_func_helpers as helpers  # noqa: E402
-from nova import image  # noqa: E402
-from nova.virt.libvirt.imagebackend import cache as image_cache  # noqa
+from nova import image
+from nova.virt.libvirt.imagebackend import cache as image_cache
+from tests.functional.virt.libvirt.imagebackend import helpers
 
 
 def hang(ready):

@@ -1,5 +1,4 @@
-"""Helpers of the imagebackend functional tests (imported by name: this
-directory is on sys.path under pytest's default import mode).
+"""Helpers of the imagebackend functional tests.
 
 ``CountingImageService`` is the real local image store (nova.image.local)
 counting downloads in this process and, through a file, across processes.
@@ -12,13 +11,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
 
 from nova.image import local
 from nova.objects import libvirt_disk
+from tests.functional import helpers as func_helpers
 
 MiB = 1 << 20
 
@@ -103,17 +102,9 @@ def ploop_image(directory, raw_path):
             image_id, src)
 
 
-def qemu_info(path, fmt):
-    """``qemu-img info -f fmt`` of ``path`` (the test pins formats too)."""
-    out = subprocess.run(
-        ['qemu-img', 'info', '--output=json', '-f', fmt, path],
-        check=True, capture_output=True, text=True).stdout
-    return json.loads(out)
-
-
 def layout(path, fmt):
     """The parts of a layout upstream and we must agree on."""
-    info = qemu_info(path, fmt)
+    info = func_helpers.qemu_info(path, fmt)
     return {'format': info['format'],
             'virtual_size': info['virtual-size'],
             'backing_file': info.get('backing-filename'),
@@ -167,12 +158,13 @@ def configure_worker(args):
 
 
 def kill_when_ready(worker, args):
-    """Run ``python worker '<args as json>'``, SIGKILL it once the file
-    ``args['ready']`` exists (it must within 60 s), and reap it."""
+    """Run the module ``worker`` (dotted name) as ``python -m worker
+    '<args as json>'``, SIGKILL it once the file ``args['ready']`` exists
+    (it must within 60 s), and reap it."""
     with subprocess.Popen(
-            [sys.executable, worker, json.dumps(args)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True) as proc:
+            func_helpers.module_argv(worker, json.dumps(args)),
+            cwd=func_helpers.ROOT, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True) as proc:
         deadline = time.monotonic() + 60
         while not os.path.exists(args['ready']):
             assert proc.poll() is None, proc.communicate()

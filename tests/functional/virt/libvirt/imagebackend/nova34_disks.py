@@ -19,6 +19,7 @@ from oslo_utils import uuidutils
 import nova.conf
 from nova import objects
 from nova.virt.libvirt.imagebackend import cache as image_cache
+from tests.functional import helpers as func_helpers
 
 CONF = nova.conf.CONF
 
@@ -159,18 +160,11 @@ def records(context, instance):
         if record is not None}
 
 
-def qemu_img_info(path, fmt):
-    """``qemu-img info`` of a disk, its format pinned."""
-    return json.loads(subprocess.run(
-        ['qemu-img', 'info', '--output=json', '-U', '-f', fmt, path],
-        check=True, capture_output=True, text=True).stdout)
-
-
 def assert_record_matches_storage(instance, record):
     """The record equals what ``qemu-img info -f <format>`` reports."""
     path = os.path.join(CONF.instances_path, instance.uuid,
                         record.disk_name)
-    info = qemu_img_info(path, record.format)
+    info = func_helpers.qemu_info(path, record.format)
     assert info['format'] == record.format
     assert info['virtual-size'] == record.size
     assert 'data-file' not in info.get('format-specific', {}).get('data', {})

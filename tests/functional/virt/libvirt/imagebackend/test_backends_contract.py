@@ -32,14 +32,13 @@ from nova.virt.libvirt.imagebackend import file as file_image
 from nova.virt.libvirt.imagebackend import policy
 from nova.virt.libvirt.imagebackend import specs
 from nova.virt.libvirt.storage import lvm as storage_lvm
-
+from tests.functional import helpers as func_helpers
 from tests.functional import hostile_images as hostile
 from tests.functional import lvm_harness
-
-import ib_func_helpers as helpers
+from tests.functional.virt.libvirt.imagebackend import helpers
 
 CONF = nova.conf.CONF
-HERE = os.path.dirname(os.path.abspath(__file__))
+WORKER = 'tests.functional.virt.libvirt.imagebackend.contract_worker'
 MiB = helpers.MiB
 IMAGE_SIZE = helpers.IMAGE_SIZE
 #: Larger than the image, a whole number of LVM extents and ploop blocks.
@@ -94,7 +93,7 @@ class Contract:
         return disk.path
 
     def info(self, disk):
-        return helpers.qemu_info(self.qemu_target(disk), disk.qemu_format)
+        return func_helpers.qemu_info(self.qemu_target(disk), disk.qemu_format)
 
     def leftovers(self):
         """Everything of this instance on storage: names in its directory
@@ -275,7 +274,7 @@ def test_failed_create_leaves_nothing(contract):
 
 
 def _kill_when_ready(args):
-    helpers.kill_when_ready(os.path.join(HERE, 'ib_contract_worker.py'), args)
+    helpers.kill_when_ready(WORKER, args)
 
 
 @pytest.mark.parametrize('source', ['image', 'func'])

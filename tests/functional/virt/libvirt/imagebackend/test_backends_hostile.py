@@ -1,8 +1,9 @@
 """Hostile images through create_from_image: what is not the contract.
 
 Every fetch case of tests/functional/hostile_images.py is run against
-every registered backend by the contract suite (test_ib_contract.py); this
-module keeps the cases that name one backend on purpose.
+every registered backend by the contract suite
+(test_backends_contract.py); this module keeps the cases that name one
+backend on purpose.
 """
 
 import os
@@ -15,10 +16,8 @@ from nova import image
 from nova.image import local
 from nova.virt.libvirt import imagebackend
 from nova.virt.libvirt.imagebackend import cache as image_cache
-
 from tests.functional import hostile_images as hostile
-
-import ib_func_helpers as helpers
+from tests.functional.virt.libvirt.imagebackend import helpers
 
 CONF = nova.conf.CONF
 

@@ -17,8 +17,7 @@ from nova import exception
 from nova.virt.libvirt import imagebackend
 from nova.virt.libvirt.imagebackend import cache as image_cache
 from nova.virt.libvirt import disk_funcs
-
-import ib_func_helpers as helpers
+from tests.functional.virt.libvirt.imagebackend import helpers
 
 CONF = nova.conf.CONF
 MiB = helpers.MiB

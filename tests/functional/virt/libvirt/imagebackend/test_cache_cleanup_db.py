@@ -18,8 +18,7 @@ from nova import objects
 from nova.virt.libvirt import disk_funcs
 from nova.virt.libvirt import imagebackend
 from nova.virt.libvirt.imagebackend import cache as image_cache
-
-import ib_func_helpers as helpers
+from tests.functional.virt.libvirt.imagebackend import helpers
 
 MiB = helpers.MiB
 

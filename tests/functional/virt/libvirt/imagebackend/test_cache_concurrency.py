@@ -9,7 +9,6 @@ import concurrent.futures
 import json
 import os
 import subprocess
-import sys
 import time
 import traceback
 import uuid
@@ -22,12 +21,12 @@ from nova.virt.libvirt import imagebackend
 from nova.virt.libvirt.imagebackend import cache as image_cache
 from nova.virt import qemu_img
 from nova.virt import staging
-
-import ib_func_helpers as helpers
+from tests.functional import helpers as func_helpers
+from tests.functional.virt.libvirt.imagebackend import helpers
 
 CONF = nova.conf.CONF
 IMAGE_SIZE = helpers.IMAGE_SIZE
-HERE = os.path.dirname(os.path.abspath(__file__))
+WORKER = 'tests.functional.virt.libvirt.imagebackend.concurrency_worker'
 
 
 @pytest.mark.parametrize('backend,image_format,cache_format', [
@@ -71,8 +70,8 @@ def test_processes_fetch_once(backend, image_format, cache_format,
             'ready': str(tmp_path / ('ready%d' % n)), 'go': go,
         }
         workers.append((args, subprocess.Popen(
-            [sys.executable, os.path.join(HERE, 'ib_worker.py'),
-             json.dumps(args)], stdout=subprocess.PIPE,
+            func_helpers.module_argv(WORKER, json.dumps(args)),
+            cwd=func_helpers.ROOT, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)))
     deadline = time.monotonic() + 60
     while not all(os.path.exists(a['ready']) for a, _ in workers):

@@ -4,7 +4,7 @@ The entry's lock dies with the process (a kernel file lock), and the retry
 finds only leftovers it may remove: it makes the entry as if nothing had
 happened, and nothing of the dead attempt stays in the cache. (A disk's
 create killed half way is part of the backend contract:
-test_ib_contract.py.)
+test_backends_contract.py.)
 """
 
 import os
@@ -12,16 +12,15 @@ import os
 import nova.conf
 from nova.virt import staging
 from nova.virt.libvirt import disk_funcs
-
-import ib_func_helpers as helpers
+from tests.functional.virt.libvirt.imagebackend import helpers
 
 CONF = nova.conf.CONF
-HERE = os.path.dirname(os.path.abspath(__file__))
+WORKER = 'tests.functional.virt.libvirt.imagebackend.crash_worker'
 MiB = helpers.MiB
 
 
 def _kill_when_ready(args):
-    helpers.kill_when_ready(os.path.join(HERE, 'ib_crash_worker.py'), args)
+    helpers.kill_when_ready(WORKER, args)
 
 
 def _args(tmp_path, **kw):

@@ -3,7 +3,7 @@ replaced by this project's own entries, and kept by cleanup while any disk
 may still sit on them.
 
 Every disk and base here is made by upstream Nova 34.0.0's own code (see
-legacy_helpers.py); the guests are defined on libvirt's test driver.
+nova34_disks.py); the guests are defined on libvirt's test driver.
 """
 
 import hashlib
@@ -19,7 +19,8 @@ from nova import image
 from nova.objects import libvirt_disk
 from nova.virt.libvirt.imagebackend import cache as image_cache
 from nova.virt.libvirt.imagebackend import manager as disk_manager
-from tests.functional.legacy import legacy_helpers as helpers
+from tests.functional import helpers as func_helpers
+from tests.functional.virt.libvirt.imagebackend import nova34_disks
 
 pytestmark = pytest.mark.usefixtures('upstream')
 
@@ -27,7 +28,7 @@ EPHEMERALS = ({'size': 1, 'guest_format': None},)
 
 
 def _base_dir():
-    return os.path.join(os.path.abspath(helpers.CONF.instances_path),
+    return os.path.join(os.path.abspath(nova34_disks.CONF.instances_path),
                         '_base')
 
 
@@ -44,11 +45,11 @@ def _sidecar(name):
         return json.load(f)
 
 
-def _upstream_instance(context, layout, image_files, image_format,
+def _upstream_instance(context, layout, nova34_image_files, image_format,
                        image_id=None):
-    return helpers.make_upstream_instance(
-        context, layout, image_files, image_format, ephemerals=EPHEMERALS,
-        swap_mb=64, image_id=image_id)
+    return nova34_disks.make_upstream_instance(
+        context, layout, nova34_image_files, image_format,
+        ephemerals=EPHEMERALS, swap_mb=64, image_id=image_id)
 
 
 #: (layout, image format) -> the format of Nova 34's base of the image.
@@ -59,13 +60,13 @@ BASES = {('qcow2-keep', 'qcow2'): 'qcow2',
 
 @pytest.mark.parametrize('case', sorted(BASES), ids='-'.join)
 def test_upstream_overlay_boots_and_a_new_boot_leaves_its_base_alone(
-        conf, context, image_files, driver, case):
+        conf, context, nova34_image_files, driver, case):
     layout, image_format = case
     base_format = BASES[case]
-    helpers.configure(conf, layout)
-    meta = image.API().import_file(context, image_files[image_format],
+    nova34_disks.configure(conf, layout)
+    meta = image.API().import_file(context, nova34_image_files[image_format],
                                    image_format, name='legacy')
-    instance, made = _upstream_instance(context, layout, image_files,
+    instance, made = _upstream_instance(context, layout, nova34_image_files,
                                         image_format, image_id=meta['id'])
     sha1 = libvirt_disk.upstream_base_name(meta['id'])
     upstream_files = sorted(os.listdir(_base_dir()))
@@ -76,15 +77,15 @@ def test_upstream_overlay_boots_and_a_new_boot_leaves_its_base_alone(
     # Booted under this driver: every disk recorded on first touch, over
     # the adopted file Nova 34 made, and defined over exactly that file.
     driver.power_on(context, instance)
-    records = helpers.records(context, instance)
+    records = nova34_disks.records(context, instance)
     root = records['disk']
     assert (root.backend, root.format, root.backing_format,
             root.base_name) == ('qcow2', 'qcow2', base_format, sha1)
     for record in records.values():
-        helpers.assert_record_matches_storage(instance, record)
+        nova34_disks.assert_record_matches_storage(instance, record)
         # The base is exactly what qemu-img sees: no further layer.
         base = os.path.join(_base_dir(), record.base_name)
-        info = helpers.qemu_img_info(base, record.backing_format)
+        info = func_helpers.qemu_info(base, record.backing_format)
         assert info['format'] == record.backing_format
         assert 'backing-filename' not in info
         assert _sidecar(record.base_name)['adopted'] is True
@@ -102,11 +103,11 @@ def test_upstream_overlay_boots_and_a_new_boot_leaves_its_base_alone(
 
     # A new boot of the same image with this project's code makes its own
     # entries and leaves every file Nova 34 made as it was.
-    new = helpers.create_instance_rows(
+    new = nova34_disks.create_instance_rows(
         context, uuidutils.generate_uuid(), meta['id'],
         ephemerals=EPHEMERALS, swap_mb=64)
     driver.spawn(context, new, meta)
-    new_root = helpers.records(context, new)['disk']
+    new_root = nova34_disks.records(context, new)['disk']
     own = image_cache.image_entry_name(meta['id'], new_root.backing_format)
     assert own == sha1 + '.' + new_root.backing_format
     assert new_root.base_name is None
@@ -114,8 +115,8 @@ def test_upstream_overlay_boots_and_a_new_boot_leaves_its_base_alone(
     assert own in listing and 'swap_64.raw' in listing
     assert before == {name: _state(os.path.join(_base_dir(), name))
                       for name in upstream_files}
-    info = helpers.qemu_img_info(
-        os.path.join(helpers.CONF.instances_path, new.uuid, 'disk'),
+    info = func_helpers.qemu_info(
+        os.path.join(nova34_disks.CONF.instances_path, new.uuid, 'disk'),
         'qcow2')
     assert info['backing-filename'] == os.path.join(_base_dir(), own)
 
@@ -124,22 +125,22 @@ def test_upstream_overlay_boots_and_a_new_boot_leaves_its_base_alone(
         driver.destroy(context, inst)
         assert driver.host.lookup_domain(inst) is None
         assert not os.path.exists(os.path.join(
-            helpers.CONF.instances_path, inst.uuid))
+            nova34_disks.CONF.instances_path, inst.uuid))
     assert before == {name: _state(os.path.join(_base_dir(), name))
                       for name in upstream_files}
 
 
 def test_cleanup_keeps_adopted_files_while_disks_are_unrecorded(
-        conf, context, image_files):
+        conf, context, nova34_image_files):
     conf.config(group='image_cache',
                 remove_unused_original_minimum_age_seconds=0)
-    helpers.configure(conf, 'qcow2-forceraw')
-    recorded, _ = _upstream_instance(context, 'qcow2-forceraw', image_files,
-                                     'raw')
+    nova34_disks.configure(conf, 'qcow2-forceraw')
+    recorded, _ = _upstream_instance(context, 'qcow2-forceraw',
+                                     nova34_image_files, 'raw')
     unrecorded, _ = _upstream_instance(context, 'qcow2-forceraw',
-                                       image_files, 'qcow2')
+                                       nova34_image_files, 'qcow2')
     disk_manager.DiskManager().local_disks(
-        recorded, helpers.bdms_of(context, recorded))
+        recorded, nova34_disks.bdms_of(context, recorded))
     # A base of Nova 34's that no disk sits on any more: never adopted.
     stray = libvirt_disk.upstream_base_name('an-image-long-gone')
     with open(os.path.join(_base_dir(), stray), 'wb') as f:
@@ -160,7 +161,7 @@ def test_cleanup_keeps_adopted_files_while_disks_are_unrecorded(
     # Once every disk has its record, an adopted file no record names
     # goes; Nova 34's files nobody adopted stay.
     disk_manager.DiskManager().local_disks(
-        unrecorded, helpers.bdms_of(context, unrecorded))
+        unrecorded, nova34_disks.bdms_of(context, unrecorded))
     assert not image_cache.unrecorded_disks_exist(context)
     assert cache.cleanup(context, in_use=in_use()) == [adopted]
     left = sorted(os.listdir(_base_dir()))
@@ -174,7 +175,7 @@ def _hostile_base(base, tmp_path, kind):
 
     :returns: the host file's path.
     """
-    size = str(helpers.IMAGE_VIRTUAL_SIZE)
+    size = str(nova34_disks.IMAGE_VIRTUAL_SIZE)
     os.unlink(base)
     if kind == 'backing-file':
         secret = str(tmp_path / 'host-secret')
@@ -190,22 +191,23 @@ def _hostile_base(base, tmp_path, kind):
 
 
 @pytest.mark.parametrize('kind', ['backing-file', 'data-file'])
-def test_hostile_upstream_base_is_not_adopted(conf, context, image_files,
-                                              tmp_path, kind):
-    helpers.configure(conf, 'qcow2-keep')
-    instance, _ = _upstream_instance(context, 'qcow2-keep', image_files,
+def test_hostile_upstream_base_is_not_adopted(conf, context,
+                                              nova34_image_files, tmp_path,
+                                              kind):
+    nova34_disks.configure(conf, 'qcow2-keep')
+    instance, _ = _upstream_instance(context, 'qcow2-keep', nova34_image_files,
                                      'qcow2')
     sha1 = libvirt_disk.upstream_base_name(instance.image_ref)
     secret = _hostile_base(os.path.join(_base_dir(), sha1), tmp_path, kind)
     trace = str(tmp_path / 'strace.log')
-    result = helpers.manage(tmp_path, 'libvirt', 'record_disks',
-                            '--instance', instance.uuid, strace_log=trace)
+    result = nova34_disks.manage(tmp_path, 'libvirt', 'record_disks',
+                                 '--instance', instance.uuid, strace_log=trace)
     assert result.returncode == 1
     assert 'cannot be adopted' in result.stdout
     assert 'safety check failed' in result.stdout
     # The root disk is not recorded, its base has no sidecar, and the host
     # file was never opened; the disks on good templates are recorded.
-    records = helpers.records(context, instance)
+    records = nova34_disks.records(context, instance)
     assert sorted(records) == ['disk.eph0', 'disk.swap']
     assert not os.path.exists(os.path.join(_base_dir(), sha1 + '.info'))
-    assert helpers.opened(trace, secret) == []
+    assert nova34_disks.opened(trace, secret) == []

@@ -8,50 +8,52 @@ import os
 import pytest
 
 from nova import exception
-from tests.functional.legacy import legacy_helpers as helpers
+from tests.functional.virt.libvirt.imagebackend import nova34_disks
 
 pytestmark = pytest.mark.usefixtures('upstream')
 
 
-def test_destroy_records_then_removes_every_disk(conf, context, image_files,
-                                                 driver):
-    helpers.configure(conf, 'qcow2-forceraw')
-    instance, made = helpers.make_upstream_instance(
-        context, 'qcow2-forceraw', image_files, 'raw',
+def test_destroy_records_then_removes_every_disk(conf, context,
+                                                 nova34_image_files, driver):
+    nova34_disks.configure(conf, 'qcow2-forceraw')
+    instance, made = nova34_disks.make_upstream_instance(
+        context, 'qcow2-forceraw', nova34_image_files, 'raw',
         ephemerals=({'size': 1},), swap_mb=64)
     # The swap disk's base is gone: its layout cannot be proven, but the
     # file is in the instance's own directory.
-    os.unlink(os.path.join(helpers.CONF.instances_path, '_base', 'swap_64'))
+    os.unlink(os.path.join(nova34_disks.CONF.instances_path, '_base',
+                           'swap_64'))
     driver.destroy(context, instance)
     inst_dir = os.path.dirname(made['disks']['disk'])
     assert not os.path.exists(inst_dir)
     # The disks that could be proven were recorded on the way.
-    assert sorted(helpers.records(context, instance)) == ['disk',
-                                                          'disk.eph0']
+    assert sorted(nova34_disks.records(context, instance)) == ['disk',
+                                                               'disk.eph0']
 
 
 def test_destroy_cli_removes_an_unrecorded_instance(conf, context,
-                                                    image_files, tmp_path):
-    helpers.configure(conf, 'flat-forceraw')
-    instance, made = helpers.make_upstream_instance(
-        context, 'flat-forceraw', image_files, 'raw',
+                                                    nova34_image_files,
+                                                    tmp_path):
+    nova34_disks.configure(conf, 'flat-forceraw')
+    instance, made = nova34_disks.make_upstream_instance(
+        context, 'flat-forceraw', nova34_image_files, 'raw',
         ephemerals=({'size': 1},), swap_mb=64)
     # disk.info is corrupt: no Flat disk's format can be proven.
     inst_dir = os.path.dirname(made['disks']['disk'])
     with open(os.path.join(inst_dir, 'disk.info'), 'w') as f:
         f.write('garbage')
-    result = helpers.manage(tmp_path, 'destroy', instance.uuid,
-                            prog='nova-libvirt')
+    result = nova34_disks.manage(tmp_path, 'destroy', instance.uuid,
+                                 prog='nova-libvirt')
     assert result.returncode == 0, result.stderr
     assert not os.path.exists(inst_dir)
-    assert helpers.records(context, instance) == {}
+    assert nova34_disks.records(context, instance) == {}
 
 
-def test_destroy_reports_what_it_cannot_look_at(conf, context, image_files,
-                                                driver):
-    helpers.configure(conf, 'flat-forceraw')
-    instance, made = helpers.make_upstream_instance(
-        context, 'flat-forceraw', image_files, 'raw', ephemerals=(),
+def test_destroy_reports_what_it_cannot_look_at(conf, context,
+                                                nova34_image_files, driver):
+    nova34_disks.configure(conf, 'flat-forceraw')
+    instance, made = nova34_disks.make_upstream_instance(
+        context, 'flat-forceraw', nova34_image_files, 'raw', ephemerals=(),
         swap_mb=0)
     # The node now says lvm, without a volume group: where the disk would
     # be cannot even be looked at.

@@ -33,10 +33,9 @@ import pytest
 from nova import exception
 from nova.virt.libvirt.imagebackend import manager as disk_manager
 from nova.virt.libvirt.storage import lvm
+from tests.functional import helpers as func_helpers
 from tests.functional import lvm_harness
-from tests.functional.legacy import legacy_helpers as helpers
-
-lvm_vg = lvm_harness.lvm_vg
+from tests.functional.virt.libvirt.imagebackend import nova34_disks
 
 pytestmark = pytest.mark.usefixtures('upstream')
 
@@ -46,7 +45,7 @@ EXT4 = {'size': 1, 'guest_format': 'ext4'}
 
 
 @pytest.fixture
-def vg(conf, lvm_vg):  # noqa: F811
+def vg(conf, lvm_vg):
     """The test volume group as this node's ``images_volume_group``.
 
     Afterwards no volume upstream made is left, nor its loop device, nor
@@ -67,7 +66,7 @@ def vg(conf, lvm_vg):  # noqa: F811
     assert not os.path.exists(links)
 
 
-def make_upstream_lvm_instance(context, vg, image_files, root_gb,
+def make_upstream_lvm_instance(context, vg, nova34_image_files, root_gb,
                                ephemerals, swap_mb=64):
     """Volumes made by Nova 34.0.0's _create_image with images_type lvm,
     and this project's rows for them (no records).
@@ -77,17 +76,17 @@ def make_upstream_lvm_instance(context, vg, image_files, root_gb,
     uuid = uuidutils.generate_uuid()
     image_id = uuidutils.generate_uuid()
     vg.made.append(uuid)
-    made = helpers.run_upstream({
-        'instances_path': os.path.abspath(helpers.CONF.instances_path),
+    made = nova34_disks.run_upstream({
+        'instances_path': os.path.abspath(nova34_disks.CONF.instances_path),
         'images_type': 'lvm', 'use_cow_images': False,
         'force_raw_images': True, 'volume_group': vg.name,
         'pv': os.environ[lvm_harness.ENV_PV],
-        'image': image_files['qcow2'], 'disk_format': 'qcow2',
+        'image': nova34_image_files['qcow2'], 'disk_format': 'qcow2',
         'image_id': image_id, 'uuid': uuid, 'root_gb': root_gb,
         'ephemerals': [dict(e) for e in ephemerals], 'swap_mb': swap_mb,
         'os_type': None})
-    instance = helpers.create_instance_rows(context, uuid, image_id,
-                                            root_gb, ephemerals, swap_mb)
+    instance = nova34_disks.create_instance_rows(context, uuid, image_id,
+                                                 root_gb, ephemerals, swap_mb)
     return instance, made['disks']
 
 
@@ -97,7 +96,7 @@ def volume_names(instance, count):
 
 
 def assert_records_match_volumes(context, vg, instance, names, root_size):
-    records = helpers.records(context, instance)
+    records = nova34_disks.records(context, instance)
     assert sorted(records) == sorted(names)
     volumes = lvm.volumes(vg.name)
     for name, record in records.items():
@@ -105,7 +104,7 @@ def assert_records_match_volumes(context, vg, instance, names, root_size):
         assert record.volume_group == vg.name
         assert record.volume_name == '%s_%s' % (instance.uuid, name)
         device = vg.aliases.device_path(vg.name, record.volume_name)
-        info = helpers.qemu_img_info(device, 'raw')
+        info = func_helpers.qemu_info(device, 'raw')
         assert info['virtual-size'] == record.size
         assert volumes[record.volume_name] == record.size
     assert records['disk'].size == root_size
@@ -127,9 +126,9 @@ def blkid_type(offset, length):
 
 
 def test_first_touch_records_then_destroy_wipes_and_removes(
-        conf, context, image_files, vg, driver):
+        conf, context, nova34_image_files, vg, driver):
     instance, disks = make_upstream_lvm_instance(
-        context, vg, image_files, root_gb=1, ephemerals=(VFAT, EXT4))
+        context, vg, nova34_image_files, root_gb=1, ephemerals=(VFAT, EXT4))
     names = volume_names(instance, 2)
     assert disks == {n: '/dev/%s/%s_%s' % (vg.name, instance.uuid, n)
                      for n in names}
@@ -143,7 +142,8 @@ def test_first_touch_records_then_destroy_wipes_and_removes(
         'vfat', 'ext4', 'swap']
 
     manager = disk_manager.DiskManager()
-    disks = manager.local_disks(instance, helpers.bdms_of(context, instance))
+    disks = manager.local_disks(
+        instance, nova34_disks.bdms_of(context, instance))
     assert [d.disk_name for d in disks] == names
     assert_records_match_volumes(context, vg, instance, names, units.Gi)
     for disk in disks:
@@ -159,18 +159,19 @@ def test_first_touch_records_then_destroy_wipes_and_removes(
         assert vg.aliases.read(offset, units.Mi) == bytes(units.Mi), name
 
 
-def test_record_disks_records_volumes_in_bulk(conf, context, image_files,
-                                              vg, tmp_path):
+def test_record_disks_records_volumes_in_bulk(conf, context,
+                                              nova34_image_files, vg,
+                                              tmp_path):
     # root_gb 0: the root volume is the image's size, as upstream made it.
     instance, _ = make_upstream_lvm_instance(
-        context, vg, image_files, root_gb=0, ephemerals=(EXT4,))
+        context, vg, nova34_image_files, root_gb=0, ephemerals=(EXT4,))
     names = volume_names(instance, 1)
     result = manage(tmp_path, vg, 'libvirt', 'record_disks', '--host',
                     'legacy-host')
     assert result.returncode == 0, result.stderr
     assert '| recorded         | 3     |' in result.stdout
     assert_records_match_volumes(context, vg, instance, names,
-                                 helpers.IMAGE_VIRTUAL_SIZE)
+                                 nova34_disks.IMAGE_VIRTUAL_SIZE)
     result = manage(tmp_path, vg, 'libvirt', 'record_disks', '--host',
                     'legacy-host')
     assert result.returncode == 0, result.stderr
@@ -178,9 +179,9 @@ def test_record_disks_records_volumes_in_bulk(conf, context, image_files,
 
 
 def test_wrong_size_and_missing_volumes_are_refused(
-        conf, context, image_files, vg, tmp_path):
+        conf, context, nova34_image_files, vg, tmp_path):
     instance, _ = make_upstream_lvm_instance(
-        context, vg, image_files, root_gb=0, ephemerals=(VFAT,))
+        context, vg, nova34_image_files, root_gb=0, ephemerals=(VFAT,))
     swap = '%s_disk.swap' % instance.uuid
     eph = '%s_disk.eph0' % instance.uuid
     # The swap volume shrunk by an extent; the ephemeral volume is gone.
@@ -203,18 +204,18 @@ def test_wrong_size_and_missing_volumes_are_refused(
     with pytest.raises(exception.DiskLayoutNotInferred,
                        match='no disk disk.eph0 or disk.local') as e:
         disk_manager.DiskManager().local_disks(
-            instance, helpers.bdms_of(context, instance))
+            instance, nova34_disks.bdms_of(context, instance))
     assert e.value.kwargs['instance_uuid'] == instance.uuid
     assert e.value.kwargs['disk_name'] == '/dev/vdb'
-    assert 'disk.swap' not in helpers.records(context, instance)
-    assert 'disk.eph0' not in helpers.records(context, instance)
+    assert 'disk.swap' not in nova34_disks.records(context, instance)
+    assert 'disk.eph0' not in nova34_disks.records(context, instance)
 
 
 def manage(tmp_path, vg, *args):
     """nova-manage in its own process, with this node's volume group; it
     reaches volumes by ``/dev/<vg>/<lv>``, the links upstream's process
     left (see the module's docstring)."""
-    cmd = helpers.manage_command(tmp_path, *args)
+    cmd = nova34_disks.manage_command(tmp_path, *args)
     conf_file = cmd[cmd.index('--config-file') + 1]
     with open(conf_file) as f:
         text = f.read()

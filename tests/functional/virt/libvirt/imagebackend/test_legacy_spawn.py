@@ -11,7 +11,7 @@ import pytest
 
 from nova import exception
 from nova.virt.libvirt.imagebackend import manager as disk_manager
-from tests.functional.legacy import legacy_helpers as helpers
+from tests.functional.virt.libvirt.imagebackend import nova34_disks
 
 pytestmark = pytest.mark.usefixtures('upstream')
 
@@ -20,7 +20,7 @@ MARK_AT = 32 * 1024 * 1024
 
 
 def _path(instance, name):
-    return os.path.join(helpers.CONF.instances_path, instance.uuid, name)
+    return os.path.join(nova34_disks.CONF.instances_path, instance.uuid, name)
 
 
 def _write_mark(path, fmt):
@@ -29,7 +29,7 @@ def _write_mark(path, fmt):
             f.seek(MARK_AT)
             f.write(MARK)
         return
-    helpers.subprocess.run(
+    nova34_disks.subprocess.run(
         ['qemu-io', '-f', fmt, '-c', 'write -P 0x6e %d 4096' % MARK_AT,
          path], check=True, capture_output=True)
 
@@ -39,7 +39,7 @@ def _read_mark(path, fmt):
         with open(path, 'rb') as f:
             f.seek(MARK_AT)
             return f.read(len(MARK)) == MARK
-    return helpers.subprocess.run(
+    return nova34_disks.subprocess.run(
         ['qemu-io', '-f', fmt, '-r', '-c', 'read -P 0x6e %d 4096' % MARK_AT,
          path], capture_output=True, text=True).stdout.count(
              'read 4096/4096') == 1
@@ -50,12 +50,12 @@ def _read_mark(path, fmt):
     ('qcow2-forceraw', 'qcow2', 'qcow2'),
 ])
 def test_spawn_adopts_disks_on_storage_and_makes_missing_ones(
-        conf, context, image_files, caplog, layout, image_format,
+        conf, context, nova34_image_files, caplog, layout, image_format,
         root_format):
     caplog.set_level(logging.INFO)
-    helpers.configure(conf, layout)
-    instance, made = helpers.make_upstream_instance(
-        context, layout, image_files, image_format,
+    nova34_disks.configure(conf, layout)
+    instance, made = nova34_disks.make_upstream_instance(
+        context, layout, nova34_image_files, image_format,
         ephemerals=({'size': 1},))
     root = _path(instance, 'disk')
     _write_mark(root, root_format)
@@ -64,14 +64,14 @@ def test_spawn_adopts_disks_on_storage_and_makes_missing_ones(
     os.unlink(made['disks']['disk.swap'])
 
     disks = disk_manager.DiskManager().create_local_disks(
-        context, instance, None, helpers.bdms_of(context, instance))
+        context, instance, None, nova34_disks.bdms_of(context, instance))
 
     assert [d.disk_name for d in disks] == ['disk', 'disk.eph0',
                                             'disk.swap']
-    records = helpers.records(context, instance)
+    records = nova34_disks.records(context, instance)
     assert sorted(records) == ['disk', 'disk.eph0', 'disk.swap']
     for record in records.values():
-        helpers.assert_record_matches_storage(instance, record)
+        nova34_disks.assert_record_matches_storage(instance, record)
     # The root disk is the one Nova 34 made, guest data and all.
     assert records['disk'].format == root_format
     assert os.stat(root).st_ino == inode
@@ -85,10 +85,10 @@ def test_spawn_adopts_disks_on_storage_and_makes_missing_ones(
 
 
 def test_spawn_refuses_a_disk_on_storage_it_cannot_prove(conf, context,
-                                                         image_files):
-    helpers.configure(conf, 'flat-forceraw')
-    instance, made = helpers.make_upstream_instance(
-        context, 'flat-forceraw', image_files, 'raw',
+                                                         nova34_image_files):
+    nova34_disks.configure(conf, 'flat-forceraw')
+    instance, made = nova34_disks.make_upstream_instance(
+        context, 'flat-forceraw', nova34_image_files, 'raw',
         ephemerals=({'size': 1},))
     eph = made['disks']['disk.eph0']
     # Not the flavor's size: its layout cannot be proven.
@@ -97,10 +97,10 @@ def test_spawn_refuses_a_disk_on_storage_it_cannot_prove(conf, context,
 
     with pytest.raises(exception.DiskLayoutNotInferred) as e:
         disk_manager.DiskManager().create_local_disks(
-            context, instance, None, helpers.bdms_of(context, instance))
+            context, instance, None, nova34_disks.bdms_of(context, instance))
     assert 'disk.eph0' in str(e.value) and 'flavor' in str(e.value)
     # Nothing recorded, nothing made or changed.
-    assert helpers.records(context, instance) == {}
+    assert nova34_disks.records(context, instance) == {}
     after = {name: os.stat(path) for name, path in made['disks'].items()}
     assert {n: (s.st_ino, s.st_size, s.st_mtime_ns)
             for n, s in before.items()} == {

@@ -15,7 +15,7 @@ import pytest
 
 from nova.cmd import manage_libvirt
 from nova.virt.libvirt.imagebackend import manager as disk_manager
-from tests.functional.legacy import legacy_helpers as helpers
+from tests.functional.virt.libvirt.imagebackend import nova34_disks
 
 EPHEMERALS = ({'size': 1, 'guest_format': None},
               {'size': 2, 'guest_format': 'ext4'})
@@ -36,7 +36,7 @@ pytestmark = pytest.mark.usefixtures('upstream')
 
 
 def _check_instance(context, instance, root):
-    records = helpers.records(context, instance)
+    records = nova34_disks.records(context, instance)
     assert sorted(records) == ['disk', 'disk.eph0', 'disk.eph1',
                                'disk.swap']
     backend, fmt, backing_format = root
@@ -49,7 +49,7 @@ def _check_instance(context, instance, root):
     assert records['disk.swap'].size == 64 * 1024 ** 2
     for record in records.values():
         assert record.backend == backend
-        helpers.assert_record_matches_storage(instance, record)
+        nova34_disks.assert_record_matches_storage(instance, record)
     if backend == 'qcow2':
         # Each template is named as upstream named it in _base, and each
         # overlay sits on the file Nova 34 made, adopted.
@@ -65,15 +65,17 @@ def _check_instance(context, instance, root):
 
 
 @pytest.mark.parametrize('case', sorted(CASES), ids='-'.join)
-def test_first_touch_records_every_disk(conf, context, image_files, case):
+def test_first_touch_records_every_disk(conf, context, nova34_image_files,
+                                        case):
     layout, image_format = case
-    helpers.configure(conf, layout)
-    instance, made = helpers.make_upstream_instance(
-        context, layout, image_files, image_format, ephemerals=EPHEMERALS)
+    nova34_disks.configure(conf, layout)
+    instance, made = nova34_disks.make_upstream_instance(
+        context, layout, nova34_image_files, image_format,
+        ephemerals=EPHEMERALS)
     assert sorted(made['disks']) == ['disk', 'disk.eph0', 'disk.eph1',
                                      'disk.swap']
     manager = disk_manager.DiskManager()
-    bdms = helpers.bdms_of(context, instance)
+    bdms = nova34_disks.bdms_of(context, instance)
     disks = manager.local_disks(instance, bdms)
     assert [d.disk_name for d in disks] == ['disk', 'disk.eph0',
                                             'disk.eph1', 'disk.swap']
@@ -81,15 +83,15 @@ def test_first_touch_records_every_disk(conf, context, image_files, case):
     assert all(b.driver_info is not None for b in bdms)
     records = _check_instance(context, instance, CASES[case])
     # Recorded once: a second touch infers nothing and writes nothing.
-    before = {b.id: b.updated_at for b in helpers.bdms_of(context,
-                                                          instance)}
-    manager.local_disks(instance, helpers.bdms_of(context, instance))
+    before = {b.id: b.updated_at for b in nova34_disks.bdms_of(context,
+                                                               instance)}
+    manager.local_disks(instance, nova34_disks.bdms_of(context, instance))
     assert before == {b.id: b.updated_at
-                      for b in helpers.bdms_of(context, instance)}
+                      for b in nova34_disks.bdms_of(context, instance)}
     # Every disk is what its record says (what a boot checks).
     for disk in disks:
         disk.backend.verify()
-    assert _texts(helpers.records(context, instance)) == _texts(records)
+    assert _texts(nova34_disks.records(context, instance)) == _texts(records)
 
 
 def _sha1(text):
@@ -100,19 +102,19 @@ def _texts(records):
     return {name: r.to_driver_info() for name, r in records.items()}
 
 
-def test_record_disks_records_a_host_in_bulk(conf, context, image_files,
+def test_record_disks_records_a_host_in_bulk(conf, context, nova34_image_files,
                                              tmp_path):
     instances = []
     for layout, image_format in (('flat-forceraw', 'qcow2'),
                                  ('flat-keep', 'qcow2')):
-        helpers.configure(conf, layout)
-        instance, _ = helpers.make_upstream_instance(
-            context, layout, image_files, image_format,
+        nova34_disks.configure(conf, layout)
+        instance, _ = nova34_disks.make_upstream_instance(
+            context, layout, nova34_image_files, image_format,
             ephemerals=EPHEMERALS)
         instances.append((instance, CASES[layout, image_format]))
     # A node's layout options are what they are now: Flat, either way.
-    result = helpers.manage(tmp_path, 'libvirt', 'record_disks', '--host',
-                            'legacy-host')
+    result = nova34_disks.manage(tmp_path, 'libvirt', 'record_disks', '--host',
+                                 'legacy-host')
     assert result.returncode == 0, result.stderr
     assert ('record_disks: 2/2 instances, 8 disks recorded, 0 refused' in
             result.stderr)
@@ -121,31 +123,31 @@ def test_record_disks_records_a_host_in_bulk(conf, context, image_files,
         _check_instance(context, instance, root)
     # Idempotent: nothing left to record, nothing written again.
     before = {b.id: b.updated_at for i, _ in instances
-              for b in helpers.bdms_of(context, i)}
-    result = helpers.manage(tmp_path, 'libvirt', 'record_disks', '--host',
-                            'legacy-host')
+              for b in nova34_disks.bdms_of(context, i)}
+    result = nova34_disks.manage(tmp_path, 'libvirt', 'record_disks', '--host',
+                                 'legacy-host')
     assert result.returncode == 0, result.stderr
     assert '| already recorded | 8     |' in result.stdout
     assert before == {b.id: b.updated_at for i, _ in instances
-                      for b in helpers.bdms_of(context, i)}
+                      for b in nova34_disks.bdms_of(context, i)}
 
 
 def test_max_count_stops_and_the_next_run_completes(
-        conf, context, image_files, tmp_path):
-    helpers.configure(conf, 'qcow2-forceraw')
-    instances = [helpers.make_upstream_instance(
-        context, 'qcow2-forceraw', image_files, 'raw',
+        conf, context, nova34_image_files, tmp_path):
+    nova34_disks.configure(conf, 'qcow2-forceraw')
+    instances = [nova34_disks.make_upstream_instance(
+        context, 'qcow2-forceraw', nova34_image_files, 'raw',
         ephemerals=EPHEMERALS[:1])[0] for _ in range(2)]
     # 3 disks each: a budget of 4 records the first instance only (an
     # instance's disks go together).
-    result = helpers.manage(tmp_path, 'libvirt', 'record_disks', '--host',
-                            'legacy-host', '--max-count', '4')
+    result = nova34_disks.manage(tmp_path, 'libvirt', 'record_disks', '--host',
+                                 'legacy-host', '--max-count', '4')
     assert result.returncode == 1, result.stderr
     assert 'left for another run' in result.stdout
-    counts = sorted(len(helpers.records(context, i)) for i in instances)
+    counts = sorted(len(nova34_disks.records(context, i)) for i in instances)
     assert counts == [0, 3]
-    result = helpers.manage(tmp_path, 'libvirt', 'record_disks', '--host',
-                            'legacy-host')
+    result = nova34_disks.manage(tmp_path, 'libvirt', 'record_disks', '--host',
+                                 'legacy-host')
     assert result.returncode == 0, result.stderr
     assert '| recorded         | 3     |' in result.stdout
     assert '| already recorded | 3     |' in result.stdout
@@ -154,18 +156,18 @@ def test_max_count_stops_and_the_next_run_completes(
 
 
 def _check_instance_disks(context, instance, count):
-    records = helpers.records(context, instance)
+    records = nova34_disks.records(context, instance)
     assert len(records) == count
     for record in records.values():
-        helpers.assert_record_matches_storage(instance, record)
+        nova34_disks.assert_record_matches_storage(instance, record)
 
 
-def test_show_disks_before_and_after(conf, context, image_files):
-    helpers.configure(conf, 'qcow2-forceraw')
-    instance, _ = helpers.make_upstream_instance(
-        context, 'qcow2-forceraw', image_files, 'qcow2',
+def test_show_disks_before_and_after(conf, context, nova34_image_files):
+    nova34_disks.configure(conf, 'qcow2-forceraw')
+    instance, _ = nova34_disks.make_upstream_instance(
+        context, 'qcow2-forceraw', nova34_image_files, 'qcow2',
         ephemerals=EPHEMERALS[:1])
-    bdms = list(helpers.bdms_of(context, instance))
+    bdms = list(nova34_disks.bdms_of(context, instance))
     before = manage_libvirt.describe_disks(instance, bdms)
     assert [d['status'] for d in before] == ['unrecorded'] * 3
     assert [d['disk_name'] for d in before] == ['disk', 'disk.eph0',
@@ -175,7 +177,7 @@ def test_show_disks_before_and_after(conf, context, image_files):
         assert entry['on_disk']['format'] == 'qcow2'
         assert entry['on_disk']['virtual_size'] == entry['record']['size']
     # show_disks writes nothing: no record, and no base adopted.
-    assert helpers.records(context, instance) == {}
+    assert nova34_disks.records(context, instance) == {}
     assert not [n for n in os.listdir(os.path.join(conf_instances_path(),
                                                    '_base'))
                 if n.endswith('.info')]
@@ -185,11 +187,11 @@ def test_show_disks_before_and_after(conf, context, image_files):
     assert 'unrecorded' in out.getvalue()
     disk_manager.DiskManager().local_disks(instance, bdms)
     after = manage_libvirt.describe_disks(
-        instance, list(helpers.bdms_of(context, instance)))
+        instance, list(nova34_disks.bdms_of(context, instance)))
     assert [d['status'] for d in after] == ['recorded'] * 3
     assert [d['record'] for d in after] == [d['record'] for d in before]
     assert os.path.isdir(os.path.join(conf_instances_path(), instance.uuid))
 
 
 def conf_instances_path():
-    return helpers.CONF.instances_path
+    return nova34_disks.CONF.instances_path

@@ -15,8 +15,7 @@ from nova.virt.libvirt.imagebackend import backends
 from nova.virt.libvirt.imagebackend import policy
 from nova.virt.libvirt.storage import lvm as storage_lvm
 from tests.functional import lvm_harness
-
-import ib_func_helpers as helpers
+from tests.functional.virt.libvirt.imagebackend import helpers
 
 CONF = nova.conf.CONF
 _differs_at = lvm_harness.first_difference

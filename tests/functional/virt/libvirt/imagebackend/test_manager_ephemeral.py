@@ -25,8 +25,7 @@ from nova.virt.libvirt import ephemeral_crypt
 from nova.virt.libvirt.imagebackend import backends
 from nova.virt.libvirt.imagebackend import manager as disk_manager
 from nova.virt.libvirt.storage import lvm as storage_lvm
-
-import ib_func_helpers as helpers
+from tests.functional.virt.libvirt.imagebackend import helpers
 
 CONF = nova.conf.CONF
 UPSTREAM_PYTHON = os.environ.get('NOVA_TEST_UPSTREAM_PYTHON')

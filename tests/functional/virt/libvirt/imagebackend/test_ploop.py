@@ -1,6 +1,6 @@
 """Upstream's PloopTestCase scenarios, checked by the ploop tool itself.
 
-The contract suite (test_ib_contract.py) reads every Ploop disk through
+The contract suite (test_backends_contract.py) reads every Ploop disk through
 qemu-img (``parallels``). Upstream's ``test_create_image`` is about the
 ploop disk directory as ploop sees it: the image copied into
 ``root.hds``, its ``DiskDescriptor.xml`` in place, the size extended. Here
@@ -19,8 +19,7 @@ from nova.objects import libvirt_disk
 from nova.virt.libvirt import disk_funcs
 from nova.virt.libvirt.imagebackend import backends
 from nova.virt.libvirt.storage import ploop
-
-import ib_func_helpers as helpers
+from tests.functional.virt.libvirt.imagebackend import helpers
 
 MiB = helpers.MiB
 DISK_SIZE = 64 * MiB

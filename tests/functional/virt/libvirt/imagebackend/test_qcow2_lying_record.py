@@ -19,8 +19,8 @@ import pytest
 import nova.conf
 from nova import exception
 from nova.virt.libvirt import imagebackend
-
-import ib_func_helpers as helpers
+from tests.functional import helpers as func_helpers
+from tests.functional.virt.libvirt.imagebackend import helpers
 
 CONF = nova.conf.CONF
 MiB = helpers.MiB
@@ -155,8 +155,8 @@ def test_disks_as_recorded_pass_and_grow(conf, cache, image_service,
     disk.create_from_image(None, image_id)
     disk.verify()
     disk.resize(96 * MiB)
-    assert helpers.qemu_info(disk.path, record.format)['virtual-size'] == \
-        96 * MiB
+    info = func_helpers.qemu_info(disk.path, record.format)
+    assert info['virtual-size'] == 96 * MiB
     assert disk.inspect()['data_file'] is None
 
 

@@ -34,7 +34,7 @@ import sys
 # upstream's code (Glance and privsep stand-ins) is put there by hand. That
 # directory holds no ``nova``: upstream's stays the one imported.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                '..', '..', '..', 'tools', 'upstream'))
+                                *['..'] * 5, 'tools', 'upstream'))
 import drive  # noqa: E402
 
 

@@ -1,5 +1,4 @@
-"""Helpers of the imagebackend unit tests (imported by name: this
-directory is on sys.path under pytest's default import mode)."""
+"""Helpers of the imagebackend unit tests."""
 
 import collections
 import os

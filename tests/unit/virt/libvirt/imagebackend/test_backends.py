@@ -13,8 +13,7 @@ from nova import exception
 from nova.objects import libvirt_disk
 from nova.virt.libvirt import imagebackend
 from nova.virt.libvirt.imagebackend import cache as image_cache
-
-import ib_unit_helpers
+from tests.unit.virt.libvirt.imagebackend import helpers
 
 CONF = nova.conf.CONF
 UUID = '6c4a8f1e-0a57-4a1b-9d2f-3e1b2c3d4e5f'
@@ -172,7 +171,7 @@ def test_too_large_image_is_refused_before_writing(conf, cache):
 
 
 def test_entry_larger_than_the_disk_is_refused(conf, images):
-    class LaxCache(ib_unit_helpers.DictFetchCache):
+    class LaxCache(helpers.DictFetchCache):
         """Ignores max_virtual_size: the backend must still refuse."""
 
         def ensure_image(self, context, image_id, fmt,
@@ -198,7 +197,7 @@ def test_existing_disk_is_never_overwritten(conf, cache):
 
 
 def test_failed_create_leaves_nothing(conf, cache):
-    class BrokenCache(ib_unit_helpers.DictFetchCache):
+    class BrokenCache(helpers.DictFetchCache):
         def ensure_image(self, *args, **kwargs):
             entry = super().ensure_image(*args, **kwargs)
             os.unlink(entry.path)  # the copy will fail
@@ -305,7 +304,7 @@ def test_guest_written_qcow2_header_is_still_raw(conf, cache, tmp_path):
     secret.write_bytes(b'secret')
     disk = imagebackend.Flat(instance(), record(), cache=cache)
     disk.create_from_image(None, 'raw-image')
-    header = ib_unit_helpers.qcow2_header(8 * MiB, str(secret))
+    header = helpers.qcow2_header(8 * MiB, str(secret))
     with open(disk.path, 'r+b') as f:
         f.write(header)
     disk.resize(2 * MiB)

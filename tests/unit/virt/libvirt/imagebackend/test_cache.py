@@ -17,8 +17,7 @@ import nova.conf
 from nova import exception
 from nova.objects import libvirt_disk
 from nova.virt.libvirt.imagebackend import cache as image_cache
-
-import ib_unit_helpers
+from tests.unit.virt.libvirt.imagebackend import helpers
 
 CONF = nova.conf.CONF
 
@@ -135,7 +134,7 @@ def test_sidecar_not_data_is_the_source_of_truth(conf, cache):
 
 
 def test_concurrent_requests_fetch_once(conf, images):
-    cache = ib_unit_helpers.DictFetchCache(images, delay=0.2)
+    cache = helpers.DictFetchCache(images, delay=0.2)
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         entries = list(pool.map(
             lambda _: cache.ensure_image(None, 'raw-image', 'raw'),
@@ -202,7 +201,7 @@ def test_fetch_of_the_wrong_format_is_not_recorded(conf, cache):
 def test_tampered_qcow2_base_is_refused_before_use(conf, cache):
     entry = cache.ensure_image(None, 'qcow2-image', 'qcow2')
     with open(entry.path, 'r+b') as f:
-        f.write(ib_unit_helpers.qcow2_header(2 << 20, '/etc/shadow'))
+        f.write(helpers.qcow2_header(2 << 20, '/etc/shadow'))
     with pytest.raises(exception.CacheEntryInvalid, match='backing_file'):
         cache.ensure_image(None, 'qcow2-image', 'qcow2')
 
@@ -464,7 +463,7 @@ def _upstream_file(name, data, size=None):
 
 
 def _qcow2(size, backing_file=None):
-    return ib_unit_helpers.qcow2_header(size, backing_file=backing_file)
+    return helpers.qcow2_header(size, backing_file=backing_file)
 
 
 def _state(path):

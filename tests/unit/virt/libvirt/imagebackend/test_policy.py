@@ -21,7 +21,7 @@ from nova.virt.libvirt import ephemeral_crypt
 from nova.virt.libvirt import ephemeral_fs
 from nova.virt.libvirt.imagebackend import policy
 
-import lv_unit_helpers
+from tests import fixtures
 
 CONF = nova.conf.CONF
 UUID = '5b0b2a38-08c2-4c2a-bd3c-1c1a3e3bbd0e'
@@ -30,7 +30,7 @@ IMAGE_ID = 'c0f5e0d2-7a3e-4d0b-9a57-0f0d7b1e2c11'
 
 @pytest.fixture
 def conf():
-    overrides = lv_unit_helpers.ConfOverrides()
+    overrides = fixtures.ConfOverrides()
     yield overrides
     overrides.undo()
 
