@@ -1,6 +1,8 @@
-"""Fixtures of the hostile-neighbour tests: a real database, the local
-image store, the image cache, qemu-img/mkfs and libvirt's test driver,
-under a private state_path per test (see tests/functional/virt/libvirt)."""
+"""Fixtures of the tests of nova/virt and below: a real database, the
+local image store, the image cache, qemu-img/mkfs and libvirt's test
+driver, under a private state_path per test (``conf``); and, for the
+hostile-neighbour tests of staging, a directory outside every service
+directory and a victim file in it."""
 
 import os
 

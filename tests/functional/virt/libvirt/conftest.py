@@ -1,10 +1,13 @@
-"""Fixtures of the libvirt driver's functional tests.
+"""Fixtures of the libvirt driver's functional tests, on top of those of
+tests/functional/virt (``conf``, ``image_api``, ``images``, ``host``).
 
 Everything is real: a fresh SQLite database migrated by ``db_sync``
 (``tests.fixtures.Database``), the local image store with images made by
 qemu-img, the image cache, qemu-img/mkfs/mkswap, and libvirt's test driver
 (``test:///default``, in process). Each test has its own ``state_path``
-(and so its own instances_path, image store and locks).
+(and so its own instances_path, image store and locks). ``driver`` here
+is the driver with a DiskManager of its own; ``kvm_driver`` the driver on
+libvirtd with QEMU/KVM.
 """
 
 import os
@@ -12,40 +15,12 @@ import os
 import pytest
 
 import nova.conf
-from nova import image
 from nova.virt.libvirt import driver as libvirt_driver
 from nova.virt.libvirt import host as libvirt_host
 from nova.virt.libvirt.imagebackend import manager as disk_manager
-from tests.functional.virt.libvirt import helpers
 
 CONF = nova.conf.CONF
 URI_ENV = 'NOVA_TEST_LIBVIRT_URI'
-
-
-@pytest.fixture
-def image_api(conf):
-    return image.API()
-
-
-@pytest.fixture
-def images(context, image_api, tmp_path):
-    """{'raw': metadata, 'qcow2': metadata} of two imported images."""
-    return {fmt: image_api.import_file(
-        context, helpers.make_image_file(str(tmp_path), fmt), fmt,
-        name=fmt) for fmt in ('raw', 'qcow2')}
-
-
-@pytest.fixture
-def host(conf):
-    """A connection to libvirt's in-process test driver.
-
-    The test driver keeps its state while any connection is open, so each
-    test closes its own at the end.
-    """
-    conf.config(group='libvirt', connection_uri='test:///default')
-    h = libvirt_host.Host()
-    yield h
-    h.close()
 
 
 @pytest.fixture

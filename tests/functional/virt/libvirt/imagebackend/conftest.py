@@ -22,6 +22,7 @@ from nova.virt.libvirt import driver as libvirt_driver
 from nova.virt.libvirt import host as libvirt_host
 from nova.virt.libvirt.imagebackend import cache as image_cache
 from tests import fixtures
+from tests.functional.virt.libvirt import helpers as libvirt_helpers
 from tests.functional.virt.libvirt.imagebackend import helpers
 from tests.functional.virt.libvirt.imagebackend import nova34_disks
 
@@ -105,7 +106,7 @@ def nova34_image_files(tmp_path_factory):
     """{'raw': path, 'qcow2': path}: the same 64 MiB disk in both, the
     images upstream Nova 34.0.0 makes the legacy disks from."""
     d = str(tmp_path_factory.mktemp('legacy-images'))
-    return {fmt: nova34_disks.make_image_file(d, fmt)
+    return {fmt: libvirt_helpers.make_image_file(d, fmt)
             for fmt in ('raw', 'qcow2')}
 
 

@@ -27,9 +27,6 @@ UPSTREAM_PYTHON_ENV = 'NOVA_TEST_UPSTREAM_PYTHON'
 MAKER = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                      'upstream_maker.py')
 
-#: The test images: 64 MiB virtual, 1 MiB of data at the start.
-IMAGE_VIRTUAL_SIZE = 64 * units.Mi
-
 #: Layout settings per case: (images_type, use_cow_images,
 #: force_raw_images).
 LAYOUTS = {
@@ -42,21 +39,6 @@ LAYOUTS = {
 
 def upstream_python():
     return os.environ.get(UPSTREAM_PYTHON_ENV) or None
-
-
-def make_image_file(directory, fmt):
-    raw = os.path.join(directory, 'image.raw')
-    if not os.path.exists(raw):
-        with open(raw, 'wb') as f:
-            f.write(b'nova' * 256 * 1024)
-            f.truncate(IMAGE_VIRTUAL_SIZE)
-    if fmt == 'raw':
-        return raw
-    out = os.path.join(directory, 'image.' + fmt)
-    if not os.path.exists(out):
-        subprocess.run(['qemu-img', 'convert', '-q', '-f', 'raw', '-O', fmt,
-                        raw, out], check=True)
-    return out
 
 
 def configure(conf, layout):
@@ -151,13 +133,6 @@ def create_instance_rows(context, uuid, image_id, root_gb=1,
 def bdms_of(context, instance):
     return objects.BlockDeviceMappingList.get_by_instance_uuid(
         context, instance.uuid)
-
-
-def records(context, instance):
-    """{disk_name: record} as persisted now."""
-    return {record.disk_name: record for record in (
-        bdm.get_disk_metadata() for bdm in bdms_of(context, instance))
-        if record is not None}
 
 
 def assert_record_matches_storage(instance, record):

@@ -20,6 +20,7 @@ from nova.objects import libvirt_disk
 from nova.virt.libvirt.imagebackend import cache as image_cache
 from nova.virt.libvirt.imagebackend import manager as disk_manager
 from tests.functional import helpers as func_helpers
+from tests.functional.virt.libvirt import helpers as libvirt_helpers
 from tests.functional.virt.libvirt.imagebackend import nova34_disks
 
 pytestmark = pytest.mark.usefixtures('upstream')
@@ -77,7 +78,7 @@ def test_upstream_overlay_boots_and_a_new_boot_leaves_its_base_alone(
     # Booted under this driver: every disk recorded on first touch, over
     # the adopted file Nova 34 made, and defined over exactly that file.
     driver.power_on(context, instance)
-    records = nova34_disks.records(context, instance)
+    records = libvirt_helpers.records(context, instance)
     root = records['disk']
     assert (root.backend, root.format, root.backing_format,
             root.base_name) == ('qcow2', 'qcow2', base_format, sha1)
@@ -107,7 +108,7 @@ def test_upstream_overlay_boots_and_a_new_boot_leaves_its_base_alone(
         context, uuidutils.generate_uuid(), meta['id'],
         ephemerals=EPHEMERALS, swap_mb=64)
     driver.spawn(context, new, meta)
-    new_root = nova34_disks.records(context, new)['disk']
+    new_root = libvirt_helpers.records(context, new)['disk']
     own = image_cache.image_entry_name(meta['id'], new_root.backing_format)
     assert own == sha1 + '.' + new_root.backing_format
     assert new_root.base_name is None
@@ -175,7 +176,7 @@ def _hostile_base(base, tmp_path, kind):
 
     :returns: the host file's path.
     """
-    size = str(nova34_disks.IMAGE_VIRTUAL_SIZE)
+    size = str(libvirt_helpers.IMAGE_VIRTUAL_SIZE)
     os.unlink(base)
     if kind == 'backing-file':
         secret = str(tmp_path / 'host-secret')
@@ -207,7 +208,7 @@ def test_hostile_upstream_base_is_not_adopted(conf, context,
     assert 'safety check failed' in result.stdout
     # The root disk is not recorded, its base has no sidecar, and the host
     # file was never opened; the disks on good templates are recorded.
-    records = nova34_disks.records(context, instance)
+    records = libvirt_helpers.records(context, instance)
     assert sorted(records) == ['disk.eph0', 'disk.swap']
     assert not os.path.exists(os.path.join(_base_dir(), sha1 + '.info'))
     assert nova34_disks.opened(trace, secret) == []

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from nova import exception
+from tests.functional.virt.libvirt import helpers as libvirt_helpers
 from tests.functional.virt.libvirt.imagebackend import nova34_disks
 
 pytestmark = pytest.mark.usefixtures('upstream')
@@ -27,8 +28,8 @@ def test_destroy_records_then_removes_every_disk(conf, context,
     inst_dir = os.path.dirname(made['disks']['disk'])
     assert not os.path.exists(inst_dir)
     # The disks that could be proven were recorded on the way.
-    assert sorted(nova34_disks.records(context, instance)) == ['disk',
-                                                               'disk.eph0']
+    recorded = libvirt_helpers.records(context, instance)
+    assert sorted(recorded) == ['disk', 'disk.eph0']
 
 
 def test_destroy_cli_removes_an_unrecorded_instance(conf, context,
@@ -46,7 +47,7 @@ def test_destroy_cli_removes_an_unrecorded_instance(conf, context,
                                  prog='nova-libvirt')
     assert result.returncode == 0, result.stderr
     assert not os.path.exists(inst_dir)
-    assert nova34_disks.records(context, instance) == {}
+    assert libvirt_helpers.records(context, instance) == {}
 
 
 def test_destroy_reports_what_it_cannot_look_at(conf, context,

@@ -9,6 +9,7 @@ import pytest
 
 from nova import exception
 from nova.virt.libvirt.imagebackend import manager as disk_manager
+from tests.functional.virt.libvirt import helpers as libvirt_helpers
 from tests.functional.virt.libvirt.imagebackend import nova34_disks
 
 pytestmark = pytest.mark.usefixtures('upstream')
@@ -60,7 +61,7 @@ def test_guest_qcow2_header_with_disk_info_is_recorded_raw(
     result = nova34_disks.manage(tmp_path, 'libvirt', 'record_disks',
                                  '--instance', instance.uuid, strace_log=trace)
     assert result.returncode == 0, result.stderr
-    record = nova34_disks.records(context, instance)['disk']
+    record = libvirt_helpers.records(context, instance)['disk']
     assert (record.backend, record.format) == ('flat', 'raw')
     nova34_disks.assert_record_matches_storage(instance, record)
     assert nova34_disks.opened(trace, secret) == []
@@ -84,11 +85,11 @@ def test_guest_qcow2_header_without_disk_info_is_ambiguous(
     assert result.returncode == 1
     assert '| refused          | 1     |' in result.stdout
     assert 'qcow2 magic' in result.stdout
-    assert nova34_disks.records(context, instance) == {}
+    assert libvirt_helpers.records(context, instance) == {}
     with pytest.raises(exception.DiskFormatAmbiguous, match='qcow2 magic'):
         disk_manager.DiskManager().get_backend(
             instance, _root_bdm(context, instance))
-    assert nova34_disks.records(context, instance) == {}
+    assert libvirt_helpers.records(context, instance) == {}
 
     # show_disks says why too.
     result = nova34_disks.manage(tmp_path, 'libvirt', 'show_disks',
@@ -104,14 +105,14 @@ def test_guest_qcow2_header_without_disk_info_is_ambiguous(
                                  '--format', 'qcow2', strace_log=traces[1])
     assert result.returncode == 1
     assert secret in result.stdout
-    assert nova34_disks.records(context, instance) == {}
+    assert libvirt_helpers.records(context, instance) == {}
 
     # An operator who says raw is believed.
     result = nova34_disks.manage(tmp_path, 'libvirt', 'record_disks',
                                  '--instance', instance.uuid, '--disk', 'disk',
                                  '--format', 'raw', strace_log=traces[2])
     assert result.returncode == 0, result.stdout
-    record = nova34_disks.records(context, instance)['disk']
+    record = libvirt_helpers.records(context, instance)['disk']
     assert (record.backend, record.format) == ('flat', 'raw')
     # No run opened the host file; the first two read the disk's header
     # (for its magic; with qemu-img -f qcow2).
@@ -141,7 +142,7 @@ def test_corrupt_disk_info_is_refused(conf, context, nova34_image_files):
                        match='disk.info is corrupt') as e:
         manager.local_disks(instance, nova34_disks.bdms_of(context, instance))
     assert not isinstance(e.value, exception.DiskFormatAmbiguous)
-    assert nova34_disks.records(context, instance) == {}
+    assert libvirt_helpers.records(context, instance) == {}
 
 
 def test_disk_info_that_is_a_link_is_not_followed(conf, context,
@@ -162,7 +163,7 @@ def test_disk_info_that_is_a_link_is_not_followed(conf, context,
                                  '--instance', instance.uuid, strace_log=trace)
     assert result.returncode == 1
     assert 'disk.info cannot be opened' in result.stdout
-    assert nova34_disks.records(context, instance) == {}
+    assert libvirt_helpers.records(context, instance) == {}
     assert nova34_disks.opened(trace, secret) == []
     assert os.path.islink(disk_info)
 
@@ -187,6 +188,6 @@ def test_missing_base_and_absent_disk_are_refused(conf, context,
     assert results['/dev/vdb'].reason == (
         'no disk disk.eph0 or disk.local on qcow2 storage')
     # What could be proven is recorded, and only that.
-    assert sorted(nova34_disks.records(context, instance)) == ['disk']
+    assert sorted(libvirt_helpers.records(context, instance)) == ['disk']
     nova34_disks.assert_record_matches_storage(
-        instance, nova34_disks.records(context, instance)['disk'])
+        instance, libvirt_helpers.records(context, instance)['disk'])

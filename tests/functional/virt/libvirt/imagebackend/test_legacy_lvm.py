@@ -35,6 +35,7 @@ from nova.virt.libvirt.imagebackend import manager as disk_manager
 from nova.virt.libvirt.storage import lvm
 from tests.functional import helpers as func_helpers
 from tests.functional import lvm_harness
+from tests.functional.virt.libvirt import helpers as libvirt_helpers
 from tests.functional.virt.libvirt.imagebackend import nova34_disks
 
 pytestmark = pytest.mark.usefixtures('upstream')
@@ -96,7 +97,7 @@ def volume_names(instance, count):
 
 
 def assert_records_match_volumes(context, vg, instance, names, root_size):
-    records = nova34_disks.records(context, instance)
+    records = libvirt_helpers.records(context, instance)
     assert sorted(records) == sorted(names)
     volumes = lvm.volumes(vg.name)
     for name, record in records.items():
@@ -171,7 +172,7 @@ def test_record_disks_records_volumes_in_bulk(conf, context,
     assert result.returncode == 0, result.stderr
     assert '| recorded         | 3     |' in result.stdout
     assert_records_match_volumes(context, vg, instance, names,
-                                 nova34_disks.IMAGE_VIRTUAL_SIZE)
+                                 libvirt_helpers.IMAGE_VIRTUAL_SIZE)
     result = manage(tmp_path, vg, 'libvirt', 'record_disks', '--host',
                     'legacy-host')
     assert result.returncode == 0, result.stderr
@@ -207,8 +208,8 @@ def test_wrong_size_and_missing_volumes_are_refused(
             instance, nova34_disks.bdms_of(context, instance))
     assert e.value.kwargs['instance_uuid'] == instance.uuid
     assert e.value.kwargs['disk_name'] == '/dev/vdb'
-    assert 'disk.swap' not in nova34_disks.records(context, instance)
-    assert 'disk.eph0' not in nova34_disks.records(context, instance)
+    assert 'disk.swap' not in libvirt_helpers.records(context, instance)
+    assert 'disk.eph0' not in libvirt_helpers.records(context, instance)
 
 
 def manage(tmp_path, vg, *args):

@@ -7,6 +7,7 @@ import subprocess
 
 from nova.db import api as db
 from nova.virt.libvirt.imagebackend import manager as disk_manager
+from tests.functional.virt.libvirt import helpers as libvirt_helpers
 from tests.functional.virt.libvirt.imagebackend import nova34_disks
 
 COUNT = 450   # three batches of manage_libvirt.BATCH_INSTANCES (200)
@@ -50,7 +51,7 @@ def test_killed_run_is_completed_by_the_next(conf, context, tmp_path):
     # What the killed run recorded was not written again.
     assert {u: second[u] for u in done} == {u: first[u] for u in done}
     for instance in instances[:3]:
-        record = nova34_disks.records(context, instance)['disk']
+        record = libvirt_helpers.records(context, instance)['disk']
         nova34_disks.assert_record_matches_storage(instance, record)
 
 
@@ -70,7 +71,7 @@ def test_loser_obeys_the_record_stored_first(conf, context, caplog):
     manager = disk_manager.DiskManager()
     manager.record_legacy_disks(
         context, [(same, nova34_disks.bdms_of(context, same))])
-    theirs = nova34_disks.records(context, same)['disk']
+    theirs = libvirt_helpers.records(context, same)['disk']
     first = theirs.obj_clone()
     first.image_id = '0d7b1b16-4b54-4a0c-9a54-6d1f0e9a3b21'
     db.block_device_mapping_update(context, stale[other.uuid][0].id, {

@@ -11,6 +11,7 @@ import pytest
 
 from nova import exception
 from nova.virt.libvirt.imagebackend import manager as disk_manager
+from tests.functional.virt.libvirt import helpers as libvirt_helpers
 from tests.functional.virt.libvirt.imagebackend import nova34_disks
 
 pytestmark = pytest.mark.usefixtures('upstream')
@@ -68,7 +69,7 @@ def test_spawn_adopts_disks_on_storage_and_makes_missing_ones(
 
     assert [d.disk_name for d in disks] == ['disk', 'disk.eph0',
                                             'disk.swap']
-    records = nova34_disks.records(context, instance)
+    records = libvirt_helpers.records(context, instance)
     assert sorted(records) == ['disk', 'disk.eph0', 'disk.swap']
     for record in records.values():
         nova34_disks.assert_record_matches_storage(instance, record)
@@ -100,7 +101,7 @@ def test_spawn_refuses_a_disk_on_storage_it_cannot_prove(conf, context,
             context, instance, None, nova34_disks.bdms_of(context, instance))
     assert 'disk.eph0' in str(e.value) and 'flavor' in str(e.value)
     # Nothing recorded, nothing made or changed.
-    assert nova34_disks.records(context, instance) == {}
+    assert libvirt_helpers.records(context, instance) == {}
     after = {name: os.stat(path) for name, path in made['disks'].items()}
     assert {n: (s.st_ino, s.st_size, s.st_mtime_ns)
             for n, s in before.items()} == {

@@ -15,6 +15,7 @@ import pytest
 
 from nova.cmd import manage_libvirt
 from nova.virt.libvirt.imagebackend import manager as disk_manager
+from tests.functional.virt.libvirt import helpers as libvirt_helpers
 from tests.functional.virt.libvirt.imagebackend import nova34_disks
 
 EPHEMERALS = ({'size': 1, 'guest_format': None},
@@ -36,7 +37,7 @@ pytestmark = pytest.mark.usefixtures('upstream')
 
 
 def _check_instance(context, instance, root):
-    records = nova34_disks.records(context, instance)
+    records = libvirt_helpers.records(context, instance)
     assert sorted(records) == ['disk', 'disk.eph0', 'disk.eph1',
                                'disk.swap']
     backend, fmt, backing_format = root
@@ -91,7 +92,8 @@ def test_first_touch_records_every_disk(conf, context, nova34_image_files,
     # Every disk is what its record says (what a boot checks).
     for disk in disks:
         disk.backend.verify()
-    assert _texts(nova34_disks.records(context, instance)) == _texts(records)
+    assert _texts(libvirt_helpers.records(context, instance)) == _texts(
+        records)
 
 
 def _sha1(text):
@@ -144,7 +146,8 @@ def test_max_count_stops_and_the_next_run_completes(
                                  'legacy-host', '--max-count', '4')
     assert result.returncode == 1, result.stderr
     assert 'left for another run' in result.stdout
-    counts = sorted(len(nova34_disks.records(context, i)) for i in instances)
+    counts = sorted(len(libvirt_helpers.records(context, i))
+                    for i in instances)
     assert counts == [0, 3]
     result = nova34_disks.manage(tmp_path, 'libvirt', 'record_disks', '--host',
                                  'legacy-host')
@@ -156,7 +159,7 @@ def test_max_count_stops_and_the_next_run_completes(
 
 
 def _check_instance_disks(context, instance, count):
-    records = nova34_disks.records(context, instance)
+    records = libvirt_helpers.records(context, instance)
     assert len(records) == count
     for record in records.values():
         nova34_disks.assert_record_matches_storage(instance, record)
@@ -177,7 +180,7 @@ def test_show_disks_before_and_after(conf, context, nova34_image_files):
         assert entry['on_disk']['format'] == 'qcow2'
         assert entry['on_disk']['virtual_size'] == entry['record']['size']
     # show_disks writes nothing: no record, and no base adopted.
-    assert nova34_disks.records(context, instance) == {}
+    assert libvirt_helpers.records(context, instance) == {}
     assert not [n for n in os.listdir(os.path.join(conf_instances_path(),
                                                    '_base'))
                 if n.endswith('.info')]
