@@ -43,6 +43,14 @@ def context(db):
     return nova_context.get_admin_context()
 
 
+@pytest.fixture
+def src_dir(tmp_path):
+    """Where test images are built before they enter an image store."""
+    path = tmp_path / 'src'
+    path.mkdir()
+    return str(path)
+
+
 @pytest.fixture(scope='session')
 def lvm_session_vg(tmp_path_factory):
     """This session's own volume group (lvm_harness.session_group), made

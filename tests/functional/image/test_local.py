@@ -17,7 +17,6 @@ from tests.functional.virt import helpers
 ctx = helpers.ctx
 store = helpers.store
 image_api = helpers.image_api
-src_dir = helpers.src_dir
 
 CONF = nova.conf.CONF
 MiB = hostile.MiB

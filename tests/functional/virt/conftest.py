@@ -37,13 +37,6 @@ def image_api(conf):
 
 
 @pytest.fixture
-def src_dir(tmp_path):
-    path = tmp_path / 'src'
-    path.mkdir()
-    return str(path)
-
-
-@pytest.fixture
 def images(context, image_api, src_dir):
     """{'raw': metadata, 'qcow2': metadata} of two imported images."""
     return {fmt: image_api.import_file(

@@ -1,9 +1,11 @@
-"""Helpers and fixtures of the image functional tests.
+"""Helpers and fixtures of the fetch tests (nova/virt/images.py) and of
+the local image store's (tests/functional/image).
 
-Fixtures are imported by name by the test modules (no conftest here):
-``ctx``, ``store`` (a LocalImageService in the test's tmp_path),
-``image_api`` (``nova.image.API`` over it) and ``base_dir`` (an empty
-directory to fetch into, like the image cache's).
+The fixtures are imported by name by the test modules that use them, over
+the conftest's (which serve the driver and staging tests): ``ctx``,
+``store`` (a LocalImageService in the test's tmp_path), ``image_api``
+(``nova.image.API`` over it) and ``base_dir`` (an empty directory to
+fetch into, like the image cache's).
 """
 
 import os
@@ -36,14 +38,6 @@ def image_api(store):
 @pytest.fixture
 def base_dir(tmp_path):
     path = tmp_path / 'base'
-    path.mkdir()
-    return str(path)
-
-
-@pytest.fixture
-def src_dir(tmp_path):
-    """Where test images are built before they enter the store."""
-    path = tmp_path / 'src'
     path.mkdir()
     return str(path)
 

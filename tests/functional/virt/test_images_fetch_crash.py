@@ -17,7 +17,6 @@ ctx = helpers.ctx
 store = helpers.store
 image_api = helpers.image_api
 base_dir = helpers.base_dir
-src_dir = helpers.src_dir
 
 MiB = hostile.MiB
 SIZE = 32 * MiB
