@@ -26,7 +26,9 @@ def conf(db, tmp_path):
     """CONF overrides on the test's database, with the service's
     directories under ``tmp_path/state``."""
     overrides = fixtures.ConfOverrides()
-    overrides.private_paths(tmp_path / 'state')
+    # Nothing made: the hostile-neighbour tests plant links and modes at
+    # these paths before the service makes them.
+    overrides.private_paths(tmp_path / 'state', make=False)
     yield overrides
     overrides.undo()
 
