@@ -62,6 +62,21 @@ class ConfOverrides:
             CONF.set_override(name, value, group=group)
             self._set.append((name, group))
 
+    def private_paths(self, directory, make=True):
+        """Point ``state_path`` at ``directory``, ``instances_path`` at
+        ``directory/instances`` and the lock path at
+        ``directory/instances/locks``: a test's own service directories.
+
+        :param make: make ``directory/instances`` here; False leaves
+            every directory to the test (or to the service).
+        """
+        instances = os.path.join(str(directory), 'instances')
+        if make:
+            os.makedirs(instances)
+        self.config(state_path=str(directory), instances_path=instances)
+        self.config(group='oslo_concurrency',
+                    lock_path=os.path.join(instances, 'locks'))
+
     def undo(self):
         while self._set:
             name, group = self._set.pop()

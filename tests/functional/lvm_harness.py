@@ -11,8 +11,15 @@ extents on the PV. Writes through it land where LVM would put them, so a
 test can read the PV to see a wipe. Nothing else is replaced: lvcreate,
 lvrename, lvextend, lvremove, qemu-img, dd and shred all run for real.
 
-The ``lvm`` fixture gives a test the volume group with all of that in
-place; test modules and conftests import it from here.
+Each test session works in a volume group of its own
+(``session_group``: a PV on a loop device of its own, seen through an
+lvm.conf that accepts that device alone), never in the group of
+tools/services/lvm.sh, which other test runs on the machine use at the same
+time: a session then removes only volumes it made, and detaches only loop
+devices over its own PV. tools/services/lvm.sh's group and lvm.conf remain
+the proof that LVM works here and the template of the session's lvm.conf.
+The fixtures ``lvm_session_vg`` and ``lvm_vg`` (tests/functional/conftest.py)
+give tests the session's group with all of the above in place.
 """
 
 import contextlib
@@ -22,9 +29,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-import types
-
-import pytest
+import uuid
 
 from nova import exception
 from nova.virt.libvirt.storage import lvm
@@ -166,9 +171,17 @@ def private_group(size, directory=None):
     with open(os.path.join(os.environ[ENV_SYSTEM_DIR], 'lvm.conf')) as f:
         conf = f.read()
     conf = re.sub(r'"a\|\^[^|]*\$\|"', '"a|^%s$|"' % pv, conf)
+    # Metadata backups of this group stay with it, and go with it.
+    for setting in ('backup_dir', 'archive_dir'):
+        path = os.path.join(work, setting)
+        os.mkdir(path)
+        conf = re.sub(r'(?m)^(\s*%s\s*=\s*)"[^"]*"' % setting,
+                      lambda m: '%s"%s"' % (m.group(1), path), conf)
     with open(os.path.join(conf_dir, 'lvm.conf'), 'w') as f:
         f.write(conf)
-    vg = 'nova_private_vg_%d' % os.getpid()
+    # Unique on the machine: another process, or another group of this
+    # one (a test's second group inside the session's), may be alive.
+    vg = 'nova_private_vg_%d_%s' % (os.getpid(), uuid.uuid4().hex[:8])
     env = dict(os.environ, LVM_SYSTEM_DIR=conf_dir,
                LVM_SUPPRESS_FD_WARNINGS='1')
     try:
@@ -183,32 +196,35 @@ def private_group(size, directory=None):
         shutil.rmtree(work, ignore_errors=True)
 
 
-@pytest.fixture
-def lvm_vg(monkeypatch):
-    """The harness's volume group (tools/services/lvm.sh), with LVM and
-    ``storage.lvm.device_path`` pointed at it.
+#: Size of a session's volume group: a sparse file, so only what the
+#: tests write takes space.
+SESSION_GROUP_SIZE = 4 << 30
 
-    Yields vg (its name) and aliases (LoopAliases). Afterwards every
-    volume the test made and left is removed and every loop device over
-    the PV detached.
+
+@contextlib.contextmanager
+def session_group(size=SESSION_GROUP_SIZE, directory=None):
+    """``private_group`` for a whole test session, named in os.environ
+    (``ENV_VG``, ``ENV_PV``, ``ENV_SYSTEM_DIR``) while it lives, so that
+    ``install()`` in this process and in every worker process it starts
+    (they inherit the environment) use it. Afterwards the environment is
+    as it was and the group is gone.
     """
-    if not available():
-        pytest.skip('no test volume group: run under tools/with-services.sh '
-                    'with the lvm service')
-    aliases = install(monkeypatch.setenv)
-    vg = os.environ[ENV_VG]
-    before = set(lvm.volumes(vg))
-    try:
-        yield types.SimpleNamespace(vg=vg, aliases=aliases)
-    finally:
-        uninstall()
-        aliases.detach_all()
-        remove_volumes(vg, set(lvm.volumes(vg)) - before)
+    with private_group(size, directory) as private:
+        saved = {name: os.environ.get(name) for name in private}
+        os.environ.update(private)
+        try:
+            yield private
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def remove_volumes(vg, names):
     """Remove the volumes ``names`` of ``vg``; one that is already gone
-    (another user of the shared group removed it) is not an error."""
+    (the test, or upstream's code it ran, removed it) is not an error."""
     for lv in names:
         try:
             lvm.remove_volume(vg, lv)

@@ -15,8 +15,13 @@
 # device-mapper (no /dev/<vg>/<lv> ever appears), and no udev. So every LVM
 # command must run with the settings of the lvm.conf written here: scan the
 # one loop device only, no udev, no activation, no metadata backups outside
-# the state directory, synchronous I/O (faster here, see write_conf). Tests point LVM_SYSTEM_DIR at that directory, so the
-# product code runs its ordinary lvcreate/lvremove unchanged. The tests then
+# the state directory, synchronous I/O (faster here, see write_conf). Each
+# test session makes a volume group of its own on a loop device of its own,
+# with a copy of this lvm.conf that accepts that device alone
+# (tests/functional/lvm_harness.py), so that test runs at once never touch
+# each other's volumes; the group made here proves LVM works. Tests point
+# LVM_SYSTEM_DIR at their lvm.conf, so the product code runs its ordinary
+# lvcreate/lvremove unchanged. The tests then
 # reach an LV's bytes through loop devices over its extents on the PV (the
 # harness's device_path); stop detaches those too, so nothing is left:
 # no loop device, no volume group, no process.

@@ -1,4 +1,4 @@
-"""One process of the record-once race (test_record_once.py).
+"""One process of the record-once race (test_api_record_once.py).
 
 Run as ``python -m tests.functional.db.record_once_worker SPEC`` where SPEC
 is JSON::

@@ -1,0 +1,283 @@
+"""What only the Lvm backend does, on the harness's real volume group:
+refusing a volume group it cannot use, wiping per volume_clear, keeping a
+volume whose wipe failed, and a block ``<disk>`` element."""
+
+import contextlib
+import os
+import subprocess
+
+import pytest
+
+import nova.conf
+from nova import exception
+from nova.objects import libvirt_disk
+from nova.virt.libvirt.imagebackend import backends
+from nova.virt.libvirt.imagebackend import policy
+from nova.virt.libvirt.storage import lvm as storage_lvm
+from tests.functional import lvm_harness
+from tests.functional.virt.libvirt.imagebackend import helpers
+
+CONF = nova.conf.CONF
+_differs_at = lvm_harness.first_difference
+MiB = helpers.MiB
+SIZE = 64 * MiB
+
+
+def _disk(lvm, cache, size=SIZE, vg=None, image_id=None, instance=None):
+    instance = instance or helpers.Instance()
+    record = libvirt_disk.LibvirtDiskMetadata(
+        backend='lvm', format='raw', size=size, disk_name='disk',
+        volume_group=vg or lvm.vg,
+        volume_name=policy.volume_name(instance.uuid, 'disk'),
+        image_id=image_id)
+    return backends.backend_for(instance, record, cache=cache)
+
+
+def _filled(lvm, cache, image_service):
+    image_id = image_service.ids['raw']
+    disk = _disk(lvm, cache, image_id=image_id)
+    disk.create_from_image(None, image_id)
+    where = lvm.aliases.extents(lvm.vg, disk.record.volume_name)
+    return disk, where
+
+
+def test_missing_volume_group_is_refused(lvm, cache):
+    disk = _disk(lvm, cache, vg='no_such_vg')
+    with pytest.raises(exception.BackendUnavailable) as e:
+        disk.check_available()
+    msg = str(e.value)
+    assert 'no_such_vg' in msg and disk.instance_uuid in msg
+    assert 'disk' in msg
+
+
+def test_volume_group_without_room_is_refused(lvm, cache):
+    free = storage_lvm.volume_group_info(lvm.vg)['free']
+    disk = _disk(lvm, cache, size=free + 4 * MiB)
+    with pytest.raises(exception.BackendUnavailable) as e:
+        disk.check_available()
+    assert '%d bytes free' % free in str(e.value)
+    _disk(lvm, cache).check_available()
+
+
+def test_existing_volume_needs_no_room(lvm, cache, image_service):
+    disk, _where = _filled(lvm, cache, image_service)
+    free = storage_lvm.volume_group_info(lvm.vg)['free']
+    big = _disk(lvm, cache, size=free + 4 * MiB,
+                instance=helpers.Instance(disk.instance_uuid))
+    big.check_available()
+
+
+@pytest.mark.parametrize('method,clear_mib,expect', [
+    ('zero', 0, 'all zero'),
+    ('zero', 2, 'head zero'),
+    ('shred', 0, 'all changed'),
+    ('none', 0, 'unchanged'),
+])
+def test_remove_wipes_per_volume_clear(lvm, cache, image_service, conf,
+                                       method, clear_mib, expect):
+    conf.config(volume_clear=method, volume_clear_size=clear_mib,
+                group='libvirt')
+    disk, (offset, length) = _filled(lvm, cache, image_service)
+    before = lvm.aliases.read(offset, length)
+
+    disk.remove()
+
+    assert not disk.exists()
+    after = lvm.aliases.read(offset, length)
+    if expect == 'all zero':
+        assert _differs_at(after, bytes(length)) is None
+    elif expect == 'head zero':
+        assert _differs_at(after[:2 * MiB], bytes(2 * MiB)) is None
+        assert _differs_at(after[2 * MiB:], before[2 * MiB:]) is None
+    elif expect == 'all changed':
+        # shred's last pass is random: the image's data is gone.
+        assert after[:MiB] != before[:MiB]
+    else:
+        assert _differs_at(after, before) is None
+
+
+def test_failed_wipe_keeps_the_volume(lvm, cache, image_service,
+                                      monkeypatch):
+    disk, (offset, length) = _filled(lvm, cache, image_service)
+    before = lvm.aliases.read(offset, length)
+    # The device refuses writes: a read-only loop device over the volume.
+    readonly = subprocess.run(
+        ['losetup', '--find', '--show', '--read-only', '--offset',
+         str(offset), '--sizelimit', str(length), lvm.aliases.pv],
+        check=True, capture_output=True, text=True).stdout.strip()
+    monkeypatch.setattr(storage_lvm, 'device_path', lambda vg, lv: readonly)
+
+    with pytest.raises(exception.VolumeWipeFailed) as e:
+        disk.remove()
+
+    msg = str(e.value)
+    assert disk.record.volume_name in msg and 'zero' in msg
+    assert disk.exists()
+    assert lvm.aliases.read(offset, length) == before
+
+
+def test_disk_element_is_a_block_device(lvm, cache, image_service):
+    disk, _where = _filled(lvm, cache, image_service)
+    element = disk.libvirt_info('vdb').to_element()
+    assert element.get('type') == 'block'
+    assert element.find('source').get('dev') == storage_lvm.device_path(
+        lvm.vg, disk.record.volume_name)
+    assert element.find('driver').get('type') == 'raw'
+
+
+def test_resize_to_the_same_size_is_a_no_op(lvm, cache, image_service):
+    disk, where = _filled(lvm, cache, image_service)
+    disk.resize(SIZE)
+    assert lvm.aliases.extents(lvm.vg, disk.record.volume_name) == where
+
+
+def test_volume_that_appears_meanwhile_is_kept(lvm, cache):
+    instance = helpers.Instance()
+    name = policy.volume_name(instance.uuid, 'disk.swap')
+    record = libvirt_disk.LibvirtDiskMetadata(
+        backend='lvm', format='raw', size=SIZE, disk_name='disk.swap',
+        volume_group=lvm.vg, volume_name=name, cache_name='swap_64')
+    disk = backends.backend_for(instance, record, cache=cache)
+
+    def someone_else_makes_it(target, size):
+        storage_lvm.create_volume(lvm.vg, name, size)
+
+    with pytest.raises(exception.DiskAlreadyExists):
+        disk.create_from_func(None, someone_else_makes_it, 'swap_64', SIZE)
+
+    assert sorted(lv for lv in storage_lvm.volumes(lvm.vg)
+                  if lv.startswith(instance.uuid)) == [name]
+
+
+# --- what check_available saw, reused by the create ------------------------
+
+def _temp_volumes(lvm, instance_uuid):
+    return sorted(lv for lv in storage_lvm.volumes(lvm.vg)
+                  if lv.startswith(instance_uuid))
+
+
+def test_create_after_a_stale_check_removes_a_new_leftover(
+        lvm, cache, image_service):
+    # check_available saw no temporary volume; a create of the same disk
+    # killed meanwhile left one, full of its bytes.
+    image_id = image_service.ids['raw']
+    disk = _disk(lvm, cache, image_id=image_id)
+    disk.check_available()
+    storage_lvm.create_volume(lvm.vg, disk.temp_volume_name, SIZE)
+    offset, length = lvm.aliases.extents(lvm.vg, disk.temp_volume_name)
+    subprocess.run(['dd', 'if=/dev/urandom', 'of=%s' % lvm.aliases.pv,
+                    'bs=1M', 'count=%d' % (length // MiB),
+                    'seek=%d' % offset, 'oflag=seek_bytes,direct',
+                    'conv=notrunc', 'status=none'], check=True)
+
+    disk.create_from_image(None, image_id)
+
+    assert disk.exists()
+    assert _temp_volumes(lvm, disk.instance_uuid) == [
+        disk.record.volume_name]
+
+
+def test_create_after_a_stale_check_keeps_a_new_volume(lvm, cache,
+                                                       image_service):
+    # check_available saw no volume; one of that name appeared meanwhile.
+    image_id = image_service.ids['raw']
+    disk = _disk(lvm, cache, image_id=image_id)
+    disk.check_available()
+    storage_lvm.create_volume(lvm.vg, disk.record.volume_name, SIZE)
+    where = lvm.aliases.extents(lvm.vg, disk.record.volume_name)
+    before = lvm.aliases.read(*where)
+
+    with pytest.raises(exception.DiskAlreadyExists):
+        disk.create_from_image(None, image_id)
+
+    assert lvm.aliases.read(*where) == before
+    assert _temp_volumes(lvm, disk.instance_uuid) == [
+        disk.record.volume_name]
+
+
+@contextlib.contextmanager
+def _private_volume_group(size=64 * MiB):
+    """A volume group of its own (a second PV), seen by this process's
+    LVM commands while the block runs; yields its name."""
+    with lvm_harness.private_group(size) as private:
+        harness_conf = os.environ['LVM_SYSTEM_DIR']
+        os.environ['LVM_SYSTEM_DIR'] = private[lvm_harness.ENV_SYSTEM_DIR]
+        try:
+            yield private[lvm_harness.ENV_VG]
+        finally:
+            os.environ['LVM_SYSTEM_DIR'] = harness_conf
+
+
+def test_check_available_of_an_empty_volume_group(lvm, cache):
+    # A group with no volume at all reports no row when asked for volume
+    # fields: it still exists, with its free space. A second PV holds an
+    # empty group of its own.
+    with _private_volume_group() as vg:
+        info = storage_lvm.volume_group_info(vg, with_volumes=True)
+        assert info['volumes'] == {} and info['free'] > 0
+        _disk(lvm, cache, vg=vg, size=8 * MiB).check_available()
+        with pytest.raises(exception.BackendUnavailable):
+            _disk(lvm, cache, vg=vg,
+                  size=info['free'] + MiB).check_available()
+
+
+def test_an_instance_s_disks_must_fit_the_volume_group_together(lvm, cache):
+    # Each disk fits the group's free space; the two together do not: the
+    # check of the instance's disks refuses the second, before any volume
+    # is made. Present volumes are found with one listing for all.
+    with _private_volume_group() as vg:
+        free = storage_lvm.volume_group_info(vg)['free']
+        half = (free // 2 // (4 * MiB)) * 4 * MiB
+        first = _disk(lvm, cache, vg=vg, size=half)
+        second = _disk(lvm, cache, vg=vg, size=half)
+        lvm_class = type(first)
+        lvm_class.check_all_available([first, second])
+
+        too_big = _disk(lvm, cache, vg=vg, size=half + 8 * MiB)
+        with pytest.raises(exception.BackendUnavailable) as e:
+            lvm_class.check_all_available([first, too_big])
+        assert e.value.kwargs['instance_uuid'] == too_big.instance_uuid
+        assert 'need' in str(e.value)
+        assert storage_lvm.volumes(vg) == {}
+
+        # A disk already made needs no more space: the rest is the
+        # second's.
+        storage_lvm.create_volume(vg, first.volume_name, half)
+        lvm_class.check_all_available([first, second])
+        assert lvm_class.which_exist([second, first, too_big]) == [first]
+
+
+# --- zeroing ----------------------------------------------------------------
+
+def _random_volume(lvm, size):
+    name = 'zero_%s' % helpers.Instance().uuid
+    storage_lvm.create_volume(lvm.vg, name, size)
+    offset, length = lvm.aliases.extents(lvm.vg, name)
+    subprocess.run(['dd', 'if=/dev/urandom', 'of=%s' % lvm.aliases.pv,
+                    'bs=1M', 'count=%d' % (length // MiB),
+                    'seek=%d' % offset, 'oflag=seek_bytes,direct',
+                    'conv=notrunc', 'status=none'], check=True)
+    return name, offset, length
+
+
+def test_zero_range_to_the_end_of_the_device(lvm):
+    name, offset, length = _random_volume(lvm, 8 * MiB)
+    before = lvm.aliases.read(offset, length)
+    device = storage_lvm.device_path(lvm.vg, name)
+
+    storage_lvm.zero_range(device, 3 * MiB)
+
+    after = lvm.aliases.read(offset, length)
+    assert _differs_at(after[:3 * MiB], before[:3 * MiB]) is None
+    assert _differs_at(after[3 * MiB:], bytes(length - 3 * MiB)) is None
+
+
+def test_zero_range_of_what_the_kernel_cannot_zero(tmp_path):
+    # Not a block device: blkdiscard refuses, dd writes the zeros.
+    path = tmp_path / 'file'
+    path.write_bytes(b'\xff' * (3 * MiB))
+
+    storage_lvm.zero_range(str(path), MiB, MiB)
+
+    data = path.read_bytes()
+    assert data == b'\xff' * MiB + bytes(MiB) + b'\xff' * MiB

@@ -1,0 +1,114 @@
+"""Upstream's PloopTestCase scenarios, checked by the ploop tool itself.
+
+The contract suite (test_backends_contract.py) reads every Ploop disk through
+qemu-img (``parallels``). Upstream's ``test_create_image`` is about the
+ploop disk directory as ploop sees it: the image copied into
+``root.hds``, its ``DiskDescriptor.xml`` in place, the size extended. Here
+the real ``ploop`` tool (offline commands only: no kernel module) reads
+what the backend made: ``ploop info -s`` on the descriptor reports the
+recorded size, ``ploop check`` finds the delta consistent, and both hold
+again after a grow.
+"""
+
+import os
+import subprocess
+
+import pytest
+
+from nova.objects import libvirt_disk
+from nova.virt.libvirt import disk_funcs
+from nova.virt.libvirt.imagebackend import backends
+from nova.virt.libvirt.storage import ploop
+from tests.functional.virt.libvirt.imagebackend import helpers
+
+MiB = helpers.MiB
+DISK_SIZE = 64 * MiB
+# libploop 1.15 over-reads argv into the environment block: pad it, as
+# the product's ploop wrapper does.
+PLOOP_ENV = dict(os.environ, LC_ALL='C', NOVA_PLOOP_ENV_PAD='x' * 8192)
+
+
+def ploop_tool(*args):
+    return subprocess.run(('ploop',) + args, env=PLOOP_ENV,
+                          capture_output=True, text=True)
+
+
+def ploop_size(directory):
+    """``ploop info -s`` of the disk directory, in bytes."""
+    out = ploop_tool('info', '-s',
+                     os.path.join(directory, ploop.DESCRIPTOR_NAME))
+    assert out.returncode == 0, out.stderr
+    for line in out.stdout.splitlines():
+        key, _sep, value = line.partition(':')
+        if key.strip() == 'size':
+            return int(value) * 512
+    raise AssertionError('no size in %r' % out.stdout)
+
+
+def assert_ploop_consistent(directory):
+    out = ploop_tool('check', os.path.join(directory, ploop.IMAGE_NAME))
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def ploop_disk(cache, size=DISK_SIZE, disk_name='disk', **source):
+    record = libvirt_disk.LibvirtDiskMetadata(
+        backend='ploop', format='ploop', size=size, disk_name=disk_name,
+        **source)
+    record.validate()
+    return backends.backend_for(helpers.Instance(), record, cache=cache)
+
+
+@pytest.mark.parametrize('image_format', ['raw', 'qcow2'])
+def test_create_image_copies_into_root_hds_and_extends(
+        conf, cache, image_service, image_files, image_format):
+    image_id = image_service.ids[image_format]
+    disk = ploop_disk(cache, image_id=image_id)
+    disk.create_from_image(None, image_id)
+    assert sorted(os.listdir(disk.path)) == sorted(
+        [ploop.IMAGE_NAME, ploop.DESCRIPTOR_NAME])
+    # ploop's own view: the recorded size, larger than the image.
+    assert ploop_size(disk.path) == DISK_SIZE > helpers.IMAGE_SIZE
+    assert_ploop_consistent(disk.path)
+    assert helpers.same_content(disk.image_path, 'parallels',
+                                image_files['raw'], 'raw')
+
+
+def test_create_image_from_a_ploop_image(conf, image_files, tmp_path):
+    """Upstream's ploop-format case (the image copied to root.hds, its
+    descriptor restored): here the image is verified and converted to raw
+    by the fetch, and the disk is a new delta ploop itself finds sound."""
+    cache, image_id, src = helpers.ploop_image(str(tmp_path),
+                                               image_files['raw'])
+    disk = ploop_disk(cache, image_id=image_id)
+    disk.create_from_image(None, image_id)
+    assert sorted(os.listdir(disk.path)) == sorted(
+        [ploop.IMAGE_NAME, ploop.DESCRIPTOR_NAME])
+    assert ploop_size(disk.path) == DISK_SIZE
+    assert_ploop_consistent(disk.path)
+    assert helpers.same_content(disk.image_path, 'parallels', src,
+                                'parallels')
+
+
+def test_grown_disk_is_what_ploop_reads(conf, cache, image_service,
+                                        image_files):
+    image_id = image_service.ids['raw']
+    disk = ploop_disk(cache, image_id=image_id)
+    disk.create_from_image(None, image_id)
+    disk.resize(2 * DISK_SIZE)
+    assert ploop_size(disk.path) == 2 * DISK_SIZE
+    assert_ploop_consistent(disk.path)
+    assert helpers.same_content(disk.image_path, 'parallels',
+                                image_files['raw'], 'raw')
+
+
+def test_create_image_generated(conf, cache, tmp_path):
+    name = 'ephemeral_1_vfat'
+    disk = ploop_disk(cache, disk_name='disk.local', cache_name=name)
+    disk.create_from_func(None, disk_funcs.make_ephemeral('vfat'), name,
+                          DISK_SIZE)
+    assert ploop_size(disk.path) == DISK_SIZE
+    assert_ploop_consistent(disk.path)
+    raw = str(tmp_path / 'readback.raw')
+    subprocess.run(['qemu-img', 'convert', '-f', 'parallels', '-O', 'raw',
+                    disk.image_path, raw], check=True)
+    assert helpers.blkid_type(raw) == 'vfat'

@@ -1,5 +1,0 @@
-"""Helpers of the libvirt unit tests."""
-
-from tests import fixtures
-
-ConfOverrides = fixtures.ConfOverrides
