@@ -38,10 +38,6 @@ from nova.virt.libvirt import host as libvirt_host
 from nova.virt.libvirt.imagebackend import manager as disk_manager
 from nova.virt.libvirt.imagebackend import policy
 from nova.virt.libvirt import power_state
-# Also this module's names, as its callers use them (driver.RUNNING).
-from nova.virt.libvirt.power_state import (  # noqa: F401
-    CRASHED, DOMAIN_STATE_NAMES, NOSTATE, PAUSED, POWER_STATE_NAMES,
-    RUNNING, SHUTDOWN, SUSPENDED)
 from nova.virt.libvirt import snapshot as snapshot_mod
 from nova.virt import staging
 
@@ -298,9 +294,9 @@ class LibvirtDriver:
         """The instance's power state (NOSTATE if it has no domain)."""
         dom = self.host.lookup_domain(instance)
         if dom is None:
-            return NOSTATE
+            return power_state.NOSTATE
         state, _reason = dom.state()
-        return power_state.LIBVIRT_POWER_STATE.get(state, NOSTATE)
+        return power_state.LIBVIRT_POWER_STATE.get(state, power_state.NOSTATE)
 
     def get_domain_state(self, instance):
         """libvirt's name of the domain's state ('running', 'shut off'...),

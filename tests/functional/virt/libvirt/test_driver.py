@@ -16,7 +16,7 @@ import pytest
 import nova.conf
 from nova import exception
 from nova import objects
-from nova.virt.libvirt import driver as libvirt_driver
+from nova.virt.libvirt import power_state
 from nova.virt.libvirt import imagebackend
 from tests.functional import helpers as func_helpers
 from tests.functional.virt.libvirt import helpers
@@ -92,7 +92,7 @@ def test_spawn_then_destroy(conf, context, images, driver, case):
     # The guest has them in attach order, each with its recorded format.
     dom = driver.host.lookup_domain(instance)
     assert dom.isActive()
-    assert driver.get_power_state(instance) == libvirt_driver.RUNNING
+    assert driver.get_power_state(instance) == power_state.RUNNING
     disks = domain_disks(dom.XMLDesc(0))
     assert [d[0] for d in disks] == ['vda', 'vdb', 'vdc', 'vdd']
     for (target, driver_type, source, chain), name in zip(disks,
@@ -135,10 +135,10 @@ def test_changed_settings_change_nothing_for_an_existing_instance(
     assert domain_disks(dom.XMLDesc(0)) == before_xml
 
     driver.power_off(context, instance)
-    assert driver.get_power_state(instance) == libvirt_driver.SHUTDOWN
+    assert driver.get_power_state(instance) == power_state.SHUTDOWN
     assert domain_disks(dom.XMLDesc(0)) == before_xml
     driver.power_on(context, instance)
-    assert driver.get_power_state(instance) == libvirt_driver.RUNNING
+    assert driver.get_power_state(instance) == power_state.RUNNING
     assert domain_disks(dom.XMLDesc(0)) == before_xml
 
     after_records = {name: r.to_driver_info() for name, r in
@@ -197,14 +197,14 @@ def test_spawn_refuses_a_running_guest_and_reboot_restores_a_lost_one(
     before = domain_disks(driver.host.lookup_domain(instance).XMLDesc(0))
     with pytest.raises(exception.InstanceSpawnFailed, match='running'):
         driver.spawn(context, instance, images['raw'])
-    assert driver.get_power_state(instance) == libvirt_driver.RUNNING
+    assert driver.get_power_state(instance) == power_state.RUNNING
 
     # The hypervisor forgets the guest (a host that restarted): a hard
     # reboot defines it again from the records.
     dom = driver.host.lookup_domain(instance)
     dom.destroy()
     dom.undefine()
-    assert driver.get_power_state(instance) == libvirt_driver.NOSTATE
+    assert driver.get_power_state(instance) == power_state.NOSTATE
     driver.reboot(context, instance)
     dom = driver.host.lookup_domain(instance)
     assert dom.isActive()
@@ -315,7 +315,7 @@ def test_disk_unlike_its_record_is_never_started(
 
     restore()
     driver.power_on(context, instance)
-    assert driver.get_power_state(instance) == libvirt_driver.RUNNING
+    assert driver.get_power_state(instance) == power_state.RUNNING
     driver.destroy(context, instance)
     assert helpers.disk_files(instance) == []
 

@@ -6,7 +6,7 @@ from xml.etree import ElementTree as etree
 
 import pytest
 
-from nova.virt.libvirt import driver as libvirt_driver
+from nova.virt.libvirt import power_state
 from tests.functional.virt.libvirt import helpers
 
 
@@ -40,7 +40,7 @@ def test_kvm_rescue_config_drive_and_snapshot(kvm_driver,
 
     meta = driver.snapshot(context, instance, 'kvm-snap')
     assert meta['disk_format'] == records['disk'].format
-    assert driver.get_power_state(instance) == libvirt_driver.RUNNING
+    assert driver.get_power_state(instance) == power_state.RUNNING
 
     driver.rescue(context, instance, rescue_image_id=images['qcow2']['id'])
     dom = driver.host.lookup_domain(instance)

@@ -12,6 +12,7 @@ import nova.conf
 from nova import exception
 from nova.image import api as image_api_mod
 from nova.virt.libvirt import driver as libvirt_driver
+from nova.virt.libvirt import power_state
 from nova.virt.libvirt import imagebackend
 from nova.virt.libvirt.imagebackend import backends as disk_backends
 from nova.virt.libvirt.imagebackend import cache as image_cache
@@ -193,7 +194,7 @@ def test_rescue_and_unrescue_on_every_backend(conf, context, images,
     assert 'disk.rescue' not in helpers.records(context, instance)
     assert not rescue_backend.exists()
     assert domain_disks(driver.host.lookup_domain(instance)) == normal
-    assert driver.get_power_state(instance) == libvirt_driver.RUNNING
+    assert driver.get_power_state(instance) == power_state.RUNNING
     with pytest.raises(exception.InvalidInput):
         driver.unrescue(context, instance)
     driver.destroy(context, instance)

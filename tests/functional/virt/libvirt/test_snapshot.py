@@ -11,6 +11,7 @@ import nova.conf
 from nova import exception
 from nova.image import api as image_api_mod
 from nova.virt.libvirt import driver as libvirt_driver
+from nova.virt.libvirt import power_state
 from nova.virt.libvirt import imagebackend
 from nova.virt.libvirt.imagebackend import backends as disk_backends
 from nova.virt.libvirt.imagebackend import cache as image_cache
@@ -88,7 +89,7 @@ def test_snapshot_of_every_backend_boots_again(conf, context, images,
     assert meta['properties']['image_type'] == 'snapshot'
     assert meta['properties']['instance_uuid'] == instance.uuid
     assert image_api.get(context, meta['id']) == meta
-    assert driver.get_power_state(instance) == libvirt_driver.RUNNING
+    assert driver.get_power_state(instance) == power_state.RUNNING
     assert snapshots_dir_entries() == []
 
     # Booting from it: the same verified fetch as any image.
@@ -141,7 +142,7 @@ def test_formats_the_store_does_not_hold_are_refused_first(
     assert fmt in str(err.value) and instance.uuid in str(err.value)
     assert image_api.get_all(context) == before
     assert snapshots_dir_entries() == []
-    assert driver.get_power_state(instance) == libvirt_driver.RUNNING
+    assert driver.get_power_state(instance) == power_state.RUNNING
     driver.destroy(context, instance)
 
 
@@ -166,10 +167,10 @@ def test_paused_and_shut_off_guests_stay_as_they_were(conf, context, images,
     dom = driver.host.lookup_domain(instance)
     dom.suspend()
     driver.snapshot(context, instance, 'paused')
-    assert driver.get_power_state(instance) == libvirt_driver.PAUSED
+    assert driver.get_power_state(instance) == power_state.PAUSED
     driver.power_off(context, instance)
     driver.snapshot(context, instance, 'off')
-    assert driver.get_power_state(instance) == libvirt_driver.SHUTDOWN
+    assert driver.get_power_state(instance) == power_state.SHUTDOWN
     driver.destroy(context, instance)
 
 
@@ -204,7 +205,7 @@ def test_running_guest_is_stopped_during_the_copy(conf, context, images,
                          libvirt.VIR_DOMAIN_EVENT_STOPPED_SAVED)
     # (QEMU says STARTED_RESTORED; the test driver STARTED_BOOTED.)
     assert events[1][0] == libvirt.VIR_DOMAIN_EVENT_STARTED
-    assert driver.get_power_state(instance) == libvirt_driver.RUNNING
+    assert driver.get_power_state(instance) == power_state.RUNNING
     driver.destroy(context, instance)
 
 
@@ -240,7 +241,7 @@ def test_raw_disk_with_a_qcow2_header_stays_raw(conf, context, images,
     assert isinstance(err.value.__cause__, exception.ImageFormatMismatch)
     assert image_api.get_all(context) == before
     assert snapshots_dir_entries() == []
-    assert driver.get_power_state(instance) == libvirt_driver.RUNNING
+    assert driver.get_power_state(instance) == power_state.RUNNING
     driver.destroy(context, instance)
 
 

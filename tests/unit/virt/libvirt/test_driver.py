@@ -6,6 +6,7 @@ import pytest
 import nova.conf
 from nova import objects
 from nova.virt.libvirt import driver as libvirt_driver
+from nova.virt.libvirt import power_state
 from nova.virt.libvirt import host as libvirt_host
 
 from tests import fixtures
@@ -47,7 +48,7 @@ def test_domain_type_follows_the_uri(conf):
 
 def test_power_states_are_upstreams():
     # nova.compute.power_state values, which the database stores.
-    assert (libvirt_driver.NOSTATE, libvirt_driver.RUNNING,
-            libvirt_driver.PAUSED, libvirt_driver.SHUTDOWN,
-            libvirt_driver.CRASHED, libvirt_driver.SUSPENDED) == (
+    assert (power_state.NOSTATE, power_state.RUNNING,
+            power_state.PAUSED, power_state.SHUTDOWN,
+            power_state.CRASHED, power_state.SUSPENDED) == (
         0, 1, 3, 4, 6, 7)
