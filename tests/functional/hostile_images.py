@@ -1,7 +1,7 @@
 """Generators of hostile (and a few honest) disk images, built on the fly.
 
-Every image kind of SECURITY.md's "Hostile inputs every release is tested
-against" that concerns an image's bytes, made with the real qemu-img or a
+Every image kind of doc/security.rst's "Hostile inputs the tests keep"
+that concerns an image's bytes, made with the real qemu-img or a
 few lines of Python, in a directory the test owns. Nothing is downloaded
 and nothing is checked in: a test calls a builder and gets a path.
 

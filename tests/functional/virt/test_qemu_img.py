@@ -176,7 +176,7 @@ def test_failing_convert_leaves_a_typed_error(tmp_path):
     assert not os.path.exists(dst)
 
 
-# --- bounds (SECURITY.md rule 3) -------------------------------------------
+# --- bounds (doc/security.rst, rule 3) ------------------------------------
 
 @pytest.mark.parametrize('limits', [qemu_img.QEMU_IMG_LIMITS,
                                     qemu_img.CHECK_LIMITS,
