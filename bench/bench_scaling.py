@@ -17,11 +17,11 @@ data
     commands: ``qemu-img convert -t none`` of the image to raw,
     ``cp --sparse=always`` of the image, and hashlib over the image. Both
     sides verify the same hash, sha512 (Glance's default ``os_hash_algo``;
-    upstream is handed it, the local store is set to it). Two more
-    columns keep the ratio honest: upstream followed by ``sync`` (ours
-    fsyncs the base before a disk names it; upstream leaves it to the
-    page cache), and hashlib over the image's bytes from memory against
-    upstream (cpu/up), the lowest ratio any verified fetch can reach.
+    upstream is handed it, the local store is set to it). Both sides
+    return with their files on storage: ours fsyncs the base, upstream
+    fsyncs its download and converts with ``-t none``. cpu/up is hashlib
+    over the image's bytes from memory against upstream, the lowest ratio
+    any verified fetch can reach.
 
 disks
     Warm spawns of 1, 4 and 16 disks (root, vfat ephemerals, swap; vfat
@@ -204,20 +204,6 @@ def bare_cold(work, path, fmt):
     return result
 
 
-def upstream_durable(work, stored, fmt, backend):
-    """Upstream's cold root disk, and the same until what it wrote is on
-    storage: (seconds, seconds with the ``sync`` that follows).
-
-    Ours fsyncs the base before a disk names it; upstream leaves it in the
-    page cache. Its own time is what it reports; the second number is the
-    same work made as durable as ours (the page cache was written back
-    before the run, so the sync writes back upstream's files alone).
-    """
-    report = upstream_disks(work, stored, fmt, os.path.join(work, 'upstream'),
-                            fresh=True, backend=backend)
-    return report['disks_s'], report['disks_s'] + timed(os.sync, cold=False)
-
-
 def cpu_hash_seconds(size):
     """Seconds hashlib takes over ``size`` bytes already in memory: the
     least time any fetch that verifies the image's hash can take."""
@@ -238,13 +224,11 @@ def section_data(work, reps, backend, formats):
     print('data: cold root disk of 4 GiB from a 4 GiB image, backend %s '
           '(force_raw_images), medians of %d; page cache dropped before '
           'every run' % (backend, reps))
-    print('  up+sync: upstream until its files are on storage, as ours are '
-          'when it returns; cpu/up: hashlib over the image from memory, '
-          'against upstream: no verified fetch can go below it')
-    print('%6s %5s %8s %8s %8s %8s %8s %8s %8s %8s %8s %9s %8s %8s' % (
-        'data', 'fmt', 'ours s', 'upstr s', 'ours/up', 'up+sync', 'ours/ups',
-        'convert', 'cp', HASH_ALGO, 'floor', 'ours/flr', 'flr/up',
-        'cpu/up'))
+    print('  cpu/up: hashlib over the image from memory, against upstream: '
+          'no verified fetch can go below it')
+    print('%6s %5s %8s %8s %8s %8s %8s %8s %8s %9s %8s %8s' % (
+        'data', 'fmt', 'ours s', 'upstr s', 'ours/up', 'convert', 'cp',
+        HASH_ALGO, 'floor', 'ours/flr', 'flr/up', 'cpu/up'))
     for data in DATA_SIZES:
         for fmt in formats:
             path = make_image(images, data, fmt)
@@ -253,14 +237,14 @@ def section_data(work, reps, backend, formats):
                                   local.DATA_NAME)
             if fmt == 'qcow2':
                 os.unlink(path)  # the store holds its copy
-            ours, ups, durable, bares = [], [], [], []
+            ours, ups, bares = [], [], []
             for _ in range(reps):
                 ours.append(our_cold_root(work, api, meta['id'], backend))
-                up, up_synced = upstream_durable(work, stored, fmt, backend)
-                ups.append(up)
-                durable.append(up_synced)
+                ups.append(upstream_disks(
+                    work, stored, fmt, os.path.join(work, 'upstream'),
+                    fresh=True, backend=backend)['disks_s'])
                 bares.append(bare_cold(work, stored, fmt))
-            o, u, us = median(ours), median(ups), median(durable)
+            o, u = median(ours), median(ups)
             cpu = cpu_hash_seconds(os.path.getsize(stored))
             bare = {k: median([b[k] for b in bares]) for k in bares[0]}
             # The least a verified fetch does: hash every byte, and write
@@ -268,11 +252,11 @@ def section_data(work, reps, backend, formats):
             floor = max(bare['hash'],
                         bare['cp'] if fmt == 'raw' else bare['convert'])
             # flr/up: the best ratio to upstream a verified fetch can have.
-            print('%5dM %5s %8.3f %8.3f %8.2f %8.3f %8.2f %8.3f %8.3f %8.3f '
-                  '%8.3f %9.2f %8.2f %8.2f' % (
-                      data // MiB, fmt, o, u, o / u, us, o / us,
-                      bare['convert'], bare['cp'], bare['hash'], floor,
-                      o / floor, floor / u, cpu / u))
+            print('%5dM %5s %8.3f %8.3f %8.2f %8.3f %8.3f %8.3f %8.3f %9.2f '
+                  '%8.2f %8.2f' % (
+                      data // MiB, fmt, o, u, o / u, bare['convert'],
+                      bare['cp'], bare['hash'], floor, o / floor, floor / u,
+                      cpu / u))
             shutil.rmtree(store.image_dir(meta['id']), ignore_errors=True)
         os.unlink(os.path.join(images, 'img-%d.raw' % (data // MiB)))
     print()
