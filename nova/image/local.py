@@ -320,7 +320,8 @@ class LocalImageService(api.ImageService):
             with images.ImageStream(
                     image_id, disk_format, fd=part.fd, size=size,
                     os_hash_algo=CONF.image_store.hashing_algorithm,
-                    md5=False, progress=progress) as stream:
+                    md5=False, progress=progress,
+                    writeback=True) as stream:
                 while True:
                     chunk = src.read(CHUNK_SIZE)
                     if not chunk:

@@ -301,11 +301,15 @@ class ImageStream:
         most of the CPU time of a large image's fetch.
     :param progress: optional ``callback(bytes_done, bytes_total)``;
         ``bytes_total`` is ``size`` (None if unknown).
+    :param writeback: ``fd`` is kept and fsynced once complete: start
+        writing its data out during the stream (``sparse.Writeback``), so
+        that the fsync is short. Not for a part that is converted and
+        removed, whose writes would only compete with the conversion's.
     """
 
     def __init__(self, image_id, disk_format, fd=None, size=None,
                  max_virtual_size=None, os_hash_algo='sha512', md5=True,
-                 progress=None):
+                 progress=None, writeback=False):
         self.image_id = image_id
         self.disk_format = disk_format
         self.qemu_format = qemu_format(image_id, disk_format)
@@ -318,7 +322,8 @@ class ImageStream:
         self._hashes = {'os_hash_value': _HashThread(os_hash_algo)}
         if md5:
             self._hashes['checksum'] = _HashThread('md5')
-        self._writer = sparse.SparseWriter(fd) if fd is not None else None
+        self._writer = (sparse.SparseWriter(fd, writeback=writeback)
+                        if fd is not None else None)
         # All inspectors see every chunk: detection must not trust the
         # declared format to choose which parsers look at the bytes.
         self._wrapper = _Detector()
@@ -939,7 +944,8 @@ def _fetch(context, image_api, image_id, directory, base, output_format,
                          max_virtual_size=max_virtual_size,
                          os_hash_algo=os_hash_algo,
                          md5=os_hash_value is None,
-                         progress=progress) as stream:
+                         progress=progress,
+                         writeback=dst_fmt == src_fmt) as stream:
             chunks = image_api.download(context, image_id)
             try:
                 stream.consume(chunks)

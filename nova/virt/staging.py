@@ -35,7 +35,6 @@ blocks.
 import binascii
 import contextlib
 import contextvars
-import ctypes
 import errno
 import fcntl
 import os
@@ -47,6 +46,7 @@ import threading
 from oslo_log import log as logging
 
 from nova import exception
+from nova.virt import libc
 
 LOG = logging.getLogger(__name__)
 
@@ -58,7 +58,6 @@ _PART_RE = re.compile(r'^\.(?P<target>.+)\.[0-9a-f]{%d}(\.[a-z0-9]+)?%s$' % (
 
 _FD_PATH_RE = re.compile(r'^/proc/[0-9]+/fd/[0-9]+$')
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-_RENAME_NOREPLACE = 1
 # link() is missing or refused on some filesystems: rename instead.
 _NO_LINK = (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS)
 
@@ -442,7 +441,8 @@ class Part:
         if not linked:
             if not self.still_ours():
                 raise OSError(errno.ESTALE, 'part was replaced', dest)
-            _rename_noreplace(self.directory.fd, self.name, target, dest)
+            libc.rename_noreplace(self.directory.fd, self.name, target,
+                                  dest)
         try:
             if linked and self.still_ours():
                 self.directory.unlink(self.name)
@@ -523,22 +523,6 @@ class PartDirectory(Part):
                 shutil.rmtree(self.name, dir_fd=self.directory.fd)
         finally:
             self.close()
-
-
-_libc = None
-
-
-def _rename_noreplace(dir_fd, old, new, dest):
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    rc = _libc.renameat2(dir_fd, old.encode(), dir_fd, new.encode(),
-                         _RENAME_NOREPLACE)
-    if rc != 0:
-        err = ctypes.get_errno()
-        if err == errno.EEXIST:
-            raise FileExistsError(errno.EEXIST, 'exists', dest)
-        raise OSError(err, os.strerror(err), dest)
 
 
 #: The ``DirectorySyncs`` of the ``directory_syncs`` block this thread

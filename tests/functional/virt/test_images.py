@@ -8,9 +8,11 @@ import pytest
 
 from nova import exception
 from nova.virt import images
+from nova.virt import sparse
 from nova.virt import staging
 from tests.functional import helpers as func_helpers
 from tests.functional import hostile_images as hostile
+from tests.functional import page_cache
 from tests.functional.virt import helpers
 
 # Fixtures, by name (no conftest here).
@@ -84,6 +86,34 @@ def test_raw_image_stays_sparse(ctx, image_api, src_dir, base_dir):
     assert os.path.getsize(target) == SIZE
     assert _within(allocated(target), DATA)
     assert same_content(src, 'raw', target, 'raw')
+    assert leftovers(base_dir) == ['base']
+
+
+@pytest.mark.parametrize('disk_format', ['raw', 'qcow2'])
+def test_kept_download_is_written_out_during_the_fetch(
+        ctx, image_api, src_dir, base_dir, monkeypatch, disk_format):
+    # A download that becomes the base as it is is handed to the disk as
+    # it comes, so that the fsync that publishes it is short. (One that is
+    # converted is not: it is removed unsynced, and its writes would only
+    # compete with the conversion's.)
+    size = 3 * sparse.WRITEBACK_BATCH
+    make = hostile.raw if disk_format == 'raw' else hostile.qcow2
+    src = make(os.path.join(src_dir, 'img'), size, ((0, size),))
+    image_id = image_api.import_file(ctx, src, disk_format)['id']
+    published = []
+    publish = staging.Part.publish
+
+    def spy(part, *args, **kwargs):
+        published.append(page_cache.stat(part.fd, 0, sparse.WRITEBACK_BATCH))
+        return publish(part, *args, **kwargs)
+    monkeypatch.setattr(staging.Part, 'publish', spy)
+
+    images.fetch_verified(ctx, image_api, image_id,
+                          os.path.join(base_dir, 'base'), disk_format)
+
+    assert [stat.dirty for stat in published] == [0]
+    assert same_content(src, disk_format, os.path.join(base_dir, 'base'),
+                        disk_format)
     assert leftovers(base_dir) == ['base']
 
 
