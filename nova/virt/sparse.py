@@ -14,6 +14,8 @@ every copy of one must write only its data. Two tools:
   as views of one shared buffer of zeros (``is_hole``): a consumer that
   must see every byte (a hash) sees them, and ``SparseWriter`` skips them
   without looking.
+* ``Writeback`` starts writing a file out behind its writer, so that the
+  fsync that ends a copy (or a download that is kept) has little left.
 
 Files are created with O_EXCL and O_NOFOLLOW, mode 0600 unless told
 otherwise: a disk holds a tenant's data, and libvirt (dynamic_ownership)
