@@ -28,6 +28,9 @@ class HangingService(helpers.CountingImageService):
         self.ready = ready
 
     def download(self, context, image_id, **kwargs):
+        # Chunks smaller than the test's image, so that it hangs with the
+        # image half written whatever the store's own chunk size.
+        kwargs.setdefault('chunk_size', 1024 * 1024)
         chunks = super().download(context, image_id, **kwargs)
 
         def first_then_hang():
