@@ -157,7 +157,7 @@ class Image(metaclass=abc.ABCMeta):
             entry = self._template(func, cache_name, size)
             with self._staged(size) as target:
                 if entry is None:
-                    func(target, size)
+                    self._run_func(target, func, size)
                 else:
                     self._create_from_template(target, entry, size)
                 self._finish(target, size)
@@ -327,6 +327,11 @@ class Image(metaclass=abc.ABCMeta):
         ``func`` once for every disk of its name; or None for a backend
         that runs ``func`` on each new disk's own target instead."""
         return self.cache.ensure_template(cache_name, func, size)
+
+    def _run_func(self, target, func, size):
+        """Run ``func`` on the new disk's own ``target``, for a backend
+        with no template (see ``_template``)."""
+        func(target, size)
 
     def _backing_store(self):
         """The layers under the disk, top first (none by default)."""

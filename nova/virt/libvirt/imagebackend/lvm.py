@@ -7,8 +7,9 @@ block device ``storage.lvm.device_path`` gives:
 * from an image: the verified cached base, kept in the format the record
   keeps as ``backing_format`` (raw when absent), is written into the
   volume with ``qemu-img convert -f <that format> -O raw -n``;
-* from a function: ``func`` runs on the new volume's device (no template:
-  a volume cannot be a copy of a file any cheaper than being made);
+* from a function: ``func`` runs on the new volume's device, zeroed
+  first (no template: a volume cannot be a copy of a file any cheaper
+  than being made);
 * built under a temporary name and renamed (``lvrename``) into place, see
   ``block.BlockImage``;
 * removal wipes per ``[libvirt] volume_clear`` / ``volume_clear_size``
@@ -142,6 +143,13 @@ class Lvm(block.BlockImage):
 
     def _template(self, func, cache_name, size):
         return None
+
+    def _run_func(self, device, func, size):
+        # mkfs and mkswap write their own structures only: the rest of
+        # the extents would show the guest an earlier volume's bytes
+        # (volume_clear = none, or a volume removed by another tool).
+        lvm.zero_range(device, 0)
+        func(device, size)
 
     def _grow(self, name, size):
         current = self._volume_size(name)

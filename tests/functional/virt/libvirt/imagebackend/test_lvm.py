@@ -11,6 +11,7 @@ import pytest
 import nova.conf
 from nova import exception
 from nova.objects import libvirt_disk
+from nova.virt.libvirt import disk_funcs
 from nova.virt.libvirt.imagebackend import backends
 from nova.virt.libvirt.imagebackend import policy
 from nova.virt.libvirt.storage import lvm as storage_lvm
@@ -23,13 +24,14 @@ MiB = helpers.MiB
 SIZE = 64 * MiB
 
 
-def _disk(lvm, cache, size=SIZE, vg=None, image_id=None, instance=None):
+def _disk(lvm, cache, size=SIZE, vg=None, image_id=None, instance=None,
+          cache_name=None):
     instance = instance or helpers.Instance()
     record = libvirt_disk.LibvirtDiskMetadata(
         backend='lvm', format='raw', size=size, disk_name='disk',
         volume_group=vg or lvm.vg,
         volume_name=policy.volume_name(instance.uuid, 'disk'),
-        image_id=image_id)
+        image_id=image_id, cache_name=cache_name)
     return backends.backend_for(instance, record, cache=cache)
 
 
@@ -258,6 +260,25 @@ def _random_volume(lvm, size):
                     'seek=%d' % offset, 'oflag=seek_bytes,direct',
                     'conv=notrunc', 'status=none'], check=True)
     return name, offset, length
+
+
+def test_disk_from_func_never_shows_an_earlier_volume_s_bytes(lvm, cache):
+    # An earlier volume's bytes on the extents, removed without a wipe
+    # (volume_clear = none, or a volume removed by another tool).
+    earlier, offset, length = _random_volume(lvm, SIZE)
+    storage_lvm.remove_volume(lvm.vg, earlier)
+    name = policy.swap_template_name(SIZE // MiB)
+    disk = _disk(lvm, cache, cache_name=name)
+
+    disk.create_from_func(None, disk_funcs.make_swap(), name, SIZE)
+
+    # The new volume has the same extents, or this test shows nothing.
+    assert lvm.aliases.extents(lvm.vg, disk.volume_name) == (offset, length)
+    data = lvm.aliases.read(offset, length)
+    assert helpers.blkid_type(disk.path) == 'swap'
+    # mkswap writes its first page; the guest reads zeros after it.
+    page = os.sysconf('SC_PAGE_SIZE')
+    assert _differs_at(data[page:], bytes(length - page)) is None
 
 
 def test_zero_range_to_the_end_of_the_device(lvm):
