@@ -133,16 +133,13 @@ class Lvm(block.BlockImage):
         # whole.
         lvm.zero_range(device, _round_up(entry.virtual_size, _SECTOR))
 
-    def _create_from_template(self, device, entry, size):
-        src = self._open_source(entry)
-        try:
-            self._convert_into(staging.fd_path(src), fields.DiskFormat.RAW,
-                               device)
-        finally:
-            os.close(src)
-
     def _template(self, func, cache_name, size):
+        # No template: create_from_func runs the function on each new
+        # volume (_run_func), so there is never one to convert.
         return None
+
+    def _create_from_template(self, device, entry, size):
+        raise NotImplementedError('Lvm has no templates (see _template)')
 
     def _run_func(self, device, func, size):
         # mkfs and mkswap write their own structures only: the rest of
