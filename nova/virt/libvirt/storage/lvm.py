@@ -165,7 +165,9 @@ def zero_range(path, offset, length=None):
     else the kernel writes zero pages, so the range reads as zeros either
     way, without our process copying a zero buffer through. Where that
     fails (not a block device, an old util-linux), ``dd`` of zeros with
-    O_DIRECT does it; a range that neither can zero raises.
+    O_DIRECT does it; a range that neither can zero raises, and so does a
+    missing ``path`` (never created: a wipe of a volume whose device is
+    gone must fail, not fill a new file).
 
     :raises: ProcessFailed.
     """
@@ -183,7 +185,7 @@ def zero_range(path, offset, length=None):
     _execute('dd', 'if=/dev/zero', 'of=%s' % path, 'bs=4M',
              'seek=%d' % offset, 'count=%d' % length,
              'oflag=seek_bytes,direct', 'iflag=count_bytes',
-             'conv=fsync,notrunc', 'status=none')
+             'conv=fsync,notrunc,nocreat', 'status=none')
 
 
 def clear_volume(path, size, method, clear_size=0):

@@ -302,3 +302,14 @@ def test_zero_range_of_what_the_kernel_cannot_zero(tmp_path):
 
     data = path.read_bytes()
     assert data == b'\xff' * MiB + bytes(MiB) + b'\xff' * MiB
+
+
+def test_zero_range_of_a_missing_device_fails_and_creates_nothing(tmp_path):
+    # A volume whose device node is gone: its wipe must fail (and the
+    # volume be kept), not write zeros into a new file at that path.
+    path = tmp_path / 'missing'
+
+    with pytest.raises(exception.ProcessFailed):
+        storage_lvm.zero_range(str(path), 0, MiB)
+
+    assert not path.exists()
