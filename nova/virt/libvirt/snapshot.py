@@ -2,8 +2,9 @@
 
 A snapshot reads the root disk with the format its record says, never a
 probed one: ``qemu-img convert -f <recorded format> -O <format>``, the
-source being what the backend names (``Image.snapshot_source``: the file,
-ploop's ``root.hds`` or the volume's block device). A raw disk whose guest
+source being what the backend names (``Image.snapshot_source``: the file
+or ploop's ``root.hds``, verified and read through one descriptor, or the
+volume's block device). A raw disk whose guest
 wrote a qcow2 header into its first bytes is copied as the raw bytes it
 is, and the image is declared raw: the image service then checks those
 bytes as it checks any upload, and the verified fetch again before any
@@ -112,12 +113,12 @@ def take(context, image_api, instance, backend, dom, name, progress=None):
     record = backend.record
     try:
         fmt = image_format(record)
-        # A qcow2 overlay names its base in its header: prove it is the
-        # one recorded before qemu-img follows it.
-        backend.verify()
-        source, source_format = backend.snapshot_source()
-        with staging.open_root(CONF.libvirt.snapshots_directory,
-                               create=True) as directory:
+        # A qcow2 overlay names its base in its header: the source is
+        # proven to be the one recorded before qemu-img follows it, and
+        # the copy reads the file that was checked.
+        with backend.snapshot_source() as (source, source_format), \
+                staging.open_root(CONF.libvirt.snapshots_directory,
+                                  create=True) as directory:
             part = staging.Part(directory, _PART_TARGET)
             try:
                 with stopped(instance, dom):

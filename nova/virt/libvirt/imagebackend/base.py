@@ -399,15 +399,18 @@ class Image(metaclass=abc.ABCMeta):
 
     # --- snapshots (nova.virt.libvirt.snapshot) ------------------------------
 
+    @contextlib.contextmanager
     def snapshot_source(self):
         """What a snapshot copies, and how to read it: the recorded format
-        pinned, never probed.
+        pinned, never probed. A context manager: the source stays what it
+        names until the block ends (a file disk: a descriptor of the very
+        file ``verify`` checked, never its name again).
 
-        :returns: (path, qemu_format): a file or block device qemu-img
-            reads, and its format as qemu-img names it ('raw', 'qcow2',
-            'parallels').
-        :raises: DiskNotFound; SnapshotFailed for a backend with no local
-            source to copy.
+        :returns: (path, qemu_format): a path qemu-img reads (a file's
+            ``staging.fd_path``, a block device), and its format as
+            qemu-img names it ('raw', 'qcow2', 'parallels').
+        :raises: DiskNotFound, DiskLayoutMismatch (as ``verify``);
+            SnapshotFailed for a backend with no local source to copy.
         """
         raise exception.SnapshotFailed(
             name='of disk %s' % self.disk_name,

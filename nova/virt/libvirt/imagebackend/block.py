@@ -273,10 +273,11 @@ class BlockImage(base.Image):
 
     # --- snapshots (nova.virt.libvirt.snapshot) ------------------------------
 
+    @contextlib.contextmanager
     def snapshot_source(self):
         """The volume's block device, in the recorded format (raw) (see
         ``Image.snapshot_source``)."""
         if not self.exists():
             raise exception.DiskNotFound(instance_uuid=self.instance_uuid,
                                          disk_name=self.disk_name)
-        return self.path, self.qemu_format
+        yield self.path, self.qemu_format

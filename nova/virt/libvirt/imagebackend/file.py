@@ -201,16 +201,34 @@ class FileImage(base.Image):
             disk, what was expected and what was found (nothing else was
             done).
         """
-        expected = self._expected_layout()
-        if expected is None:
-            return
-        expected = dict(expected, format=self.qemu_format, data_file=None)
+        if self._expected_layout() is not None:
+            with self._verified_image():
+                pass
+
+    @contextlib.contextmanager
+    def _verified_image(self):
+        """Yield a descriptor of the disk's image, proven as ``verify``
+        says through that very descriptor (a raw disk: only opened): what
+        reads it reads the file that was checked, whatever is done to its
+        name meanwhile.
+
+        :raises: as ``verify``.
+        """
+        expected = dict(self._expected_layout() or {},
+                        format=self.qemu_format, data_file=None)
+        with contextlib.ExitStack() as stack:
+            try:
+                fd = stack.enter_context(self._existing_image())
+            except exception.UnsafePath:
+                # Never let qemu-img follow a link or block on a FIFO.
+                raise self._mismatch(expected, 'not a regular file')
+            if self._expected_layout() is not None:
+                self._check_layout(fd, expected)
+            yield fd
+
+    def _check_layout(self, fd, expected):
         try:
-            with self._existing_image() as fd:
-                info = qemu_img.info(staging.fd_path(fd), self.qemu_format)
-        except exception.UnsafePath:
-            # Never let qemu-img follow a link or block on a FIFO.
-            raise self._mismatch(expected, 'not a regular file')
+            info = qemu_img.info(staging.fd_path(fd), self.qemu_format)
         except exception.ProcessFailed as e:
             raise self._mismatch(expected, 'not readable as %s (%s)' % (
                 self.qemu_format, e))
@@ -317,13 +335,13 @@ class FileImage(base.Image):
 
     # --- snapshots (nova.virt.libvirt.snapshot) ------------------------------
 
+    @contextlib.contextmanager
     def snapshot_source(self):
-        """The file qemu opens (a ploop disk's ``root.hds``) in the
-        recorded format (see ``Image.snapshot_source``)."""
-        if not self.exists():
-            raise exception.DiskNotFound(instance_uuid=self.instance_uuid,
-                                         disk_name=self.disk_name)
-        return self.image_path, self.qemu_format
+        """The file qemu opens (a ploop disk's ``root.hds``), verified
+        and read through one descriptor, in the recorded format (see
+        ``Image.snapshot_source``)."""
+        with self._verified_image() as fd:
+            yield staging.fd_path(fd), self.qemu_format
 
 
 @contextlib.contextmanager

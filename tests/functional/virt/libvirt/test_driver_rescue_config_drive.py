@@ -64,11 +64,11 @@ def spawn(driver, context, image_meta, **kwargs):
 
 def read_disk(record, instance, tmp_path):
     """The raw bytes of a recorded disk (format pinned)."""
-    source, fmt = imagebackend.backend_for(instance,
-                                           record).snapshot_source()
     out = tmp_path / ('%s.raw' % record.disk_name)
-    subprocess.run(['qemu-img', 'convert', '-q', '-f', fmt, '-O', 'raw',
-                    source, str(out)], check=True)
+    backend = imagebackend.backend_for(instance, record)
+    with backend.snapshot_source() as (source, fmt):
+        subprocess.run(['qemu-img', 'convert', '-q', '-f', fmt, '-O', 'raw',
+                        source, str(out)], check=True)
     return out
 
 

@@ -39,10 +39,10 @@ def root_backend(context, instance):
 
 def read_disk(backend, fmt, directory):
     """The guest-visible bytes of a disk, as raw (format pinned)."""
-    source, qemu_fmt = backend.snapshot_source()
     out = os.path.join(str(directory), 'plain-%s.raw' % backend.disk_name)
-    subprocess.run(['qemu-img', 'convert', '-q', '-f', qemu_fmt, '-O',
-                    'raw', source, out], check=True)
+    with backend.snapshot_source() as (source, qemu_fmt):
+        subprocess.run(['qemu-img', 'convert', '-q', '-f', qemu_fmt, '-O',
+                        'raw', source, out], check=True)
     with open(out, 'rb') as f:
         data = f.read()
     os.unlink(out)
@@ -206,6 +206,50 @@ def test_running_guest_is_stopped_during_the_copy(conf, context, images,
     # (QEMU says STARTED_RESTORED; the test driver STARTED_BOOTED.)
     assert events[1][0] == libvirt.VIR_DOMAIN_EVENT_STARTED
     assert driver.get_power_state(instance) == power_state.RUNNING
+    driver.destroy(context, instance)
+
+
+@pytest.mark.parametrize('backend,image_format', [
+    ('flat', 'raw'), ('qcow2', 'qcow2'), ('ploop', 'raw')])
+def test_snapshot_copies_the_disk_it_checked(conf, context, images,
+                                             image_api, driver, request,
+                                             backend, image_format, tmp_path):
+    """The disk's name is swapped for a link to another file once the
+    copy's source is open (instances_path may be shared): the image still
+    holds the disk's own bytes, never the other file's."""
+    configure(conf, request, backend, force_raw=False)
+    if backend == 'ploop':
+        conf.config(group='libvirt', snapshot_image_format='raw')
+    instance = boot(driver, context, images[image_format])
+    disk = root_backend(context, instance)
+    before = read_disk(disk, disk.record.format, tmp_path)
+    victim = tmp_path / 'victim'
+    victim.write_bytes(b'\xee' * len(before))
+    subprocess.run(['qemu-img', 'convert', '-q', '-f', 'raw', '-O',
+                    disk.qemu_format, str(victim), str(victim) + '.img'],
+                   check=True)
+    swapped = []
+
+    def swap_the_name(message):
+        # Called before the copy starts, its source already open.
+        if message.startswith('copying') and not swapped:
+            target = (os.path.join(disk.path, 'root.hds')
+                      if backend == 'ploop' else disk.path)
+            os.rename(target, target + '.moved')
+            os.symlink(str(victim) + '.img', target)
+            swapped.append(target)
+
+    meta = driver.snapshot(context, instance, 'snap', progress=swap_the_name)
+
+    assert swapped
+    snap = tmp_path / 'snap.img'
+    snap.write_bytes(store_data(image_api, meta['id']))
+    out = tmp_path / 'snap.raw'
+    subprocess.run(['qemu-img', 'convert', '-q', '-f', meta['disk_format'],
+                    '-O', 'raw', str(snap), str(out)], check=True)
+    assert out.read_bytes() == before
+    os.unlink(swapped[0])
+    os.rename(swapped[0] + '.moved', swapped[0])
     driver.destroy(context, instance)
 
 
