@@ -70,6 +70,21 @@ MAX_VIRTUAL_SIZE = (1 << 63) - 1
 _HEADER = struct.Struct('<16sIIIIIQIIIQ')
 
 
+def header_virtual_size(data):
+    """The virtual size in bytes that the ploop delta header ``data`` (a
+    delta's first HEADER_SIZE bytes) declares.
+
+    :raises: ValueError if ``data`` is not a ploop header.
+    """
+    if len(data) < HEADER_SIZE:
+        raise ValueError('a ploop header has %d bytes, not %d' % (
+            HEADER_SIZE, len(data)))
+    header = _Header(data[:HEADER_SIZE])
+    if header.magic not in (MAGIC_V1, MAGIC_V2):
+        raise ValueError('not a ploop header')
+    return header.nb_sectors * SECTOR
+
+
 class _Header:
     """The 64-byte header, decoded; ``problem`` says why it is refused
     (None if every field is one this inspector vouches for)."""

@@ -301,3 +301,18 @@ def test_undecided_ploop_is_judged_on_its_header(tmp_path, head, kwargs,
                 s.write(bytes(64 * KiB))
         assert s.bytes_done <= images.MAX_PENDING + 64 * KiB
     assert path.stat().st_size == 0
+
+
+# --- the size a delta's header declares ------------------------------------
+
+@pytest.mark.parametrize('v2', [True, False], ids=['v2', 'v1'])
+def test_header_virtual_size(v2):
+    data = ploop_bytes(size=3 * MiB, cluster=MiB, v2=v2, allocated=())
+    assert format_ploop.header_virtual_size(data[:64]) == 3 * MiB
+
+
+@pytest.mark.parametrize('data', [b'WithoutFreeSpace', bytes(64)],
+                         ids=['short', 'not-ploop'])
+def test_header_virtual_size_of_what_is_no_header(data):
+    with pytest.raises(ValueError):
+        format_ploop.header_virtual_size(data)

@@ -11,6 +11,8 @@ The disk is the directory ``$instances_path/<uuid>/<disk_name>/`` holding
   it with ``nova.virt.format_ploop`` and converts it): the delta is always
   one the tools wrote, never the image's own file (upstream copies the
   image to ``root.hds`` and runs ``ploop restore-descriptor``);
+* sized in whole clusters (1 MiB: a record's size rounded up, as an Lvm
+  volume is in whole extents);
 * grown with ``ploop grow`` on the descriptor, offline;
 * built in a private part directory (``staging.PartDirectory``, 0700) and
   renamed into place without replacing, as every file disk is built in a
@@ -90,11 +92,9 @@ class Ploop(file.FileImage):
         # target.path is the disk directory's descriptor (see above for
         # what ploop then does by name, all inside the service's own
         # directories).
+        # resize() refused a size below the record's; a disk is whole
+        # clusters, so one already larger than ``size`` is left alone.
         current = ploop.size(target.path)
-        if size < current:
-            raise exception.DiskShrinkNotSupported(
-                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
-                current=current, requested=size)
         if size > current:
             try:
                 ploop.grow(target.path, size)

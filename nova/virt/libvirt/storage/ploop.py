@@ -2,8 +2,14 @@
 
 Only what works without the ploop kernel module is here: ``init`` (with
 ``-t none``: no filesystem, so nothing is mounted), ``grow`` and ``info
--s``. Each function runs one command and turns its failure into
+-s``. Each function runs its command and turns its failure into
 ``ProcessFailed``.
+
+Sizes are rounded up to whole clusters (``CLUSTER``), which is what
+``ploop init`` makes and what ``ploop grow`` requires. ``init`` and
+``grow`` then read the size back from the delta's header: without the
+kernel module ploop makes version 1 deltas, whose 32-bit size field wraps
+at 2 TiB, and ploop itself exits 0 with the wrapped size.
 
 libploop 1.15 over-reads its argument vector into the environment block
 (seen as a segfault of ``ploop init``); the commands therefore run with an
@@ -15,8 +21,10 @@ import os
 
 from oslo_concurrency import processutils
 from oslo_log import log as logging
+from oslo_utils import units
 
 from nova import exception
+from nova.virt import format_ploop
 
 LOG = logging.getLogger(__name__)
 
@@ -39,22 +47,59 @@ def _execute(*cmd):
             'exit code %s' % e.exit_code)
 
 
+#: ploop's default block (cluster) size, ``ploop init -b 2048`` sectors.
+CLUSTER = units.Mi
+
+
+def whole_clusters(size):
+    """``size`` bytes rounded up to whole clusters: the disk ploop makes
+    for that size."""
+    return -(-int(size) // CLUSTER) * CLUSTER
+
+
 def _size_arg(size):
-    # ploop takes sizes with a unit; whole KiB keeps every sector.
-    return '%dK' % -(-int(size) // 1024)
+    return '%dK' % (whole_clusters(size) // units.Ki)
+
+
+def _check_size(cmd, directory, asked):
+    # From the delta's own header: ``ploop info`` would leave a lock file
+    # in the directory.
+    fd = os.open(os.path.join(directory, IMAGE_NAME),
+                 os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        made = format_ploop.header_virtual_size(
+            os.pread(fd, format_ploop.HEADER_SIZE, 0))
+    except ValueError as e:
+        raise exception.ProcessFailed(cmd=cmd, reason=str(e))
+    finally:
+        os.close(fd)
+    if made != whole_clusters(asked):
+        raise exception.ProcessFailed(
+            cmd=cmd, reason='the disk has %d bytes, %d were asked (a '
+            'ploop1 delta holds less than 2 TiB)' % (made, asked))
 
 
 def init(directory, size):
-    """Make an empty ploop disk of ``size`` bytes in ``directory`` (which
-    must exist): ``root.hds`` and ``DiskDescriptor.xml``."""
+    """Make an empty ploop disk of at least ``size`` bytes (whole
+    clusters) in ``directory`` (which must exist): ``root.hds`` and
+    ``DiskDescriptor.xml``.
+
+    :raises: ProcessFailed, also for a size ploop made wrong.
+    """
     _execute('ploop', 'init', '-s', _size_arg(size), '-t', 'none',
              os.path.join(directory, IMAGE_NAME))
+    _check_size('ploop init', directory, size)
 
 
 def grow(directory, size):
-    """Grow the ploop disk in ``directory`` to ``size`` bytes (offline)."""
+    """Grow the ploop disk in ``directory`` to at least ``size`` bytes
+    (whole clusters), offline.
+
+    :raises: ProcessFailed, also for a size ploop made wrong.
+    """
     _execute('ploop', 'grow', '-s', _size_arg(size),
              os.path.join(directory, DESCRIPTOR_NAME))
+    _check_size('ploop grow', directory, size)
 
 
 def size(directory):

@@ -15,6 +15,7 @@ import subprocess
 
 import pytest
 
+from nova import exception
 from nova.objects import libvirt_disk
 from nova.virt.libvirt import disk_funcs
 from nova.virt.libvirt.imagebackend import backends
@@ -112,3 +113,44 @@ def test_create_image_generated(conf, cache, tmp_path):
     subprocess.run(['qemu-img', 'convert', '-f', 'parallels', '-O', 'raw',
                     disk.image_path, raw], check=True)
     assert helpers.blkid_type(raw) == 'vfat'
+
+
+def test_a_size_of_part_of_a_cluster_is_rounded_up(conf, cache,
+                                                   image_service):
+    # A root disk of root_gb 0 is as large as its image, often not whole
+    # MiB: the disk is whole clusters, at least the record's size, and
+    # grows (to whole clusters) or stays as it is, never refusing.
+    image_id = image_service.ids['raw']
+    size = DISK_SIZE + 512
+    disk = ploop_disk(cache, size=size, image_id=image_id)
+    disk.create_from_image(None, image_id)
+    assert ploop_size(disk.path) == DISK_SIZE + MiB
+
+    disk.resize(size + 512)
+    assert ploop_size(disk.path) == DISK_SIZE + MiB
+
+    disk.resize(DISK_SIZE + MiB + 512)
+    assert ploop_size(disk.path) == DISK_SIZE + 2 * MiB
+    assert_ploop_consistent(disk.path)
+
+
+def test_a_size_ploop_would_wrap_is_refused(conf, cache, image_service,
+                                            tmp_path):
+    # Without the kernel module ploop makes ploop1 deltas, whose size wraps
+    # at 2 TiB; ploop exits 0 all the same. Neither a create nor a grow
+    # may end with a disk smaller than asked and say nothing.
+    image_id = image_service.ids['raw']
+    too_big = 3 * 1024 * 1024 * MiB
+    disk = ploop_disk(cache, size=too_big, image_id=image_id)
+    with pytest.raises(exception.DiskCreateFailed) as e:
+        disk.create_from_image(None, image_id)
+    assert '%d were asked' % too_big in str(e.value)
+    instance_dir = os.path.dirname(disk.path)
+    assert not os.path.exists(instance_dir) or os.listdir(instance_dir) == []
+
+    disk = ploop_disk(cache, image_id=image_id)
+    disk.create_from_image(None, image_id)
+    with pytest.raises(exception.DiskResizeFailed) as e:
+        disk.resize(too_big)
+    assert '%d were asked' % too_big in str(e.value)
+    assert disk.instance_uuid in str(e.value)
