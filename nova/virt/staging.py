@@ -417,7 +417,9 @@ class Part:
         the file published is the one we made and wrote, whatever is at
         the part's name now. Where the filesystem has no hard links,
         ``renameat2(RENAME_NOREPLACE)`` of the part's name, after checking
-        that it is still ours. The part's name is then removed and the
+        that it is still ours, and checked again once renamed (what was
+        swapped in between is renamed back, and ESTALE raised). The
+        part's name is then removed and the
         directory fsynced (with ``batched``, once at the end of the
         ``directory_syncs`` batch this thread is in, if any); if that fails
         here, the new name is taken back.
@@ -443,6 +445,13 @@ class Part:
                 raise OSError(errno.ESTALE, 'part was replaced', dest)
             libc.rename_noreplace(self.directory.fd, self.name, target,
                                   dest)
+            if not self.directory.same_file(target, self.fd):
+                # Swapped in between the check and the rename: what now
+                # has the target's name is not ours. It goes back to the
+                # part's name (which is no longer ours either).
+                libc.rename_noreplace(self.directory.fd, target, self.name,
+                                      dest)
+                raise OSError(errno.ESTALE, 'part was replaced', dest)
         try:
             if linked and self.still_ours():
                 self.directory.unlink(self.name)

@@ -144,6 +144,35 @@ def test_part_directory_is_private_and_published_without_replacing(d):
     assert os.listdir(d.join('disk')) == []
 
 
+def test_part_directory_swapped_after_its_check_is_not_published(d,
+                                                                 tmp_path):
+    # A directory cannot be linked: it is renamed, after a check that its
+    # name is still ours. A neighbour's swap right after that check is a
+    # window too short for a racer thread to hit reliably, so the swap is
+    # made by the check itself, once it has passed.
+    other = tmp_path / 'other'
+    other.mkdir()
+
+    class Raced(staging.PartDirectory):
+        swapped = False
+
+        def still_ours(self):
+            ours = super().still_ours()
+            if not self.swapped:
+                self.swapped = True
+                os.rename(d.join(self.name), d.join('moved'))
+                os.symlink(str(other), d.join(self.name))
+            return ours
+
+    with pytest.raises(OSError) as e:
+        with Raced(d, 'disk') as part:
+            part.publish()
+
+    assert e.value.errno == errno.ESTALE
+    assert not d.lexists('disk')
+    assert os.listdir(str(other)) == []
+
+
 def test_stale_part_directories_only_with_directories(d, tmp_path):
     victim = tmp_path / 'victim'
     victim.write_bytes(b'keep')
