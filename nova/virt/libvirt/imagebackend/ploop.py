@@ -14,6 +14,10 @@ The disk is the directory ``$instances_path/<uuid>/<disk_name>/`` holding
 * sized in whole clusters (1 MiB: a record's size rounded up, as an Lvm
   volume is in whole extents);
 * grown with ``ploop grow`` on the descriptor, offline;
+* its ``DiskDescriptor.xml`` must list its own ``root.hds`` alone,
+  checked whenever the disk is opened or grown (ploop works on the files a
+  descriptor names: an absolute path, or ``../``, would reach another
+  disk); anything else is ``DiskLayoutMismatch``;
 * built in a private part directory (``staging.PartDirectory``, 0700) and
   renamed into place without replacing, as every file disk is built in a
   part (``file.FileImage``); reached, like every file disk, through
@@ -91,7 +95,8 @@ class Ploop(file.FileImage):
     def _grow(self, target, size):
         # target.path is the disk directory's descriptor (see above for
         # what ploop then does by name, all inside the service's own
-        # directories).
+        # directories); ploop grows the image its descriptor names.
+        self._check_descriptor(target.fd)
         # resize() refused a size below the record's; a disk is whole
         # clusters, so one already larger than ``size`` is left alone.
         current = ploop.size(target.path)
@@ -119,10 +124,44 @@ class Ploop(file.FileImage):
 
     @contextlib.contextmanager
     def _open_image(self, d, flags=os.O_RDONLY):
-        # The disk's directory, never through a link, then its image.
-        with d.subdir(self.disk_name) as disk_dir, \
-                file.opened(disk_dir, ploop.IMAGE_NAME, flags) as fd:
-            yield fd
+        # The disk's directory, never through a link, its descriptor
+        # checked, then its image.
+        with d.subdir(self.disk_name) as disk_dir:
+            self._check_descriptor(disk_dir.fd)
+            with file.opened(disk_dir, ploop.IMAGE_NAME, flags) as fd:
+                yield fd
+
+    def _check_descriptor(self, dir_fd):
+        """Refuse a disk directory whose DiskDescriptor.xml lists anything
+        but its own ``root.hds``: ploop works on the files a descriptor
+        names (an absolute path, or ``../``, reaches out of the directory).
+
+        :raises: DiskLayoutMismatch; FileNotFoundError (no descriptor).
+        """
+        fd = os.open(ploop.DESCRIPTOR_NAME, os.O_RDONLY | os.O_NOFOLLOW |
+                     os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                found = 'a %s that is not a regular file' % (
+                    ploop.DESCRIPTOR_NAME)
+            else:
+                data = os.pread(fd, ploop.MAX_DESCRIPTOR + 1, 0)
+                try:
+                    files = ploop.descriptor_images(data)
+                except ValueError as e:
+                    found = 'a %s %s' % (ploop.DESCRIPTOR_NAME, e)
+                else:
+                    if files == [ploop.IMAGE_NAME]:
+                        return
+                    found = 'a %s listing %s' % (ploop.DESCRIPTOR_NAME,
+                                                 files)
+        finally:
+            os.close(fd)
+        raise exception.DiskLayoutMismatch(
+            instance_uuid=self.instance_uuid, disk_name=self.disk_name,
+            expected='a %s listing %s alone' % (ploop.DESCRIPTOR_NAME,
+                                                ploop.IMAGE_NAME),
+            found=found)
 
     @contextlib.contextmanager
     def _resize_target(self):

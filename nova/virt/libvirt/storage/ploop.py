@@ -18,6 +18,7 @@ memory the process owns.
 """
 
 import os
+from xml.etree import ElementTree
 
 from oslo_concurrency import processutils
 from oslo_log import log as logging
@@ -100,6 +101,31 @@ def grow(directory, size):
     _execute('ploop', 'grow', '-s', _size_arg(size),
              os.path.join(directory, DESCRIPTOR_NAME))
     _check_size('ploop grow', directory, size)
+
+
+#: A DiskDescriptor.xml ploop writes is under 1 KiB for one image.
+MAX_DESCRIPTOR = 64 * units.Ki
+
+
+def descriptor_images(data):
+    """The ``<File>`` names of the images a DiskDescriptor.xml lists.
+
+    :param data: the descriptor's bytes (read by the caller, through a
+        descriptor of its own).
+    :raises: ValueError for bytes that are not a descriptor as ploop
+        writes one: larger than MAX_DESCRIPTOR, holding a markup
+        declaration (a DTD, an entity, which ploop never writes), or not
+        XML.
+    """
+    if len(data) > MAX_DESCRIPTOR:
+        raise ValueError('larger than %d bytes' % MAX_DESCRIPTOR)
+    if b'<!' in data:
+        raise ValueError('holds a markup declaration')
+    try:
+        root = ElementTree.fromstring(data)
+    except ElementTree.ParseError as e:
+        raise ValueError('not XML: %s' % e)
+    return [(element.text or '').strip() for element in root.iter('File')]
 
 
 def size(directory):

@@ -154,3 +154,46 @@ def test_a_size_ploop_would_wrap_is_refused(conf, cache, image_service,
         disk.resize(too_big)
     assert '%d were asked' % too_big in str(e.value)
     assert disk.instance_uuid in str(e.value)
+
+
+@pytest.mark.parametrize('where', ['absolute', 'up'])
+def test_a_descriptor_naming_another_file_is_refused(conf, cache,
+                                                     image_service, tmp_path,
+                                                     where):
+    # ploop grows the image its descriptor names, wherever that is: a
+    # descriptor rewritten to name another delta (another instance's
+    # disk) is refused before any tool runs, and that delta is untouched.
+    image_id = image_service.ids['raw']
+    disk = ploop_disk(cache, image_id=image_id)
+    disk.create_from_image(None, image_id)
+    victim_dir = tmp_path / 'victim'
+    victim_dir.mkdir()
+    victim = victim_dir / ploop.IMAGE_NAME
+    out = ploop_tool('init', '-s', '%dK' % (DISK_SIZE // 1024), '-t', 'none',
+                     str(victim))
+    assert out.returncode == 0, out.stderr
+    before = victim.read_bytes()
+    name = (str(victim) if where == 'absolute' else
+            os.path.relpath(str(victim), disk.path))
+    descriptor = os.path.join(disk.path, ploop.DESCRIPTOR_NAME)
+    with open(descriptor) as f:
+        text = f.read()
+    with open(descriptor, 'w') as f:
+        f.write(text.replace('<File>root.hds</File>',
+                             '<File>%s</File>' % name))
+
+    with pytest.raises(exception.DiskLayoutMismatch) as e:
+        disk.resize(2 * DISK_SIZE)
+    assert name in str(e.value)
+    with pytest.raises(exception.DiskLayoutMismatch):
+        disk.verify()
+    assert victim.read_bytes() == before
+
+
+def test_descriptor_images_refuses_what_ploop_never_writes():
+    assert ploop.descriptor_images(
+        b'<a><Image><File>root.hds</File></Image></a>') == ['root.hds']
+    for data in (b'<!DOCTYPE a [<!ENTITY x "y">]><a>&x;</a>', b'<a>',
+                 b'<a/>' + b' ' * ploop.MAX_DESCRIPTOR):
+        with pytest.raises(ValueError):
+            ploop.descriptor_images(data)
