@@ -72,7 +72,14 @@ class BlockImage(base.Image):
     # --- the contract --------------------------------------------------------
 
     def exists(self):
-        return self._volume_size(self.volume_name) is not None
+        """:raises: BackendUnavailable if the container cannot be listed
+        (a volume group that is missing)."""
+        try:
+            return self._volume_size(self.volume_name) is not None
+        except exception.ProcessFailed as e:
+            raise exception.BackendUnavailable(
+                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
+                backend=self.backend_name, reason=str(e)) from e
 
     def remove(self):
         """Wipe and remove the volume, and a temporary one a killed create
@@ -191,7 +198,14 @@ class BlockImage(base.Image):
         :returns: True if there was one.
         :raises: VolumeWipeFailed (kept), DiskRemoveFailed.
         """
-        size = self._volume_size(name)
+        try:
+            size = self._volume_size(name)
+        except exception.ProcessFailed as e:
+            # A volume group that cannot be listed (missing, its PV gone)
+            # may still hold the volume: never report it removed.
+            raise exception.DiskRemoveFailed(
+                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
+                reason=str(e)) from e
         if size is None:
             return False
         self._wipe_and_remove(name, size)

@@ -14,7 +14,11 @@ block device ``storage.lvm.device_path`` gives:
   ``block.BlockImage``;
 * removal wipes per ``[libvirt] volume_clear`` / ``volume_clear_size``
   first; a wipe that fails keeps the volume;
-* growth is ``lvextend``; shrinking is refused;
+* growth is ``lvextend``, then the extents past the volume the record's
+  size made are zeroed (again by the retry of a grow that did not
+  finish); shrinking is refused;
+* the free space a disk needs is its size in whole extents, less what a
+  killed create of it left (its create removes that first);
 * the guest never reads what an earlier volume left on the extents: the
   part of a new or grown volume that the image does not cover is zeroed.
 
@@ -78,9 +82,15 @@ class Lvm(block.BlockImage):
                 if info is None:
                     reason = 'volume group %s does not exist' % vg
                 else:
-                    disk._saw(info['volumes'])
-                    if disk.volume_name not in info['volumes']:
-                        needed += disk.record.size
+                    volumes = info['volumes']
+                    disk._saw(volumes)
+                    if disk.volume_name not in volumes:
+                        # Whole extents; less what a killed create of the
+                        # disk left (its create removes that first).
+                        made = _round_up(disk.record.size,
+                                         info['extent_size'])
+                        needed += max(
+                            made - volumes.get(disk.temp_volume_name, 0), 0)
                         if info['free'] < needed:
                             reason = (
                                 'volume group %s has %d bytes free, the '
@@ -149,19 +159,34 @@ class Lvm(block.BlockImage):
         func(device, size)
 
     def _grow(self, name, size):
+        # resize() refused a size below the record's. A volume is whole
+        # extents: one larger than ``size`` already is not shrunk.
         current = self._volume_size(name)
         if current is None:
             raise exception.DiskNotFound(instance_uuid=self.instance_uuid,
                                          disk_name=self.disk_name)
-        if size < current:
-            raise exception.DiskShrinkNotSupported(
-                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
-                current=current, requested=size)
+        info = lvm.volume_group_info(self.record.volume_group)
+        if info is None:
+            raise exception.DiskNotFound(instance_uuid=self.instance_uuid,
+                                         disk_name=self.disk_name)
+        # The volume the record's size made, all of it the guest's.
+        made = _round_up(self.record.size, info['extent_size'])
         if size > current:
             lvm.extend_volume(self.record.volume_group, name, size)
-            # As on create: the new extents read as zeros, never as what
-            # an earlier volume left there.
-            lvm.zero_range(self._device_path(name), current)
+        elif current <= made:
+            return
+        else:
+            # Larger than its record: a grow that did not finish (killed
+            # after its lvextend, or its record not saved). The extents
+            # past the record may never have been zeroed: they are now.
+            LOG.warning('Volume %(volume)s of %(disk)r holds %(current)d '
+                        'bytes, its record %(size)d: zeroing what lies past '
+                        '%(made)d, left by a grow that did not finish',
+                        {'volume': name, 'disk': self, 'current': current,
+                         'size': self.record.size, 'made': made})
+        # As on create: the new extents read as zeros, never as what an
+        # earlier volume left there.
+        lvm.zero_range(self._device_path(name), min(current, made))
 
     # --- volumes -------------------------------------------------------------
 

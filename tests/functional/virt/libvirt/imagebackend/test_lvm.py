@@ -52,6 +52,20 @@ def test_missing_volume_group_is_refused(lvm, cache):
     assert 'disk' in msg
 
 
+def test_missing_volume_group_is_named_in_typed_errors(lvm, cache):
+    # Nothing can be said of a volume in a group that cannot be listed:
+    # it is neither there nor removed.
+    disk = _disk(lvm, cache, vg='no_such_vg')
+    with pytest.raises(exception.BackendUnavailable) as e:
+        disk.exists()
+    assert 'no_such_vg' in str(e.value)
+    assert disk.instance_uuid in str(e.value)
+    with pytest.raises(exception.DiskRemoveFailed) as e:
+        disk.remove()
+    assert 'no_such_vg' in str(e.value)
+    assert disk.instance_uuid in str(e.value)
+
+
 def test_volume_group_without_room_is_refused(lvm, cache):
     free = storage_lvm.volume_group_info(lvm.vg)['free']
     disk = _disk(lvm, cache, size=free + 4 * MiB)
@@ -249,6 +263,36 @@ def test_an_instance_s_disks_must_fit_the_volume_group_together(lvm, cache):
         assert lvm_class.which_exist([second, first, too_big]) == [first]
 
 
+def test_disks_need_whole_extents(lvm, cache):
+    # In bytes the two fit; in the extents LVM gives them they do not.
+    with _private_volume_group() as vg:
+        info = storage_lvm.volume_group_info(vg)
+        free, extent = info['free'], info['extent_size']
+        first = _disk(lvm, cache, vg=vg, size=free - extent + MiB)
+        second = _disk(lvm, cache, vg=vg, size=MiB)
+        first.check_available()
+        second.check_available()
+
+        with pytest.raises(exception.BackendUnavailable) as e:
+            type(first).check_all_available([first, second])
+        assert e.value.kwargs['instance_uuid'] == second.instance_uuid
+
+
+def test_a_killed_create_s_leftover_gives_its_room_back(lvm, cache):
+    # The leftover holds all the group's room; the disk's create removes
+    # it before making the volume, so the disk is not refused for it.
+    with _private_volume_group() as vg:
+        free = storage_lvm.volume_group_info(vg)['free']
+        disk = _disk(lvm, cache, vg=vg, size=free)
+        storage_lvm.create_volume(vg, disk.temp_volume_name, free)
+
+        disk.check_available()
+
+        other = _disk(lvm, cache, vg=vg, size=free)
+        with pytest.raises(exception.BackendUnavailable):
+            other.check_available()
+
+
 # --- zeroing ----------------------------------------------------------------
 
 def _random_volume(lvm, size):
@@ -262,15 +306,26 @@ def _random_volume(lvm, size):
     return name, offset, length
 
 
-def test_disk_from_func_never_shows_an_earlier_volume_s_bytes(lvm, cache):
-    # An earlier volume's bytes on the extents, removed without a wipe
-    # (volume_clear = none, or a volume removed by another tool).
-    earlier, offset, length = _random_volume(lvm, SIZE)
+def _unwiped_extents(lvm, size):
+    """(offset, length) of free extents holding an earlier volume's
+    random bytes: removed without a wipe (volume_clear = none, or a
+    volume removed by another tool)."""
+    earlier, offset, length = _random_volume(lvm, size)
     storage_lvm.remove_volume(lvm.vg, earlier)
-    name = policy.swap_template_name(SIZE // MiB)
-    disk = _disk(lvm, cache, cache_name=name)
+    return offset, length
 
-    disk.create_from_func(None, disk_funcs.make_swap(), name, SIZE)
+
+def _swap_disk(lvm, cache, size=SIZE):
+    name = policy.swap_template_name(size // MiB)
+    disk = _disk(lvm, cache, size=size, cache_name=name)
+    disk.create_from_func(None, disk_funcs.make_swap(), name, size)
+    return disk
+
+
+def test_disk_from_func_never_shows_an_earlier_volume_s_bytes(lvm, cache):
+    offset, length = _unwiped_extents(lvm, SIZE)
+
+    disk = _swap_disk(lvm, cache)
 
     # The new volume has the same extents, or this test shows nothing.
     assert lvm.aliases.extents(lvm.vg, disk.volume_name) == (offset, length)
@@ -279,6 +334,43 @@ def test_disk_from_func_never_shows_an_earlier_volume_s_bytes(lvm, cache):
     # mkswap writes its first page; the guest reads zeros after it.
     page = os.sysconf('SC_PAGE_SIZE')
     assert _differs_at(data[page:], bytes(length - page)) is None
+
+
+@pytest.mark.parametrize('killed', [False, True],
+                         ids=['grow', 'grow-again-after-a-kill'])
+def test_grown_extents_never_show_an_earlier_volume_s_bytes(lvm, cache,
+                                                            killed):
+    offset, length = _unwiped_extents(lvm, 2 * SIZE)
+    disk = _swap_disk(lvm, cache)
+    if killed:
+        # What a grow killed between its lvextend and its zeroing leaves:
+        # the volume grown, the record still at the old size. The retry
+        # must zero the new extents, not find nothing left to do.
+        storage_lvm.extend_volume(lvm.vg, disk.volume_name, 2 * SIZE)
+
+    disk.resize(2 * SIZE)
+
+    # The grown volume has the same extents, or this test shows nothing.
+    assert lvm.aliases.extents(lvm.vg, disk.volume_name) == (offset, length)
+    grown = lvm.aliases.read(offset + SIZE, SIZE)
+    assert _differs_at(grown, bytes(SIZE)) is None
+    assert helpers.blkid_type(disk.path) == 'swap'
+
+
+def test_grow_within_the_volume_s_last_extent(lvm, cache):
+    # A record that is not whole extents: the volume is already larger
+    # than a size between the two. Not a shrink: nothing to do.
+    extent = storage_lvm.volume_group_info(lvm.vg)['extent_size']
+    size = SIZE + MiB
+    disk = _swap_disk(lvm, cache, size=size)
+    where = lvm.aliases.extents(lvm.vg, disk.volume_name)
+    assert where[1] == SIZE + extent
+
+    disk.resize(size + MiB)
+
+    assert lvm.aliases.extents(lvm.vg, disk.volume_name) == where
+    with pytest.raises(exception.DiskShrinkNotSupported):
+        disk.resize(size - MiB)
 
 
 def test_zero_range_to_the_end_of_the_device(lvm):
