@@ -527,8 +527,11 @@ class ImageStream:
                     disk_size=self.max_virtual_size)
             # Judged on the declared size as soon as the header is read:
             # a padded image is refused before its padding is downloaded.
-            # A ploop needs less than a qcow2 (its BAT is 4 bytes per
-            # cluster): the qcow2 bound holds it too.
+            # A ploop's BAT is 4 bytes per cluster, but its data is whole
+            # clusters: the qcow2 bound holds one of the clusters ploop
+            # makes (1 MiB), not one whose last cluster overshoots the
+            # disk by more than the allowance (clusters of tens of MiB),
+            # which is refused: this fails closed.
             size = max(self.size or 0, self.bytes_done)
             if size > qcow2_max_bytes(virtual_size):
                 raise exception.ImageDamaged(
