@@ -232,7 +232,8 @@ class Image(metaclass=abc.ABCMeta):
             with self._resize_target() as target:
                 self._grow(target, size)
                 self._finish(target, size)
-        except (exception.DiskShrinkNotSupported, exception.DiskResizeFailed):
+        except (exception.DiskShrinkNotSupported, exception.DiskResizeFailed,
+                exception.DiskLayoutMismatch):
             raise
         except (exception.NovaException, OSError) as e:
             raise exception.DiskResizeFailed(

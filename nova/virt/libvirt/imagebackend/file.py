@@ -206,7 +206,7 @@ class FileImage(base.Image):
                 pass
 
     @contextlib.contextmanager
-    def _verified_image(self):
+    def _verified_image(self, flags=os.O_RDONLY):
         """Yield a descriptor of the disk's image, proven as ``verify``
         says through that very descriptor (a raw disk: only opened): what
         reads it reads the file that was checked, whatever is done to its
@@ -218,7 +218,7 @@ class FileImage(base.Image):
                         format=self.qemu_format, data_file=None)
         with contextlib.ExitStack() as stack:
             try:
-                fd = stack.enter_context(self._existing_image())
+                fd = stack.enter_context(self._existing_image(flags))
             except exception.UnsafePath:
                 # Never let qemu-img follow a link or block on a FIFO.
                 raise self._mismatch(expected, 'not a regular file')
@@ -265,8 +265,10 @@ class FileImage(base.Image):
 
     @contextlib.contextmanager
     def _resize_target(self):
-        """Yield the existing disk as an ``OpenDisk`` (read-write)."""
-        with self._existing_image(os.O_RDWR) as fd:
+        """Yield the existing disk as an ``OpenDisk`` (read-write),
+        verified through that descriptor: the resize works on the file
+        that was checked, whatever is done to its name meanwhile."""
+        with self._verified_image(os.O_RDWR) as fd:
             yield OpenDisk(fd)
 
     def _finish(self, target, size):

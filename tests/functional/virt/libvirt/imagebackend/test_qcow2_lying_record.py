@@ -178,3 +178,35 @@ def test_link_at_a_qcow2_disk_is_refused_unread(conf, cache, tmp_path):
     disk = imagebackend.backend_for(instance, record, cache=cache)
     with pytest.raises(exception.DiskLayoutMismatch, match='regular file'):
         disk.resize(2 * MiB)
+
+
+@pytest.mark.parametrize('backend', ['flat', 'qcow2'])
+def test_disk_swapped_after_its_check_is_never_resized(
+        conf, cache, image_service, tmp_path, host_file, backend):
+    # A writer of the instance directory swaps the disk for a qcow2 file
+    # whose data-file is a host file, right after resize()'s verify().
+    # No thread hits that window reliably: the swap is made by verify()
+    # itself, once it has passed. The resize must work on the file that
+    # was checked, never the one now at the name.
+    image_id = image_service.ids['qcow2']
+    record = helpers.make_record(backend, 'qcow2', 64 * MiB,
+                                 image_id=image_id)
+    disk = imagebackend.backend_for(helpers.Instance(), record, cache=cache)
+    disk.create_from_image(None, image_id)
+    evil = str(tmp_path / 'evil.qcow2')
+    qcow2_header(evil, data_file=host_file)
+    os.truncate(host_file, 1000)
+    host_before = (os.path.getsize(host_file), sha256(host_file))
+    checked = disk.verify
+
+    def verify_then_swap():
+        checked()
+        os.rename(disk.path, disk.path + '.moved')
+        os.rename(evil, disk.path)
+
+    disk.verify = verify_then_swap
+
+    with pytest.raises(exception.DiskLayoutMismatch) as e:
+        disk.resize(96 * MiB)
+    assert host_file in str(e.value)
+    assert (os.path.getsize(host_file), sha256(host_file)) == host_before
