@@ -138,13 +138,16 @@ def create(path, fmt, size, backing_file=None, backing_fmt=None):
     """Create an image of ``size`` bytes (an overlay if ``backing_file``).
 
     :param backing_fmt: required with ``backing_file`` (pinned with -F).
+        The backing file is only named in the overlay's header, never
+        opened (-u: the size is given): what is at its name now (a link,
+        a FIFO that would block qemu-img) is not read here.
     """
     args = ['create', '-f', _fmt(fmt)]
     if backing_file is not None:
         if backing_fmt is None:
             raise exception.InvalidInput(
                 reason='a backing file needs its format pinned')
-        args += ['-b', backing_file, '-F', _fmt(backing_fmt)]
+        args += ['-b', backing_file, '-F', _fmt(backing_fmt), '-u']
     args += [path, str(int(size))]
     execute(*args)
 

@@ -13,6 +13,7 @@ buffered one.
 import logging
 import os
 import subprocess
+import threading
 
 from oslo_concurrency import processutils
 import pytest
@@ -214,3 +215,26 @@ def test_without_prlimit_nothing_runs(monkeypatch):
     monkeypatch.setattr(qemu_img, '_PRLIMIT', 'no-such-prlimit-here')
     with pytest.raises(OSError):
         qemu_img.execute('--version')
+
+
+def test_an_overlay_is_made_without_opening_its_backing_file(tmp_path):
+    # The backing file is only named in the new overlay's header: a FIFO
+    # at its name (planted in a shared _base) must not block the create.
+    # Guarded by a thread so that a regression fails instead of hanging.
+    backing = str(tmp_path / 'base')
+    os.mkfifo(backing)
+    overlay = str(tmp_path / 'overlay')
+    done = []
+    worker = threading.Thread(target=lambda: done.append(qemu_img.create(
+        overlay, 'qcow2', 64 << 20, backing_file=backing,
+        backing_fmt='raw')), daemon=True)
+    worker.start()
+    worker.join(60)
+    if worker.is_alive():
+        # Unblock the reader qemu-img is stuck on, then fail.
+        os.close(os.open(backing, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(60)
+    assert done == [None]
+    info = qemu_img.info(overlay, 'qcow2')
+    assert info['backing-filename'] == backing
+    assert info['virtual-size'] == 64 << 20
