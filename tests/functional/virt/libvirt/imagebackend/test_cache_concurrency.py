@@ -155,14 +155,14 @@ def test_qcow2_costs_one_create(image_format, cache_format, cache,
     assert ('convert' in [c[1] for c in fetch]) == (
         image_format != cache_format)
     assert ours == [['qemu-img', 'create', '-f', 'qcow2', '-b', base, '-F',
-                     cache_format, cold.path, str(2 * IMAGE_SIZE)]]
+                     cache_format, '-u', cold.path, str(2 * IMAGE_SIZE)]]
 
     warm = _disk('qcow2', cache_format, image_id, cache)
     warm.create_from_image(None, image_id)
     # Warm: one process, the create. No qemu-img info anywhere.
     assert _published(spy.take(), warm) == [(False, [
         'qemu-img', 'create', '-f', 'qcow2', '-b', base, '-F', cache_format,
-        warm.path, str(IMAGE_SIZE)])]
+        '-u', warm.path, str(IMAGE_SIZE)])]
 
 
 def test_flat_warm_costs_no_process_for_raw(cache, image_service,

@@ -365,9 +365,11 @@ def test_flat_raw_resize_does_not_follow_a_planted_link(conf, cache,
     os.makedirs(os.path.join(CONF.instances_path, UUID))
     os.symlink(str(victim), disk_path())
     disk = imagebackend.Flat(instance(), record(), cache=cache)
-    with pytest.raises(exception.DiskResizeFailed) as e:
+    # Not the regular file a raw disk is: refused, not followed.
+    with pytest.raises(exception.DiskLayoutMismatch) as e:
         disk.resize(2 * MiB)
     assert UUID in str(e.value) and 'disk' in str(e.value)
+    assert 'not a regular file' in str(e.value)
     assert victim.read_bytes() == b'x' * 10
     assert os.path.islink(disk_path())
 
@@ -376,7 +378,8 @@ def test_flat_raw_resize_of_a_planted_fifo_does_not_block(conf, cache):
     os.makedirs(os.path.join(CONF.instances_path, UUID))
     os.mkfifo(disk_path())
     disk = imagebackend.Flat(instance(), record(), cache=cache)
-    with pytest.raises(exception.DiskResizeFailed):
+    with pytest.raises(exception.DiskLayoutMismatch,
+                       match='not a regular file'):
         disk.resize(2 * MiB)
 
 
