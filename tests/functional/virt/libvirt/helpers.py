@@ -13,11 +13,15 @@ from nova import exception
 from nova.image import api as image_api_mod
 from nova import objects
 from nova.virt.libvirt import imagebackend
+from nova.virt import sparse
 
 CONF = nova.conf.CONF
 
 #: The test images: 64 MiB virtual, 1 MiB of data at the start.
 IMAGE_VIRTUAL_SIZE = 64 * units.Mi
+
+#: Read size of the helpers that stream a disk or an image.
+CHUNK = units.Mi
 
 #: The file backends that have landed.
 FILE_BACKENDS = [b for b in ('flat', 'qcow2') if b in imagebackend.BACKENDS]
@@ -115,6 +119,26 @@ def records(context, instance):
     return result
 
 
+def file_digest(path):
+    """The sha256 hex digest of a file's bytes, read in chunks (a disk
+    here is a GiB, mostly holes: never read whole into memory)."""
+    with open(path, 'rb') as f:
+        return hashlib.file_digest(f, 'sha256').hexdigest()
+
+
+def download_to(image_api, image_id, path):
+    """Write an image's bytes to the new file ``path``, zero chunks as
+    holes, so that a test's tmp_path holds its data, not its size."""
+    with open(path, 'xb') as f:
+        for chunk in image_api.download(None, image_id):
+            if sparse.is_zero(chunk):
+                f.seek(len(chunk), os.SEEK_CUR)
+            else:
+                f.write(chunk)
+        f.truncate()
+    return path
+
+
 class AcceptingStore(image_api_mod.ImageService):
     """An image service that keeps uploads as declared, without checking
     their content: what Glance does with a plain qcow2 declared raw (see
@@ -133,23 +157,29 @@ class AcceptingStore(image_api_mod.ImageService):
 
     def download(self, context, image_id):
         with open(os.path.join(self.root, image_id), 'rb') as f:
-            return iter([f.read()])
+            while chunk := f.read(CHUNK):
+                yield chunk
 
     def import_file(self, context, path, disk_format, name=None,
                     container_format='bare', progress=None, min_disk=0,
                     properties=None):
-        with open(path, 'rb') as f:
-            data = f.read()
         image_id = uuidutils.generate_uuid()
-        with open(os.path.join(self.root, image_id), 'wb') as f:
-            f.write(data)
+        stored = os.path.join(self.root, image_id)
+        # Sparse: a snapshot of a 1 GiB disk holds a few MiB of data.
+        # (``path`` may be a /proc/<pid>/fd link: followed.)
+        with open(path, 'rb') as src, open(stored, 'xb') as dst:
+            sparse.copy_fd(src.fileno(), dst.fileno())
+        size = os.path.getsize(stored)
+        md5, sha512 = hashlib.md5(), hashlib.sha512()
+        for chunk in self.download(context, image_id):
+            md5.update(chunk)
+            sha512.update(chunk)
         self.meta[image_id] = {
             'id': image_id, 'name': name, 'status': 'active',
             'disk_format': disk_format, 'container_format': 'bare',
-            'size': len(data), 'checksum': hashlib.md5(data).hexdigest(),
-            'os_hash_algo': 'sha512',
-            'os_hash_value': hashlib.sha512(data).hexdigest(),
-            'virtual_size': len(data), 'min_disk': min_disk,
+            'size': size, 'checksum': md5.hexdigest(),
+            'os_hash_algo': 'sha512', 'os_hash_value': sha512.hexdigest(),
+            'virtual_size': size, 'min_disk': min_disk,
             'properties': dict(properties or {})}
         return self.get(context, image_id)
 

@@ -5,6 +5,7 @@ import os
 import subprocess
 
 import libvirt
+from oslo_utils import units
 import pytest
 
 import nova.conf
@@ -38,19 +39,20 @@ def root_backend(context, instance):
 
 
 def read_disk(backend, fmt, directory):
-    """The guest-visible bytes of a disk, as raw (format pinned)."""
+    """The sha256 of the disk's guest-visible bytes, as raw (format
+    pinned)."""
     out = os.path.join(str(directory), 'plain-%s.raw' % backend.disk_name)
     with backend.snapshot_source() as (source, qemu_fmt):
         subprocess.run(['qemu-img', 'convert', '-q', '-f', qemu_fmt, '-O',
                         'raw', source, out], check=True)
-    with open(out, 'rb') as f:
-        data = f.read()
+    digest = helpers.file_digest(out)
     os.unlink(out)
-    return data
+    return digest
 
 
-def store_data(image_api, image_id):
-    return b''.join(image_api.download(None, image_id))
+def store_head(image_api, image_id):
+    """The first chunk of an image in the store (its header)."""
+    return next(iter(image_api.download(None, image_id)))
 
 
 def snapshots_dir_entries():
@@ -110,8 +112,8 @@ def test_snapshot_keeps_the_recorded_format(conf, context, images,
     meta = driver.snapshot(context, instance, 'snap')
 
     assert meta['disk_format'] == record.format
-    data = store_data(image_api, meta['id'])
-    assert data.startswith(b'QFI\xfb') == (record.format == 'qcow2')
+    assert store_head(image_api, meta['id']).startswith(b'QFI\xfb') == (
+        record.format == 'qcow2')
     driver.destroy(context, instance)
 
 
@@ -124,7 +126,7 @@ def test_snapshot_image_format_converts(conf, context, images, image_api,
     meta = driver.snapshot(context, instance, 'snap')
 
     assert meta['disk_format'] == 'qcow2'
-    assert store_data(image_api, meta['id']).startswith(b'QFI\xfb')
+    assert store_head(image_api, meta['id']).startswith(b'QFI\xfb')
     driver.destroy(context, instance)
 
 
@@ -223,8 +225,12 @@ def test_snapshot_copies_the_disk_it_checked(conf, context, images,
     instance = boot(driver, context, images[image_format])
     disk = root_backend(context, instance)
     before = read_disk(disk, disk.record.format, tmp_path)
+    # Another file of the disk's size whose bytes differ from the first
+    # MiB on (written there only: tmp_path holds data, not sizes).
     victim = tmp_path / 'victim'
-    victim.write_bytes(b'\xee' * len(before))
+    with open(victim, 'wb') as f:
+        f.write(b'\xee' * units.Mi)
+        f.truncate(disk.record.size)
     subprocess.run(['qemu-img', 'convert', '-q', '-f', 'raw', '-O',
                     disk.qemu_format, str(victim), str(victim) + '.img'],
                    check=True)
@@ -242,12 +248,11 @@ def test_snapshot_copies_the_disk_it_checked(conf, context, images,
     meta = driver.snapshot(context, instance, 'snap', progress=swap_the_name)
 
     assert swapped
-    snap = tmp_path / 'snap.img'
-    snap.write_bytes(store_data(image_api, meta['id']))
+    snap = helpers.download_to(image_api, meta['id'], tmp_path / 'snap.img')
     out = tmp_path / 'snap.raw'
     subprocess.run(['qemu-img', 'convert', '-q', '-f', meta['disk_format'],
                     '-O', 'raw', str(snap), str(out)], check=True)
-    assert out.read_bytes() == before
+    assert helpers.file_digest(out) == before
     os.unlink(swapped[0])
     os.rename(swapped[0] + '.moved', swapped[0])
     driver.destroy(context, instance)
@@ -305,10 +310,9 @@ def test_raw_image_of_a_qcow2_header_is_refused_by_the_fetch(
     meta = driver.snapshot(context, instance, 'hostile', image_api=store)
 
     assert meta['disk_format'] == 'raw'
-    data = store_data(store, meta['id'])
-    assert data.startswith(b'QFI\xfb')
-    with open(backend.path, 'rb') as f:
-        assert data == f.read()
+    assert store_head(store, meta['id']).startswith(b'QFI\xfb')
+    data = helpers.download_to(store, meta['id'], tmp_path / 'snap.img')
+    assert helpers.file_digest(data) == helpers.file_digest(backend.path)
 
     other = libvirt_driver.LibvirtDriver(
         host=host, disks=disk_manager.DiskManager(
