@@ -160,13 +160,12 @@ class Lvm(block.BlockImage):
 
     def _grow(self, name, size):
         # resize() refused a size below the record's. A volume is whole
-        # extents: one larger than ``size`` already is not shrunk.
-        current = self._volume_size(name)
+        # extents: one larger than ``size`` already is not shrunk. The
+        # volume's size and the extent size come from one LVM command.
+        info = lvm.volume_group_info(self.record.volume_group,
+                                     with_volumes=True)
+        current = info['volumes'].get(name) if info else None
         if current is None:
-            raise exception.DiskNotFound(instance_uuid=self.instance_uuid,
-                                         disk_name=self.disk_name)
-        info = lvm.volume_group_info(self.record.volume_group)
-        if info is None:
             raise exception.DiskNotFound(instance_uuid=self.instance_uuid,
                                          disk_name=self.disk_name)
         # The volume the record's size made, all of it the guest's.
