@@ -225,15 +225,15 @@ class Image(metaclass=abc.ABCMeta):
         if not self.exists():
             raise exception.DiskNotFound(instance_uuid=self.instance_uuid,
                                          disk_name=self.disk_name)
-        # Growing opens the disk with its recorded format: first prove it
-        # is what the record says (DiskLayoutMismatch otherwise).
-        self.verify()
         try:
+            # Growing opens the disk with its recorded format: the target
+            # comes proven as the record says (DiskLayoutMismatch, nothing
+            # done, otherwise).
             with self._resize_target() as target:
                 self._grow(target, size)
                 self._finish(target, size)
         except (exception.DiskShrinkNotSupported, exception.DiskResizeFailed,
-                exception.DiskLayoutMismatch):
+                exception.DiskLayoutMismatch, exception.DiskNotFound):
             raise
         except (exception.NovaException, OSError) as e:
             raise exception.DiskResizeFailed(
@@ -295,7 +295,11 @@ class Image(metaclass=abc.ABCMeta):
     @abc.abstractmethod
     def _resize_target(self):
         """Context manager: yield what ``_grow`` and ``_finish`` act on
-        for an existing disk (an open file, a volume), held for both."""
+        for an existing disk (an open file, a volume), held for both, and
+        proven as ``verify`` says through what it yields.
+
+        :raises: DiskNotFound; DiskLayoutMismatch.
+        """
 
     def _finish(self, target, size):
         """Last step of a create or a resize at ``target`` (none by

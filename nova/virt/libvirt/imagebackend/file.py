@@ -43,10 +43,13 @@ INSTANCE_DIR_MODE = 0o755
 
 class OpenDisk:
     """An existing disk opened by descriptor, as a ``staging.Part`` offers
-    a new one: ``fd``, and ``path`` for tools (``staging.fd_path``)."""
+    a new one: ``fd``, and ``path`` for tools (``staging.fd_path``); for
+    a disk that is a directory (ploop), ``image`` is the descriptor of
+    the image file in it."""
 
-    def __init__(self, fd):
+    def __init__(self, fd, image=None):
         self.fd = fd
+        self.image = image
 
     @property
     def path(self):
@@ -205,7 +208,6 @@ class FileImage(base.Image):
             with self._verified_image():
                 pass
 
-    @contextlib.contextmanager
     def _verified_image(self, flags=os.O_RDONLY):
         """Yield a descriptor of the disk's image, proven as ``verify``
         says through that very descriptor (a raw disk: only opened): what
@@ -214,17 +216,35 @@ class FileImage(base.Image):
 
         :raises: as ``verify``.
         """
-        expected = dict(self._expected_layout() or {},
-                        format=self.qemu_format, data_file=None)
+        return self._proven(self._existing_image(flags))
+
+    @contextlib.contextmanager
+    def _proven(self, opening):
+        """Enter ``opening``, a context manager that yields a descriptor
+        of the disk's image, and yield it once proven as ``verify`` says.
+
+        :raises: DiskLayoutMismatch, also for a link or a FIFO where
+            ``opening`` expects the image (UnsafePath); DiskNotFound.
+        """
         with contextlib.ExitStack() as stack:
-            try:
-                fd = stack.enter_context(self._existing_image(flags))
-            except exception.UnsafePath:
-                # Never let qemu-img follow a link or block on a FIFO.
-                raise self._mismatch(expected, 'not a regular file')
+            fd = self._enter_safely(stack, opening)
             if self._expected_layout() is not None:
-                self._check_layout(fd, expected)
+                self._check_layout(fd, self._expected())
             yield fd
+
+    def _enter_safely(self, stack, opening):
+        """``stack.enter_context(opening)``, a link or a FIFO where the
+        disk should be (UnsafePath) raised as DiskLayoutMismatch: qemu-img
+        never follows a link or blocks on a FIFO."""
+        try:
+            return stack.enter_context(opening)
+        except exception.UnsafePath:
+            raise self._mismatch(self._expected(), 'not a regular file')
+
+    def _expected(self):
+        """What ``verify`` must find, as ``_check_layout`` compares it."""
+        return dict(self._expected_layout() or {},
+                    format=self.qemu_format, data_file=None)
 
     def _check_layout(self, fd, expected):
         try:

@@ -95,11 +95,16 @@ class Ploop(file.FileImage):
     def _grow(self, target, size):
         # target.path is the disk directory's descriptor (see above for
         # what ploop then does by name, all inside the service's own
-        # directories); ploop grows the image its descriptor names.
-        self._check_descriptor(target.fd)
+        # directories); ploop grows the image its descriptor names, which
+        # _resize_target has just proven to be target.image.
         # resize() refused a size below the record's; a disk is whole
         # clusters, so one already larger than ``size`` is left alone.
-        current = ploop.size(target.path)
+        try:
+            current = ploop.image_size(target.image)
+        except ValueError as e:
+            raise exception.DiskLayoutMismatch(
+                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
+                expected='a ploop delta', found=str(e))
         if size > current:
             try:
                 ploop.grow(target.path, size)
@@ -124,12 +129,18 @@ class Ploop(file.FileImage):
 
     @contextlib.contextmanager
     def _open_image(self, d, flags=os.O_RDONLY):
-        # The disk's directory, never through a link, its descriptor
-        # checked, then its image.
-        with d.subdir(self.disk_name) as disk_dir:
-            self._check_descriptor(disk_dir.fd)
-            with file.opened(disk_dir, ploop.IMAGE_NAME, flags) as fd:
-                yield fd
+        # The disk's directory, never through a link, then its image.
+        with d.subdir(self.disk_name) as disk_dir, \
+                self._image_in(disk_dir, flags) as fd:
+            yield fd
+
+    @contextlib.contextmanager
+    def _image_in(self, disk_dir, flags=os.O_RDONLY):
+        """The descriptor of ``root.hds`` in the open disk directory,
+        once its DiskDescriptor.xml is checked (``_check_descriptor``)."""
+        self._check_descriptor(disk_dir.fd)
+        with file.opened(disk_dir, ploop.IMAGE_NAME, flags) as fd:
+            yield fd
 
     def _check_descriptor(self, dir_fd):
         """Refuse a disk directory whose DiskDescriptor.xml lists anything
@@ -166,9 +177,14 @@ class Ploop(file.FileImage):
     @contextlib.contextmanager
     def _resize_target(self):
         """Yield the disk's directory (never through a link) as a
-        ``file.OpenDisk``."""
-        with self._existing() as d, d.subdir(self.disk_name) as disk_dir:
-            yield file.OpenDisk(disk_dir.fd)
+        ``file.OpenDisk`` whose ``image`` is the descriptor of its
+        ``root.hds``, proven as ``verify`` says through those descriptors
+        (DiskDescriptor.xml lists root.hds alone; root.hds is a ploop
+        delta with nothing under it) right before ploop works there."""
+        with self._existing() as d, contextlib.ExitStack() as stack:
+            disk_dir = self._enter_safely(stack, d.subdir(self.disk_name))
+            with self._proven(self._image_in(disk_dir)) as image:
+                yield file.OpenDisk(disk_dir.fd, image=image)
 
     def _remove_entry(self, d, name):
         try:

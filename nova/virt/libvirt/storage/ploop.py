@@ -62,14 +62,22 @@ def _size_arg(size):
     return '%dK' % (whole_clusters(size) // units.Ki)
 
 
+def image_size(image_fd):
+    """The size in bytes that the ploop delta open at ``image_fd``
+    declares in its header (``ploop info`` would take a lock file in its
+    directory, and start a process).
+
+    :raises: ValueError if the file does not start with a ploop header.
+    """
+    return format_ploop.header_virtual_size(
+        os.pread(image_fd, format_ploop.HEADER_SIZE, 0))
+
+
 def _check_size(cmd, directory, asked):
-    # From the delta's own header: ``ploop info`` would leave a lock file
-    # in the directory.
     fd = os.open(os.path.join(directory, IMAGE_NAME),
                  os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        made = format_ploop.header_virtual_size(
-            os.pread(fd, format_ploop.HEADER_SIZE, 0))
+        made = image_size(fd)
     except ValueError as e:
         raise exception.ProcessFailed(cmd=cmd, reason=str(e))
     finally:
@@ -126,15 +134,3 @@ def descriptor_images(data):
     except ElementTree.ParseError as e:
         raise ValueError('not XML: %s' % e)
     return [(element.text or '').strip() for element in root.iter('File')]
-
-
-def size(directory):
-    """The disk's size in bytes, from ``ploop info -s``."""
-    out, _err = _execute('ploop', 'info', '-s',
-                         os.path.join(directory, DESCRIPTOR_NAME))
-    for line in out.splitlines():
-        key, _sep, value = line.partition(':')
-        if key.strip() == 'size':
-            return int(value.strip()) * 512
-    raise exception.ProcessFailed(cmd='ploop info -s',
-                                  reason='no size in %r' % out)

@@ -165,6 +165,23 @@ def test_qcow2_costs_one_create(image_format, cache_format, cache,
         '-u', warm.path, str(IMAGE_SIZE)])]
 
 
+@pytest.mark.parametrize('backend', ['qcow2', 'flat'])
+def test_qcow2_resize_costs_one_check_and_the_resize(backend, cache,
+                                                     image_service,
+                                                     monkeypatch):
+    # The disk is proven (qemu-img info) once, through the descriptor
+    # the resize then works on: one check, one resize.
+    image_id = image_service.ids['qcow2']
+    disk = _disk(backend, 'qcow2', image_id, cache)
+    disk.create_from_image(None, image_id)
+    spy = CommandSpy(monkeypatch)
+
+    disk.resize(2 * IMAGE_SIZE)
+
+    assert [cmd[:2] for _in_fetch, cmd in spy.take()] == [
+        ['qemu-img', 'info'], ['qemu-img', 'resize']]
+
+
 def test_flat_warm_costs_no_process_for_raw(cache, image_service,
                                             monkeypatch):
     image_id = image_service.ids['raw']

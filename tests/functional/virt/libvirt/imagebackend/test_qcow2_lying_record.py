@@ -11,6 +11,7 @@ check: raw has no metadata, and growing one is a truncate.
 """
 
 import hashlib
+import json
 import os
 import subprocess
 
@@ -180,33 +181,75 @@ def test_link_at_a_qcow2_disk_is_refused_unread(conf, cache, tmp_path):
         disk.resize(2 * MiB)
 
 
-@pytest.mark.parametrize('backend', ['flat', 'qcow2'])
-def test_disk_swapped_after_its_check_is_never_resized(
-        conf, cache, image_service, tmp_path, host_file, backend):
-    # A writer of the instance directory swaps the disk for a qcow2 file
-    # whose data-file is a host file, right after resize()'s verify().
-    # No thread hits that window reliably: the swap is made by verify()
-    # itself, once it has passed. The resize must work on the file that
-    # was checked, never the one now at the name.
+def _swap_for_evil(disk, evil):
+    os.rename(disk.path, disk.path + '.moved')
+    os.rename(evil, disk.path)
+
+
+@pytest.fixture
+def qcow2_disk_and_evil(conf, cache, image_service, tmp_path, host_file,
+                        request):
+    """A qcow2 disk of the given backend, and beside it a qcow2 file
+    whose data-file is a host file, ready to take the disk's name."""
     image_id = image_service.ids['qcow2']
-    record = helpers.make_record(backend, 'qcow2', 64 * MiB,
+    record = helpers.make_record(request.param, 'qcow2', 64 * MiB,
                                  image_id=image_id)
     disk = imagebackend.backend_for(helpers.Instance(), record, cache=cache)
     disk.create_from_image(None, image_id)
     evil = str(tmp_path / 'evil.qcow2')
     qcow2_header(evil, data_file=host_file)
     os.truncate(host_file, 1000)
+    return disk, evil
+
+
+@pytest.mark.parametrize('qcow2_disk_and_evil', ['flat', 'qcow2'],
+                         indirect=True)
+def test_disk_swapped_before_its_check_is_refused(qcow2_disk_and_evil,
+                                                  host_file):
+    # The swap lands after resize() found the disk and before the resize
+    # opens it: what it opens is checked, and refused.
+    disk, evil = qcow2_disk_and_evil
     host_before = (os.path.getsize(host_file), sha256(host_file))
-    checked = disk.verify
+    found = disk.exists
 
-    def verify_then_swap():
-        checked()
-        os.rename(disk.path, disk.path + '.moved')
-        os.rename(evil, disk.path)
+    def exists_then_swap():
+        result = found()
+        _swap_for_evil(disk, evil)
+        return result
 
-    disk.verify = verify_then_swap
+    disk.exists = exists_then_swap
 
     with pytest.raises(exception.DiskLayoutMismatch) as e:
         disk.resize(96 * MiB)
     assert host_file in str(e.value)
+    assert (os.path.getsize(host_file), sha256(host_file)) == host_before
+
+
+@pytest.mark.parametrize('qcow2_disk_and_evil', ['flat', 'qcow2'],
+                         indirect=True)
+def test_disk_swapped_after_its_check_is_never_resized(qcow2_disk_and_evil,
+                                                       host_file):
+    # A writer of the instance directory swaps the disk for the evil file
+    # right after the resize checked the disk. No thread hits that window
+    # reliably: the swap is made by the check itself, once it has passed.
+    # The resize works on the file that was checked (now at .moved),
+    # never on the one now at the name.
+    disk, evil = qcow2_disk_and_evil
+    host_before = (os.path.getsize(host_file), sha256(host_file))
+    evil_before = sha256(evil)
+    check = disk._check_layout
+
+    def check_then_swap(fd, expected):
+        check(fd, expected)
+        _swap_for_evil(disk, evil)
+
+    disk._check_layout = check_then_swap
+
+    disk.resize(96 * MiB)
+
+    grown = subprocess.run(
+        ['qemu-img', 'info', '-f', 'qcow2', '--output=json',
+         disk.path + '.moved'], check=True, capture_output=True, text=True)
+    assert json.loads(grown.stdout)['virtual-size'] == 96 * MiB
+    assert sha256(disk.path) == evil_before
     assert (os.path.getsize(host_file), sha256(host_file)) == host_before
