@@ -382,27 +382,31 @@ class DiskManager:
         this one; return [(disk, exception or None)] of the disks started,
         in the attach order of ``disks``, once every one has ended."""
         made_here = {}
+        started = {}
         with futures.ThreadPoolExecutor(
                 max_workers=workers,
                 thread_name_prefix='disk-create') as pool:
-            started = {}
             try:
                 for disk in from_templates:
                     self._tell(progress, disk)
-                    started[id(disk)] = pool.submit(
-                        contextvars.copy_context().run,
-                        self._create_in_thread, context, disk)
+                    # The future is ours and recorded before the submit:
+                    # an interrupt inside it (while the pool starts a
+                    # thread it has not recorded yet, which the pool's
+                    # exit would not wait for) leaves it known.
+                    future = started[id(disk)] = futures.Future()
+                    pool.submit(self._create_in_thread, future,
+                                contextvars.copy_context(), context, disk)
                 made_here = dict(self._create_one_by_one(
                     context, here, progress))
                 if not any(made_here.values()):
                     futures.wait(started.values(),
                                  return_when=futures.FIRST_EXCEPTION)
             finally:
-                # Also on an interrupt: the pool's exit then waits for the
-                # running creates, so that none ends after the caller has
-                # cleaned up.
-                for future in started.values():
-                    future.cancel()
+                # Also on an interrupt: what has not started never will,
+                # and the running creates are waited for, so that none
+                # ends after the caller has cleaned up.
+                futures.wait([future for future in started.values()
+                              if not future.cancel()])
         outcomes = []
         for disk in disks:
             future = started.get(id(disk))
@@ -413,7 +417,20 @@ class DiskManager:
                 outcomes.append((disk, future.exception()))
         return outcomes
 
-    def _create_in_thread(self, context, disk):
+    def _create_in_thread(self, future, run_in, context, disk):
+        """In a worker: make ``disk`` in the contextvars ``run_in`` (a copy
+        of the caller's), its outcome in ``future``; nothing if the future
+        was cancelled first."""
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            run_in.run(self._create_with_context, context, disk)
+        except BaseException as e:
+            future.set_exception(e)
+        else:
+            future.set_result(None)
+
+    def _create_with_context(self, context, disk):
         # The request's context, for the log lines of this thread.
         context.update_store()
         self._create(context, disk)
