@@ -307,8 +307,22 @@ def convert(src, src_fmt, dst, dst_fmt, sparse=True, target_exists=False,
 
 
 def resize(path, fmt, size):
-    """Grow ``path`` to ``size`` bytes; its format is pinned."""
-    execute('resize', '-f', _fmt(fmt), path, str(int(size)))
+    """Grow the image at ``path`` to ``size`` bytes; its format is pinned.
+
+    A qcow2 image's backing file is never opened (``"backing": null``):
+    it is named in the header only, by a path that someone else may write
+    (``_base`` may be shared), where a FIFO would block the resize for
+    ever and another file would be opened and probed. Growing rewrites the
+    image's own tables and needs nothing of its base; an overlay here is
+    never smaller than its base, so the new area reads as zeros either
+    way.
+    """
+    spec = {'driver': _fmt(fmt), 'file': {'driver': 'file',
+                                          'filename': path}}
+    if fmt == 'qcow2':
+        spec['backing'] = None
+    execute('resize', 'json:' + jsonutils.dumps(spec, sort_keys=True),
+            str(int(size)))
 
 
 def check_no_external_references(image_info, image_id):

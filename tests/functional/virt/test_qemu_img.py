@@ -217,24 +217,65 @@ def test_without_prlimit_nothing_runs(monkeypatch):
         qemu_img.execute('--version')
 
 
-def test_an_overlay_is_made_without_opening_its_backing_file(tmp_path):
-    # The backing file is only named in the new overlay's header: a FIFO
-    # at its name (planted in a shared _base) must not block the create.
-    # Guarded by a thread so that a regression fails instead of hanging.
-    backing = str(tmp_path / 'base')
-    os.mkfifo(backing)
-    overlay = str(tmp_path / 'overlay')
+def _returns_despite_the_fifo(call, fifo):
+    """Run ``call()`` in a thread; [its result] once it returned. If it
+    is still blocked after 60 s (on the FIFO: a regression), the FIFO's
+    reader is let go, and [] is returned to fail the test, never hang it.
+    """
     done = []
-    worker = threading.Thread(target=lambda: done.append(qemu_img.create(
-        overlay, 'qcow2', 64 << 20, backing_file=backing,
-        backing_fmt='raw')), daemon=True)
+    worker = threading.Thread(target=lambda: done.append(call()),
+                              daemon=True)
     worker.start()
     worker.join(60)
     if worker.is_alive():
-        # Unblock the reader qemu-img is stuck on, then fail.
-        os.close(os.open(backing, os.O_WRONLY | os.O_NONBLOCK))
+        done.append('blocked')
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         worker.join(60)
-    assert done == [None]
+    return done
+
+
+def test_an_overlay_is_made_without_opening_its_backing_file(tmp_path):
+    # The backing file is only named in the new overlay's header: a FIFO
+    # at its name (planted in a shared _base) must not block the create.
+    backing = str(tmp_path / 'base')
+    os.mkfifo(backing)
+    overlay = str(tmp_path / 'overlay')
+    assert _returns_despite_the_fifo(lambda: qemu_img.create(
+        overlay, 'qcow2', 64 << 20, backing_file=backing,
+        backing_fmt='raw'), backing) == [None]
     info = qemu_img.info(overlay, 'qcow2')
     assert info['backing-filename'] == backing
     assert info['virtual-size'] == 64 << 20
+
+
+def test_an_overlay_grows_without_opening_its_backing_file(tmp_path):
+    # The same FIFO planted at the base of an existing overlay: the resize
+    # rewrites the overlay's own tables and never opens its base.
+    backing = str(tmp_path / 'base')
+    os.mkfifo(backing)
+    overlay = str(tmp_path / 'overlay')
+    qemu_img.create(overlay, 'qcow2', 64 << 20, backing_file=backing,
+                    backing_fmt='raw')
+    assert _returns_despite_the_fifo(lambda: qemu_img.resize(
+        overlay, 'qcow2', 96 << 20), backing) == [None]
+    info = qemu_img.info(overlay, 'qcow2')
+    assert info['backing-filename'] == backing
+    assert info['backing-filename-format'] == 'raw'
+    assert info['virtual-size'] == 96 << 20
+
+
+@pytest.mark.parametrize('fmt', ['raw', 'qcow2'])
+def test_resize_keeps_the_format_pinned(tmp_path, fmt):
+    # A raw file that starts with a qcow2 header is grown as raw: its
+    # length, never the header's size.
+    path = str(tmp_path / 'disk')
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', path, '1G'],
+                   check=True)
+    qemu_img.resize(path, fmt, 2 << 30)
+    if fmt == 'raw':
+        assert os.path.getsize(path) == 2 << 30
+        assert qemu_img.info(path, 'qcow2')['virtual-size'] == 1 << 30
+    else:
+        # Its tables grew a little; the file is nowhere near 2 GiB.
+        assert os.path.getsize(path) < 1 << 20
+        assert qemu_img.info(path, 'qcow2')['virtual-size'] == 2 << 30

@@ -6,6 +6,7 @@ oslo.concurrency's execute, which every qemu-img call goes through.
 """
 
 import concurrent.futures
+import contextlib
 import json
 import os
 import subprocess
@@ -202,9 +203,47 @@ def test_flat_qcow2_grows_with_one_pinned_resize(cache, image_service,
     spy = CommandSpy(monkeypatch)
     disk = _disk('flat', 'qcow2', image_id, cache, 2 * IMAGE_SIZE)
     disk.create_from_image(None, image_id)
-    assert _published(spy.take(), disk) == [(False, [
-        'qemu-img', 'resize', '-f', 'qcow2', disk.path,
-        str(2 * IMAGE_SIZE)])]
+    [(in_fetch, cmd)] = spy.take()
+    assert not in_fetch
+    assert cmd[:2] == ['qemu-img', 'resize']
+    assert cmd[3:] == [str(2 * IMAGE_SIZE)]
+    # The format pinned, the new disk's private part named by descriptor,
+    # no backing file opened.
+    assert cmd[2].startswith('json:')
+    spec = json.loads(cmd[2][len('json:'):])
+    assert staging.is_fd_path(spec['file'].pop('filename'))
+    assert spec == {'driver': 'qcow2', 'backing': None,
+                    'file': {'driver': 'file'}}
+
+
+def test_entry_locks_are_shared_with_hosts_sharing_base(
+        conf, cache, image_service, tmp_path):
+    # Two hosts share instances_path (NFS), each with a local lock_path
+    # of its own. The other host's boot holds the entry's lock where
+    # every host sharing _base looks for it (locks beside _base, as
+    # upstream keeps them): this host's fetch of the entry waits for it,
+    # and its local lock_path is never used for the entry.
+    conf.config(group='oslo_concurrency',
+                lock_path=str(tmp_path / 'this-host-locks'))
+    image_id = image_service.ids['raw']
+    shared = os.path.join(CONF.instances_path, 'locks')
+    os.makedirs(shared, exist_ok=True)
+    other_host = contextlib.ExitStack()
+    locks = other_host.enter_context(staging.open_root(shared))
+    other_host.enter_context(locks.lock(
+        image_cache._LOCK_PREFIX + image_cache.image_entry_name(image_id,
+                                                                'raw')))
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        boot = pool.submit(cache.ensure_image, None, image_id, 'raw')
+        # However long it is given, the fetch cannot start: the entry
+        # never appears while the other host holds the lock.
+        with pytest.raises(concurrent.futures.TimeoutError):
+            boot.result(timeout=2)
+        assert not os.path.exists(cache.image_path(image_id, 'raw'))
+        other_host.close()
+        boot.result(timeout=120)
+    assert os.path.exists(cache.image_path(image_id, 'raw'))
+    assert not os.path.exists(tmp_path / 'this-host-locks')
 
 
 def test_cleanup_keeps_what_records_name(conf, cache, image_service):
