@@ -27,6 +27,7 @@ image_store.register_opts(CONF)
 database.register_opts(CONF)
 ephemeral_storage.register_opts(CONF)
 
-# External locks (one per image cache entry) live beside the instances they
-# protect unless [oslo_concurrency] lock_path says otherwise.
+# External locks (a boot's) live beside the instances they protect unless
+# [oslo_concurrency] lock_path says otherwise. The image cache's are always
+# beside _base (imagebackend/cache.py).
 lockutils.set_defaults('$instances_path/locks')

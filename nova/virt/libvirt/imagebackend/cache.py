@@ -42,7 +42,8 @@ descriptor. Tools (qemu-img, mkfs) get the part's descriptor, never a name
 in ``_base``.
 
 Each entry has its own lock (threads and processes: a flock on a lock file
-in ``lock_path``, opened O_NOFOLLOW), and every creation re-checks the
+in ``locks`` beside ``_base``, shared by every host that shares ``_base``,
+opened O_NOFOLLOW), and every creation re-checks the
 entry inside that lock, so any number of concurrent requests for one image
 make one fetch. Before each use, and every time a guest is defined over it
 (``check_base``), a base is re-checked by descriptor: a regular file owned
@@ -220,7 +221,9 @@ class ImageCache:
         $[image_cache]subdirectory_name``, read at each call so that a
         process-wide cache follows configuration changes).
     :param lock_path: where the per-entry lock files live (default:
-        ``[oslo_concurrency] lock_path``, i.e. ``$instances_path/locks``).
+        ``locks`` beside ``_base``, i.e. ``$instances_path/locks``, as
+        upstream keeps them: every host that shares ``_base`` shares its
+        locks, whatever its own ``[oslo_concurrency] lock_path``).
     :param image_api: the image service used to fetch (default:
         ``nova.image.API()``, made on first use).
     """
@@ -243,8 +246,10 @@ class ImageCache:
     def lock_path(self):
         if self._lock_path:
             return os.path.abspath(self._lock_path)
-        return os.path.abspath(CONF.oslo_concurrency.lock_path or
-                               os.path.join(CONF.instances_path, 'locks'))
+        # Beside _base, never a host's own lock_path: two hosts sharing
+        # _base with local lock paths would not exclude each other, and
+        # one could remove an entry the other was still publishing.
+        return os.path.join(os.path.dirname(self.base_dir), 'locks')
 
     @property
     def image_api(self):
