@@ -375,9 +375,17 @@ class Part:
         else:
             raise FileExistsError(errno.EEXIST, 'no free part name',
                                   directory.join(target))
-        # umask must not decide who reads a file that others use (a base).
-        os.fchmod(self.fd, mode)
-        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            # umask must not decide who reads a file that others use (a
+            # base).
+            os.fchmod(self.fd, mode)
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BaseException:
+            # Also an interrupt (Ctrl-C; SIGTERM in the CLI): no caller
+            # holds this part yet to discard it, and once flocked by this
+            # live process it would pass for a live maker's part.
+            self.discard()
+            raise
 
     def _create(self, name, mode):
         """Create ``name`` exclusively, never through a link; its fd."""

@@ -87,6 +87,24 @@ def test_stale_parts_only_of_dead_makers(d):
         live.discard()
 
 
+@pytest.mark.parametrize('make', [staging.Part, staging.PartDirectory])
+def test_part_interrupted_while_made_is_not_left(d, monkeypatch, make):
+    # Ctrl-C lands right after the part is locked, before any caller holds
+    # it to discard it: nothing stays (a leftover, flocked by this live
+    # process, would pass for a live maker's and never be removed).
+    real_flock = fcntl.flock
+
+    def flock_then_interrupt(fd, operation):
+        real_flock(fd, operation)
+        raise KeyboardInterrupt()
+
+    monkeypatch.setattr(fcntl, 'flock', flock_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        make(d, 'disk')
+    monkeypatch.undo()
+    assert _names(d) == []
+
+
 def test_open_regular_refuses_links_and_fifos_without_blocking(d, tmp_path):
     os.mkfifo(d.join('fifo'))
     os.symlink(str(tmp_path), d.join('link'))
