@@ -215,25 +215,25 @@ class Image(metaclass=abc.ABCMeta):
 
         :raises: DiskShrinkNotSupported (smaller than recorded or than the
             disk), DiskNotFound, DiskLayoutMismatch (see ``verify``; the
-            disk is not touched), DiskResizeFailed.
+            disk is not touched), BackendUnavailable (as ``exists``),
+            DiskResizeFailed.
         """
         size = int(size)
         if size < self.record.size:
             raise exception.DiskShrinkNotSupported(
                 instance_uuid=self.instance_uuid, disk_name=self.disk_name,
                 current=self.record.size, requested=size)
-        if not self.exists():
-            raise exception.DiskNotFound(instance_uuid=self.instance_uuid,
-                                         disk_name=self.disk_name)
         try:
             # Growing opens the disk with its recorded format: the target
             # comes proven as the record says (DiskLayoutMismatch, nothing
-            # done, otherwise).
+            # done, otherwise), and its lookup is the only one (a missing
+            # disk is DiskNotFound there, not after a lookup of its own).
             with self._resize_target() as target:
                 self._grow(target, size)
                 self._finish(target, size)
         except (exception.DiskShrinkNotSupported, exception.DiskResizeFailed,
-                exception.DiskLayoutMismatch, exception.DiskNotFound):
+                exception.DiskLayoutMismatch, exception.DiskNotFound,
+                exception.BackendUnavailable):
             raise
         except (exception.NovaException, OSError) as e:
             raise exception.DiskResizeFailed(

@@ -164,7 +164,12 @@ class Lvm(block.BlockImage):
         # volume's size and the extent size come from one LVM command.
         info = lvm.volume_group_info(self.record.volume_group,
                                      with_volumes=True)
-        current = info['volumes'].get(name) if info else None
+        if info is None:
+            raise exception.BackendUnavailable(
+                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
+                backend=self.backend_name, reason='volume group %s not '
+                'found' % self.record.volume_group)
+        current = info['volumes'].get(name)
         if current is None:
             raise exception.DiskNotFound(instance_uuid=self.instance_uuid,
                                          disk_name=self.disk_name)

@@ -64,6 +64,10 @@ def test_missing_volume_group_is_named_in_typed_errors(lvm, cache):
         disk.remove()
     assert 'no_such_vg' in str(e.value)
     assert disk.instance_uuid in str(e.value)
+    with pytest.raises(exception.BackendUnavailable) as e:
+        disk.resize(2 * disk.record.size)
+    assert 'no_such_vg' in str(e.value)
+    assert disk.instance_uuid in str(e.value)
 
 
 def test_volume_group_without_room_is_refused(lvm, cache):

@@ -181,9 +181,18 @@ def test_link_at_a_qcow2_disk_is_refused_unread(conf, cache, tmp_path):
         disk.resize(2 * MiB)
 
 
-def _swap_for_evil(disk, evil):
-    os.rename(disk.path, disk.path + '.moved')
-    os.rename(evil, disk.path)
+def _swap_after(disk, method, evil):
+    """Make ``disk.<method>`` swap the disk for ``evil`` once it returned
+    (the disk itself moves to ``.moved``)."""
+    real = getattr(disk, method)
+
+    def then_swap(*args):
+        result = real(*args)
+        os.rename(disk.path, disk.path + '.moved')
+        os.rename(evil, disk.path)
+        return result
+
+    setattr(disk, method, then_swap)
 
 
 @pytest.fixture
@@ -206,18 +215,12 @@ def qcow2_disk_and_evil(conf, cache, image_service, tmp_path, host_file,
                          indirect=True)
 def test_disk_swapped_before_its_check_is_refused(qcow2_disk_and_evil,
                                                   host_file):
-    # The swap lands after resize() found the disk and before the resize
-    # opens it: what it opens is checked, and refused.
+    # The swap lands after the resize started and before it opens the
+    # disk (_existing_image makes the opener, which opens on entry): what
+    # it opens is checked, and refused.
     disk, evil = qcow2_disk_and_evil
     host_before = (os.path.getsize(host_file), sha256(host_file))
-    found = disk.exists
-
-    def exists_then_swap():
-        result = found()
-        _swap_for_evil(disk, evil)
-        return result
-
-    disk.exists = exists_then_swap
+    _swap_after(disk, '_existing_image', evil)
 
     with pytest.raises(exception.DiskLayoutMismatch) as e:
         disk.resize(96 * MiB)
@@ -237,13 +240,7 @@ def test_disk_swapped_after_its_check_is_never_resized(qcow2_disk_and_evil,
     disk, evil = qcow2_disk_and_evil
     host_before = (os.path.getsize(host_file), sha256(host_file))
     evil_before = sha256(evil)
-    check = disk._check_layout
-
-    def check_then_swap(fd, expected):
-        check(fd, expected)
-        _swap_for_evil(disk, evil)
-
-    disk._check_layout = check_then_swap
+    _swap_after(disk, '_check_layout', evil)
 
     disk.resize(96 * MiB)
 
