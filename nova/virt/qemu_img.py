@@ -306,23 +306,47 @@ def convert(src, src_fmt, dst, dst_fmt, sparse=True, target_exists=False,
     execute(*args, limits=CONVERT_LIMITS)
 
 
-def resize(path, fmt, size):
-    """Grow the image at ``path`` to ``size`` bytes; its format is pinned.
+def image_spec(path, fmt, backing=None):
+    """A ``json:`` filename opening ``path`` as ``fmt``, for a qcow2 image
+    with exactly the backing given, never the file its header names.
 
-    A qcow2 image's backing file is never opened (``"backing": null``):
-    it is named in the header only, by a path that someone else may write
-    (``_base`` may be shared), where a FIFO would block the resize for
-    ever and another file would be opened and probed. Growing rewrites the
-    image's own tables and needs nothing of its base; an overlay here is
-    never smaller than its base, so the new area reads as zeros either
-    way.
+    The name in a qcow2 header is a path that someone else may write
+    (``_base`` may be shared): opened by qemu-img, a FIFO there blocks it
+    for ever, and another file there is read in the base's place.
+
+    :param backing: for qcow2, ``(path, fmt)`` of the base to read (a
+        descriptor's ``staging.fd_path``, checked by the caller), or None:
+        no backing is opened at all (growing an overlay, or an image with
+        none).
+    :returns: 'json:{...}', for qemu-img's filename argument (with ``-f
+        fmt`` or none).
     """
+    return 'json:' + jsonutils.dumps(_spec(path, fmt, backing),
+                                     sort_keys=True)
+
+
+def _spec(path, fmt, backing):
     spec = {'driver': _fmt(fmt), 'file': {'driver': 'file',
                                           'filename': path}}
     if fmt == 'qcow2':
-        spec['backing'] = None
-    execute('resize', 'json:' + jsonutils.dumps(spec, sort_keys=True),
-            str(int(size)))
+        # A base gets no backing of its own: None all the way down.
+        spec['backing'] = None if backing is None else _spec(*backing,
+                                                             None)
+    elif backing is not None:
+        raise exception.InvalidInput(
+            reason='a %s image has no backing file' % fmt)
+    return spec
+
+
+def resize(path, fmt, size):
+    """Grow the image at ``path`` to ``size`` bytes; its format is pinned.
+
+    A qcow2 image's backing file is never opened (``image_spec``): growing
+    rewrites the image's own tables and needs nothing of its base; an
+    overlay here is never smaller than its base, so the new area reads as
+    zeros either way.
+    """
+    execute('resize', image_spec(path, fmt), str(int(size)))
 
 
 def check_no_external_references(image_info, image_id):

@@ -264,6 +264,36 @@ def test_an_overlay_grows_without_opening_its_backing_file(tmp_path):
     assert info['virtual-size'] == 96 << 20
 
 
+@pytest.mark.parametrize('base_fmt', ['raw', 'qcow2'])
+def test_an_overlay_is_read_over_the_base_given(tmp_path, base_fmt):
+    # The header names a FIFO; the spec gives another (checked) base,
+    # whose own backing, if it names one, is not opened either.
+    named = str(tmp_path / 'named')
+    os.mkfifo(named)
+    raw = tmp_path / 'data'
+    raw.write_bytes(b'\x5a' * (1 << 20))
+    base = str(tmp_path / 'base')
+    qemu_img.convert(str(raw), 'raw', base, base_fmt)
+    if base_fmt == 'qcow2':
+        subprocess.run(['qemu-img', 'rebase', '-q', '-u', '-f', 'qcow2',
+                        '-b', named, '-F', 'raw', base], check=True)
+    overlay = str(tmp_path / 'overlay')
+    qemu_img.create(overlay, 'qcow2', 2 << 20, backing_file=named,
+                    backing_fmt=base_fmt)
+    out = str(tmp_path / 'out')
+    spec = qemu_img.image_spec(overlay, 'qcow2', backing=(base, base_fmt))
+
+    assert _returns_despite_the_fifo(lambda: qemu_img.convert(
+        spec, 'qcow2', out, 'raw'), named) == [None]
+    with open(out, 'rb') as f:
+        assert f.read() == b'\x5a' * (1 << 20) + b'\0' * (1 << 20)
+
+
+def test_a_raw_image_takes_no_backing():
+    with pytest.raises(exception.InvalidInput):
+        qemu_img.image_spec('/x', 'raw', backing=('/y', 'raw'))
+
+
 @pytest.mark.parametrize('fmt', ['raw', 'qcow2'])
 def test_resize_keeps_the_format_pinned(tmp_path, fmt):
     # A raw file that starts with a qcow2 header is grown as raw: its

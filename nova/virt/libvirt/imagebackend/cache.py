@@ -676,6 +676,24 @@ class ImageCache:
         :returns: the CacheEntry.
         :raises: CacheEntryInvalid naming the entry and what is wrong.
         """
+        return self._check_base(path, fmt, keep_open=False)[0]
+
+    @contextlib.contextmanager
+    def opened_base(self, path, fmt):
+        """``check_base``, keeping the checked data file open for the
+        block: for a tool that reads the base under a disk (a snapshot of
+        an overlay), handed ``staging.fd_path`` of it, never ``path``.
+
+        :yields: (CacheEntry, descriptor); the descriptor is closed after.
+        :raises: CacheEntryInvalid as ``check_base``.
+        """
+        entry, fd = self._check_base(path, fmt, keep_open=True)
+        try:
+            yield entry, fd
+        finally:
+            os.close(fd)
+
+    def _check_base(self, path, fmt, keep_open):
         name = os.path.basename(path)
         if not _is_entry_name(name) or path != self.path_of(name):
             raise exception.CacheEntryInvalid(
@@ -684,11 +702,10 @@ class ImageCache:
         try:
             with self._open_base() as base:
                 entry = self._read_sidecar(base, name, fmt)
-                self._check_entry(base, entry)
+                return entry, self._check_entry(base, entry, keep_open)
         except (OSError, exception.UnsafePath,
                 exception.UnsafeDirectory) as e:
             raise _invalid(name, e)
-        return entry
 
     def open_entry(self, entry):
         """Open ``entry``'s data file for reading, checked by descriptor.

@@ -15,6 +15,8 @@ and everything here uses it instead of the derived name. No new disk is
 ever made over an adopted entry: new disks get this cache's own entries.
 """
 
+import contextlib
+
 from oslo_log import log as logging
 
 from nova import exception
@@ -23,6 +25,7 @@ from nova.virt.libvirt import config
 from nova.virt.libvirt.imagebackend import file
 from nova.virt.libvirt.imagebackend import specs
 from nova.virt import qemu_img
+from nova.virt import staging
 
 LOG = logging.getLogger(__name__)
 
@@ -72,6 +75,29 @@ class Qcow2(file.FileImage):
     def _grow(self, target, size):
         # qemu-img refuses to shrink without --shrink, which is never given.
         qemu_img.resize(target.path, self.qemu_format, size)
+
+    @contextlib.contextmanager
+    def snapshot_source(self):
+        """The overlay and its base, each checked and read through its own
+        descriptor: qemu-img is given both (``qemu_img.image_spec``) and
+        never opens the base by the name in the overlay's header, which a
+        neighbour sharing ``_base`` could have swapped for another file or
+        a FIFO since the check (see ``Image.snapshot_source``).
+
+        :raises: also CacheEntryInvalid if the base fails the cache's
+            check (``ImageCache.opened_base``).
+        """
+        base_path = self._base_path()
+        with contextlib.ExitStack() as stack:
+            fd = stack.enter_context(self._verified_image())
+            backing = None
+            if base_path is not None:
+                _entry, base_fd = stack.enter_context(self.cache.opened_base(
+                    base_path, self.record.backing_format))
+                backing = (staging.fd_path(base_fd),
+                           self.record.backing_format)
+            yield qemu_img.image_spec(staging.fd_path(fd), self.qemu_format,
+                                      backing=backing), self.qemu_format
 
     def _base_path(self):
         """The cache file under this disk, from the record (no I/O)."""

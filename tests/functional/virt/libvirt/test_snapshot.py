@@ -258,6 +258,75 @@ def test_snapshot_copies_the_disk_it_checked(conf, context, images,
     driver.destroy(context, instance)
 
 
+@pytest.mark.parametrize('force_raw,base_format',
+                         [(True, 'raw'), (False, 'qcow2')])
+def test_snapshot_of_an_overlay_reads_the_base_it_checked(
+        conf, context, images, image_api, driver, request, force_raw,
+        base_format, tmp_path):
+    """The overlay's base in _base (which may be shared) is swapped for
+    another file once the copy's sources are open: the image still holds
+    the disk's bytes over its own base, never the other file's (qemu-img
+    is given the checked base, not the name in the overlay's header)."""
+    configure(conf, request, 'qcow2', force_raw=force_raw)
+    instance = boot(driver, context, images['qcow2'])
+    disk = root_backend(context, instance)
+    assert disk.record.backing_format == base_format
+    base = disk.cache.image_path(disk.record.image_id, base_format)
+    before = read_disk(disk, 'qcow2', tmp_path)
+    victim = tmp_path / 'victim'
+    with open(victim, 'wb') as f:
+        f.write(b'\xee' * units.Mi)
+        f.truncate(disk.record.size)
+    subprocess.run(['qemu-img', 'convert', '-q', '-f', 'raw', '-O',
+                    base_format, str(victim), str(victim) + '.img'],
+                   check=True)
+    swapped = []
+
+    def swap_the_base(message):
+        if message.startswith('copying') and not swapped:
+            os.rename(base, base + '.moved')
+            os.rename(str(victim) + '.img', base)
+            swapped.append(base)
+
+    meta = driver.snapshot(context, instance, 'snap', progress=swap_the_base)
+
+    assert swapped
+    snap = helpers.download_to(image_api, meta['id'], tmp_path / 'snap.img')
+    out = tmp_path / 'snap.raw'
+    subprocess.run(['qemu-img', 'convert', '-q', '-f', meta['disk_format'],
+                    '-O', 'raw', str(snap), str(out)], check=True)
+    assert helpers.file_digest(out) == before
+    os.replace(base + '.moved', base)
+    driver.destroy(context, instance)
+
+
+def test_snapshot_of_an_overlay_over_a_fifo_fails_closed(
+        conf, context, images, image_api, driver, request):
+    """A FIFO planted at the overlay's base (by name, qemu-img would block
+    on it for ever) fails the cache's check: SnapshotFailed naming it,
+    nothing added to the store, nothing left in the snapshots directory."""
+    configure(conf, request, 'qcow2')
+    instance = boot(driver, context, images['qcow2'])
+    disk = root_backend(context, instance)
+    base = disk.cache.image_path(disk.record.image_id,
+                                 disk.record.backing_format)
+    os.rename(base, base + '.moved')
+    os.mkfifo(base)
+    before = image_api.get_all(context)
+
+    with pytest.raises(exception.SnapshotFailed) as e:
+        driver.snapshot(context, instance, 'snap')
+
+    assert instance.uuid in str(e.value)
+    assert os.path.basename(base) in str(e.value)
+    assert isinstance(e.value.__cause__, exception.CacheEntryInvalid)
+    assert image_api.get_all(context) == before
+    assert snapshots_dir_entries() == []
+    os.unlink(base)
+    os.rename(base + '.moved', base)
+    driver.destroy(context, instance)
+
+
 # --- a guest that writes a qcow2 header into its raw disk -----------------
 
 def write_qcow2_header(path, tmp_path):
