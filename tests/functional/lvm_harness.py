@@ -149,11 +149,13 @@ def uninstall():
 
 
 @contextlib.contextmanager
-def private_group(size, directory=None):
+def private_group(size, directory=None, sector_size=512):
     """A volume group of its own on a loop device over a sparse file of
     ``size`` bytes, seen through an lvm.conf like the harness's that
     accepts that device only: no other user of the harness's group sees
     it, and it sees none of theirs (a benchmark needs that quiet).
+    ``sector_size`` is the device's logical sector size (4096: a 4Kn
+    disk).
 
     Yields {ENV_VG: name, ENV_PV: device, ENV_SYSTEM_DIR: directory}, the
     variables ``install()`` reads. Afterwards the group, the PV, the loop
@@ -163,7 +165,8 @@ def private_group(size, directory=None):
     backing = os.path.join(work, 'pv.img')
     with open(backing, 'wb') as f:
         f.truncate(size)
-    pv = subprocess.run(['losetup', '--find', '--show', backing],
+    pv = subprocess.run(['losetup', '--find', '--show', '--sector-size',
+                         str(sector_size), backing],
                         check=True, capture_output=True,
                         text=True).stdout.strip()
     conf_dir = os.path.join(work, 'etc')

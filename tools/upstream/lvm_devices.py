@@ -78,12 +78,20 @@ def loop_over(pv, offset, length):
     return None
 
 
+def sector_size(device):
+    """The logical sector size of the block device ``device`` (/dev/X)."""
+    with open('/sys/class/block/%s/queue/logical_block_size' %
+              os.path.basename(os.path.realpath(device))) as f:
+        return int(f.read())
+
+
 def attach(pv, offset, length):
-    """A loop device over that range of ``pv`` (attached once)."""
+    """A loop device over that range of ``pv`` (attached once), with the
+    PV's logical sector size, as a volume has its PV's."""
     return loop_over(pv, offset, length) or subprocess.run(
         ['losetup', '--find', '--show', '--offset', str(offset),
-         '--sizelimit', str(length), pv], check=True, capture_output=True,
-        text=True).stdout.strip()
+         '--sizelimit', str(length), '--sector-size', str(sector_size(pv)),
+         pv], check=True, capture_output=True, text=True).stdout.strip()
 
 
 def link_path(vg, lv):

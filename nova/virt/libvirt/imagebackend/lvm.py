@@ -43,7 +43,7 @@ from nova.virt import staging
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
 
-#: Bytes of a sector: what block devices are zeroed in.
+#: qemu-img writes an image in 512-byte sectors, the last one whole.
 _SECTOR = 512
 
 
@@ -139,8 +139,9 @@ class Lvm(block.BlockImage):
         # The extents may hold an earlier volume's bytes (volume_clear =
         # none, or a shorter clear size): the guest sees the image, then
         # zeros up to the end of the volume (whole extents, maybe past
-        # ``size``), never them. qemu-img wrote the image's last sector
-        # whole.
+        # ``size``), never them. qemu-img wrote the image's last 512-byte
+        # sector whole; on a 4Kn device the rest of that 4 KiB sector
+        # still holds the earlier bytes, which zero_range writes over.
         lvm.zero_range(device, _round_up(entry.virtual_size, _SECTOR))
 
     def _template(self, func, cache_name, size):

@@ -19,7 +19,10 @@ test machines); a host's lvm.conf can turn that off (``global { use_aio =
 exists).
 """
 
+import fcntl
 import os
+import stat
+import struct
 
 from oslo_concurrency import processutils
 from oslo_log import log as logging
@@ -28,6 +31,9 @@ from oslo_serialization import jsonutils
 from nova import exception
 
 LOG = logging.getLogger(__name__)
+
+# <linux/fs.h>: the device's logical sector size, an int.
+_BLKSSZGET = 0x1268
 
 #: How ``volume_clear`` methods write over a volume.
 CLEAR_METHODS = ('zero', 'shred', 'none')
@@ -155,17 +161,38 @@ def device_size(path):
         os.close(fd)
 
 
+def logical_sector_size(path):
+    """The logical sector size of the block device at ``path`` (BLKSSZGET:
+    512, or 4096 on a 4Kn disk), the unit the kernel zeroes and O_DIRECT
+    writes in; 1 for anything that is not a block device, or is missing.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return 1
+    try:
+        if not stat.S_ISBLK(os.fstat(fd).st_mode):
+            return 1
+        return struct.unpack('i', fcntl.ioctl(fd, _BLKSSZGET,
+                                              struct.pack('i', 0)))[0]
+    finally:
+        os.close(fd)
+
+
 def zero_range(path, offset, length=None):
     """Make ``length`` bytes at ``offset`` of the block device at ``path``
-    read as zeros (both multiples of 512; ``length`` None: up to the end of
-    the device).
+    read as zeros (``length`` None: up to the end of the device).
 
     ``blkdiscard --zeroout`` asks the kernel to zero the range
     (BLKZEROOUT): the device's own write-zeroes command where it has one,
     else the kernel writes zero pages, so the range reads as zeros either
-    way, without our process copying a zero buffer through. Where that
-    fails (not a block device, an old util-linux), ``dd`` of zeros with
-    O_DIRECT does it; a range that neither can zero raises, and so does a
+    way, without our process copying a zero buffer through. The kernel
+    zeroes whole logical sectors only (``logical_sector_size``: 4096 on a
+    4Kn disk): the bytes before the first sector boundary in the range,
+    and after the last, are written by ``dd`` through the page cache
+    (which reads and rewrites their sector). Where the kernel cannot zero
+    (not a block device, an old util-linux), ``dd`` of zeros with O_DIRECT
+    does it all; a range that neither can zero raises, and so does a
     missing ``path`` (never created: a wipe of a volume whose device is
     gone must fail, not fill a new file).
 
@@ -175,17 +202,38 @@ def zero_range(path, offset, length=None):
         length = device_size(path) - offset
     if length <= 0:
         return
+    sector = logical_sector_size(path)
+    start = _round_up(offset, sector)
+    end = max(start, (offset + length) // sector * sector)
+    for head_or_tail in ((offset, min(start, offset + length)),
+                         (end, offset + length)):
+        _dd_zeros(path, *head_or_tail, direct=False)
+    if end == start:
+        return
     try:
         _execute('blkdiscard', '--force', '--zeroout', '--offset',
-                 str(offset), '--length', str(length), path)
+                 str(start), '--length', str(end - start), path)
         return
     except exception.ProcessFailed as e:
         LOG.info('blkdiscard --zeroout of %(path)s failed, writing zeros '
                  'with dd instead: %(error)s', {'path': path, 'error': e})
+    _dd_zeros(path, start, end, direct=True)
+
+
+def _dd_zeros(path, start, end, direct):
+    """Write zeros from byte ``start`` to ``end`` of ``path`` (never
+    created), flushed to the device before returning."""
+    if end <= start:
+        return
     _execute('dd', 'if=/dev/zero', 'of=%s' % path, 'bs=4M',
-             'seek=%d' % offset, 'count=%d' % length,
-             'oflag=seek_bytes,direct', 'iflag=count_bytes',
-             'conv=fsync,notrunc,nocreat', 'status=none')
+             'seek=%d' % start, 'count=%d' % (end - start),
+             'oflag=seek_bytes' + (',direct' if direct else ''),
+             'iflag=count_bytes', 'conv=fsync,notrunc,nocreat',
+             'status=none')
+
+
+def _round_up(value, step):
+    return -(-value // step) * step
 
 
 def clear_volume(path, size, method, clear_size=0):

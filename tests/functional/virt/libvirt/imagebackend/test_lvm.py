@@ -216,15 +216,27 @@ def test_create_after_a_stale_check_keeps_a_new_volume(lvm, cache,
 
 
 @contextlib.contextmanager
-def _private_volume_group(size=64 * MiB):
+def _private_volume_group(size=64 * MiB, sector_size=512):
     """A volume group of its own (a second PV), seen by this process's
     LVM commands while the block runs; yields its name."""
-    with lvm_harness.private_group(size) as private:
+    with _private_group(size, sector_size) as (vg, _aliases):
+        yield vg
+
+
+@contextlib.contextmanager
+def _private_group(size, sector_size):
+    """As ``_private_volume_group``, its volumes' devices loop devices
+    over its own PV while the block runs; yields (name, LoopAliases)."""
+    with lvm_harness.private_group(size, sector_size=sector_size) as private:
         harness_conf = os.environ['LVM_SYSTEM_DIR']
         os.environ['LVM_SYSTEM_DIR'] = private[lvm_harness.ENV_SYSTEM_DIR]
+        aliases = lvm_harness.LoopAliases(private[lvm_harness.ENV_PV])
+        harness_device_path = storage_lvm.device_path
+        storage_lvm.device_path = aliases.device_path
         try:
-            yield private[lvm_harness.ENV_VG]
+            yield private[lvm_harness.ENV_VG], aliases
         finally:
+            storage_lvm.device_path = harness_device_path
             os.environ['LVM_SYSTEM_DIR'] = harness_conf
 
 
@@ -387,6 +399,67 @@ def test_zero_range_to_the_end_of_the_device(lvm):
     after = lvm.aliases.read(offset, length)
     assert _differs_at(after[:3 * MiB], before[:3 * MiB]) is None
     assert _differs_at(after[3 * MiB:], bytes(length - 3 * MiB)) is None
+
+
+def _fill_random(aliases, offset, length):
+    subprocess.run(['dd', 'if=/dev/urandom', 'of=%s' % aliases.pv,
+                    'bs=1M', 'count=%d' % (length // MiB),
+                    'seek=%d' % offset, 'oflag=seek_bytes,direct',
+                    'conv=notrunc', 'status=none'], check=True)
+
+
+_FALLBACK = 'writing zeros with dd instead'
+
+
+def test_4kn_volume_reads_as_the_image_then_zeros(lvm, cache, image_service,
+                                                  tmp_path, caplog):
+    # A disk whose logical sectors are 4 KiB (4Kn), its extents holding an
+    # earlier volume's bytes, and an image that does not end on a 4 KiB
+    # boundary: the guest sees the image, then zeros, and the kernel zeroed
+    # the whole sectors (no dd of zeros over the rest of the volume).
+    data = b'\x5a' * (MiB + 1536)
+    image = tmp_path / 'odd.raw'
+    image.write_bytes(data)
+    image_id = image_service.import_file(None, str(image), 'raw')['id']
+    with _private_group(2 * SIZE, sector_size=4096) as (vg, aliases):
+        storage_lvm.create_volume(vg, 'earlier', SIZE)
+        offset, length = aliases.extents(vg, 'earlier')
+        _fill_random(aliases, offset, length)
+        storage_lvm.remove_volume(vg, 'earlier')
+        disk = _disk(lvm, cache, vg=vg, image_id=image_id)
+        caplog.set_level('INFO')
+
+        disk.create_from_image(None, image_id)
+
+        assert lvm_harness.lvm_devices.sector_size(disk.path) == 4096
+        assert aliases.extents(vg, disk.volume_name) == (offset, length)
+        volume = aliases.read(offset, length)
+        assert volume[:len(data)] == data
+        assert _differs_at(volume[len(data):],
+                           bytes(length - len(data))) is None
+        assert _FALLBACK not in caplog.text
+        disk.remove()
+
+
+def test_zero_range_within_4k_sectors(lvm, caplog):
+    # Neither end on a sector boundary: the bytes around the whole sectors
+    # are zeroed too, and not one byte outside the range.
+    with _private_group(16 * MiB, sector_size=4096) as (vg, aliases):
+        storage_lvm.create_volume(vg, 'zeroed', 8 * MiB)
+        offset, length = aliases.extents(vg, 'zeroed')
+        _fill_random(aliases, offset, length)
+        before = aliases.read(offset, length)
+        caplog.set_level('INFO')
+
+        storage_lvm.zero_range(storage_lvm.device_path(vg, 'zeroed'),
+                               1000, 3 * 4096 + 24)
+
+        after = aliases.read(offset, length)
+        end = 1000 + 3 * 4096 + 24
+        assert after[1000:end] == bytes(end - 1000)
+        assert after[:1000] == before[:1000]
+        assert _differs_at(after[end:], before[end:]) is None
+        assert _FALLBACK not in caplog.text
 
 
 def test_zero_range_of_what_the_kernel_cannot_zero(tmp_path):
