@@ -23,6 +23,7 @@ import secrets
 import time
 
 import libvirt
+from oslo_concurrency import processutils
 from oslo_log import log as logging
 from oslo_utils import excutils
 
@@ -96,8 +97,9 @@ class LibvirtDriver:
         :raises: DiskPlanningFailed, BackendUnavailable (nothing recorded
             or made), DiskLayoutMismatch (a disk kept from an earlier
             spawn is not what its record says; nothing made),
-            DiskCreateFailed (naming the disk; the
-            disks this spawn made are removed, their records stay),
+            DiskCreateFailed (naming the disk, the config drive's
+            included; the disks this spawn made are removed, their
+            records stay),
             InstanceSpawnFailed (the disks' directory could not be
             synced, or libvirt refused the domain: it is undefined again;
             the disks stay for a retry or a destroy).
@@ -127,8 +129,14 @@ class LibvirtDriver:
                     disks = self.disks.create_local_disks(
                         context, instance, image_meta, bdms,
                         progress=progress)
-                    disks = disks + self._config_drive(
-                        context, instance, bdms, config_drive)
+                    try:
+                        disks = disks + self._config_drive(
+                            context, instance, bdms, config_drive)
+                    except Exception:
+                        # The spawn fails: what it made goes (their
+                        # records stay), as when a disk of its own fails.
+                        self.disks.remove_made(instance, disks)
+                        raise
                     self._sync_disk_names(instance, syncs)
             except exception.DiskCreateFailed:
                 # The disks this spawn made are gone; so is their directory
@@ -160,7 +168,9 @@ class LibvirtDriver:
             LOG.warning('Spawn of instance %(uuid)s interrupted; removing '
                         'what it made', {'uuid': instance.uuid})
             try:
-                self.destroy(context, instance, bdms)
+                # Reloaded: the config drive's mapping may have been
+                # created after ``bdms`` was loaded.
+                self.destroy(context, instance)
             except Exception as e:
                 LOG.error('Cleaning up the interrupted spawn of instance '
                           '%(uuid)s failed: %(error)s',
@@ -355,6 +365,11 @@ class LibvirtDriver:
             stopped), DiskLayoutMismatch, InstanceDomainFailed.
         """
         bdms = self._bdms(context, instance, block_device_info)
+        extra = self.disks.extra_disks(instance, bdms)
+        if fields.DiskSourceKind.RESCUE in extra:
+            # Refused before anything is done to the guest.
+            raise exception.InvalidInput(
+                reason='instance %s is rescued already' % instance.uuid)
         disks = self._local_disks(context, instance, bdms)
         image_id = (rescue_image_id or CONF.libvirt.rescue_image_id or
                     instance.image_ref)
@@ -408,13 +423,22 @@ class LibvirtDriver:
         if existing is not None:
             # Recorded by a spawn that died before making it.
             self.disks.remove_extra_disk(instance, existing)
+            bdms.remove(existing.bdm)
         elif not config_drive.required(requested):
             return []
         fmt = config_drive.drive_format()
-        with config_drive.built(instance, fmt) as path:
-            return [self.disks.import_config_drive(
-                context, instance, bdms, path,
-                cdrom=fmt == config_drive.ISO9660)]
+        try:
+            with config_drive.built(instance, fmt) as path:
+                return [self.disks.import_config_drive(
+                    context, instance, bdms, path,
+                    cdrom=fmt == config_drive.ISO9660)]
+        except (processutils.ProcessExecutionError, OSError) as e:
+            # Building the drive's file (genisoimage, mkfs.vfat, mcopy)
+            # failed: nothing was recorded or made.
+            raise exception.DiskCreateFailed(
+                instance_uuid=instance.uuid,
+                disk_name=policy.CONFIG_DISK,
+                reason='building the config drive: %s' % e) from e
 
     # --- helpers -----------------------------------------------------------
 

@@ -65,13 +65,15 @@ class LocalDisk:
 
     ``role`` is policy.ROOT, EPHEMERAL or SWAP; ``backend`` an
     imagebackend.Image built from the mapping's record; ``record`` is
-    ``backend.record``.
+    ``backend.record``; ``made`` is True once the call that returned it
+    made the disk (False: kept from an earlier call, or only looked up).
     """
 
     def __init__(self, bdm, role, backend):
         self.bdm = bdm
         self.role = role
         self.backend = backend
+        self.made = False
 
     @property
     def record(self):
@@ -143,9 +145,10 @@ class DiskManager:
                 LOG.info('Disk %(disk)s of instance %(uuid)s already '
                          'exists; keeping it', {'disk': disk.disk_name,
                                                 'uuid': instance.uuid})
-        self._create_all(context, instance,
-                         [disk for disk in disks if id(disk) not in kept],
-                         progress)
+        made = [disk for disk in disks if id(disk) not in kept]
+        self._create_all(context, instance, made, progress)
+        for disk in made:
+            disk.made = True
         return disks
 
     def _plan_and_record(self, context, instance, image_meta, bdms):
@@ -458,6 +461,13 @@ class DiskManager:
                 disk_name=record.disk_name,
                 reason='its record names no source (image or template)')
 
+    def remove_made(self, instance, disks):
+        """Remove the disks of ``disks`` (LocalDisks) that the call which
+        returned them made (``made``), when a later step of the same
+        operation failed; their records stay. Failures to remove are
+        logged, never raised: the caller raises the first failure."""
+        self._remove_quietly(instance, [d for d in disks if d.made])
+
     @staticmethod
     def _remove_quietly(instance, disks):
         """Remove what a failed call made; log, never mask, the failure."""
@@ -747,9 +757,15 @@ class DiskManager:
             create()
         except BaseException as e:
             # Unlike the instance's own disks, nothing retries these: the
-            # disk and its record go together.
+            # disk and its record go together. A disk that was there
+            # already is not this call's (another operation on the
+            # instance made it, recorded under a mapping of its own):
+            # only this call's record goes.
             try:
-                self.remove_extra_disk(instance, disk)
+                if isinstance(e, exception.DiskAlreadyExists):
+                    disk.bdm.destroy()
+                else:
+                    self.remove_extra_disk(instance, disk)
             except Exception:
                 LOG.exception('Could not remove disk %(disk)s of instance '
                               '%(uuid)s after a failed create',

@@ -3,13 +3,18 @@ its own, written before the disk is made; real genisoimage, mkfs.vfat,
 mtools, qemu-img, LVM on a loop device, ploop and libvirt's test driver."""
 
 import json
+import os
 import subprocess
+import tempfile
+import threading
 from xml.etree import ElementTree as etree
 
 import pytest
 
 import nova.conf
+from nova import context as nova_context
 from nova import exception
+from nova import objects
 from nova.image import api as image_api_mod
 from nova.virt.libvirt import driver as libvirt_driver
 from nova.virt.libvirt import power_state
@@ -242,3 +247,132 @@ def test_rescue_from_a_hostile_image_leaves_nothing(
     assert texts(helpers.records(context, instance)) == before
     assert helpers.disk_files(instance) == files
     driver.destroy(context, instance)
+
+
+def test_a_second_rescue_is_refused_with_the_guest_left_running(
+        conf, context, images, driver):
+    helpers.configure(conf, 'qcow2', True)
+    instance = spawn(driver, context, images['raw'])
+    driver.rescue(context, instance)
+    rescued = domain_disks(driver.host.lookup_domain(instance))
+
+    with pytest.raises(exception.InvalidInput) as e:
+        driver.rescue(context, instance)
+
+    assert 'rescued already' in str(e.value)
+    assert driver.get_power_state(instance) == power_state.RUNNING
+    assert domain_disks(driver.host.lookup_domain(instance)) == rescued
+    driver.destroy(context, instance)
+
+
+def test_two_rescues_at_once_leave_one_whole_rescue(
+        conf, context, images, driver, monkeypatch):
+    """Both pass the "rescued already" check before either records its
+    disk (the two calls are lined up at ``_verify``, right after it: a
+    barrier in the test, the only way to hit that window every time). The
+    loser must not remove the winner's disk: one record, one disk, and
+    unrescue undoes it."""
+    helpers.configure(conf, 'qcow2', True)
+    instance = spawn(driver, context, images['raw'])
+    barrier = threading.Barrier(2, timeout=60)
+    verify = libvirt_driver.LibvirtDriver._verify
+
+    def lined_up(disks):
+        barrier.wait()
+        verify(disks)
+
+    monkeypatch.setattr(libvirt_driver.LibvirtDriver, '_verify',
+                        staticmethod(lined_up))
+    outcomes = []
+
+    def rescue():
+        try:
+            driver.rescue(nova_context.get_admin_context(), instance)
+            outcomes.append(None)
+        except exception.NovaException as e:
+            outcomes.append(e)
+
+    threads = [threading.Thread(target=rescue) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    monkeypatch.undo()
+
+    assert outcomes.count(None) == 1, outcomes
+    [failed] = [e for e in outcomes if e is not None]
+    assert isinstance(failed, exception.DiskCreateFailed)
+    assert 'disk.rescue' in str(failed)
+    rescue = helpers.records(context, instance)['disk.rescue']
+    assert imagebackend.backend_for(instance, rescue).exists()
+    assert domain_disks(driver.host.lookup_domain(instance))[0][5] == '1'
+    driver.unrescue(context, instance)
+    assert 'disk.rescue' not in helpers.records(context, instance)
+    assert 'disk.rescue' not in helpers.disk_files(instance)
+    driver.destroy(context, instance)
+
+
+def test_a_config_drive_recorded_but_never_made_is_made_on_retry(
+        conf, context, images, driver):
+    # What a spawn that died after recording the config drive, before
+    # making it, leaves: the record, no file, no domain.
+    helpers.configure(conf, 'qcow2', True)
+    instance = spawn(driver, context, images['raw'], config_drive=True)
+    driver.destroy(context, instance, destroy_disks=False)
+    os.unlink(os.path.join(CONF.instances_path, instance.uuid,
+                           'disk.config'))
+    bdms = objects.BlockDeviceMappingList.get_by_instance_uuid(
+        context, instance.uuid)
+
+    driver.spawn(context, instance, images['raw'], bdms, config_drive=True)
+
+    assert driver.get_power_state(instance) == power_state.RUNNING
+    assert 'disk.config' in helpers.disk_files(instance)
+    assert list(helpers.records(context, instance)).count('disk.config') == 1
+    driver.destroy(context, instance)
+
+
+def test_a_config_drive_that_cannot_be_built_fails_the_spawn_typed(
+        conf, context, images, driver, monkeypatch, tmp_path):
+    # The drive is built in the system's temporary directory: gone, the
+    # build fails (a real OSError). The spawn fails naming the drive and
+    # removes the disks it made; their records stay for a retry.
+    helpers.configure(conf, 'qcow2', True)
+    instance, bdms = helpers.create_instance(context, images['raw'],
+                                             root_gb=0, ephemeral_gb=0,
+                                             ephemerals=0, swap_mb=64)
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path / 'missing'))
+
+    with pytest.raises(exception.DiskCreateFailed) as e:
+        driver.spawn(context, instance, images['raw'], bdms,
+                     config_drive=True)
+
+    assert 'disk.config' in str(e.value) and instance.uuid in str(e.value)
+    assert helpers.disk_files(instance) == []
+    assert sorted(helpers.records(context, instance)) == ['disk',
+                                                          'disk.swap']
+    assert driver.host.lookup_domain(instance) is None
+    monkeypatch.undo()
+    driver.spawn(context, instance, images['raw'], config_drive=True)
+    assert 'disk.config' in helpers.disk_files(instance)
+    driver.destroy(context, instance)
+
+
+def test_an_interrupted_spawn_removes_its_config_drive(
+        conf, context, images, driver, monkeypatch):
+    # Ctrl-C once every disk is made: the cleanup must see the config
+    # drive's mapping, created after the spawn loaded the others.
+    helpers.configure(conf, 'qcow2', True)
+    instance, bdms = helpers.create_instance(context, images['raw'],
+                                             root_gb=0, ephemeral_gb=0,
+                                             ephemerals=0, swap_mb=0)
+
+    def interrupted(xml):
+        raise KeyboardInterrupt()
+
+    monkeypatch.setattr(driver.host, 'define_domain', interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        driver.spawn(context, instance, images['raw'], bdms,
+                     config_drive=True)
+
+    assert helpers.disk_files(instance) == []
