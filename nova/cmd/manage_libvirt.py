@@ -71,7 +71,9 @@ def add_parsers(subparsers, conf):
     p.add_argument('--max-count', type=_positive_int, default=None,
                    metavar='N', dest='max_count',
                    help='Consider at most N unrecorded disks, then stop '
-                   '(run again for the rest).')
+                   '(run again for the rest). An instance\'s disks are '
+                   'recorded together: the first instance is taken whole '
+                   'even if it has more than N.')
     p.add_argument('--format', choices=('raw', 'qcow2'), default=None,
                    dest='disk_format',
                    help='With --instance and --disk: the format of a Flat '
@@ -165,7 +167,8 @@ def run(context, instances, formats=None, max_count=None, progress=None,
     that has a record when it is read is never written again, so a run
     that was killed is completed by the next one.
 
-    :param max_count: consider at most this many unrecorded mappings.
+    :param max_count: consider at most this many unrecorded mappings
+        (and always the first instance that has any, whole).
     :returns: a Summary.
     """
     from nova import objects
@@ -173,6 +176,7 @@ def run(context, instances, formats=None, max_count=None, progress=None,
     manager = manager or disk_manager.DiskManager()
     summary = Summary()
     budget = max_count
+    taken = 0
     total = len(instances)
     for start in range(0, total, batch_instances):
         batch = instances[start:start + batch_instances]
@@ -188,14 +192,16 @@ def run(context, instances, formats=None, max_count=None, progress=None,
             summary.already += len(local) - len(unrecorded)
             if not unrecorded:
                 continue
-            if budget is not None and budget < len(unrecorded):
+            if budget is not None and budget < len(unrecorded) and taken:
                 # An instance's disks are recorded together or not at all
-                # in one run: its mappings name each other's disks.
+                # in one run: its mappings name each other's disks. The
+                # first instance of a run is taken whole whatever its
+                # count, or one with more disks than N would never be.
                 summary.remaining += len(unrecorded)
-                budget = 0
                 continue
             if budget is not None:
-                budget -= len(unrecorded)
+                budget = max(0, budget - len(unrecorded))
+            taken += 1
             todo.append((instance, bdms))
         if todo:
             for result in manager.record_legacy_disks(context, todo,

@@ -158,6 +158,27 @@ def test_max_count_stops_and_the_next_run_completes(
         _check_instance_disks(context, instance, 3)
 
 
+def test_an_instance_with_more_disks_than_max_count_is_recorded(
+        conf, context, nova34_image_files, tmp_path):
+    # 3 disks each, a budget of 2: each run records one instance whole
+    # (its disks go together), and a run makes progress whatever N is.
+    nova34_disks.configure(conf, 'qcow2-forceraw')
+    instances = [nova34_disks.make_upstream_instance(
+        context, 'qcow2-forceraw', nova34_image_files, 'raw',
+        ephemerals=EPHEMERALS[:1])[0] for _ in range(2)]
+    for recorded, status in (([0, 3], 1), ([3, 3], 0)):
+        result = nova34_disks.manage(tmp_path, 'libvirt', 'record_disks',
+                                     '--host', 'legacy-host',
+                                     '--max-count', '2')
+        assert result.returncode == status, result.stderr
+        assert ('record_disks: 2/2 instances, 3 disks recorded, 0 refused'
+                in result.stderr)
+        assert sorted(len(libvirt_helpers.records(context, i))
+                      for i in instances) == recorded
+    for instance in instances:
+        _check_instance_disks(context, instance, 3)
+
+
 def _check_instance_disks(context, instance, count):
     records = libvirt_helpers.records(context, instance)
     assert len(records) == count
