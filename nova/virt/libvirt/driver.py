@@ -260,7 +260,7 @@ class LibvirtDriver:
             before the hard stop; 0 stops at once.
         """
         dom = self._require_domain(instance)
-        disks = self._local_disks(context, instance, block_device_info)
+        disks = self._guest_disks(context, instance, block_device_info)
         self._stop(instance, dom, timeout=timeout)
         self._define(instance, disks)
 
@@ -270,7 +270,7 @@ class LibvirtDriver:
         :raises: DiskLayoutMismatch if a disk is not what its record says
             (nothing is defined or started), and as ``_define``/``_start``.
         """
-        disks = self._local_disks(context, instance, block_device_info)
+        disks = self._guest_disks(context, instance, block_device_info)
         self._verify(disks)
         dom = self._define(instance, disks)
         self._start(instance, dom)
@@ -291,7 +291,7 @@ class LibvirtDriver:
         a mismatch (DiskLayoutMismatch) leaves the guest stopped, neither
         redefined nor started.
         """
-        disks = self._local_disks(context, instance, block_device_info)
+        disks = self._guest_disks(context, instance, block_device_info)
         dom = self.host.lookup_domain(instance)
         if dom is not None:
             self._stop(instance, dom,
@@ -315,7 +315,7 @@ class LibvirtDriver:
 
     def get_guest_xml(self, context, instance, block_device_info=None):
         """The guest XML the records describe (what a redefine writes)."""
-        return self._guest_xml(instance, self._local_disks(
+        return self._guest_xml(instance, self._guest_disks(
             context, instance, block_device_info))
 
     # --- snapshots ---------------------------------------------------------
@@ -456,6 +456,16 @@ class LibvirtDriver:
             fields.DiskSourceKind.FILE)
         return self.disks.local_disks(instance, bdms) + (
             [config] if config else [])
+
+    def _guest_disks(self, context, instance, block_device_info):
+        """[LocalDisk] the guest is defined with: ``_local_disks``, after
+        the rescue disk while the instance is rescued (the guest boots
+        from it until ``unrescue``, through reboots and power cycles)."""
+        bdms = self._bdms(context, instance, block_device_info)
+        rescue = self.disks.extra_disks(instance, bdms).get(
+            fields.DiskSourceKind.RESCUE)
+        return ([rescue] if rescue else []) + self._local_disks(
+            context, instance, bdms)
 
     @staticmethod
     def _verify(disks):

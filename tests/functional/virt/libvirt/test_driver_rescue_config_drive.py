@@ -376,3 +376,24 @@ def test_an_interrupted_spawn_removes_its_config_drive(
                      config_drive=True)
 
     assert helpers.disk_files(instance) == []
+
+
+def test_a_rescued_guest_stays_rescued_through_reboots_and_power_cycles(
+        conf, context, images, driver):
+    helpers.configure(conf, 'qcow2', True)
+    instance = spawn(driver, context, images['raw'])
+    normal = domain_disks(driver.host.lookup_domain(instance))
+    driver.rescue(context, instance, rescue_image_id=images['qcow2']['id'])
+    rescued = domain_disks(driver.host.lookup_domain(instance))
+    assert rescued[0][5] == '1' and rescued[1:] != []
+
+    for step in (lambda: driver.reboot(context, instance),
+                 lambda: driver.power_off(context, instance),
+                 lambda: driver.power_on(context, instance)):
+        step()
+        assert domain_disks(driver.host.lookup_domain(instance)) == rescued
+    assert 'disk.rescue' in driver.get_guest_xml(context, instance)
+
+    driver.unrescue(context, instance)
+    assert domain_disks(driver.host.lookup_domain(instance)) == normal
+    driver.destroy(context, instance)
