@@ -238,11 +238,10 @@ class _HashThread:
             self._error = e
 
     def update(self, chunk):
-        """Hash the bytes-like ``chunk`` (copied unless immutable)."""
-        if type(chunk) is not bytes and not sparse.is_hole(chunk):
-            # A caller's buffer may be reused once we return: copy it. A
-            # hole's zeros are shared and never change.
-            chunk = bytes(chunk)
+        """Hash ``chunk``: immutable ``bytes`` or a hole
+        (``sparse.is_hole``), held by reference until hashed.
+        ``ImageStream.write`` copies any other buffer before it gets here.
+        """
         self._buffers.acquire()
         self._queue.put(chunk)
 
@@ -354,9 +353,17 @@ class ImageStream:
         self.abort()
 
     def write(self, chunk):
-        """Inspect, hash and store one chunk (bytes-like)."""
+        """Inspect, hash and store one chunk (bytes-like).
+
+        ``chunk`` may be a buffer the caller reuses once this returns:
+        anything but ``bytes`` or a hole (``sparse.is_hole``) is copied
+        once, here, so that the hashes, the inspectors and the chunks
+        held until the verdict all see the same immutable bytes.
+        """
         if not chunk:
             return
+        if type(chunk) is not bytes and not sparse.is_hole(chunk):
+            chunk = bytes(chunk)
         n = len(chunk)
         if self.size is not None and self.bytes_done + n > self.size:
             raise exception.ImageCorrupt(

@@ -435,6 +435,38 @@ def test_hashes_follow_the_file_written(tmp_path, chunk):
     assert stream.written <= len(data) - 768 * KiB
 
 
+def _reused_buffer_chunks(data, chunk):
+    """Yield ``data`` in ``chunk``-sized pieces, all in one bytearray
+    refilled each time (a ``readinto``-style download source)."""
+    buf = bytearray(chunk)
+    for i in range(0, len(data), chunk):
+        piece = data[i:i + chunk]
+        buf[:len(piece)] = piece
+        yield buf if len(piece) == chunk else buf[:len(piece)]
+
+
+def test_reused_buffer_writes_the_image(tmp_path):
+    # Distinct chunks, fewer than MAX_PENDING bytes: every chunk is held
+    # until the verdict, so the file is written from what was held.
+    chunk = 64 * KiB
+    data = b''.join(bytes([i + 1]) * chunk for i in range(32))
+    path = str(tmp_path / 'part')
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with images.ImageStream(IMAGE_ID, 'raw', fd=fd, size=len(data),
+                                os_hash_algo='sha256') as stream:
+            stream.consume(_reused_buffer_chunks(data, chunk))
+            result = stream.finish(
+                os_hash_value=hashlib.sha256(data).hexdigest())
+    finally:
+        os.close(fd)
+    assert result.os_hash_value == hashlib.sha256(data).hexdigest()
+    with open(path, 'rb') as f:
+        written = f.read()
+    assert hashlib.sha256(written).hexdigest() == result.os_hash_value
+    assert written == data
+
+
 def test_deferred_hash_mismatch_is_corrupt(tmp_path):
     data = _sparse_data()
     fd = os.open(str(tmp_path / 'part'), os.O_RDWR | os.O_CREAT | os.O_EXCL,
