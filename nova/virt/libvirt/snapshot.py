@@ -23,7 +23,9 @@ A live block copy is not used (libvirt's test driver has no block jobs).
 The copy is written to a private part file in ``[libvirt] snapshots_directory``
 (made through ``nova.virt.staging``: that directory is under
 instances_path by default) and handed to the image service's
-``import_file``; the part is removed in every case.
+``import_file``; the part is removed in every case, and the parts that
+snapshots killed mid-copy left there (their maker's flock gone) are
+removed by the next snapshot.
 """
 
 import contextlib
@@ -119,6 +121,9 @@ def take(context, image_api, instance, backend, dom, name, progress=None):
         with backend.snapshot_source() as (source, source_format), \
                 staging.open_root(CONF.libvirt.snapshots_directory,
                                   create=True) as directory:
+            # A snapshot killed mid-copy leaves its part: sweep those of
+            # dead makers (a live one's flock keeps its part).
+            staging.remove_stale_parts(directory, _PART_TARGET)
             part = staging.Part(directory, _PART_TARGET)
             try:
                 with stopped(instance, dom):

@@ -18,6 +18,7 @@ from nova.virt.libvirt.imagebackend import backends as disk_backends
 from nova.virt.libvirt.imagebackend import cache as image_cache
 from nova.virt.libvirt.imagebackend import manager as disk_manager
 from nova.virt.libvirt.imagebackend import specs
+from nova.virt import staging
 from tests.functional.virt.libvirt import helpers
 
 CONF = nova.conf.CONF
@@ -393,4 +394,31 @@ def test_raw_image_of_a_qcow2_header_is_refused_by_the_fetch(
     assert 'qcow2' in str(err.value)
     assert helpers.disk_files(copy) == []
     assert other.host.lookup_domain(copy) is None
+    driver.destroy(context, instance)
+
+
+def test_snapshot_removes_the_parts_of_dead_snapshots_only(
+        conf, context, images, image_api, driver):
+    """A snapshot killed mid-copy leaves its part in snapshots_directory:
+    a file of the part pattern that no live process flocks (the kernel
+    dropped its maker's flock). The next snapshot removes it; a live
+    maker's part (flocked: here a Part held open by this test, whose
+    flock is its own open file description's) is left alone."""
+    helpers.configure(conf, 'flat', True)
+    instance = boot(driver, context, images['raw'])
+    with staging.open_root(CONF.libvirt.snapshots_directory,
+                           create=True) as directory:
+        stale = '.snapshot.%s.part' % os.urandom(8).hex()
+        with open(directory.join(stale), 'wb') as f:
+            f.write(os.urandom(64 * units.Ki))
+        live = staging.Part(directory, 'snapshot')
+        try:
+            meta = driver.snapshot(context, instance, 'snap')
+
+            assert snapshots_dir_entries() == [live.name]
+            assert live.still_ours()
+        finally:
+            live.discard()
+    assert image_api.get(context, meta['id']) == meta
+    assert snapshots_dir_entries() == []
     driver.destroy(context, instance)
