@@ -20,6 +20,7 @@ be the declared format, pass the inspector's safety check and agree with
 ``qemu-img info``; what is stored is what a fetch will accept.
 """
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -52,6 +53,21 @@ CHUNK_SIZE = 8 * units.Mi
 
 #: A metadata file larger than this is not ours.
 _MAX_METADATA = units.Mi
+
+#: What an import's record holds before its source is read: the widest
+#: values the inspection can give (sha512's hex digest, sizes of 2**64 - 1
+#: bytes). The caller's arguments with these pass ``encode_metadata`` if
+#: the real record will.
+_DRAFT_ID = '00000000-0000-4000-8000-000000000000'
+_DRAFT_INSPECTION = {
+    'id': _DRAFT_ID,
+    'status': 'active',
+    'size': 2 ** 64 - 1,
+    'checksum': None,
+    'os_hash_algo': 'sha512',
+    'os_hash_value': '0' * 128,
+    'virtual_size': 2 ** 64 - 1,
+}
 
 _DIR_MODE = 0o700
 _FILE_MODE = 0o600
@@ -111,6 +127,62 @@ def validate_metadata(image_id, meta):
             image_id=image_id, reason='properties keys must be strings')
     clean['properties'] = dict(clean['properties'])
     return clean
+
+
+def encode_metadata(image_id, meta):
+    """The bytes of ``metadata.json`` for the record ``meta``, which
+    ``get`` will read back as ``meta``.
+
+    :raises: ImageMetadataInvalid naming ``image_id`` and the reason: a
+        record that is not JSON, larger than _MAX_METADATA, or that
+        ``validate_metadata`` refuses once read back.
+    """
+    try:
+        raw = jsonutils.dump_as_bytes(meta, indent=2, sort_keys=True)
+    except (TypeError, ValueError) as e:
+        raise exception.ImageMetadataInvalid(
+            image_id=image_id, reason='not JSON: %s' % e)
+    if len(raw) > _MAX_METADATA:
+        raise exception.ImageMetadataInvalid(
+            image_id=image_id, reason='%s would be %d bytes, more than %d' % (
+                METADATA_NAME, len(raw), _MAX_METADATA))
+    validate_metadata(image_id, jsonutils.loads(raw))
+    return raw
+
+
+def _check_import_arguments(path, disk_format, name, container_format,
+                            min_disk, properties):
+    """Refuse, before anything is read or stored, an import whose record
+    ``get`` would refuse.
+
+    :raises: InvalidInput naming ``path`` and the reason.
+    """
+    if disk_format not in images.DISK_FORMATS:
+        raise exception.InvalidInput(
+            reason='disk_format %r is not one of %s' % (
+                disk_format, ', '.join(sorted(images.DISK_FORMATS))))
+    if container_format not in images.CONTAINER_FORMATS:
+        raise exception.InvalidInput(
+            reason='container_format %r is not one of %s' % (
+                container_format, ', '.join(images.CONTAINER_FORMATS)))
+    if name is not None and not isinstance(name, str):
+        raise exception.InvalidInput(reason='name must be a string')
+    if not all(isinstance(k, str) for k in properties):
+        raise exception.InvalidInput(
+            reason='property names must be strings')
+    if (not isinstance(min_disk, int) or isinstance(min_disk, bool) or
+            min_disk < 0):
+        raise exception.InvalidInput(
+            reason='min_disk must be a number of GiB')
+    draft = dict(_DRAFT_INSPECTION, name=name, disk_format=disk_format,
+                 container_format=container_format, min_disk=min_disk,
+                 properties=properties)
+    try:
+        encode_metadata(_DRAFT_ID, draft)
+    except exception.ImageMetadataInvalid as e:
+        raise exception.InvalidInput(
+            reason='the record of an import of %s would be refused: %s' % (
+                path, e.kwargs['reason'])) from None
 
 
 class LocalImageService(api.ImageService):
@@ -231,41 +303,25 @@ class LocalImageService(api.ImageService):
             regular file; ImageUnacceptable subclasses (the same as a
             fetch) for content that is not acceptable.
         """
-        if disk_format not in images.DISK_FORMATS:
-            raise exception.InvalidInput(
-                reason='disk_format %r is not one of %s' % (
-                    disk_format, ', '.join(sorted(images.DISK_FORMATS))))
-        if container_format not in images.CONTAINER_FORMATS:
-            raise exception.InvalidInput(
-                reason='container_format %r is not one of %s' % (
-                    container_format, ', '.join(images.CONTAINER_FORMATS)))
-        if name is not None and not isinstance(name, str):
-            raise exception.InvalidInput(reason='name must be a string')
         properties = dict(properties or {})
-        if not all(isinstance(k, str) for k in properties):
-            raise exception.InvalidInput(
-                reason='property names must be strings')
-        if not isinstance(min_disk, int) or min_disk < 0:
-            raise exception.InvalidInput(
-                reason='min_disk must be a number of GiB')
+        _check_import_arguments(path, disk_format, name, container_format,
+                                min_disk, properties)
 
         src = _open_source(path)
         with src:
             size = os.fstat(src.fileno()).st_size
             image_id = uuidutils.generate_uuid()
             with self._open_root(create=True) as root:
-                self.remove_unfinished(root)
-                os.mkdir(image_id, _DIR_MODE, dir_fd=root.fd)
+                image_dir = self._make_image_dir(root, image_id)
                 try:
-                    with root.subdir(image_id) as image_dir:
-                        # Held for the whole import: remove_unfinished
-                        # leaves a directory alone while it is locked.
-                        fcntl.flock(image_dir.fd, fcntl.LOCK_EX)
+                    with image_dir:
                         meta = self._import(image_id, image_dir, src, size,
                                             disk_format, progress)
                         meta.update(name=name,
                                     container_format=container_format,
                                     min_disk=min_disk, properties=properties)
+                        # Checked before: this only guards the last step.
+                        encode_metadata(image_id, meta)
                         self._write_metadata(image_dir, meta)
                     root.fsync()
                 except BaseException:
@@ -278,6 +334,31 @@ class LocalImageService(api.ImageService):
                   'size': meta['size'], 'vsize': meta['virtual_size']})
         return self.get(context, image_id)
 
+    def _make_image_dir(self, root, image_id):
+        """Remove what dead imports left, then make and flock the new
+        image directory ``image_id`` in the store ``root`` (a Directory).
+
+        Under the store's lock (see ``_store_lock``): no
+        ``remove_unfinished`` sees the new directory before its flock is
+        held, which it then keeps for the whole import.
+
+        :returns: the new image directory (a Directory: close it).
+        """
+        with _store_lock(root):
+            self._remove_unfinished(root)
+            os.mkdir(image_id, _DIR_MODE, dir_fd=root.fd)
+            try:
+                image_dir = root.subdir(image_id)
+                try:
+                    fcntl.flock(image_dir.fd, fcntl.LOCK_EX)
+                except BaseException:
+                    image_dir.close()
+                    raise
+            except BaseException:
+                shutil.rmtree(image_id, dir_fd=root.fd, ignore_errors=True)
+                raise
+        return image_dir
+
     def remove_unfinished(self, root=None):
         """Remove what killed imports left: image directories without
         ``metadata.json`` whose import is not running.
@@ -285,8 +366,12 @@ class LocalImageService(api.ImageService):
         A running import holds a flock on its image directory; the kernel
         drops it when the importer dies. Only entries with image-id names
         that are real directories are looked at; anything else (a link, a
-        file) is logged and left alone.
+        file) is logged and left alone. The scan holds the store's lock,
+        so an import's new directory is never seen before it is flocked.
 
+        :param root: the store's Directory, or None to open it. Its
+            descriptor must not be one whose store lock is held already
+            (a flock released here would be the caller's).
         :returns: sorted ids of the removed directories.
         """
         if root is None:
@@ -295,6 +380,11 @@ class LocalImageService(api.ImageService):
                     return self.remove_unfinished(root)
             except FileNotFoundError:
                 return []
+        with _store_lock(root):
+            return self._remove_unfinished(root)
+
+    def _remove_unfinished(self, root):
+        """``remove_unfinished`` with the store's lock held."""
         removed = []
         for name in sorted(root.listdir()):
             if not uuidutils.is_uuid_like(name) or name != name.lower():
@@ -399,6 +489,21 @@ class LocalImageService(api.ImageService):
                     METADATA_NAME, e.strerror))
         finally:
             os.close(dir_fd)
+
+
+@contextlib.contextmanager
+def _store_lock(root):
+    """Hold the store's lock: an exclusive flock on the open store
+    directory ``root`` itself (no file is added to the store's layout).
+
+    A flock belongs to the open file description: another opening of the
+    store, in this process or another, waits for it.
+    """
+    fcntl.flock(root.fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(root.fd, fcntl.LOCK_UN)
 
 
 def _open_source(path):

@@ -211,3 +211,67 @@ def test_remove_unfinished_leaves_a_live_import_alone(ctx, store, image_api,
     meta = image_api.import_file(ctx, src, 'raw', progress=progress)
     assert seen == [[]]
     assert image_api.get(ctx, meta['id']) == meta
+
+
+@pytest.mark.parametrize('kwargs,reason', [
+    ({'min_disk': True}, 'min_disk'),
+    ({'properties': {'x': 'a' * (2 * MiB)}}, 'more than'),
+    ({'name': 'n' * (2 * MiB)}, 'more than'),
+], ids=['min-disk-bool', 'huge-properties', 'huge-name'])
+def test_import_refuses_a_record_get_would_refuse(ctx, store, image_api,
+                                                  src_dir, kwargs, reason):
+    """Arguments whose record ``get`` would refuse are refused before
+    anything is stored: no image that can never be read, nothing left."""
+    src = hostile.raw(os.path.join(src_dir, 'img'))
+    kept = image_api.import_file(ctx, src, 'raw')
+    before = sorted(os.listdir(store.root))
+
+    with pytest.raises(exception.InvalidInput) as err:
+        image_api.import_file(ctx, src, 'raw', **kwargs)
+
+    assert reason in str(err.value)
+    assert sorted(os.listdir(store.root)) == before
+    assert image_api.get_all(ctx) == [kept]
+    assert store.remove_unfinished() == []
+
+
+def test_remove_unfinished_never_sees_a_new_import_unlocked(
+        ctx, store, image_api, src_dir, monkeypatch):
+    """A concurrent remove_unfinished (another thread: its own opening of
+    the store, so its own flocks) run just after an import made its image
+    directory and before that import flocked it. It must not remove the
+    new directory: the import succeeds and nothing unfinished is left.
+
+    The only mock forces that window: os.mkdir, when it has made an image
+    directory, starts the other remove_unfinished and gives it a second
+    to run (time it has if nothing holds it back) before returning."""
+    src = hostile.raw(os.path.join(src_dir, 'img'))
+    first = image_api.import_file(ctx, src, 'raw')   # makes the store
+    mkdir = os.mkdir
+    racer = []
+
+    def mkdir_then_race(name, *args, **kwargs):
+        mkdir(name, *args, **kwargs)
+        if not racer and kwargs.get('dir_fd') is not None:
+            result = []
+            thread = threading.Thread(
+                target=lambda: result.append(store.remove_unfinished()),
+                daemon=True)
+            racer.append((thread, result))
+            thread.start()
+            thread.join(1)
+    monkeypatch.setattr(os, 'mkdir', mkdir_then_race)
+
+    meta = image_api.import_file(ctx, src, 'raw')
+
+    monkeypatch.undo()
+    thread, result = racer[0]
+    thread.join(60)
+    assert not thread.is_alive()
+    assert result == [[]]
+    assert image_api.get(ctx, meta['id']) == meta
+    assert sorted(os.listdir(store.root)) == sorted([first['id'],
+                                                     meta['id']])
+    assert sorted(os.listdir(store.image_dir(meta['id']))) == [
+        'data', 'metadata.json']
+    assert store.remove_unfinished() == []
