@@ -12,10 +12,13 @@ This module removes the name from every step after the first:
   user could change: sshd's StrictModes) and each directory under it with
   ``O_DIRECTORY | O_NOFOLLOW`` (``Directory.subdir``). Everything else is
   an ``*at()`` call on that descriptor.
-* A new file is a ``Part``: created with ``O_EXCL | O_NOFOLLOW`` at an
-  unpredictable name (``.<target>.<16 hex>[.<suffix>].part``), flocked
-  while its maker lives, and handed to tools as ``/proc/<pid>/fd/<n>``,
-  the descriptor that was created (see ``Part.path``), never as its name.
+* A new file is a ``Part``: created unnamed (``O_TMPFILE``), flocked,
+  then linked at an unpredictable name (``.<target>.<16 hex>[.<suffix>]
+  .part``), so that the name never names an unlocked part (or, where the
+  filesystem has no ``O_TMPFILE``, created there with ``O_EXCL |
+  O_NOFOLLOW`` and then flocked); flocked while its maker lives, and
+  handed to tools as ``/proc/<pid>/fd/<n>``, the descriptor that was
+  created (see ``Part.path``), never as its name.
 * ``Part.publish`` gives the finished, fsynced file its name without ever
   replacing one: ``linkat`` of the descriptor itself (so a swapped part
   name publishes nothing else), or ``renameat2(RENAME_NOREPLACE)`` where
@@ -60,6 +63,10 @@ _FD_PATH_RE = re.compile(r'^/proc/[0-9]+/fd/[0-9]+$')
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 # link() is missing or refused on some filesystems: rename instead.
 _NO_LINK = (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS)
+# O_TMPFILE unsupported: by the filesystem (NFS: EOPNOTSUPP), or by a
+# kernel older than 3.11 (EISDIR: it reads O_TMPFILE's O_DIRECTORY).
+_NO_TMPFILE = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL)
+_NAME_ATTEMPTS = 5
 
 
 def fd_path(fd):
@@ -347,15 +354,29 @@ def part_target(name):
     return match.group('target') if match else None
 
 
+def _part_names(target, suffix):
+    """Candidate part names for ``target``: unpredictable, a few tries."""
+    for _attempt in range(_NAME_ATTEMPTS):
+        token = binascii.hexlify(os.urandom(_TOKEN_BYTES)).decode()
+        yield '.%s.%s%s%s' % (target, token, suffix, PART_SUFFIX)
+
+
 class Part:
     """A private file being made in ``directory``, for ``target``.
 
-    Created ``O_EXCL | O_NOFOLLOW`` (``mode``) at an unpredictable name and
-    flocked while this process lives: the kernel drops the lock when the
+    Flocked while this process lives: the kernel drops the lock when the
     process dies, however it dies, which is how ``remove_stale_parts``
-    tells a dead maker's leftover from a live one's. Use ``path`` (the
-    descriptor, see ``fd_path``) for tools; ``publish`` when finished;
-    ``discard`` on failure (``with`` does it if the block raises).
+    tells a dead maker's leftover from a live one's. So that no sweep
+    ever sees it unlocked, it is created unnamed (``O_TMPFILE``),
+    ``mode`` set and flocked, and only then linked at an unpredictable
+    name. Where the filesystem cannot (no ``O_TMPFILE``, as on NFS, or no
+    hard links) it is created at that name ``O_EXCL | O_NOFOLLOW`` and
+    then flocked: a sweep of the same target in between can remove it
+    there. Use ``path`` (the descriptor, see ``fd_path``) for tools;
+    ``publish`` when finished; ``discard`` on failure (``with`` does it
+    if the block raises).
+
+    :raises: FileExistsError if no free part name was found; OSError.
     """
 
     def __init__(self, directory, target, suffix='', mode=0o600):
@@ -363,18 +384,17 @@ class Part:
         self.target = _plain(target)
         self.fd = None
         self.name = None
-        for _attempt in range(5):
-            token = binascii.hexlify(os.urandom(_TOKEN_BYTES)).decode()
-            name = '.%s.%s%s%s' % (target, token, suffix, PART_SUFFIX)
-            try:
-                self.fd = self._create(name, mode)
-            except FileExistsError:
-                continue
-            self.name = name
-            break
-        else:
-            raise FileExistsError(errno.EEXIST, 'no free part name',
-                                  directory.join(target))
+        self.fd = self._create_unnamed(mode)
+        if self.fd is not None:
+            self._lock(mode)
+            self._link_unnamed(suffix)
+        if self.fd is None:
+            self._create_named(suffix, mode)
+            self._lock(mode)
+
+    def _lock(self, mode):
+        """Set ``mode`` and take the part's flock; discard it on any
+        exception."""
         try:
             # umask must not decide who reads a file that others use (a
             # base).
@@ -386,6 +406,59 @@ class Part:
             # live process it would pass for a live maker's part.
             self.discard()
             raise
+
+    def _create_unnamed(self, mode):
+        """A new unnamed file in the directory (``O_TMPFILE``), its fd; or
+        None where the filesystem or kernel cannot make one."""
+        flag = getattr(os, 'O_TMPFILE', None)
+        if flag is None:
+            return None
+        try:
+            return os.open('.', flag | os.O_RDWR | os.O_CLOEXEC, mode,
+                           dir_fd=self.directory.fd)
+        except OSError as e:
+            if e.errno in _NO_TMPFILE:
+                return None
+            raise
+
+    def _link_unnamed(self, suffix):
+        """Give the flocked unnamed part a free part name (``linkat`` of
+        its descriptor, never replacing). Where the filesystem has no hard
+        links, close it instead (``fd`` None: make a named part).
+
+        :raises: FileExistsError if no name was free (the part discarded).
+        """
+        try:
+            for name in _part_names(self.target, suffix):
+                try:
+                    os.link(self.path, name, dst_dir_fd=self.directory.fd,
+                            follow_symlinks=True)
+                except FileExistsError:
+                    continue
+                except OSError as e:
+                    if e.errno not in _NO_LINK:
+                        raise
+                    self.close()
+                    return
+                self.name = name
+                return
+            raise FileExistsError(errno.EEXIST, 'no free part name',
+                                  self.target_path)
+        except BaseException:
+            self.discard()
+            raise
+
+    def _create_named(self, suffix, mode):
+        """Create the part at a free part name (``_create``)."""
+        for name in _part_names(self.target, suffix):
+            try:
+                self.fd = self._create(name, mode)
+            except FileExistsError:
+                continue
+            self.name = name
+            return
+        raise FileExistsError(errno.EEXIST, 'no free part name',
+                              self.target_path)
 
     def _create(self, name, mode):
         """Create ``name`` exclusively, never through a link; its fd."""
@@ -482,7 +555,7 @@ class Part:
         if self.fd is None:
             return
         try:
-            if self.still_ours():
+            if self.name is not None and self.still_ours():
                 self.directory.unlink(self.name)
         finally:
             if background:
@@ -505,12 +578,18 @@ class PartDirectory(Part):
     As ``Part``: created exclusively (``mkdir``, then opened ``O_DIRECTORY
     | O_NOFOLLOW``) at an unpredictable name, ``mode`` (0700: nobody else
     can make, swap or read anything inside), flocked while its maker
-    lives. ``path`` is its descriptor, so ``path + '/name'`` reaches a file
-    inside it whatever happens to its name; ``inside`` is the Directory of
-    it. ``publish`` fsyncs the files in it and renames it to ``target``
-    without replacing (a directory cannot be linked); ``discard`` removes
-    it with everything in it, never following a link inside.
+    lives. A directory cannot be made unnamed: between its ``mkdir`` and
+    its flock, a ``remove_stale_parts(directories=True)`` of the same
+    target can remove it (its maker then fails). ``path`` is its
+    descriptor, so ``path + '/name'`` reaches a file inside it whatever
+    happens to its name; ``inside`` is the Directory of it. ``publish``
+    fsyncs the files in it and renames it to ``target`` without replacing
+    (a directory cannot be linked); ``discard`` removes it with everything
+    in it, never following a link inside.
     """
+
+    def _create_unnamed(self, mode):
+        return None  # no O_TMPFILE for a directory
 
     def _create(self, name, mode):
         os.mkdir(name, mode, dir_fd=self.directory.fd)
@@ -536,7 +615,7 @@ class PartDirectory(Part):
         if self.fd is None:
             return
         try:
-            if self.still_ours():
+            if self.name is not None and self.still_ours():
                 shutil.rmtree(self.name, dir_fd=self.directory.fd)
         finally:
             self.close()

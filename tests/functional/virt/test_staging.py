@@ -294,3 +294,52 @@ def test_discard_in_the_background_removes_the_name_at_once(d):
         if thread.name == 'close-part':
             thread.join()
     assert _open_fds() == before
+
+
+def test_a_sweep_never_sees_a_live_part_unlocked(d, monkeypatch):
+    # The only mock forces the window: a sweep of the same target runs
+    # from inside Part's fchmod (between the part's creation and its
+    # flock). The part must not be named there yet, or be flocked.
+    real_fchmod = os.fchmod
+    swept = []
+
+    def fchmod_then_sweep(fd, mode):
+        real_fchmod(fd, mode)
+        swept.append(staging.remove_stale_parts(d, 'disk'))
+    monkeypatch.setattr(staging.os, 'fchmod', fchmod_then_sweep)
+    part = staging.Part(d, 'disk')
+    monkeypatch.undo()
+    try:
+        assert swept == [0]
+        assert _names(d) == [part.name] and part.still_ours()
+        os.write(part.fd, b'mine')
+        assert part.publish() == d.join('disk')
+    finally:
+        part.discard()
+    assert _names(d) == ['disk']
+    with open(d.join('disk'), 'rb') as f:
+        assert f.read() == b'mine'
+
+
+def test_part_without_o_tmpfile_is_made_at_its_name(d, monkeypatch):
+    # The filesystem refuses O_TMPFILE (NFS does; this host's does not,
+    # hence the mock): the part is made at its name, flocked, and works
+    # as any part.
+    real_open = os.open
+
+    def no_tmpfile(path, flags, *args, **kwargs):
+        if flags & os.O_TMPFILE == os.O_TMPFILE:
+            raise OSError(errno.EOPNOTSUPP, 'Operation not supported')
+        return real_open(path, flags, *args, **kwargs)
+    monkeypatch.setattr(os, 'open', no_tmpfile)
+    part = staging.Part(d, 'disk')
+    try:
+        assert _names(d) == [part.name]
+        assert d.lstat(part.name).st_mode & 0o777 == 0o600
+        assert staging.remove_stale_parts(d, 'disk') == 0
+        os.write(part.fd, b'mine')
+        part.publish()
+    finally:
+        part.discard()
+        monkeypatch.undo()
+    assert _names(d) == ['disk']
