@@ -153,8 +153,17 @@ class LibvirtDiskMetadata(base.NovaObject):
             primitive.pop('base_name', None)
         if target < (1, 2):
             # An older reader would take an encrypted disk for one in
-            # clear; it never gets a record it cannot obey (see
-            # from_driver_info, which refuses newer minor versions).
+            # clear, and a config drive or rescue disk for one of the
+            # instance's own: refuse rather than drop (as for base_name;
+            # from_driver_info refuses newer minor versions likewise).
+            for name in ('encryption', 'source_kind'):
+                if primitive.get(name) is not None:
+                    raise exception.ObjectActionError(
+                        action='obj_make_compatible',
+                        reason='disk %s has %s %s, which a %s record '
+                               'cannot say' % (
+                                   primitive.get('disk_name'), name,
+                                   primitive[name], target_version))
             for name in ('encryption', 'encryption_cipher',
                          'encryption_key_size', 'source_kind'):
                 primitive.pop(name, None)
@@ -230,6 +239,12 @@ class LibvirtDiskMetadata(base.NovaObject):
             raise exception.DiskMetadataInvalid(
                 reason='a disk has one source, not both image %s and '
                        'template %s' % (self.image_id, self.cache_name))
+        if self.image_id is not None and not 0 < len(self.image_id) <= 255:
+            # As Nova's instances.image_ref: a record that fits every
+            # database's Text column (MySQL's is 64 KiB).
+            raise exception.DiskMetadataInvalid(
+                reason='image_id of %d characters: 1 to 255 expected' %
+                       len(self.image_id))
         _check_source_kind(self)
         _check_base_name(self, spec)
         _check_simple_name('disk_name', self.disk_name)

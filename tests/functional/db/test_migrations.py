@@ -387,3 +387,20 @@ def test_nova_manage_names_an_unusable_database(tmp_path):
         assert words in result.stderr.lower()
         assert 'secret' not in result.stderr
         assert 'Traceback' not in result.stderr
+
+
+@pytest.mark.parametrize('url', ['postgresql://nova@db/nova',
+                                 'mysql+pymysql://nova@db/nova'])
+def test_offline_sql_adds_both_columns(url, capsys):
+    # ``alembic upgrade --sql`` for a DBA to review and run: no database
+    # is reached (the host in the URL does not exist), nothing inspected.
+    from alembic import command
+    config = migration._alembic_config()
+    config.set_main_option('sqlalchemy.url', url)
+
+    command.upgrade(config, 'ab450ba04102:head', sql=True)
+
+    sql = capsys.readouterr().out
+    for table in ('block_device_mapping', 'shadow_block_device_mapping'):
+        assert 'ALTER TABLE %s ADD COLUMN driver_info TEXT' % table in sql
+    assert "version_num='ddd52e84a43c'" in sql.replace(' ', '')

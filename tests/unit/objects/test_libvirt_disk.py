@@ -284,12 +284,11 @@ def test_a_1_1_record_loads_as_a_disk_in_clear():
 
 
 @pytest.mark.parametrize('target', ['1.1', '1.0'])
-def test_backport_drops_encryption(target):
+def test_an_encrypted_record_is_never_backported_below_1_2(target):
+    # A 1.1 reader would attach the encrypted volume as a disk in clear.
     record = _encrypted()
-    primitive = record.obj_to_primitive(target_version=target)
-    assert primitive['nova_object.version'] == target
-    assert not {'encryption', 'encryption_cipher', 'encryption_key_size'} & \
-        set(primitive['nova_object.data'])
+    with pytest.raises(exception.ObjectActionError, match='encryption'):
+        record.obj_to_primitive(target_version=target)
     # The record itself keeps saying how its disk is encrypted.
     data = record.obj_to_primitive()['nova_object.data']
     assert data['encryption'] == 'dmcrypt-plain'
@@ -357,14 +356,25 @@ def test_inconsistent_source_kinds_are_refused(overrides):
         _record(**overrides).to_driver_info()
 
 
+@pytest.mark.parametrize('image_id', ['', 'x' * 256])
+def test_image_ids_fit_nova_s_image_ref(image_id):
+    # 255 characters at most, as instances.image_ref: a record stored on
+    # one database fits every other's (MySQL's TEXT is 64 KiB).
+    _record(image_id='x' * 255).to_driver_info()
+    with pytest.raises(exception.DiskMetadataInvalid, match='image_id'):
+        _record(image_id=image_id).to_driver_info()
+
+
 def test_unknown_source_kind_is_refused():
     with pytest.raises(exception.DiskMetadataUnknownValue):
         _load(_primitive(source_kind='volume'))
 
 
-def test_source_kind_is_dropped_for_1_1_and_absent_means_none():
-    primitive = _record(source_kind='rescue').obj_to_primitive(
-        target_version='1.1')
+def test_source_kind_is_never_backported_and_absent_means_none():
+    # A 1.1 reader would take the rescue disk for one of the instance's.
+    with pytest.raises(exception.ObjectActionError, match='source_kind'):
+        _record(source_kind='rescue').obj_to_primitive(target_version='1.1')
+    primitive = _record().obj_to_primitive(target_version='1.1')
     assert 'source_kind' not in primitive['nova_object.data']
     primitive.pop('nova_object.changes', None)
     assert _load(primitive).source_kind is None

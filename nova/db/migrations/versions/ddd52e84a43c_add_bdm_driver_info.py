@@ -24,11 +24,15 @@ depends_on = None
 
 
 def upgrade():
-    inspector = sa.inspect(op.get_bind())
+    # Offline (``alembic upgrade --sql``) there is no database to look at:
+    # the SQL adds both columns.
+    inspector = (None if op.get_context().as_sql else
+                 sa.inspect(op.get_bind()))
     for table in ('block_device_mapping', 'shadow_block_device_mapping'):
         # MySQL/MariaDB commit each ALTER TABLE at once: a run that stopped
         # between the two tables finishes here instead of failing.
-        if 'driver_info' in {c['name'] for c in inspector.get_columns(table)}:
+        if inspector is not None and 'driver_info' in {
+                c['name'] for c in inspector.get_columns(table)}:
             continue
         with op.batch_alter_table(table) as batch_op:
             batch_op.add_column(
