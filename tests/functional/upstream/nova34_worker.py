@@ -17,6 +17,10 @@ upstream Nova. Each action prints one JSON document on stdout:
     the instance's root mapping, instance and flavor included.
 ``load-bdm``
     Loads a mapping primitive from stdin; prints what it holds.
+``guest-disks INSTANCE_UUID``
+    The disks Nova 34's libvirt driver would give the instance's guest,
+    from its mappings as Nova 34 reads them (``get_block_device_info``,
+    then ``blockinfo.get_disk_info``): the sorted names of the mapping.
 """
 
 import json
@@ -141,13 +145,31 @@ def load_bdm(ctxt):
             'instance_root_gb': bdm.instance.root_gb}
 
 
+def guest_disks(ctxt, instance_uuid):
+    from nova.virt import driver
+    from nova.virt.libvirt import blockinfo
+    instance = objects.Instance.get_by_uuid(ctxt, instance_uuid,
+                                            expected_attrs=['flavor'])
+    bdms = objects.BlockDeviceMappingList.get_by_instance_uuid(
+        ctxt, instance_uuid)
+    local = objects.BlockDeviceMappingList(
+        objects=[b for b in bdms if b.destination_type == 'local'])
+    info = driver.get_block_device_info(instance, local)
+    image_meta = objects.ImageMeta.from_dict({'disk_format': 'raw',
+                                              'properties': {}})
+    mapping = blockinfo.get_disk_info('kvm', instance, image_meta,
+                                      info)['mapping']
+    return sorted(mapping)
+
+
 def main(argv):
     # --config-file FILE ACTION [ARGS]
     config.parse_args(['nova34_worker'] + argv[:2])
     objects.register_all()
     ctxt = nova_context.get_admin_context()
     action, args = argv[2], argv[3:]
-    actions = {'create': create, 'check': check, 'load-bdm': load_bdm}
+    actions = {'create': create, 'check': check, 'load-bdm': load_bdm,
+               'guest-disks': guest_disks}
     json.dump(actions[action](ctxt, *args), sys.stdout, default=str)
 
 

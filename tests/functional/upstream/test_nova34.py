@@ -23,6 +23,7 @@ from nova.db import api as db_api
 from nova.db import migration
 from nova import image
 from nova import objects
+from nova.virt.libvirt import config_drive
 from nova.virt.libvirt.imagebackend import manager as disk_manager
 from tests import fixtures as nova_fixtures
 
@@ -160,6 +161,8 @@ def test_nova34_database_upgrades_and_both_work_on_it(
         ctxt = nova_context.get_admin_context()
         _this_project_runs_upstreams_instance(ctxt, instance_uuid,
                                               image_meta)
+        _nova34_never_sees_the_extra_disks(ctxt, nova34, instance_uuid,
+                                           image_meta)
         _primitives_travel_both_ways(ctxt, nova34, instance_uuid,
                                      checked['root_bdm'])
 
@@ -184,6 +187,32 @@ def _this_project_runs_upstreams_instance(ctxt, instance_uuid, image_meta):
     records = {b.device_name: b.get_disk_metadata() for b in reloaded}
     assert records['/dev/vdd'] is None
     assert {r.disk_name for r in records.values() if r} == set(by_name)
+
+
+def _nova34_never_sees_the_extra_disks(ctxt, nova34, instance_uuid,
+                                       image_meta):
+    # A config drive and a rescue disk are mappings of their own here;
+    # Nova 34's libvirt driver, given the instance's mappings, must not
+    # take either for a disk of the guest's (a blank local mapping is an
+    # ephemeral disk to it).
+    before = nova34.worker('guest-disks', instance_uuid)
+    assert before == ['disk', 'disk.eph0', 'disk.swap', 'root']
+    instance = objects.Instance.get_by_uuid(ctxt, instance_uuid)
+    manager = disk_manager.DiskManager()
+
+    def bdms():
+        return objects.BlockDeviceMappingList.get_by_instance_uuid(
+            ctxt, instance_uuid)
+
+    with config_drive.built(instance, config_drive.ISO9660) as path:
+        extra = [manager.import_config_drive(ctxt, instance, bdms(), path,
+                                             cdrom=True)]
+    extra.append(manager.create_rescue_disk(ctxt, instance, bdms(),
+                                            image_meta))
+
+    assert nova34.worker('guest-disks', instance_uuid) == before
+    for disk in extra:
+        manager.remove_extra_disk(instance, disk)
 
 
 def _primitives_travel_both_ways(ctxt, nova34, instance_uuid, upstream_root):

@@ -742,10 +742,13 @@ class DiskManager:
         save the record as a new local mapping: before the disk exists."""
         backend = backends.backend_for(instance, record, cache=self._cache)
         backend.check_available()
+        # no_device: Nova's own drivers never make a guest's disk of this
+        # mapping (a blank local one would be an ephemeral disk to Nova
+        # 34's); it is known here by its record's source_kind.
         bdm = block_device_obj.BlockDeviceMapping(
             context, instance_uuid=instance.uuid, source_type=source_type,
             destination_type=fields.BlockDeviceDestinationType.LOCAL,
-            device_type=device_type, boot_index=-1,
+            device_type=device_type, boot_index=-1, no_device=True,
             image_id=record.image_id, driver_info=record.to_driver_info())
         bdm.create()
         LOG.info('Recorded disk %(disk)s of instance %(uuid)s',
