@@ -283,6 +283,11 @@ class Image(metaclass=abc.ABCMeta):
         disk's name; on failure remove it. Before building, what a killed
         create of this disk left is removed."""
 
+    @property
+    def location(self):
+        """Where the disk is, for messages (a path, ``vg/lv``)."""
+        return self._location()
+
     @abc.abstractmethod
     def _location(self):
         """Where the disk is, for messages (a path, ``vg/lv``)."""

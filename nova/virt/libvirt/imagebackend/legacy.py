@@ -628,6 +628,11 @@ def owned_disks(instance, bdms, cache=None):
     volume goes as a whole), so each comes back as a backend whose record
     only locates it.
 
+    Both kinds of place are looked at whatever the node's ``images_type``
+    is now (``_probed_layouts``): a node switched from files to LVM (or
+    back) still sees, and a destroy still removes, the disks the old
+    setting made, and a spawn refuses to plan new disks beside them.
+
     :param bdms: ALL the instance's mappings (recorded ones keep their
         names out of reach).
     :returns: ([backend], [(mapping label, why nothing could be found)]):
@@ -635,22 +640,26 @@ def owned_disks(instance, bdms, cache=None):
         whose storage could not even be looked at (to be reported).
     """
     uuid = utils.validate_uuid(instance.uuid)
-    inferrer = _Inferrer(instance, uuid, policy.node_layout(), {}, cache)
     taken, unrecorded = _unrecorded(bdms)
-    unresolved = []
+    unresolved = [(mapping_label(bdm), why)
+                  for bdm, role, _index, why in unrecorded if role is None]
+    roles = [(role, index) for _bdm, role, index, _why in unrecorded
+             if role is not None]
     candidates = {}
-    for bdm, role, index, why in unrecorded:
-        if role is None:
-            unresolved.append((mapping_label(bdm), why))
-            continue
-        for name in inferrer._candidates(role, index):
-            if name in taken or name in candidates:
-                continue
-            try:
-                candidates[name] = inferrer._backend(
-                    inferrer._probe_record(name))
-            except (_Refused, exception.NovaException) as e:
-                unresolved.append((name, str(e)))
+    node, *others = _probed_layouts(policy.node_layout())
+    for layout in [node] + others:
+        inferrer = _Inferrer(instance, uuid, layout, {}, cache)
+        for role, index in roles:
+            for name in inferrer._candidates(role, index):
+                key = (layout.backend, name)
+                if name in taken or key in candidates:
+                    continue
+                try:
+                    candidates[key] = inferrer._backend(
+                        inferrer._probe_record(name))
+                except (_Refused, exception.NovaException) as e:
+                    if layout is node:
+                        unresolved.append((name, str(e)))
     # One look per kind of storage for all the names (one listing of a
     # volume group, not one per disk).
     by_class = {}
@@ -661,9 +670,37 @@ def owned_disks(instance, bdms, cache=None):
         try:
             present.update(id(b) for b in cls.which_exist(group))
         except exception.NovaException as e:
+            if group[0].record.backend != node.backend:
+                # Another kind of place, looked at in case the node's
+                # setting changed (a volume group that is gone, say).
+                LOG.debug('Not looking for disks of instance %(uuid)s on '
+                          '%(backend)s storage: %(error)s',
+                          {'uuid': uuid, 'backend': group[0].record.backend,
+                           'error': e})
+                continue
             unresolved.extend((b.record.disk_name, str(e)) for b in group)
     backends = [b for b in candidates.values() if id(b) in present]
     return backends, unresolved
+
+
+#: Backends whose disks are files in the instance's directory.
+_FILE_BACKENDS = (fields.DiskBackend.FLAT, fields.DiskBackend.QCOW2,
+                  fields.DiskBackend.PLOOP)
+
+
+def _probed_layouts(node):
+    """The node's layout, then each other kind of place an unrecorded
+    disk of the instance can be: its directory (probed as Flat: any file
+    at the name) unless the node keeps disks there, and the node's
+    ``images_volume_group`` (if set) unless the node is Lvm already."""
+    layouts = [node]
+    if node.backend not in _FILE_BACKENDS:
+        layouts.append(dataclasses.replace(
+            node, backend=fields.DiskBackend.FLAT, images_type='flat'))
+    if node.backend != fields.DiskBackend.LVM and node.volume_group:
+        layouts.append(dataclasses.replace(
+            node, backend=fields.DiskBackend.LVM, images_type='lvm'))
+    return layouts
 
 
 def remove_disk_info(instance_dir):

@@ -240,15 +240,23 @@ class DiskManager:
         if not existing:
             # The usual spawn: nothing on storage, everything is new.
             return [], set()
-        present = {backend.record.disk_name for backend in existing}
+        present = {backend.record.disk_name: backend for backend in existing}
         results = legacy.infer_disks(instance, local, cache=self._cache)
         inferred = [(r.bdm, r.record) for r in results if r.recorded]
+        node_backend = policy.node_layout().backend
         for result in results:
             if result.recorded:
                 continue
             # Refused: fatal if its disk is there (a disk on storage whose
             # layout cannot be proven is never planned over).
-            if result.disk_name in present:
+            found = present.get(result.disk_name)
+            if found is not None:
+                if found.record.backend != node_backend:
+                    result.reason = (
+                        'it is on %s storage (%s), where this node\'s '
+                        'images_type (%s) does not make disks; %s' % (
+                            found.record.backend, found.location,
+                            node_backend, result.reason))
                 raise result.error(instance.uuid)
             LOG.debug('Disk %(disk)s of instance %(uuid)s is not on '
                       'storage: planned as new', {'disk': result.disk_name,
@@ -259,7 +267,7 @@ class DiskManager:
                      'recording their inferred layout, not a new one',
                      {'disks': ', '.join(r.disk_name for _, r in inferred),
                       'uuid': instance.uuid})
-        return inferred, present - {r.disk_name for _, r in inferred}
+        return inferred, set(present) - {r.disk_name for _, r in inferred}
 
     def _save_first(self, context, pairs, require_all=False):
         """Save FIRST records, all in one transaction, each at most once.
