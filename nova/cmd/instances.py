@@ -9,6 +9,7 @@ refused the write), and the next command that reads it repairs it
 (``repair``).
 """
 
+import contextlib
 import os
 import socket
 import stat
@@ -46,6 +47,9 @@ LOG = logging.getLogger(__name__)
 objects.register_all()
 
 _BOOT_LOCK_PREFIX = 'nova-libvirt-boot-'
+#: Held by a command that changes an existing instance (see
+#: ``_one_command``).
+_COMMAND_LOCK_PREFIX = 'nova-libvirt-instance-'
 
 
 def _image_api(progress=None):
@@ -315,35 +319,71 @@ def cmd_list(cli):
 def cmd_destroy(cli):
     context = cli.context
     driver = _driver()
-    instance = find_instance(context, cli.args.instance)
-    repair(context, driver, [instance])
-    if instance.vm_state == 'building':
-        raise exception.InvalidInput(
-            reason='instance %s is being booted by another command; '
-                   'destroy it when that boot has ended' % instance.uuid)
-    bdms = objects.BlockDeviceMappingList.get_by_instance_uuid(
-        context, instance.uuid)
-    # Say so first, as Nova does: a database that cannot take this write
-    # (locked, read-only, full) stops the destroy before any disk is gone.
-    instance.task_state = 'deleting'
-    instance.save()
-    driver.destroy(context, instance, bdms)
-    instance.destroy()
+    with _one_command(context, driver, cli.args.instance,
+                      'destroy') as (instance, lock_file):
+        bdms = objects.BlockDeviceMappingList.get_by_instance_uuid(
+            context, instance.uuid)
+        # Say so first, as Nova does: a database that cannot take this
+        # write (locked, read-only, full) stops the destroy before any
+        # disk is gone.
+        instance.task_state = 'deleting'
+        instance.save()
+        driver.destroy(context, instance, bdms)
+        instance.destroy()
+        lock_file.remove()
     cli.emit({'uuid': instance.uuid, 'name': instance.display_name,
               'status': 'deleted'}, output.FieldView())
 
 
-# --- snapshot, rescue ------------------------------------------------------
+@contextlib.contextmanager
+def _one_command(context, driver, ref, action):
+    """The instance ``ref``, held for one command that changes it
+    (destroy, snapshot, rescue, unrescue): refused while a boot of it
+    runs or another such command holds it (a rescue still fetching its
+    image, say, while a destroy removes the instance under it).
 
-def _settled_instance(context, driver, ref, action):
-    """The instance ``ref``, refused while a boot of it is running."""
+    Holds the instance's command lock (an external lock in lock_path,
+    never waited for) and reads the instance again under it.
+
+    :yields: (Instance, LockFile): ``LockFile.remove()`` removes the lock
+        file while it is held, for a command that removed the instance.
+    :raises: InstanceNotFound; InvalidInput (busy, or being booted).
+    """
     instance = find_instance(context, ref)
     repair(context, driver, [instance])
-    if instance.vm_state == 'building':
+    uuid = instance.uuid
+    lock = lockutils.external_lock(uuid,
+                                   lock_file_prefix=_COMMAND_LOCK_PREFIX,
+                                   lock_path=CONF.oslo_concurrency.lock_path)
+    if not lock.acquire(blocking=False):
         raise exception.InvalidInput(
-            reason='instance %s is being booted by another command; %s it '
-                   'when that boot has ended' % (instance.uuid, action))
-    return instance
+            reason='instance %s is busy: another command (destroy, '
+                   'snapshot, rescue or unrescue) is running on it; %s it '
+                   'when that command has ended' % (uuid, action))
+    try:
+        # As it is now that nothing else changes it (a destroy that ran
+        # meanwhile: InstanceNotFound).
+        instance = objects.Instance.get_by_uuid(context, uuid)
+        if instance.vm_state == 'building':
+            raise exception.InvalidInput(
+                reason='instance %s is being booted by another command; '
+                       '%s it when that boot has ended' % (uuid, action))
+        yield instance, _LockFile(uuid)
+    finally:
+        lock.release()
+
+
+class _LockFile:
+    def __init__(self, uuid):
+        self.uuid = uuid
+
+    def remove(self):
+        lockutils.remove_external_lock_file(
+            self.uuid, lock_file_prefix=_COMMAND_LOCK_PREFIX,
+            lock_path=CONF.oslo_concurrency.lock_path)
+
+
+# --- snapshot, rescue ------------------------------------------------------
 
 
 def cmd_snapshot(cli):
@@ -351,13 +391,13 @@ def cmd_snapshot(cli):
     progress = progress_mod.Progress()
     api = _image_api(progress)
     driver = _driver(progress)
-    instance = _settled_instance(context, driver, cli.args.instance,
-                                 'snapshot')
-    try:
-        meta = driver.snapshot(context, instance, cli.args.image_name,
-                               image_api=api, progress=progress.step)
-    finally:
-        progress.done()
+    with _one_command(context, driver, cli.args.instance,
+                      'snapshot') as (instance, _lock_file):
+        try:
+            meta = driver.snapshot(context, instance, cli.args.image_name,
+                                   image_api=api, progress=progress.step)
+        finally:
+            progress.done()
     cli.emit(meta, output.FieldView())
 
 
@@ -371,22 +411,22 @@ def cmd_rescue(cli):
     context = cli.context
     progress = progress_mod.Progress()
     driver = _driver(progress)
-    instance = _settled_instance(context, driver, cli.args.instance,
-                                 'rescue')
     image_id = cli.uuid(cli.args.image) if cli.args.image else None
-    try:
-        driver.rescue(context, instance, rescue_image_id=image_id)
-    finally:
-        progress.done()
-    _set_state(instance, 'rescued', driver)
+    with _one_command(context, driver, cli.args.instance,
+                      'rescue') as (instance, _lock_file):
+        try:
+            driver.rescue(context, instance, rescue_image_id=image_id)
+        finally:
+            progress.done()
+        _set_state(instance, 'rescued', driver)
     cli.emit(describe(context, driver, instance), output.InstanceView())
 
 
 def cmd_unrescue(cli):
     context = cli.context
     driver = _driver()
-    instance = _settled_instance(context, driver, cli.args.instance,
-                                 'unrescue')
-    driver.unrescue(context, instance)
-    _set_state(instance, 'active', driver)
+    with _one_command(context, driver, cli.args.instance,
+                      'unrescue') as (instance, _lock_file):
+        driver.unrescue(context, instance)
+        _set_state(instance, 'active', driver)
     cli.emit(describe(context, driver, instance), output.InstanceView())

@@ -335,3 +335,44 @@ def test_state_that_cannot_be_saved_is_said_and_repaired(cli, tmp_path):
     [instance] = cli.json('list')
     assert (instance['vm_state'], instance['task_state']) == ('error', None)
     cli.json('destroy', instance['uuid'])
+
+
+def _wait_for_rescue_record(cli):
+    """Until a rescue has saved its disk's record (it then fetches)."""
+    db = cli.state / 'nova.sqlite'
+    while True:
+        with contextlib.suppress(sqlite3.OperationalError):
+            with contextlib.closing(sqlite3.connect(str(db))) as c:
+                if c.execute("SELECT count(*) FROM block_device_mapping "
+                             "WHERE driver_info LIKE '%disk.rescue%'"
+                             ).fetchone()[0]:
+                    return
+        time.sleep(0.05)
+
+
+def test_a_command_on_a_busy_instance_is_refused(cli, tmp_path):
+    # A rescue still fetching its image (the test holds the cache entry)
+    # holds the instance: a destroy meanwhile would remove the instance
+    # under it, and the rescue would then make a disk nothing records.
+    image = cli.json('image-import', make_raw(tmp_path / 'img.raw'),
+                     '--disk-format', 'raw')
+    cli.json('boot', '--image', image['id'], '--name', 'vm')
+    rescue_image = cli.json('image-import', make_raw(tmp_path / 'r.raw'),
+                            '--disk-format', 'raw')
+    lock = _hold_cache_entry(cli, rescue_image['id'])
+    try:
+        rescue = cli.popen('rescue', 'vm', '--image', rescue_image['id'])
+        _wait_for_rescue_record(cli)
+        for command in (('destroy', 'vm'), ('unrescue', 'vm'),
+                        ('snapshot', 'vm', '--name', 'snap')):
+            assert_one_line_error(cli.run(*command, check=False),
+                                  'is busy', command[0])
+    finally:
+        lock.close()
+    _out, err = rescue.communicate(timeout=120)
+    assert rescue.returncode == 0, err
+    [instance] = cli.json('list')
+    assert instance['vm_state'] == 'rescued'
+    cli.json('destroy', 'vm')
+    assert cli.json('list') == []
+    assert _instance_dirs(cli) == []
