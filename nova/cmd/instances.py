@@ -35,6 +35,7 @@ with warnings.catch_warnings():
     # is deprecated: noise on every run, and nothing a user can act on.
     warnings.simplefilter('ignore')
     from nova import objects
+    from nova.objects import fields
     from nova.virt.libvirt import driver as libvirt_driver
     from nova.virt.libvirt.imagebackend import cache as image_cache
     from nova.virt.libvirt.imagebackend import manager as disk_manager
@@ -262,8 +263,12 @@ def _describe_disks(driver, instance, bdms, inspect=True):
                  'record': None, 'source': None,
                  'on_disk': {'error': str(e)}}
                 for bdm in bdms if bdm.is_local]
+    # While rescued the guest boots from the rescue disk, defined first
+    # (vda): its own disks follow it.
+    first = int(fields.DiskSourceKind.RESCUE in
+                driver.disks.extra_disks(instance, bdms))
     result = []
-    for index, disk in enumerate(disks):
+    for index, disk in enumerate(disks, start=first):
         record = disk.record
         path = getattr(disk.backend, 'path', None)
         refusal = _safe_to_inspect(path) if path else None

@@ -92,13 +92,16 @@ def test_rescue_then_unrescue(cli, tmp_path):
     assert (disk_dir / 'disk.rescue').is_file()
     assert sorted(os.listdir(disk_dir)) == ['disk', 'disk.rescue',
                                             'disk.swap']
-    # show lists the instance's own disks, as recorded, unchanged.
+    # show lists the instance's own disks, as recorded, unchanged; the
+    # rescue disk is first in the guest (vda), they follow it.
     assert sorted(records_by_name(rescued)) == ['disk', 'disk.swap']
+    assert [d['target'] for d in rescued['disks']] == ['vdb', 'vdc']
     # Rescued once only.
     assert cli.run('rescue', 'vm', check=False).returncode == 1
 
     back = cli.json('unrescue', 'vm')
     assert back['vm_state'] == 'active'
+    assert [d['target'] for d in back['disks']] == ['vda', 'vdb']
     assert sorted(os.listdir(disk_dir)) == ['disk', 'disk.swap']
     assert cli.run('unrescue', 'vm', check=False).returncode == 1
     cli.run('destroy', 'vm')
