@@ -68,6 +68,9 @@ def main(argv=None):
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     warnings.filterwarnings('ignore', category=DeprecationWarning)
+    # eventlet (imported by oslo.service, through oslo.versionedobjects)
+    # warns that it is deprecated; this project never uses it.
+    warnings.filterwarnings('ignore', module=r'oslo_service\.')
     signals.install()
     debug = '--debug' in argv or '-d' in argv
     try:
@@ -75,10 +78,11 @@ def main(argv=None):
         logging.register_options(CONF)
         # stdout carries the output (JSON for scripts): logs go to stderr.
         CONF.set_default('use_stderr', True)
-        # Our own INFO line says what db sync did; alembic's are chatter.
+        # Our own INFO line says what db sync did; alembic's are chatter,
+        # and so is oslo.service saying which backend it loaded.
         logging.set_defaults(
             default_log_levels=logging.get_default_log_levels() +
-            ['alembic=WARN'])
+            ['alembic=WARN', 'oslo_service=WARN'])
         CONF(argv, project='nova', prog='nova-manage')
         debug = CONF.debug
         logging.setup(CONF, 'nova')

@@ -13,6 +13,8 @@ import os
 from oslo_serialization import jsonutils
 import prettytable
 
+from nova.cmd import errors
+
 FORMATS = ('table', 'json')
 
 
@@ -155,9 +157,25 @@ class InstanceView(FieldView):
 
 def emit(data, view, fmt='table', wanted=None):
     """Print ``data`` as JSON (``fmt`` json) or as ``view``'s table,
-    keeping only what ``wanted`` (the -c names) selects."""
+    keeping only what ``wanted`` (the -c names) selects.
+
+    :raises: errors.UsageError naming a -c name that is no field or
+        column of ``view`` (nothing printed).
+    """
+    _check_wanted(data, view, wanted)
     if fmt == 'json':
         print(jsonutils.dumps(view.select(data, wanted), indent=2,
                               sort_keys=True))
     else:
         print(view.table(data, wanted))
+
+
+def _check_wanted(data, view, wanted):
+    known = {name.lower() for pair in view.columns(data) for name in pair}
+    known.update(k.lower() for k in getattr(view, 'skip', ()))
+    unknown = [w for w in wanted or () if w.lower() not in known]
+    if unknown:
+        raise errors.UsageError(
+            'no field or column named %s (there are: %s)' % (
+                ', '.join(repr(w) for w in unknown),
+                ', '.join(sorted(known))))

@@ -376,3 +376,21 @@ def test_a_command_on_a_busy_instance_is_refused(cli, tmp_path):
     cli.json('destroy', 'vm')
     assert cli.json('list') == []
     assert _instance_dirs(cli) == []
+
+
+@pytest.mark.parametrize('args,fmt', [
+    (('list', '-c', 'Nmae'), 'table'), (('list', '-c', 'Nmae'), 'json'),
+    (('image-list', '-c', 'nosuch'), 'table')])
+def test_an_unknown_column_is_a_usage_error(cli, args, fmt):
+    line = assert_one_line_error(cli.run(*args, check=False, fmt=fmt),
+                                 'no field or column named', args[-1],
+                                 status=2)
+    assert 'name' in line
+
+
+def test_nova_manage_says_one_line(cli):
+    result = subprocess.run(
+        script('nova-manage') + ['--config-file', str(cli.conf), 'libvirt',
+                                 'show_disks', 'vm3'],
+        capture_output=True, text=True, env=cli.env, timeout=300)
+    assert_one_line_error(result, 'uuid', 'vm3')
