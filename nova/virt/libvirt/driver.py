@@ -491,9 +491,12 @@ class LibvirtDriver:
                 continue
             try:
                 backends.append(self.disks.get_backend(instance, bdm))
+                continue
             except exception.DiskMetadataMissing as e:
-                LOG.warning('%(error)s', {'error': e})
-                refused = True
+                missing = e
+            # Out of the except block: oslo.log would repeat the error.
+            LOG.warning('%(error)s', {'error': missing})
+            refused = True
         if not refused:
             return backends, []
         owned, unresolved = self.disks.legacy_leftovers(instance, bdms)

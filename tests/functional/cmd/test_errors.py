@@ -394,3 +394,24 @@ def test_nova_manage_says_one_line(cli):
                                  'show_disks', 'vm3'],
         capture_output=True, text=True, env=cli.env, timeout=300)
     assert_one_line_error(result, 'uuid', 'vm3')
+
+
+def test_destroy_of_a_boot_refused_at_planning_names_no_exception_class(
+        cli, tmp_path):
+    # The boot failed before any record was written: destroy says that
+    # the disks have none and were never made, in words only (oslo.log
+    # appends the exception being handled to a warning logged inside an
+    # except block).
+    image = cli.json('image-import', make_raw(tmp_path / 'big.raw',
+                                              size=3 << 29),
+                     '--disk-format', 'raw')
+    failed = cli.run('boot', '--image', image['id'], '--root-gb', '1',
+                     '--name', 'vm', check=False)
+    assert_one_line_error(failed, 'larger than the flavor')
+
+    result = cli.run('destroy', 'vm')
+
+    assert 'does not exist' in result.stderr
+    for word in ('_Refused', 'nova.exception.', 'Traceback'):
+        assert word not in result.stderr, result.stderr
+    assert cli.json('list') == []

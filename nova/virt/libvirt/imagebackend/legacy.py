@@ -225,18 +225,23 @@ class _Inferrer:
 
     def infer(self, bdm, role, eph_index, taken):
         label = mapping_label(bdm)
+        refused = None
         try:
             size, source = self._size_and_source(bdm, role)
             name = self._disk_name(role, eph_index, taken, size, source)
             label = name
             record = self._prove(bdm, role, name, size, source)
         except _Refused as e:
+            refused = e
+        if refused is not None:
+            # Logged out of the except block: oslo.log would add the
+            # exception's class (private here) to a warning logged in it.
             LOG.warning('Disk %(disk)s of instance %(uuid)s has no record '
                         'and none is inferred: %(reason)s',
                         {'disk': label, 'uuid': self.uuid,
-                         'reason': e.reason})
-            return Inference(bdm, label, reason=e.reason,
-                             ambiguous=e.ambiguous)
+                         'reason': refused.reason})
+            return Inference(bdm, label, reason=refused.reason,
+                             ambiguous=refused.ambiguous)
         taken.add(record.disk_name)
         LOG.debug('Inferred disk %(disk)s of instance %(uuid)s: backend '
                   '%(backend)s, format %(format)s, %(size)d bytes, from '
