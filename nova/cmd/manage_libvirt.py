@@ -27,6 +27,7 @@ error; 2 on a usage error.
 """
 
 import argparse
+import re
 import socket
 import sys
 
@@ -127,6 +128,29 @@ class Summary:
                 'remaining': self.remaining}
 
 
+#: The names an unrecorded disk can have (see legacy.py): what --disk
+#: may name.
+_LEGACY_DISK_NAME = re.compile(r'^disk(\.local|\.swap|\.eph[0-9]+)?$')
+
+
+def _format_refusal(context, uuid, disk):
+    """Why ``--disk disk --format`` cannot apply to instance ``uuid``
+    (a name no disk without a record can have, or a disk recorded
+    already), or None."""
+    from nova import objects
+    if not _LEGACY_DISK_NAME.match(disk):
+        return ('--disk %r is not the name of a disk made before records '
+                'existed (disk, disk.local, disk.eph<N>, disk.swap)' % disk)
+    for bdm in objects.BlockDeviceMappingList.get_by_instance_uuid(
+            context, uuid):
+        record = bdm.get_disk_metadata() if bdm.is_local else None
+        if record is not None and record.disk_name == disk:
+            return ('disk %s of instance %s is recorded already (%s, '
+                    '%s): --format is for a disk without a record' % (
+                        disk, uuid, record.backend, record.format))
+    return None
+
+
 def record_disks(args, out=None, err=None):
     """``nova-manage libvirt record_disks``; returns the exit status."""
     from nova import context as nova_context
@@ -147,6 +171,10 @@ def record_disks(args, out=None, err=None):
         uuid = _uuid(args.instance)
         instances = [objects.Instance.get_by_uuid(context, uuid)]
         if args.disk_format:
+            refusal = _format_refusal(context, uuid, args.disk)
+            if refusal:
+                print('nova-manage: %s' % refusal, file=err)
+                return USAGE_ERROR
             formats[(uuid, args.disk)] = args.disk_format
     else:
         instances = list(objects.InstanceList.get_by_host(context,

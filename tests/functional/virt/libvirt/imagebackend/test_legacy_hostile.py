@@ -121,6 +121,18 @@ def test_guest_qcow2_header_without_disk_info_is_ambiguous(
     assert nova34_disks.opened(
         traces[0], disk) and nova34_disks.opened(traces[1], disk)
 
+    # --format for a disk recorded already, or a name no unrecorded disk
+    # has, is refused: it would not be used.
+    for name, words in (('disk', 'recorded already (flat, raw)'),
+                        ('no-such-disk', 'is not the name of a disk')):
+        result = nova34_disks.manage(tmp_path, 'libvirt', 'record_disks',
+                                     '--instance', instance.uuid, '--disk',
+                                     name, '--format', 'qcow2')
+        assert result.returncode == 2, result.stdout
+        assert words in result.stderr.strip().splitlines()[-1]
+    assert libvirt_helpers.records(context, instance)[
+        'disk'].to_driver_info() == record.to_driver_info()
+
 
 def test_format_needs_instance_and_disk(conf, context, tmp_path):
     result = nova34_disks.manage(tmp_path, 'libvirt', 'record_disks',
