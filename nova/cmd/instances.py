@@ -97,12 +97,20 @@ def _release_boot_lock(lock, uuid):
     lock.release()
 
 
+def this_host():
+    """The name instances booted here record as their host."""
+    return socket.gethostname()
+
+
 def repair(context, driver, instances):
     """Repair the instances among ``instances`` that a boot left
     ``building`` without running any more (its lock is free): ERROR, or
     ACTIVE when the domain runs. Returns ``instances``, repaired."""
     for instance in instances:
         if instance.vm_state != 'building':
+            continue
+        if instance.host and instance.host != this_host():
+            # Its boot's lock, and its domain, are on its own host.
             continue
         lock = _boot_lock(instance.uuid)
         if not lock.acquire(blocking=False):
@@ -175,7 +183,7 @@ def cmd_boot(cli):
     lock = _boot_lock(uuid)
     lock.acquire()
     try:
-        hostname = socket.gethostname()
+        hostname = this_host()
         instance = objects.Instance(
             context, uuid=uuid, display_name=args.display_name or
             'instance-%s' % uuid[:8], host=hostname, node=hostname,
@@ -355,6 +363,13 @@ def _one_command(context, driver, ref, action):
     :raises: InstanceNotFound; InvalidInput (busy, or being booted).
     """
     instance = find_instance(context, ref)
+    if instance.host and instance.host != this_host():
+        # Its disks and its domain are there, as are the locks of the
+        # commands running on it.
+        raise exception.InvalidInput(
+            reason='instance %s is on host %s, not this one (%s): %s it '
+                   'there' % (instance.uuid, instance.host, this_host(),
+                              action))
     repair(context, driver, [instance])
     uuid = instance.uuid
     lock = lockutils.external_lock(uuid,

@@ -415,3 +415,32 @@ def test_destroy_of_a_boot_refused_at_planning_names_no_exception_class(
     for word in ('_Refused', 'nova.exception.', 'Traceback'):
         assert word not in result.stderr, result.stderr
     assert cli.json('list') == []
+
+
+def _set_instance(cli, **values):
+    with contextlib.closing(sqlite3.connect(str(cli.state /
+                                                'nova.sqlite'))) as c:
+        c.execute('UPDATE instances SET %s' % ', '.join(
+            '%s = ?' % k for k in values), list(values.values()))
+        c.commit()
+
+
+def test_an_instance_of_another_host_is_left_to_it(cli, tmp_path):
+    # A database shared with another compute host: its instances' disks,
+    # domains and command locks are there, not here.
+    image = cli.json('image-import', make_raw(tmp_path / 'img.raw'),
+                     '--disk-format', 'raw')
+    cli.json('boot', '--image', image['id'], '--name', 'vm')
+    _set_instance(cli, host='elsewhere')
+    for command in (('destroy', 'vm'), ('rescue', 'vm'),
+                    ('snapshot', 'vm', '--name', 'snap')):
+        assert_one_line_error(cli.run(*command, check=False),
+                              'on host elsewhere', command[0])
+    # Its boot may be running there: list does not "repair" it.
+    _set_instance(cli, vm_state='building', task_state='spawning')
+    [instance] = cli.json('list')
+    assert instance['vm_state'] == 'building'
+    _set_instance(cli, host=socket.gethostname(), vm_state='active',
+                  task_state=None)
+    cli.json('destroy', 'vm')
+    assert _instance_dirs(cli) == []

@@ -39,13 +39,15 @@ print(json.dumps([status, sorted(sys.modules), out.getvalue()]))
 # An instance as a boot records it before its disks exist (no qemu-img,
 # no hypervisor): through the objects layer, as boot does.
 _CREATE = """
+import socket
 import sys
 from nova import conf, context, objects
 conf.CONF(['--config-file', sys.argv[1]], project='nova')
 objects.register_all()
 objects.Instance(
     context.get_admin_context(), uuid=sys.argv[2], display_name='probe',
-    host='h', node='h', image_ref='img', root_gb=1, ephemeral_gb=2,
+    host=socket.gethostname(), node=socket.gethostname(), image_ref='img',
+    root_gb=1, ephemeral_gb=2,
     flavor=objects.Flavor.from_sizes(1, 2, 64), vm_state=sys.argv[3],
     task_state=None, power_state=1).create()
 """
