@@ -56,6 +56,29 @@ def store_head(image_api, image_id):
     return next(iter(image_api.download(None, image_id)))
 
 
+def victim_image(tmp_path, size, fmt):
+    """The path of a ``fmt`` image of ``size`` bytes whose bytes differ
+    from any test disk's from the first MiB on (written there only:
+    tmp_path holds data, not sizes): what a neighbour swaps in."""
+    raw = tmp_path / 'victim'
+    with open(raw, 'wb') as f:
+        f.write(b'\xee' * units.Mi)
+        f.truncate(size)
+    path = str(raw) + '.img'
+    subprocess.run(['qemu-img', 'convert', '-q', '-f', 'raw', '-O', fmt,
+                    str(raw), path], check=True)
+    return path
+
+
+def snapshot_digest(image_api, meta, tmp_path):
+    """The sha256 of the snapshot image's guest-visible bytes (raw)."""
+    snap = helpers.download_to(image_api, meta['id'], tmp_path / 'snap.img')
+    out = tmp_path / 'snap.raw'
+    subprocess.run(['qemu-img', 'convert', '-q', '-f', meta['disk_format'],
+                    '-O', 'raw', str(snap), str(out)], check=True)
+    return helpers.file_digest(out)
+
+
 def snapshots_dir_entries():
     path = CONF.libvirt.snapshots_directory
     return sorted(os.listdir(path)) if os.path.isdir(path) else []
@@ -226,15 +249,7 @@ def test_snapshot_copies_the_disk_it_checked(conf, context, images,
     instance = boot(driver, context, images[image_format])
     disk = root_backend(context, instance)
     before = read_disk(disk, disk.record.format, tmp_path)
-    # Another file of the disk's size whose bytes differ from the first
-    # MiB on (written there only: tmp_path holds data, not sizes).
-    victim = tmp_path / 'victim'
-    with open(victim, 'wb') as f:
-        f.write(b'\xee' * units.Mi)
-        f.truncate(disk.record.size)
-    subprocess.run(['qemu-img', 'convert', '-q', '-f', 'raw', '-O',
-                    disk.qemu_format, str(victim), str(victim) + '.img'],
-                   check=True)
+    victim = victim_image(tmp_path, disk.record.size, disk.qemu_format)
     swapped = []
 
     def swap_the_name(message):
@@ -243,17 +258,13 @@ def test_snapshot_copies_the_disk_it_checked(conf, context, images,
             target = (os.path.join(disk.path, 'root.hds')
                       if backend == 'ploop' else disk.path)
             os.rename(target, target + '.moved')
-            os.symlink(str(victim) + '.img', target)
+            os.symlink(victim, target)
             swapped.append(target)
 
     meta = driver.snapshot(context, instance, 'snap', progress=swap_the_name)
 
     assert swapped
-    snap = helpers.download_to(image_api, meta['id'], tmp_path / 'snap.img')
-    out = tmp_path / 'snap.raw'
-    subprocess.run(['qemu-img', 'convert', '-q', '-f', meta['disk_format'],
-                    '-O', 'raw', str(snap), str(out)], check=True)
-    assert helpers.file_digest(out) == before
+    assert snapshot_digest(image_api, meta, tmp_path) == before
     os.unlink(swapped[0])
     os.rename(swapped[0] + '.moved', swapped[0])
     driver.destroy(context, instance)
@@ -274,29 +285,19 @@ def test_snapshot_of_an_overlay_reads_the_base_it_checked(
     assert disk.record.backing_format == base_format
     base = disk.cache.image_path(disk.record.image_id, base_format)
     before = read_disk(disk, 'qcow2', tmp_path)
-    victim = tmp_path / 'victim'
-    with open(victim, 'wb') as f:
-        f.write(b'\xee' * units.Mi)
-        f.truncate(disk.record.size)
-    subprocess.run(['qemu-img', 'convert', '-q', '-f', 'raw', '-O',
-                    base_format, str(victim), str(victim) + '.img'],
-                   check=True)
+    victim = victim_image(tmp_path, disk.record.size, base_format)
     swapped = []
 
     def swap_the_base(message):
         if message.startswith('copying') and not swapped:
             os.rename(base, base + '.moved')
-            os.rename(str(victim) + '.img', base)
+            os.rename(victim, base)
             swapped.append(base)
 
     meta = driver.snapshot(context, instance, 'snap', progress=swap_the_base)
 
     assert swapped
-    snap = helpers.download_to(image_api, meta['id'], tmp_path / 'snap.img')
-    out = tmp_path / 'snap.raw'
-    subprocess.run(['qemu-img', 'convert', '-q', '-f', meta['disk_format'],
-                    '-O', 'raw', str(snap), str(out)], check=True)
-    assert helpers.file_digest(out) == before
+    assert snapshot_digest(image_api, meta, tmp_path) == before
     os.replace(base + '.moved', base)
     driver.destroy(context, instance)
 

@@ -134,12 +134,17 @@ def test_record_disks_records_a_host_in_bulk(conf, context, nova34_image_files,
                       for b in nova34_disks.bdms_of(context, i)}
 
 
-def test_max_count_stops_and_the_next_run_completes(
-        conf, context, nova34_image_files, tmp_path):
+def _two_instances_of_three_disks(conf, context, nova34_image_files):
     nova34_disks.configure(conf, 'qcow2-forceraw')
-    instances = [nova34_disks.make_upstream_instance(
+    return [nova34_disks.make_upstream_instance(
         context, 'qcow2-forceraw', nova34_image_files, 'raw',
         ephemerals=EPHEMERALS[:1])[0] for _ in range(2)]
+
+
+def test_max_count_stops_and_the_next_run_completes(
+        conf, context, nova34_image_files, tmp_path):
+    instances = _two_instances_of_three_disks(conf, context,
+                                              nova34_image_files)
     # 3 disks each: a budget of 4 records the first instance only (an
     # instance's disks go together).
     result = nova34_disks.manage(tmp_path, 'libvirt', 'record_disks', '--host',
@@ -162,10 +167,8 @@ def test_an_instance_with_more_disks_than_max_count_is_recorded(
         conf, context, nova34_image_files, tmp_path):
     # 3 disks each, a budget of 2: each run records one instance whole
     # (its disks go together), and a run makes progress whatever N is.
-    nova34_disks.configure(conf, 'qcow2-forceraw')
-    instances = [nova34_disks.make_upstream_instance(
-        context, 'qcow2-forceraw', nova34_image_files, 'raw',
-        ephemerals=EPHEMERALS[:1])[0] for _ in range(2)]
+    instances = _two_instances_of_three_disks(conf, context,
+                                              nova34_image_files)
     for recorded, status in (([0, 3], 1), ([3, 3], 0)):
         result = nova34_disks.manage(tmp_path, 'libvirt', 'record_disks',
                                      '--host', 'legacy-host',
