@@ -145,9 +145,8 @@ def take(context, image_api, instance, backend, dom, name, progress=None):
     except exception.SnapshotFailed:
         raise
     except (exception.NovaException, OSError, libvirt.libvirtError) as e:
-        LOG.error('Snapshot %(name)s of instance %(uuid)s failed: '
-                  '%(error)s', {'name': name, 'uuid': instance.uuid,
-                                'error': e})
+        # Raised, not logged: SnapshotFailed carries the whole reason to
+        # whoever reports it (the CLI's one line).
         raise exception.SnapshotFailed(
             name=name, instance_uuid=instance.uuid, reason=str(e)) from e
     LOG.info('Snapshot %(name)s of instance %(uuid)s is image %(image)s '

@@ -71,6 +71,16 @@ def test_snapshot_errors_are_one_line(cli, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
     result = cli.run('snapshot', 'nothing', check=False)
     assert result.returncode == 2
+    # Failing inside the snapshot: said once, not logged and said again.
+    image = cli.json('image-import', make_raw(tmp_path / 'img.raw'),
+                     '--disk-format', 'raw')
+    cli.json('boot', '--image', image['id'], '--name', 'vm')
+    result = cli.run('--libvirt-snapshot_image_format', 'vmdk', 'snapshot',
+                     'vm', '--name', 'sv', check=False)
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert 'Snapshot sv' in line and 'vmdk' in line
+    cli.run('destroy', 'vm')
 
 
 def records_by_name(shown):
