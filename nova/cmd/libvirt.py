@@ -34,7 +34,9 @@ errors answer at once. A command's module is imported when it runs.
 """
 
 import argparse
+import contextlib
 import importlib
+import io
 import sys
 import traceback
 import warnings
@@ -336,9 +338,22 @@ def _parse(argv):
     # stdout carries the command's output (JSON for scripts): logs go to
     # stderr, and only warnings unless --debug.
     CONF.set_default('use_stderr', True)
-    CONF(argv, project='nova', prog=PROG, usage=_USAGE, version=_version(),
-         description=__doc__.split('\n\n')[0].replace('\n', ' '),
-         epilog=_EPILOG)
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            CONF(argv, project='nova', prog=PROG, usage=_USAGE,
+                 version=_version(),
+                 description=__doc__.split('\n\n')[0].replace('\n', ' '),
+                 epilog=_EPILOG)
+    except SystemExit as e:
+        # oslo.config refuses an option's value by printing "argument
+        # --NAME: Invalid ..." and exiting 1: a usage error (2) here.
+        text = said.getvalue().strip()
+        if e.code == 1 and text.startswith('argument --'):
+            raise errors.UsageError(text) from None
+        sys.stderr.write(said.getvalue())
+        raise
+    sys.stderr.write(said.getvalue())
     fmt = CONF.command.sub_format or CONF.format
     if fmt not in ('table', 'json'):
         raise errors.UsageError(

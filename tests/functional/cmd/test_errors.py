@@ -170,7 +170,8 @@ def test_database_at_an_unknown_revision(cli):
 
 def test_usage_errors_exit_2(cli):
     for args in (['--format', 'yaml', 'list'], ['list', '-f', 'yaml'],
-                 ['nosuch'], ['boot']):
+                 ['nosuch'], ['boot'],
+                 ['--libvirt-disk_create_concurrency', '0', 'list']):
         result = cli.run(*args, check=False)
         assert result.returncode == 2, (args, result.stderr)
         assert 'Traceback' not in result.stderr
