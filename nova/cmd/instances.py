@@ -11,7 +11,6 @@ refused the write), and the next command that reads it repairs it
 
 import contextlib
 import os
-import socket
 import stat
 import warnings
 
@@ -98,8 +97,9 @@ def _release_boot_lock(lock, uuid):
 
 
 def this_host():
-    """The name instances booted here record as their host."""
-    return socket.gethostname()
+    """The name instances booted here record as their host
+    (``[DEFAULT] host``, as Nova's)."""
+    return CONF.host
 
 
 def repair(context, driver, instances):

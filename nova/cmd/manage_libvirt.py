@@ -28,7 +28,6 @@ error; 2 on a usage error.
 
 import argparse
 import re
-import socket
 import sys
 
 from oslo_log import log as logging
@@ -36,11 +35,13 @@ from oslo_serialization import jsonutils
 from oslo_utils import uuidutils
 
 from nova.cmd import output
+import nova.conf
 from nova import exception
 
 # The objects layer and imagebackend are imported by the commands that use
 # them, so that `nova-manage db ...` and usage errors stay light.
 
+CONF = nova.conf.CONF
 LOG = logging.getLogger(__name__)
 
 #: Instances whose mappings are read, inferred and saved per batch (one
@@ -64,9 +65,9 @@ def add_parsers(subparsers, conf):
     p = actions.add_parser(
         'record_disks', help='Record the layout of local disks that have '
         'none (made by Nova 34 or older).')
-    p.add_argument('--host', default=socket.gethostname(),
+    p.add_argument('--host', default=None, dest='instances_host',
                    help='The compute host whose instances to consider '
-                   '(default: this host\'s name).')
+                   '(default: [DEFAULT] host, this host\'s name).')
     p.add_argument('--instance', metavar='UUID', default=None,
                    help='Only this instance.')
     p.add_argument('--max-count', type=_positive_int, default=None,
@@ -177,8 +178,8 @@ def record_disks(args, out=None, err=None):
                 return USAGE_ERROR
             formats[(uuid, args.disk)] = args.disk_format
     else:
-        instances = list(objects.InstanceList.get_by_host(context,
-                                                          args.host))
+        instances = list(objects.InstanceList.get_by_host(
+            context, args.instances_host or CONF.host))
     summary = run(context, instances, formats=formats,
                   max_count=args.max_count,
                   progress=_progress_printer(err))

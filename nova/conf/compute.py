@@ -1,10 +1,22 @@
 """``[DEFAULT]`` options about instances and their local disks."""
 
+import socket
+
 from oslo_config import cfg
 
 from nova.conf import paths
 
 compute_opts = [
+    cfg.StrOpt('host',
+               default=socket.gethostname(),
+               sample_default='<current_hostname>',
+               help="""
+The name of this compute host, as Nova's ``[DEFAULT] host``: recorded as
+the host of the instances booted here, and the host whose instances the
+commands here act on (``nova-libvirt`` refuses to change an instance of
+another host; ``nova-manage libvirt record_disks`` records this host's).
+Set it as Nova's own services on this machine have it.
+"""),
     cfg.StrOpt('instances_path',
                default=paths.state_path_def('instances'),
                help="""

@@ -170,7 +170,9 @@ def manage_command(tmp_path, *args, prog='nova-manage'):
     (as CONF holds them now)."""
     conf_file = os.path.join(str(tmp_path), 'nova-manage.conf')
     with open(conf_file, 'w') as f:
-        f.write('[DEFAULT]\nstate_path = %s\ninstances_path = %s\n'
+        # This node is the legacy instances' host (make_upstream_instance).
+        f.write('[DEFAULT]\nhost = legacy-host\n'
+                'state_path = %s\ninstances_path = %s\n'
                 'use_cow_images = %s\nforce_raw_images = %s\n'
                 '[libvirt]\nimages_type = %s\n'
                 '[database]\nconnection = %s\n' % (
