@@ -273,8 +273,11 @@ def _describe_disks(driver, instance, bdms, inspect=True):
                 for bdm in bdms if bdm.is_local]
     # While rescued the guest boots from the rescue disk, defined first
     # (vda): its own disks follow it.
-    first = int(fields.DiskSourceKind.RESCUE in
-                driver.disks.extra_disks(instance, bdms))
+    try:
+        first = int(fields.DiskSourceKind.RESCUE in
+                    driver.disks.extra_disks(instance, bdms))
+    except exception.NovaException:
+        first = 0  # an unreadable extra record: shown by the driver's errors
     result = []
     for index, disk in enumerate(disks, start=first):
         record = disk.record

@@ -651,8 +651,9 @@ def owned_disks(instance, bdms, cache=None):
     roles = [(role, index) for _bdm, role, index, _why in unrecorded
              if role is not None]
     candidates = {}
-    node, *others = _probed_layouts(policy.node_layout())
-    for layout in [node] + others:
+    layouts = _probed_layouts(policy.node_layout())
+    node = layouts[0]
+    for layout in layouts:
         inferrer = _Inferrer(instance, uuid, layout, {}, cache)
         for role, index in roles:
             for name in inferrer._candidates(role, index):
