@@ -155,15 +155,21 @@ def _mappings(image_id, ephemeral_gb, swap_mb):
     return mappings
 
 
+def _power_state(driver, instance):
+    """The guest's power state as libvirt reports it; NOSTATE when libvirt
+    cannot say."""
+    try:
+        return driver.get_power_state(instance)
+    except exception.NovaException:
+        return power_state.NOSTATE
+
+
 def _save_failed_state(instance, driver, error):
     """ERROR for a boot that failed with ``error`` (also Ctrl-C); when
     even that cannot be saved, raise InstanceStateNotSaved saying so."""
     instance.vm_state = 'error'
     instance.task_state = None
-    try:
-        instance.power_state = driver.get_power_state(instance)
-    except exception.NovaException:
-        instance.power_state = power_state.NOSTATE
+    instance.power_state = _power_state(driver, instance)
     try:
         instance.save()
     except Exception as e:
@@ -430,6 +436,27 @@ def _set_state(instance, vm_state, driver):
     instance.save()
 
 
+@contextlib.contextmanager
+def _error_if_guest_changed(instance, driver):
+    """Around a rescue or unrescue, which stops the guest before changing
+    it: a failure that leaves the guest in another power state than it
+    had (stopped, say, by a rescue whose image then failed its checks)
+    makes the instance ERROR, with that power state, as Nova's compute
+    manager leaves it. A failure that left the guest as it was (refused
+    before anything was done) changes nothing.
+
+    :raises: what the body raised; InstanceStateNotSaved if ERROR could
+        not be saved.
+    """
+    before = _power_state(driver, instance)
+    try:
+        yield
+    except BaseException as e:
+        if _power_state(driver, instance) != before:
+            _save_failed_state(instance, driver, e)
+        raise
+
+
 def cmd_rescue(cli):
     context = cli.context
     progress = progress_mod.Progress()
@@ -438,7 +465,8 @@ def cmd_rescue(cli):
     with _one_command(context, driver, cli.args.instance,
                       'rescue') as (instance, _lock_file):
         try:
-            driver.rescue(context, instance, rescue_image_id=image_id)
+            with _error_if_guest_changed(instance, driver):
+                driver.rescue(context, instance, rescue_image_id=image_id)
         finally:
             progress.done()
         _set_state(instance, 'rescued', driver)
@@ -450,6 +478,7 @@ def cmd_unrescue(cli):
     driver = _driver()
     with _one_command(context, driver, cli.args.instance,
                       'unrescue') as (instance, _lock_file):
-        driver.unrescue(context, instance)
+        with _error_if_guest_changed(instance, driver):
+            driver.unrescue(context, instance)
         _set_state(instance, 'active', driver)
     cli.emit(describe(context, driver, instance), output.InstanceView())
