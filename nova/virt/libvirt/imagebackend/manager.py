@@ -37,6 +37,7 @@ import contextvars
 import os
 
 from oslo_log import log as logging
+from oslo_utils import excutils
 
 import nova.conf
 from nova import exception
@@ -516,8 +517,9 @@ class DiskManager:
         """Grow a disk, then record its new size.
 
         The disk grows first: if the save then fails, the record still
-        says the old, smaller size, and growing again to ``size`` is a
-        harmless no-op. Never the reverse (a record larger than its disk).
+        says the old, smaller size (in the database and in ``bdm``), and
+        growing again to ``size`` is a harmless no-op. Never the reverse
+        (a record larger than its disk).
 
         :raises: DiskShrinkNotSupported, DiskResizeFailed, DiskNotFound,
             and as get_backend.
@@ -526,8 +528,14 @@ class DiskManager:
         backend.resize(size)
         record = backend.record
         record.size = int(size)
+        recorded = bdm.driver_info
         bdm.driver_info = record.to_driver_info()
-        bdm.save()
+        try:
+            bdm.save()
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                bdm.driver_info = recorded
+                bdm.obj_reset_changes(['driver_info'])
         LOG.info('Recorded size %(size)d of disk %(disk)s of instance '
                  '%(uuid)s', {'size': size, 'disk': record.disk_name,
                               'uuid': instance.uuid})

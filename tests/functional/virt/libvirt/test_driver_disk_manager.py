@@ -297,6 +297,30 @@ def test_resize_grows_the_disk_then_records_its_size(
     driver.destroy(context, instance)
 
 
+def test_resize_whose_save_fails_keeps_the_old_record(
+        conf, context, images, driver):
+    image_meta = images['raw']
+    instance, bdms = helpers.create_instance(context, image_meta)
+    driver.spawn(context, instance, image_meta, bdms)
+    root = [b for b in bdms if b.boot_index == 0][0]
+    old = helpers.records(context, instance)['disk']
+    # Another actor deletes the mapping: the save fails after the grow.
+    objects.BlockDeviceMapping.get_by_id(context, root.id).destroy()
+
+    with pytest.raises(exception.BDMNotFound):
+        driver.disks.resize_disk(context, instance, root, 2 * units.Gi)
+
+    # The mapping in memory says what the database said: the old size,
+    # nothing left to save.
+    assert root.get_disk_metadata().size == old.size
+    assert 'driver_info' not in root.obj_what_changed()
+    # The disk did grow (a record never says more than its disk has).
+    info = func_helpers.qemu_info(
+        driver.disks.get_backend(instance, root).path, old.format)
+    assert info['virtual-size'] == 2 * units.Gi
+    driver.destroy(context, instance)
+
+
 def test_disk_funcs_make_real_filesystems(tmp_path):
     target = str(tmp_path / 'eph')
     disk_funcs.make_ephemeral('ext4', 'ephemeral0')(target, 64 * units.Mi)
