@@ -448,24 +448,25 @@ class LibvirtDriver:
         return list(block_device_obj.BlockDeviceMappingList
                     .get_by_instance_uuid(context, instance.uuid))
 
-    def _local_disks(self, context, instance, block_device_info):
+    def _local_disks(self, context, instance, block_device_info,
+                     with_rescue=False):
         """[LocalDisk] of the instance, each built from its record; its
-        config drive (if any) last."""
+        config drive (if any) last. ``with_rescue``: the rescue disk, if
+        the instance is rescued, first."""
         bdms = self._bdms(context, instance, block_device_info)
-        config = self.disks.extra_disks(instance, bdms).get(
-            fields.DiskSourceKind.FILE)
-        return self.disks.local_disks(instance, bdms) + (
-            [config] if config else [])
+        extra = self.disks.extra_disks(instance, bdms)
+        first = [extra[fields.DiskSourceKind.RESCUE]] if (
+            with_rescue and fields.DiskSourceKind.RESCUE in extra) else []
+        last = [extra[fields.DiskSourceKind.FILE]] if (
+            fields.DiskSourceKind.FILE in extra) else []
+        return first + self.disks.local_disks(instance, bdms) + last
 
     def _guest_disks(self, context, instance, block_device_info):
         """[LocalDisk] the guest is defined with: ``_local_disks``, after
         the rescue disk while the instance is rescued (the guest boots
         from it until ``unrescue``, through reboots and power cycles)."""
-        bdms = self._bdms(context, instance, block_device_info)
-        rescue = self.disks.extra_disks(instance, bdms).get(
-            fields.DiskSourceKind.RESCUE)
-        return ([rescue] if rescue else []) + self._local_disks(
-            context, instance, bdms)
+        return self._local_disks(context, instance, block_device_info,
+                                 with_rescue=True)
 
     @staticmethod
     def _verify(disks):
