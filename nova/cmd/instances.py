@@ -342,7 +342,7 @@ def cmd_destroy(cli):
     context = cli.context
     driver = _driver()
     with _one_command(context, driver, cli.args.instance,
-                      'destroy') as (instance, lock_file):
+                      'destroy') as instance:
         bdms = objects.BlockDeviceMappingList.get_by_instance_uuid(
             context, instance.uuid)
         # Say so first, as Nova does: a database that cannot take this
@@ -352,7 +352,8 @@ def cmd_destroy(cli):
         instance.save()
         driver.destroy(context, instance, bdms)
         instance.destroy()
-        lock_file.remove()
+        # Removed while held: the instance is gone, and so is its lock.
+        _remove_command_lock(instance.uuid)
     cli.emit({'uuid': instance.uuid, 'name': instance.display_name,
               'status': 'deleted'}, output.FieldView())
 
@@ -367,8 +368,7 @@ def _one_command(context, driver, ref, action):
     Holds the instance's command lock (an external lock in lock_path,
     never waited for) and reads the instance again under it.
 
-    :yields: (Instance, LockFile): ``LockFile.remove()`` removes the lock
-        file while it is held, for a command that removed the instance.
+    :yields: the Instance.
     :raises: InstanceNotFound; InvalidInput (busy, or being booted).
     """
     instance = find_instance(context, ref)
@@ -397,19 +397,15 @@ def _one_command(context, driver, ref, action):
             raise exception.InvalidInput(
                 reason='instance %s is being booted by another command; '
                        '%s it when that boot has ended' % (uuid, action))
-        yield instance, _LockFile(uuid)
+        yield instance
     finally:
         lock.release()
 
 
-class _LockFile:
-    def __init__(self, uuid):
-        self.uuid = uuid
-
-    def remove(self):
-        lockutils.remove_external_lock_file(
-            self.uuid, lock_file_prefix=_COMMAND_LOCK_PREFIX,
-            lock_path=CONF.oslo_concurrency.lock_path)
+def _remove_command_lock(uuid):
+    lockutils.remove_external_lock_file(
+        uuid, lock_file_prefix=_COMMAND_LOCK_PREFIX,
+        lock_path=CONF.oslo_concurrency.lock_path)
 
 
 # --- snapshot, rescue ------------------------------------------------------
@@ -421,7 +417,7 @@ def cmd_snapshot(cli):
     api = _image_api(progress)
     driver = _driver(progress)
     with _one_command(context, driver, cli.args.instance,
-                      'snapshot') as (instance, _lock_file):
+                      'snapshot') as instance:
         try:
             meta = driver.snapshot(context, instance, cli.args.image_name,
                                    image_api=api, progress=progress.step)
@@ -463,7 +459,7 @@ def cmd_rescue(cli):
     driver = _driver(progress)
     image_id = cli.uuid(cli.args.image) if cli.args.image else None
     with _one_command(context, driver, cli.args.instance,
-                      'rescue') as (instance, _lock_file):
+                      'rescue') as instance:
         try:
             with _error_if_guest_changed(instance, driver):
                 driver.rescue(context, instance, rescue_image_id=image_id)
@@ -477,7 +473,7 @@ def cmd_unrescue(cli):
     context = cli.context
     driver = _driver()
     with _one_command(context, driver, cli.args.instance,
-                      'unrescue') as (instance, _lock_file):
+                      'unrescue') as instance:
         with _error_if_guest_changed(instance, driver):
             driver.unrescue(context, instance)
         _set_state(instance, 'active', driver)
