@@ -31,6 +31,8 @@ A backend (``lvm.py``) supplies the volume operations: ``_volume_size``,
 
 import abc
 import contextlib
+import os
+import stat
 
 from oslo_log import log as logging
 
@@ -164,7 +166,7 @@ class BlockImage(base.Image):
             self._remove_leftover(temp, temp_size)
             self._create_volume(temp, size)
         try:
-            yield self._device_path(temp)
+            yield self._device_node(temp)
             try:
                 self._rename_volume(temp, self.volume_name)
             except exception.ProcessFailed:
@@ -185,6 +187,28 @@ class BlockImage(base.Image):
                               'or remove of the disk retries',
                               {'volume': temp, 'disk': self})
             raise
+
+    def _device_node(self, name):
+        """The device node of volume ``name``, for the tools that fill a
+        new volume: its device path (``/dev/<vg>/<lv>``) is a link that
+        udev makes, to ``/dev/dm-N``, and the template functions refuse
+        links (a file target must never be one). Only root writes /dev.
+
+        :raises: DiskCreateFailed if that is not a block device.
+        """
+        path = self._device_path(name)
+        node = os.path.realpath(path)
+        try:
+            is_device = stat.S_ISBLK(os.stat(node).st_mode)
+        except OSError as e:
+            raise exception.DiskCreateFailed(
+                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
+                reason='volume %s has no device at %s: %s' % (name, path, e))
+        if not is_device:
+            raise exception.DiskCreateFailed(
+                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
+                reason='%s (volume %s) is not a block device' % (path, name))
+        return node
 
     def _remove_leftover(self, temp, size):
         self._wipe_and_remove(temp, size)

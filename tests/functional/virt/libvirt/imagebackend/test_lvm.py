@@ -482,3 +482,33 @@ def test_zero_range_of_a_missing_device_fails_and_creates_nothing(tmp_path):
         storage_lvm.zero_range(str(path), 0, MiB)
 
     assert not path.exists()
+
+
+def test_volumes_are_filled_through_udev_s_links(lvm, cache, image_service,
+                                                 tmp_path, monkeypatch):
+    # On a host with device-mapper, /dev/<vg>/<lv> is a link (made by
+    # udev) to /dev/dm-N. This kernel has none, so the harness's loop
+    # device stands for dm-N, behind a link of the same kind.
+    links = tmp_path / 'dev'
+    links.mkdir()
+    harness_device_path = storage_lvm.device_path
+
+    def linked_device_path(vg, lv):
+        node = harness_device_path(vg, lv)
+        link = links / lv
+        if os.path.lexists(link):
+            os.unlink(link)
+        os.symlink(node, link)
+        return str(link)
+
+    monkeypatch.setattr(storage_lvm, 'device_path', linked_device_path)
+
+    swap = _swap_disk(lvm, cache)
+    image_id = image_service.ids['raw']
+    root = _disk(lvm, cache, image_id=image_id,
+                 instance=helpers.Instance())
+    root.create_from_image(None, image_id)
+
+    assert os.path.islink(swap.path)
+    assert helpers.blkid_type(swap.path) == 'swap'
+    assert root.exists()
