@@ -271,11 +271,24 @@ class Directory:
         created through. A flock belongs to one open file description, so
         threads of one process exclude each other too.
 
+        The holder may remove the lock file (``unlink(name)``) before it
+        lets go, when what the lock guards is gone: a waiter that then
+        gets the flock of the removed file sees that it is no longer the
+        file at ``name``, and locks the one there now.
+
         :raises: UnsafePath for a planted link or FIFO (left alone).
         """
-        fd = self._open_file(name, os.O_RDWR | os.O_CREAT, 'lock file')
+        while True:
+            fd = self._open_file(name, os.O_RDWR | os.O_CREAT, 'lock file')
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if self.same_file(name, fd):
+                    break
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 #: The top of the source tree (the directory holding ``nova`` and
 #: ``tests``).
@@ -33,3 +34,19 @@ def qemu_info(path, fmt):
         ['qemu-img', 'info', '--output=json', '-U', '-f', fmt, path],
         check=True, capture_output=True, text=True).stdout
     return json.loads(out)
+
+
+def lock_waiters(path):
+    """How many flocks wait for the lock file at ``path`` now
+    (``/proc/locks``: a blocked request is a line with ``->``)."""
+    inode = ':%d ' % os.stat(path).st_ino
+    with open('/proc/locks') as f:
+        return sum(1 for line in f if '->' in line and inode in line)
+
+
+def wait_for_a_waiter(path, worker):
+    """Return once a flock waits for the lock file at ``path``; fail if
+    ``worker`` (a Future) ended first."""
+    while not lock_waiters(path):
+        assert worker.running(), worker.result()
+        time.sleep(0.01)

@@ -1,6 +1,8 @@
 """Lock files a neighbour plants links at, and StrictModes: directories
 others can write are refused with the directory named and the fix."""
 
+from concurrent import futures
+import contextlib
 import os
 
 import pytest
@@ -11,6 +13,7 @@ from nova.image import local
 from nova import utils
 from nova.virt.libvirt.imagebackend import cache as image_cache
 from nova.virt import staging
+from tests.functional import helpers as func_helpers
 from tests.functional.virt.libvirt import helpers as libvirt_helpers
 from tests.functional.virt import racer
 
@@ -108,3 +111,31 @@ def test_service_directories_are_created_private(cache, context, images):
     with staging.open_root(cache.lock_path) as locks:
         for name in locks.listdir():
             assert not locks.lstat(name).st_mode & 0o077
+
+
+def test_a_lock_file_removed_by_its_holder_still_excludes(tmp_path):
+    # The holder removes the lock file before letting go (what it guarded
+    # is gone); a waiter then gets the flock of the removed file, while a
+    # newcomer holds the file now at the name. Never both at once.
+    held = []
+    with staging.open_root(str(tmp_path), create=True) as locks:
+        path = locks.join('nova-x')
+
+        def waiter():
+            with locks.lock('nova-x'):
+                held.append('waiter')
+
+        with futures.ThreadPoolExecutor(1) as pool, \
+                contextlib.ExitStack() as newcomer:
+            with locks.lock('nova-x'):
+                worker = pool.submit(waiter)
+                func_helpers.wait_for_a_waiter(path, worker)
+                locks.unlink('nova-x')
+                newcomer.enter_context(locks.lock('nova-x'))
+            # The holder let go: the waiter woke on the removed file and
+            # now waits for the newcomer's.
+            func_helpers.wait_for_a_waiter(path, worker)
+            assert held == []
+            newcomer.close()
+            worker.result()
+    assert held == ['waiter']

@@ -36,10 +36,13 @@ import stat
 
 from oslo_log import log as logging
 
+import nova.conf
 from nova import exception
 from nova.virt.libvirt.imagebackend import base
 from nova.virt import qemu_img
+from nova.virt import staging
 
+CONF = nova.conf.CONF
 LOG = logging.getLogger(__name__)
 
 #: Suffix of the temporary name a volume is built under.
@@ -47,6 +50,9 @@ TEMP_SUFFIX = '.part'
 
 #: The temporary volume's size is not known yet (see ``_refuse_existing``).
 _UNSEEN = object()
+
+#: Lock files of disks in volumes (see ``BlockImage._volume_lock``).
+_LOCK_PREFIX = 'nova-volume-'
 
 
 class BlockImage(base.Image):
@@ -89,10 +95,11 @@ class BlockImage(base.Image):
 
         :raises: VolumeWipeFailed (the volume is kept), DiskRemoveFailed.
         """
-        for name in (self.temp_volume_name, self.volume_name):
-            if self._remove_if_there(name):
-                LOG.info('Removed volume %(volume)s of %(disk)r',
-                         {'volume': name, 'disk': self})
+        with self._volume_lock(remove=True):
+            for name in (self.temp_volume_name, self.volume_name):
+                if self._remove_if_there(name):
+                    LOG.info('Removed volume %(volume)s of %(disk)r',
+                             {'volume': name, 'disk': self})
 
     def inspect(self):
         """What is on the device, read as raw.
@@ -145,10 +152,41 @@ class BlockImage(base.Image):
 
     @contextlib.contextmanager
     def _resize_target(self):
-        yield self.volume_name
+        with self._volume_lock():
+            yield self.volume_name
+
+    @contextlib.contextmanager
+    def _volume_lock(self, remove=False):
+        """The disk's lock, held by a create from the lookup of its
+        temporary volume to the rename, by a resize and by a remove.
+
+        A volume manager has no lock of its own: without this one, a
+        create (or a remove) that found the temporary volume of a create
+        still filling it took it for a killed create's leftover, and wiped
+        and removed it under it; the first create then published a wiped
+        disk. A flock on ``<vg>-<volume>`` in ``[oslo_concurrency]
+        lock_path`` (a volume group is this host's storage).
+
+        :param remove: remove the lock file too, once the body has
+            succeeded (the disk is gone), before letting go.
+        """
+        name = '%s%s-%s' % (_LOCK_PREFIX, self._container(),
+                            self.volume_name)
+        with staging.open_root(CONF.oslo_concurrency.lock_path,
+                               create=True) as locks:
+            with locks.lock(name):
+                yield
+                if remove:
+                    locks.unlink(name)
 
     @contextlib.contextmanager
     def _staged(self, size):
+        with self._volume_lock():
+            with self._staged_unlocked(size) as device:
+                yield device
+
+    @contextlib.contextmanager
+    def _staged_unlocked(self, size):
         temp = self.temp_volume_name
         temp_size, self._temp_seen = self._temp_seen, _UNSEEN
         if temp_size is _UNSEEN:

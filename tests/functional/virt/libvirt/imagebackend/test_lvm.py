@@ -2,7 +2,9 @@
 refusing a volume group it cannot use, wiping per volume_clear, keeping a
 volume whose wipe failed, and a block ``<disk>`` element."""
 
+from concurrent import futures
 import contextlib
+import fcntl
 import os
 import subprocess
 
@@ -15,6 +17,7 @@ from nova.virt.libvirt import disk_funcs
 from nova.virt.libvirt.imagebackend import backends
 from nova.virt.libvirt.imagebackend import policy
 from nova.virt.libvirt.storage import lvm as storage_lvm
+from tests.functional import helpers as func_helpers
 from tests.functional import lvm_harness
 from tests.functional.virt.libvirt.imagebackend import helpers
 
@@ -512,3 +515,58 @@ def test_volumes_are_filled_through_udev_s_links(lvm, cache, image_service,
     assert os.path.islink(swap.path)
     assert helpers.blkid_type(swap.path) == 'swap'
     assert root.exists()
+
+
+@contextlib.contextmanager
+def _held_by_a_live_create(disk, lvm):
+    """The state of a create of ``disk`` still filling its temporary
+    volume: the volume there, holding data, and the disk's lock held (by
+    this test, from a descriptor of its own, as another process would).
+
+    :yields: (lock file path, the temporary volume's bytes).
+    """
+    temp = disk.volume_name + '.part'
+    storage_lvm.create_volume(lvm.vg, temp, SIZE)
+    offset, length = lvm.aliases.extents(lvm.vg, temp)
+    with open(lvm.aliases.device_path(lvm.vg, temp), 'r+b') as device:
+        device.write(b'live create!' * 4096)
+    lock_file = os.path.join(CONF.oslo_concurrency.lock_path,
+                             'nova-volume-%s-%s' % (lvm.vg, disk.volume_name))
+    os.makedirs(CONF.oslo_concurrency.lock_path, exist_ok=True)
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield lock_file, lvm.aliases.read(offset, length)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize('action', ['create', 'remove'])
+def test_live_create_s_volume_is_never_taken_for_a_leftover(lvm, cache,
+                                                            action):
+    name = policy.swap_template_name(SIZE // MiB)
+    disk = _disk(lvm, cache, cache_name=name)
+    temp = disk.volume_name + '.part'
+    offset, length = None, None
+    with futures.ThreadPoolExecutor(1) as pool:
+        with _held_by_a_live_create(disk, lvm) as (lock_file, data):
+            offset, length = lvm.aliases.extents(lvm.vg, temp)
+            if action == 'create':
+                worker = pool.submit(disk.create_from_func, None,
+                                     disk_funcs.make_swap(), name, SIZE)
+            else:
+                worker = pool.submit(disk.remove)
+            # It waits for the lock, and the live create's volume is as
+            # it left it.
+            func_helpers.wait_for_a_waiter(lock_file, worker)
+            assert storage_lvm.volume_size(lvm.vg, temp) is not None
+            assert lvm.aliases.read(offset, length) == data
+        # That create died: its volume is a leftover now, removed.
+        worker.result()
+    assert storage_lvm.volume_size(lvm.vg, temp) is None
+    if action == 'create':
+        assert helpers.blkid_type(disk.path) == 'swap'
+        disk.remove()
+    assert not disk.exists()
+    # A removed disk's lock file goes with it.
+    assert not os.path.exists(lock_file)
