@@ -102,8 +102,8 @@ class Lvm(block.BlockImage):
     def which_exist(cls, disks):
         """One listing per volume group for all of ``disks``."""
         present = set()
-        for vg, group in _by_volume_group(disks).items():
-            volumes = lvm.volumes(vg)
+        for group in _by_volume_group(disks).values():
+            volumes = group[0]._listing()
             present.update(id(d) for d in group if d.volume_name in volumes)
         return [disk for disk in disks if id(disk) in present]
 
@@ -202,8 +202,21 @@ class Lvm(block.BlockImage):
         return lvm.volume_size(self.record.volume_group, name)
 
     def _volume_sizes(self, names):
-        volumes = lvm.volumes(self.record.volume_group)
+        volumes = self._listing()
         return {name: volumes.get(name) for name in names}
+
+    def _listing(self):
+        """{name: bytes} of every volume in the record's volume group.
+
+        :raises: BackendUnavailable naming the disk, for a group that
+            cannot be listed (missing, its PV gone).
+        """
+        try:
+            return lvm.volumes(self.record.volume_group)
+        except exception.ProcessFailed as e:
+            raise exception.BackendUnavailable(
+                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
+                backend=self.backend_name, reason=str(e)) from e
 
     def _create_volume(self, name, size):
         lvm.create_volume(self.record.volume_group, name, size)

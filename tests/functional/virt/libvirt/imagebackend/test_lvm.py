@@ -71,6 +71,15 @@ def test_missing_volume_group_is_named_in_typed_errors(lvm, cache):
         disk.resize(2 * disk.record.size)
     assert 'no_such_vg' in str(e.value)
     assert disk.instance_uuid in str(e.value)
+    swap = _disk(lvm, cache, vg='no_such_vg', instance=helpers.Instance(
+        disk.instance_uuid), cache_name='swap_64')
+    for look in (lambda: swap.create_from_func(
+                     None, disk_funcs.make_swap(), 'swap_64', SIZE),
+                 lambda: type(disk).which_exist([disk])):
+        with pytest.raises(exception.BackendUnavailable) as e:
+            look()
+        assert 'no_such_vg' in str(e.value)
+        assert disk.instance_uuid in str(e.value)
 
 
 def test_volume_group_without_room_is_refused(lvm, cache):
