@@ -5,6 +5,7 @@ import datetime
 
 from oslo_utils import uuidutils
 import pytest
+import sqlalchemy as sa
 
 from nova import context
 from nova.db import api as db
@@ -28,6 +29,17 @@ def _plan(bdm, record):
     """Stand in for the imagebackend DiskManager, the one product writer of
     driver_info: tests outside nova/objects need to change a record too."""
     setattr(bdm, 'driver_info', record.to_driver_info())
+
+
+def _rows(database):
+    """Every row of the tables a create writes (deleted ones too), read
+    underneath the API: what a failed create must leave unchanged."""
+    rows = {}
+    with database.engine.connect() as conn:
+        for table in ('instances', 'instance_extra', 'block_device_mapping'):
+            rows[table] = [dict(row._mapping) for row in conn.execute(sa.text(
+                'SELECT * FROM %s ORDER BY id' % table))]
+    return rows
 
 
 def _instance(ctx, **values):
@@ -81,14 +93,19 @@ def test_instance_lifecycle(ctx):
         again.destroy()
 
 
-def test_instance_create_is_strict(ctx):
+def test_instance_create_is_strict(ctx, database):
     with pytest.raises(exception.InvalidUUID):
         objects.Instance(ctx, uuid='not-a-uuid').create()
+    assert _rows(database) == {'instances': [], 'instance_extra': [],
+                               'block_device_mapping': []}
     instance = _instance(ctx)
+    before = _rows(database)
     with pytest.raises(exception.InstanceExists):
         objects.Instance(ctx, uuid=instance.uuid).create()
+    assert _rows(database) == before
     with pytest.raises(exception.ObjectActionError):
         instance.create()
+    assert _rows(database) == before
 
 
 def test_instance_lists(ctx):
@@ -187,24 +204,31 @@ def test_bdm_list_save_is_all_or_nothing(ctx):
     assert bdms[0].obj_what_changed() == {'driver_info'}
 
 
-def test_bdm_create_needs_a_live_instance(ctx):
+def test_bdm_create_needs_a_live_instance(ctx, database):
     with pytest.raises(exception.InstanceNotFound):
         objects.BlockDeviceMapping(
             ctx, instance_uuid=uuidutils.generate_uuid(),
             source_type='blank', destination_type='local').create()
+    assert _rows(database)['block_device_mapping'] == []
     instance = _instance(ctx)
     instance.destroy()
+    before = _rows(database)
     with pytest.raises(exception.InstanceNotFound):
         objects.BlockDeviceMapping(
             ctx, instance_uuid=instance.uuid, source_type='blank',
             destination_type='local').create()
+    assert _rows(database) == before
+    assert before['block_device_mapping'] == []
 
 
-def test_bdm_uuid_is_unique(ctx):
+def test_bdm_uuid_is_unique(ctx, database):
     instance = _instance(ctx)
     bdm = _bdm(ctx, instance, source_type='blank')
+    before = _rows(database)
     with pytest.raises(exception.BDMExists):
         _bdm(ctx, instance, source_type='blank', uuid=bdm.uuid)
+    assert _rows(database) == before
+    assert [row['id'] for row in before['block_device_mapping']] == [bdm.id]
 
 
 def test_bdm_destroy_and_instance_destroy(ctx):

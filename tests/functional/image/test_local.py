@@ -116,11 +116,27 @@ def test_import_refuses_bad_arguments(ctx, store, image_api, src_dir,
     assert not os.path.exists(store.root) or os.listdir(store.root) == []
 
 
-def test_import_refuses_non_files(ctx, image_api, src_dir):
-    with pytest.raises(exception.InvalidInput):
+def test_import_refuses_non_files(ctx, store, image_api, src_dir):
+    missing = os.path.join(src_dir, 'missing')
+    with pytest.raises(exception.InvalidInput) as err:
         image_api.import_file(ctx, src_dir, 'raw')
-    with pytest.raises(exception.InvalidInput):
-        image_api.import_file(ctx, os.path.join(src_dir, 'missing'), 'raw')
+    assert 'not a regular file' in str(err.value)
+    # Refused before the store is even made.
+    assert not os.path.exists(store.root)
+    kept = image_api.import_file(
+        ctx, hostile.raw(os.path.join(src_dir, 'img')), 'raw')
+    before = sorted(os.listdir(store.root))
+
+    with pytest.raises(exception.InvalidInput) as err:
+        image_api.import_file(ctx, src_dir, 'raw')
+    assert 'not a regular file' in str(err.value)
+    with pytest.raises(exception.InvalidInput) as err:
+        image_api.import_file(ctx, missing, 'raw')
+    assert 'cannot read' in str(err.value)
+
+    assert sorted(os.listdir(store.root)) == before
+    assert image_api.get_all(ctx) == [kept]
+    assert not os.path.exists(missing)
 
 
 def test_get_all_and_delete(ctx, store, image_api, src_dir):

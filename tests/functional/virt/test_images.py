@@ -239,17 +239,19 @@ def test_existing_target_is_never_replaced(ctx, image_api, raw_image,
 
 
 def test_target_appearing_during_the_fetch_is_kept(
-        ctx, image_api, raw_image, base_dir, monkeypatch):
+        ctx, image_api, raw_image, base_dir):
     target = os.path.join(base_dir, 'base')
-    publish = staging.Part.publish
 
-    def racing_publish(part, name=None):
-        with open(target, 'x') as f:
-            f.write('theirs')
-        return publish(part, name)
-    monkeypatch.setattr(staging.Part, 'publish', racing_publish)
+    def theirs_appears(downloaded):
+        # Another maker of the same target, mid-download: after the
+        # fetch checked that the target is free, before it publishes.
+        if not os.path.exists(target):
+            with open(target, 'x') as f:
+                f.write('theirs')
+    api = CountingAPI(image_api, hook=theirs_appears)
     with pytest.raises(exception.InvalidInput):
-        images.fetch_verified(ctx, image_api, raw_image, target, 'raw')
+        images.fetch_verified(ctx, api, raw_image, target, 'raw')
+    assert api.downloaded > 0
     with open(target) as f:
         assert f.read() == 'theirs'
     assert leftovers(base_dir) == ['base']
@@ -258,7 +260,9 @@ def test_target_appearing_during_the_fetch_is_kept(
 def test_failed_publish_leaves_nothing(ctx, image_api, raw_image, base_dir,
                                        monkeypatch):
     # The target is linked, then the directory's fsync fails: the fetch
-    # fails and takes its target with it.
+    # fails and takes its target with it. Faked: no filesystem here fails
+    # a directory fsync (EIO from the disk) on demand, and no real fault
+    # reaches the step between the link and that fsync.
     def eio(directory):
         raise OSError(5, 'Input/output error')
     monkeypatch.setattr(staging.Directory, 'fsync', eio)
@@ -279,11 +283,32 @@ def test_symlink_target_is_never_followed(ctx, image_api, raw_image,
     assert leftovers(base_dir) == ['base']
 
 
-@pytest.mark.parametrize('target', ['relative/base', '', '/nonexistent/x',
-                                    '/tmp/', '/tmp/\0x'])
-def test_bad_target(ctx, image_api, raw_image, target):
+def _tree(top):
+    """Every path under ``top``, with its kind: what a refusal must keep."""
+    found = []
+    for path, dirs, files in os.walk(top):
+        found += [(os.path.relpath(os.path.join(path, name), top), kind)
+                  for kind, names in (('dir', dirs), ('file', files))
+                  for name in names]
+    return sorted(found)
+
+
+@pytest.mark.parametrize('target', [
+    'relative/base', '', '{t}/missing/x', '{t}/', '{t}/\0x', '{t}/.',
+    '{t}/..'])
+def test_bad_target(ctx, image_api, raw_image, tmp_path, monkeypatch,
+                    target):
+    # Every target is in (or relative to) this test's directory, which
+    # is the working directory: whatever a wrong acceptance would write
+    # lands where the check below sees it.
+    (tmp_path / 'relative').mkdir()
+    (tmp_path / 't').mkdir()
+    monkeypatch.chdir(tmp_path)
+    before = _tree(tmp_path)
     with pytest.raises(exception.InvalidInput):
-        images.fetch_verified(ctx, image_api, raw_image, target, 'raw')
+        images.fetch_verified(ctx, image_api, raw_image,
+                              target.format(t=tmp_path / 't'), 'raw')
+    assert _tree(tmp_path) == before
 
 
 def test_unknown_image(ctx, image_api, base_dir):

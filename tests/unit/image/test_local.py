@@ -1,5 +1,6 @@
 """LocalImageService without qemu-img: ids, records, tampering."""
 
+import errno
 import hashlib
 import json
 import os
@@ -262,12 +263,19 @@ def test_failed_metadata_write_leaves_nothing(store, monkeypatch):
     image_dir = os.path.join(store.root, str(uuid.uuid4()))
     os.makedirs(image_dir)
 
-    def eio(fd):
-        raise OSError(5, 'Input/output error')
-    monkeypatch.setattr(local.os, 'fsync', eio)
-    with pytest.raises(OSError):
+    eio = OSError(errno.EIO, 'Input/output error')
+
+    def fsync(fd):
+        raise eio
+    # Faked: an fsync that fails (EIO from the disk) after the write went
+    # through cannot be produced on demand by any filesystem here, and a
+    # full one fails the write instead, before this step (and a unit test
+    # mounts nothing). os.fsync for the duration of this test only.
+    monkeypatch.setattr(local.os, 'fsync', fsync)
+    with pytest.raises(OSError) as e:
         with staging.open_root(image_dir) as d:
             store._write_metadata(d, {'a': 1})
+    assert e.value is eio
     assert os.listdir(image_dir) == []
 
 

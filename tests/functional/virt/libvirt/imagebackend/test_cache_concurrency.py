@@ -7,6 +7,7 @@ oslo.concurrency's execute, which every qemu-img call goes through.
 
 import concurrent.futures
 import contextlib
+import fcntl
 import json
 import os
 import subprocess
@@ -216,6 +217,20 @@ def test_flat_qcow2_grows_with_one_pinned_resize(cache, image_service,
                     'file': {'driver': 'file'}}
 
 
+def _flock_is_held(path):
+    """True if another open file holds an flock on ``path`` (a LOCK_NB
+    probe of our own fails)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        return False
+    finally:
+        os.close(fd)  # also lets go of the probe's flock, if it got it
+
+
 def test_entry_locks_are_shared_with_hosts_sharing_base(
         conf, cache, image_service, tmp_path):
     # Two hosts share instances_path (NFS), each with a local lock_path
@@ -228,21 +243,35 @@ def test_entry_locks_are_shared_with_hosts_sharing_base(
     image_id = image_service.ids['raw']
     shared = os.path.join(CONF.instances_path, 'locks')
     os.makedirs(shared, exist_ok=True)
+    lock_name = image_cache._LOCK_PREFIX + image_cache.image_entry_name(
+        image_id, 'raw')
+    lock_file = os.path.join(shared, lock_name)
     other_host = contextlib.ExitStack()
     locks = other_host.enter_context(staging.open_root(shared))
-    other_host.enter_context(locks.lock(
-        image_cache._LOCK_PREFIX + image_cache.image_entry_name(image_id,
-                                                                'raw')))
+    other_host.enter_context(locks.lock(lock_name))
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         boot = pool.submit(cache.ensure_image, None, image_id, 'raw')
-        # However long it is given, the fetch cannot start: the entry
-        # never appears while the other host holds the lock.
-        with pytest.raises(concurrent.futures.TimeoutError):
-            boot.result(timeout=2)
+        # The fetch either blocks on the other host's flock (the kernel
+        # lists it as a waiter on that very file) or, if it does not use
+        # that lock, runs to its end: wait for whichever comes first.
+        # The deadline only keeps a hung run from hanging the suite.
+        deadline = time.monotonic() + 120
+        while not func_helpers.lock_waiters(lock_file) and not boot.done():
+            assert time.monotonic() < deadline, 'fetch neither blocked ' \
+                'on the shared lock nor finished'
+            time.sleep(0.01)
+        assert not boot.done(), 'the fetch did not wait for the lock'
+        assert func_helpers.lock_waiters(lock_file) == 1
+        assert _flock_is_held(lock_file)
+        # Blocked: nothing fetched, nothing in the cache.
+        assert image_service.downloads[image_id] == 0
         assert not os.path.exists(cache.image_path(image_id, 'raw'))
         other_host.close()
         boot.result(timeout=120)
+    assert image_service.downloads[image_id] == 1
     assert os.path.exists(cache.image_path(image_id, 'raw'))
+    assert func_helpers.lock_waiters(lock_file) == 0
+    assert not _flock_is_held(lock_file)
     assert not os.path.exists(tmp_path / 'this-host-locks')
 
 

@@ -52,15 +52,16 @@ def test_backend_for_picks_the_recorded_backend(conf, cache):
 
 
 def test_backend_for_unknown_backend(conf):
-    rec = record(backend='lvm', volume_group='vg', volume_name='lv')
-    saved = imagebackend.BACKENDS.pop('lvm', None)
-    try:
-        with pytest.raises(exception.BackendUnavailable) as e:
-            imagebackend.backend_for(instance(), rec)
-    finally:
-        if saved:
-            imagebackend.BACKENDS['lvm'] = saved
+    # rbd is a backend a record may name (specs.SPECS) that this host
+    # really has no class for: no registry entry needs to be removed.
+    assert 'rbd' not in imagebackend.BACKENDS
+    rec = record(backend='rbd', rbd_pool='pool', volume_name='vol')
+    rec.validate()
+    with pytest.raises(exception.BackendUnavailable) as e:
+        imagebackend.backend_for(instance(), rec)
     assert UUID in str(e.value) and 'disk' in str(e.value)
+    assert e.value.kwargs['backend'] == 'rbd'
+    assert not os.path.exists(os.path.join(CONF.instances_path, UUID))
 
 
 @pytest.mark.parametrize('uuid', [
@@ -185,18 +186,10 @@ def test_entry_larger_than_the_disk_is_refused(conf, images):
     assert not os.path.exists(disk.path)
 
 
-def test_existing_disk_is_never_overwritten(conf, cache):
-    os.makedirs(os.path.join(CONF.instances_path, UUID))
-    with open(disk_path(), 'wb') as f:
-        f.write(b'precious')
-    disk = imagebackend.Flat(instance(), record(), cache=cache)
-    with pytest.raises(exception.DiskAlreadyExists):
-        disk.create_from_image(None, 'raw-image')
-    with open(disk_path(), 'rb') as f:
-        assert f.read() == b'precious'
-
-
 def test_failed_create_leaves_nothing(conf, cache):
+    """Flat's copy reads the base, so a base gone after the fetch fails
+    it; a Qcow2 overlay never reads its base at create, so this is not in
+    the contract suite (which covers failed creates of every backend)."""
     class BrokenCache(helpers.DictFetchCache):
         def ensure_image(self, *args, **kwargs):
             entry = super().ensure_image(*args, **kwargs)
@@ -261,15 +254,6 @@ def test_preallocate_images_is_not_read_by_the_backend(conf, cache):
     assert os.stat(disk.path).st_blocks * 512 < 4 * MiB
 
 
-def test_remove_is_idempotent(conf, cache):
-    disk = imagebackend.Flat(instance(), record(), cache=cache)
-    disk.remove()
-    disk.create_from_image(None, 'raw-image')
-    disk.remove()
-    disk.remove()
-    assert not disk.exists()
-
-
 # --- resize -----------------------------------------------------------------
 
 def test_flat_raw_resize_is_a_truncate(conf, cache):
@@ -280,22 +264,18 @@ def test_flat_raw_resize_is_a_truncate(conf, cache):
     assert os.stat(disk.path).st_size == 3 * MiB
 
 
-def test_resize_never_shrinks(conf, cache):
+def test_resize_never_shrinks_a_disk_larger_than_its_record(conf, cache):
+    """Flat only: Lvm and Ploop do not refuse this (no error, nothing
+    cut) and Qcow2 raises DiskResizeFailed, against base.resize's
+    DiskShrinkNotSupported, so it is not in the contract suite yet (which
+    covers a shrink below the record for every backend)."""
     disk = imagebackend.Flat(instance(), record(size=2 * MiB), cache=cache)
     disk.create_from_image(None, 'raw-image')
-    with pytest.raises(exception.DiskShrinkNotSupported):
-        disk.resize(MiB)
     # A file larger than asked (a record that lags behind) is not cut.
     os.truncate(disk.path, 3 * MiB)
     with pytest.raises(exception.DiskShrinkNotSupported):
         disk.resize(2 * MiB)
     assert os.stat(disk.path).st_size == 3 * MiB
-
-
-def test_resize_of_a_missing_disk(conf, cache):
-    disk = imagebackend.Flat(instance(), record(), cache=cache)
-    with pytest.raises(exception.DiskNotFound):
-        disk.resize(2 * MiB)
 
 
 def test_guest_written_qcow2_header_is_still_raw(conf, cache, tmp_path):

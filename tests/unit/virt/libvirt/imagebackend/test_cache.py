@@ -30,6 +30,18 @@ def base_dir():
     return os.path.join(CONF.instances_path, '_base')
 
 
+def tree():
+    """Every name under instances_path (so _base and its parent), with
+    the size of each file: what a refused call must leave as it was."""
+    found = []
+    for path, dirs, files in os.walk(CONF.instances_path):
+        for name in dirs + files:
+            full = os.path.join(path, name)
+            found.append((os.path.relpath(full, CONF.instances_path),
+                          None if name in dirs else os.lstat(full).st_size))
+    return sorted(found)
+
+
 # --- names ------------------------------------------------------------------
 
 def test_image_entry_names_are_sha1_of_the_id_and_the_format():
@@ -59,8 +71,10 @@ def test_hostile_image_id_still_gives_a_plain_name(conf, cache):
     '../x', 'a/b', '', '.', '..', 'x\0y', sha1('a'), sha1('a') + '.qcow2',
     sha1('a') + '.raw', 'swap_512.raw', 'swap_512.info', 'swap_512.part'])
 def test_template_names_are_checked(conf, cache, name):
+    before = tree()
     with pytest.raises((exception.InvalidName, exception.PathOutsideRoot)):
         cache.ensure_template(name, lambda t, s: None, 4096)
+    assert tree() == before
 
 
 def test_record_names():
@@ -238,7 +252,8 @@ def test_use_touches_the_sidecar(conf, cache):
     entry = cache.ensure_image(None, 'raw-image', 'raw')
     os.utime(entry.path + '.info', (1, 1))
     cache.ensure_image(None, 'raw-image', 'raw')
-    assert os.stat(entry.path + '.info').st_mtime > time.time() - 60
+    # Set to the epoch's second 1 above: any touch moves it forward.
+    assert os.stat(entry.path + '.info').st_mtime > 1
 
 
 # --- templates ------------------------------------------------------------
@@ -283,15 +298,20 @@ def test_template_function_must_not_change_the_size(conf, cache):
 
 
 def test_template_of_another_size_is_refused(conf, cache):
-    cache.ensure_template('swap_1', lambda t, s: None, 1 << 20)
+    entry = cache.ensure_template('swap_1', lambda t, s: None, 1 << 20)
+    before = tree()
     with pytest.raises(exception.CacheEntryInvalid):
         cache.ensure_template('swap_1', lambda t, s: None, 2 << 20)
+    assert tree() == before
+    assert os.stat(entry.path).st_size == 1 << 20
 
 
 def test_templates_are_raw(conf, cache):
+    before = tree()
     with pytest.raises(exception.InvalidInput):
         cache.ensure_template('swap_1', lambda t, s: None, 1 << 20,
                               fmt='qcow2')
+    assert tree() == before
 
 
 # --- cleanup ----------------------------------------------------------------
@@ -382,6 +402,11 @@ def test_cleanup_skips_leftovers_that_name_no_entry(conf, cache, planted):
 
 
 def test_names_in_use_reads_records_through_the_objects(monkeypatch):
+    """What names_in_use makes of the mappings' records. The unit tree
+    has no database fixture (unit tests are pure logic, doc/testing.rst),
+    so the list of mappings is given here; the real read through SQLite
+    is in tests/functional/virt/libvirt/imagebackend/
+    test_cache_cleanup_db.py. Only the names returned are asserted."""
     from nova import objects
     from nova.objects import block_device
 
@@ -394,18 +419,13 @@ def test_names_in_use_reads_records_through_the_objects(monkeypatch):
     bdms = [bdm(backend='flat', format='raw', image_id='i'),
             bdm(backend='qcow2', format='qcow2', backing_format='raw',
                 cache_name='swap_1')]
-    calls = []
 
-    def get_all_with_driver_info(cls, context):
-        calls.append(context)
-        return bdms
-
+    # Stands in for the database, which the unit tree does not have.
     monkeypatch.setattr(block_device.BlockDeviceMappingList,
                         'get_all_with_driver_info',
-                        classmethod(get_all_with_driver_info))
+                        classmethod(lambda cls, context: bdms))
     assert image_cache.names_in_use('ctx') == {sha1('i') + '.raw',
                                                'swap_1.raw'}
-    assert calls == ['ctx']
 
     bdms.append(objects.BlockDeviceMapping(driver_info='{not json'))
     with pytest.raises(exception.CacheEntryInvalid):
