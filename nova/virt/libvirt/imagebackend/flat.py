@@ -73,10 +73,11 @@ class Flat(file.FileImage):
 
         raw: ``ftruncate`` of its descriptor, after checking its size on
         that same descriptor (truncate would silently cut the guest's data
-        off); qcow2: ``qemu-img resize`` of the descriptor.
+        off); qcow2: ``qemu-img resize`` of the descriptor (see
+        ``_grow_qcow2``).
         """
         if self.record.format != fields.DiskFormat.RAW:
-            qemu_img.resize(target.path, self.qemu_format, size)
+            self._grow_qcow2(target, size)
             return
         current = os.fstat(target.fd).st_size
         if current > size:

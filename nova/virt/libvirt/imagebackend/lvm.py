@@ -160,38 +160,55 @@ class Lvm(block.BlockImage):
         func(device, size)
 
     def _grow(self, name, size):
-        # resize() refused a size below the record's. A volume is whole
-        # extents: one larger than ``size`` already is not shrunk. The
-        # volume's size and the extent size come from one LVM command.
-        info = lvm.volume_group_info(self.record.volume_group,
-                                     with_volumes=True)
+        """Grow volume ``name`` to ``size`` bytes (whole extents), its new
+        extents zeroed before anything else is done with them.
+
+        The zeroing is announced first, by a tag on the volume that names
+        where it starts, and the tag goes once it is done. A grow that did
+        not finish (killed after its lvextend) leaves the tag, and the
+        next grow zeroes from there. A volume larger than its record
+        without the tag is a grow that finished whose record was not
+        saved: every byte past the record was zeroed, and may be the
+        guest's since, so it is kept as it is.
+
+        :raises: DiskShrinkNotSupported for a volume larger than ``size``
+            (its record lags behind; it is never cut).
+        """
+        vg = self.record.volume_group
+        # resize() refused a size below the record's. The volume's size,
+        # tags and the extent size come from one LVM command.
+        info = lvm.volume_group_info(vg, with_volumes=True)
         if info is None:
             raise exception.BackendUnavailable(
                 instance_uuid=self.instance_uuid, disk_name=self.disk_name,
                 backend=self.backend_name, reason='volume group %s not '
-                'found' % self.record.volume_group)
+                'found' % vg)
         current = info['volumes'].get(name)
         if current is None:
             raise exception.DiskNotFound(instance_uuid=self.instance_uuid,
                                          disk_name=self.disk_name)
-        # The volume the record's size made, all of it the guest's.
-        made = _round_up(self.record.size, info['extent_size'])
-        if size > current:
-            lvm.extend_volume(self.record.volume_group, name, size)
-        elif current <= made:
+        wanted = _round_up(size, info['extent_size'])
+        if wanted < current:
+            raise exception.DiskShrinkNotSupported(
+                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
+                current=current, requested=size)
+        unfinished = _unzeroed_from(info['tags'].get(name, ()))
+        if wanted > current:
+            if unfinished is None:
+                unfinished = current
+                lvm.add_tag(vg, name, _UNZEROED_TAG + str(current))
+            lvm.extend_volume(vg, name, size)
+        elif unfinished is None:
             return
         else:
-            # Larger than its record: a grow that did not finish (killed
-            # after its lvextend, or its record not saved). The extents
-            # past the record may never have been zeroed: they are now.
-            LOG.warning('Volume %(volume)s of %(disk)r holds %(current)d '
-                        'bytes, its record %(size)d: zeroing what lies past '
-                        '%(made)d, left by a grow that did not finish',
-                        {'volume': name, 'disk': self, 'current': current,
-                         'size': self.record.size, 'made': made})
+            LOG.warning('Volume %(volume)s of %(disk)r was grown by a '
+                        'resize that did not finish: zeroing it from '
+                        '%(start)d', {'volume': name, 'disk': self,
+                                      'start': unfinished})
         # As on create: the new extents read as zeros, never as what an
         # earlier volume left there.
-        lvm.zero_range(self._device_path(name), min(current, made))
+        lvm.zero_range(self._device_path(name), unfinished)
+        lvm.delete_tag(vg, name, _UNZEROED_TAG + str(unfinished))
 
     # --- volumes -------------------------------------------------------------
 
@@ -237,6 +254,20 @@ class Lvm(block.BlockImage):
 
     def _device_path(self, name):
         return lvm.device_path(self.record.volume_group, name)
+
+
+#: Tag of a volume whose extents from ``<offset>`` on may hold an earlier
+#: volume's bytes (see ``Lvm._grow``).
+_UNZEROED_TAG = 'nova-unzeroed-from-'
+
+
+def _unzeroed_from(tags):
+    """The offset an unfinished grow's tag names (the lowest, if there
+    are several), or None."""
+    offsets = [int(tag[len(_UNZEROED_TAG):]) for tag in tags
+               if tag.startswith(_UNZEROED_TAG) and
+               tag[len(_UNZEROED_TAG):].isdigit()]
+    return min(offsets) if offsets else None
 
 
 def _by_volume_group(disks):

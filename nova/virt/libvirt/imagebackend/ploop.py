@@ -98,13 +98,18 @@ class Ploop(file.FileImage):
         # directories); ploop grows the image its descriptor names, which
         # _resize_target has just proven to be target.image.
         # resize() refused a size below the record's; a disk is whole
-        # clusters, so one already larger than ``size`` is left alone.
+        # clusters, so one already as large as ``size`` is left alone, and
+        # one larger (its record lags behind) is never cut.
         try:
             current = ploop.image_size(target.image)
         except ValueError as e:
             raise exception.DiskLayoutMismatch(
                 instance_uuid=self.instance_uuid, disk_name=self.disk_name,
                 expected='a ploop delta', found=str(e))
+        if ploop.whole_clusters(size) < current:
+            raise exception.DiskShrinkNotSupported(
+                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
+                current=current, requested=size)
         if size > current:
             try:
                 ploop.grow(target.path, size)

@@ -73,8 +73,7 @@ class Qcow2(file.FileImage):
     _create_from_template = _create_from_entry
 
     def _grow(self, target, size):
-        # qemu-img refuses to shrink without --shrink, which is never given.
-        qemu_img.resize(target.path, self.qemu_format, size)
+        self._grow_qcow2(target, size)
 
     @contextlib.contextmanager
     def snapshot_source(self):

@@ -80,8 +80,9 @@ def volume_group_info(vg, with_volumes=False):
     and with ``with_volumes`` its logical volumes, from one command.
 
     :returns: {'size': 4290772992, 'free': 4273995776,
-        'extent_size': 4194304} (and 'volumes': {lv name: size in bytes}
-        with ``with_volumes``), or None if there is no such group.
+        'extent_size': 4194304} (and, with ``with_volumes``, 'volumes':
+        {lv name: size in bytes} and 'tags': {lv name: set of its tags}),
+        or None if there is no such group.
     """
     fields = 'vg_name,vg_size,vg_free,vg_extent_size'
     if with_volumes:
@@ -89,7 +90,7 @@ def volume_group_info(vg, with_volumes=False):
         # volume fields reports one row per volume, so none for a group
         # without volumes. fullreport has a section for each.
         cmd = ('lvm', 'fullreport', '--configreport', 'vg', '-o', fields,
-               '--configreport', 'lv', '-o', 'lv_name,lv_size',
+               '--configreport', 'lv', '-o', 'lv_name,lv_size,lv_tags',
                '--configreport', 'pv', '-o', 'pv_name',
                '--configreport', 'pvseg', '-o', 'pvseg_start',
                '--configreport', 'seg', '-o', 'seg_start', vg)
@@ -109,8 +110,11 @@ def volume_group_info(vg, with_volumes=False):
                     'free': int(row['vg_free']),
                     'extent_size': int(row['vg_extent_size'])}
             if with_volumes:
+                lvs = report.get('lv', [])
                 info['volumes'] = {lv['lv_name']: int(lv['lv_size'])
-                                   for lv in report.get('lv', [])}
+                                   for lv in lvs}
+                info['tags'] = {lv['lv_name']: set(filter(None, lv.get(
+                    'lv_tags', '').split(','))) for lv in lvs}
             return info
     return None
 
@@ -140,6 +144,16 @@ def rename_volume(vg, old, new):
 def extend_volume(vg, lv, size):
     """Grow ``vg/lv`` to ``size`` bytes; lvextend refuses to shrink."""
     _execute('lvextend', '--size', '%db' % size, '%s/%s' % (vg, lv))
+
+
+def add_tag(vg, lv, tag):
+    """Tag ``vg/lv`` with ``tag`` (kept in the group's metadata)."""
+    _execute('lvchange', '--addtag', tag, '%s/%s' % (vg, lv))
+
+
+def delete_tag(vg, lv, tag):
+    """Remove ``tag`` from ``vg/lv``."""
+    _execute('lvchange', '--deltag', tag, '%s/%s' % (vg, lv))
 
 
 def remove_volume(vg, lv):

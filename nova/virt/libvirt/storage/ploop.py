@@ -58,8 +58,24 @@ def whole_clusters(size):
     return -(-int(size) // CLUSTER) * CLUSTER
 
 
+#: Largest disk a ploop1 delta (the format ``ploop init`` makes) can
+#: declare: its header counts 512-byte sectors in 32 bits. Asked for more,
+#: ploop (without its kernel module) wraps the count and exits 0.
+MAX_SIZE = ((1 << 32) - 1) * 512 // CLUSTER * CLUSTER
+
+
 def _size_arg(size):
-    return '%dK' % (whole_clusters(size) // units.Ki)
+    """ploop's ``-s`` for ``size`` bytes.
+
+    :raises: InvalidInput above MAX_SIZE, before ploop runs (and rewrites
+        a header with a wrapped size).
+    """
+    clusters = whole_clusters(size)
+    if clusters > MAX_SIZE:
+        raise exception.InvalidInput(
+            reason='a ploop1 delta holds at most %d bytes, %d were asked' %
+                   (MAX_SIZE, size))
+    return '%dK' % (clusters // units.Ki)
 
 
 def image_size(image_fd):

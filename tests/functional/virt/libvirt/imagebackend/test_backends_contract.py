@@ -114,6 +114,26 @@ class Contract:
         return [disk.disk_name]
 
 
+def _guest_write(contract, disk, pattern, offset=0):
+    """Write ``pattern`` over the MiB at ``offset`` of the disk as its
+    guest would (through qemu, in the recorded format)."""
+    subprocess.run(['qemu-io', '-f', disk.qemu_format, '-c',
+                    'write -P %d %d 1M' % (pattern, offset),
+                    contract.qemu_target(disk)],
+                   check=True, capture_output=True)
+
+
+def _guest_bytes(contract, disk, scratch, offset=0):
+    """The MiB at ``offset`` of the disk as its guest reads it."""
+    subprocess.run(['qemu-img', 'convert', '-f', disk.qemu_format, '-O',
+                    'raw', contract.qemu_target(disk), scratch], check=True)
+    with open(scratch, 'rb') as f:
+        f.seek(offset)
+        data = f.read(MiB)
+    os.unlink(scratch)
+    return data
+
+
 @pytest.fixture
 def contract(backend, cache, request):
     lvm = request.getfixturevalue('lvm') if specs.SPECS[
@@ -205,15 +225,21 @@ def test_create_from_func_matches_the_record(contract, kind):
     assert contract.leftovers() == contract.published(disk)
 
 
-def test_existing_disk_is_never_overwritten(contract, image_service):
+def test_existing_disk_is_never_overwritten(contract, image_service,
+                                            tmp_path):
     image_id = image_service.ids['raw']
     disk = contract.disk(contract.record(image_id=image_id))
     disk.create_from_image(None, image_id)
+    # The guest's own bytes: a new disk from the image would not have them.
+    _guest_write(contract, disk, 0x5a)
     before = contract.info(disk)
+    scratch = str(tmp_path / 'guest.raw')
 
     with pytest.raises(exception.DiskAlreadyExists):
-        disk.create_from_image(None, image_id)
+        contract.disk(contract.record(image_id=image_id)).create_from_image(
+            None, image_id)
 
+    assert _guest_bytes(contract, disk, scratch) == b'\x5a' * MiB
     assert contract.info(disk) == before
     assert contract.leftovers() == contract.published(disk)
 
@@ -250,6 +276,8 @@ def test_hostile_image_is_refused_before_any_disk_byte(contract, case,
     assert image_id in str(e.value)
     assert helpers.files_under(cache.base_dir) == []
     assert contract.leftovers() == []
+    assert not os.path.lexists(os.path.join(CONF.instances_path,
+                                            contract.instance.uuid))
     # Nothing was recorded as fetched: a retry fetches (and fails) again.
     with pytest.raises(case.error):
         disk.create_from_image(None, image_id)
@@ -270,6 +298,10 @@ def test_failed_create_leaves_nothing(contract):
 
     assert 'disk.swap' in str(e.value) and 'mkfs died' in str(e.value)
     assert contract.leftovers() == []
+    assert helpers.files_under(contract.cache.base_dir) == []
+    # Not even the instance's directory, which this call would have made.
+    assert not os.path.lexists(os.path.join(CONF.instances_path,
+                                            contract.instance.uuid))
     assert not disk.exists()
 
 
@@ -327,6 +359,8 @@ def test_killed_create_then_retry_converges(contract, image_service,
 def test_remove_deletes_and_is_idempotent(contract, image_service):
     image_id = image_service.ids['raw']
     disk = contract.disk(contract.record(image_id=image_id))
+    disk.remove()  # never created: nothing to do, no error
+    assert contract.leftovers() == []
     disk.create_from_image(None, image_id)
     where = None
     if contract.lvm:
@@ -345,19 +379,35 @@ def test_remove_deletes_and_is_idempotent(contract, image_service):
         assert lvm_harness.first_difference(
             contract.lvm.aliases.read(*where), bytes(where[1])) is None
     disk.remove()
+    assert contract.leftovers() == []
+    # The base stays for the next disk (cleanup ages it out).
+    assert os.path.exists(contract.cache.image_path(image_id, 'raw'))
 
 
+def _backing(info):
+    return (info.get('backing-filename'),
+            info.get('backing-filename-format'))
+
+
+@pytest.mark.parametrize('force_raw', [True, False],
+                         ids=['force_raw', 'keep_format'])
+@pytest.mark.parametrize('image_format', ['raw', 'qcow2'])
 def test_resize_grows_in_the_recorded_format(contract, image_service,
-                                             image_files):
-    image_id = image_service.ids['raw']
-    disk = contract.disk(contract.record(image_id=image_id))
+                                             image_files, image_format,
+                                             force_raw):
+    image_id = image_service.ids[image_format]
+    base_format = 'raw' if force_raw else image_format
+    disk = contract.disk(contract.record(base_format, image_id=image_id))
     disk.create_from_image(None, image_id)
+    before = contract.info(disk)
 
     disk.resize(2 * DISK_SIZE)
 
     info = contract.info(disk)
     assert info['format'] == disk.qemu_format
     assert info['virtual-size'] == 2 * DISK_SIZE
+    # The base it stands on, if any, is the one it had.
+    assert _backing(info) == _backing(before)
     assert helpers.same_content(contract.qemu_target(disk), disk.qemu_format,
                                 image_files['raw'], 'raw')
     assert contract.leftovers() == contract.published(disk)
@@ -370,8 +420,33 @@ def test_resize_never_shrinks(contract, image_service):
 
     with pytest.raises(exception.DiskShrinkNotSupported):
         disk.resize(DISK_SIZE - 4 * MiB)
-
     assert contract.info(disk)['virtual-size'] == DISK_SIZE
+    assert contract.leftovers() == contract.published(disk)
+
+
+def test_resize_never_cuts_a_disk_larger_than_its_record(contract,
+                                                         image_service,
+                                                         tmp_path):
+    # A grow whose record was not saved: the disk is larger than its
+    # record says, and the guest may have written there since.
+    image_id = image_service.ids['raw']
+    disk = contract.disk(contract.record(image_id=image_id))
+    disk.create_from_image(None, image_id)
+    disk.resize(2 * DISK_SIZE)
+    assert disk.record.size == DISK_SIZE
+    # Past the record's size: bytes a retried grow must not zero.
+    _guest_write(contract, disk, 0x3c, offset=DISK_SIZE + MiB)
+    scratch = str(tmp_path / 'guest.raw')
+
+    with pytest.raises(exception.DiskShrinkNotSupported):
+        disk.resize(2 * DISK_SIZE - 8 * MiB)
+    # Growing to what it has again is a no-op (the DiskManager's retry).
+    disk.resize(2 * DISK_SIZE)
+
+    assert contract.info(disk)['virtual-size'] == 2 * DISK_SIZE
+    assert _guest_bytes(contract, disk, scratch,
+                        offset=DISK_SIZE + MiB) == b'\x3c' * MiB
+    assert contract.leftovers() == contract.published(disk)
 
 
 def test_resize_of_a_missing_disk(contract):

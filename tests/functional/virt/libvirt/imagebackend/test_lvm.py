@@ -15,6 +15,7 @@ from nova import exception
 from nova.objects import libvirt_disk
 from nova.virt.libvirt import disk_funcs
 from nova.virt.libvirt.imagebackend import backends
+from nova.virt.libvirt.imagebackend import lvm as lvm_backend
 from nova.virt.libvirt.imagebackend import policy
 from nova.virt.libvirt.storage import lvm as storage_lvm
 from tests.functional import helpers as func_helpers
@@ -372,8 +373,10 @@ def test_grown_extents_never_show_an_earlier_volume_s_bytes(lvm, cache,
     disk = _swap_disk(lvm, cache)
     if killed:
         # What a grow killed between its lvextend and its zeroing leaves:
-        # the volume grown, the record still at the old size. The retry
-        # must zero the new extents, not find nothing left to do.
+        # the volume grown and tagged, the record still at the old size.
+        # The retry must zero the new extents, not find nothing to do.
+        storage_lvm.add_tag(lvm.vg, disk.volume_name,
+                            lvm_backend._UNZEROED_TAG + str(SIZE))
         storage_lvm.extend_volume(lvm.vg, disk.volume_name, 2 * SIZE)
 
     disk.resize(2 * SIZE)
@@ -383,6 +386,28 @@ def test_grown_extents_never_show_an_earlier_volume_s_bytes(lvm, cache,
     grown = lvm.aliases.read(offset + SIZE, SIZE)
     assert _differs_at(grown, bytes(SIZE)) is None
     assert helpers.blkid_type(disk.path) == 'swap'
+    info = storage_lvm.volume_group_info(lvm.vg, with_volumes=True)
+    assert info['tags'][disk.volume_name] == set()
+
+
+def test_grow_again_keeps_what_the_guest_wrote_since(lvm, cache):
+    # A grow that finished, its record not saved (the save failed): the
+    # guest ran on the whole volume since. Growing to that size again
+    # records it and keeps every byte; a smaller size is refused.
+    disk = _swap_disk(lvm, cache)
+    disk.resize(2 * SIZE)
+    assert disk.record.size == SIZE
+    offset, _length = lvm.aliases.extents(lvm.vg, disk.volume_name)
+    with open(disk.path, 'r+b') as device:
+        device.seek(SIZE + MiB)
+        device.write(b'guest data' * 100)
+    before = lvm.aliases.read(offset, 2 * SIZE)
+
+    disk.resize(2 * SIZE)
+    with pytest.raises(exception.DiskShrinkNotSupported):
+        disk.resize(SIZE + MiB)
+
+    assert lvm.aliases.read(offset, 2 * SIZE) == before
 
 
 def test_grow_within_the_volume_s_last_extent(lvm, cache):

@@ -102,6 +102,25 @@ def test_grown_disk_is_what_ploop_reads(conf, cache, image_service,
                                 image_files['raw'], 'raw')
 
 
+def test_grow_past_what_a_ploop1_delta_holds_is_refused_first(
+        conf, cache, image_service, tmp_path):
+    # ploop itself, asked for 3 TiB, wraps its 32-bit sector count and
+    # exits 0: refused before it runs, the header as it was.
+    image_id = image_service.ids['raw']
+    disk = ploop_disk(cache, image_id=image_id)
+    disk.create_from_image(None, image_id)
+    with open(disk.image_path, 'rb') as f:
+        header = f.read(64)
+
+    with pytest.raises(exception.DiskResizeFailed) as e:
+        disk.resize(3 << 40)
+
+    assert 'ploop1' in str(e.value) and disk.instance_uuid in str(e.value)
+    with open(disk.image_path, 'rb') as f:
+        assert f.read(64) == header
+    assert ploop_size(disk.path) == DISK_SIZE
+
+
 def test_create_image_generated(conf, cache, tmp_path):
     name = 'ephemeral_1_vfat'
     disk = ploop_disk(cache, disk_name='disk.local', cache_name=name)
