@@ -122,14 +122,18 @@ def info(path, fmt):
 
 
 def check(path, fmt):
-    """Return ``qemu-img check --output=json -f fmt path`` as a dict.
+    """Return ``qemu-img check --output=json`` of the image at ``path``,
+    opened as ``fmt``, as a dict.
+
+    Only the image is opened: a backing file its header names is not
+    (``image_spec``), as ``info -U`` does not follow it either.
 
     Keys used by callers: ``image-end-offset``, ``corruptions``, ``leaks``.
 
     :raises: ProcessFailed for exit codes other than 0, which includes
         corruptions (2) and leaked clusters (3).
     """
-    out, _err = execute('check', '--output=json', '-f', _fmt(fmt), path,
+    out, _err = execute('check', '--output=json', image_spec(path, fmt),
                         limits=CHECK_LIMITS)
     return jsonutils.loads(out)
 
@@ -238,6 +242,10 @@ def supports_direct_io(path, exists=False, write=True):
         otherwise its directory is probed.
     :returns: bool; False also when the probe could not tell.
     """
+    if staging.is_fd_path(path):
+        # A staging part's descriptor path: the file exists (it is held
+        # open), and its directory, /proc/<pid>/fd, says nothing.
+        exists = True
     probe_path = path if exists else (os.path.dirname(path) or '.')
     try:
         key = _fs_key(os.stat(probe_path))
@@ -287,6 +295,9 @@ def convert(src, src_fmt, dst, dst_fmt, sparse=True, target_exists=False,
         allocate its clusters out of order). With a source in the page
         cache and ``-t none``, this halves the time of a 1 GiB copy here:
         the writes no longer wait for each other.
+    :raises: ProcessFailed. ``dst`` may then hold part of the copy:
+        callers convert into what they discard on failure (a
+        ``staging.Part``, a temporary volume).
     """
     args = ['convert', '-q', '-f', _fmt(src_fmt), '-O', _fmt(dst_fmt)]
     if supports_direct_io(dst, exists=target_exists):

@@ -12,6 +12,7 @@ buffered one.
 
 import logging
 import os
+import struct
 import subprocess
 import threading
 
@@ -21,8 +22,10 @@ import pytest
 from nova import exception
 from nova.virt import qemu_img
 from nova.virt import staging
+from tests.functional import hostile_images as hostile
 
 MiB = 1 << 20
+GiB = 1 << 30
 
 #: Data in the test image: large enough that a buffered copy leaves many
 #: pages resident, small enough to be quick.
@@ -169,12 +172,47 @@ def test_probe_of_a_missing_directory_says_no(tmp_path):
     assert qemu_img._DIRECT_IO == {}
 
 
+def _qcow2_corrupt_past_its_first_gib(path):
+    """A 2 GiB compressed qcow2 with data at 0 and at 1 GiB, the
+    compressed bytes of the cluster at 1 GiB overwritten: its tables are
+    sound (qemu-img sees nothing wrong before it reads that cluster), so
+    a convert creates its target and writes the first GiB, then fails
+    with EIO."""
+    raw = path + '.src.raw'
+    with open(raw, 'wb') as f:
+        f.truncate(2 * GiB)
+        f.write(b'first GiB ' * (MiB // 10))
+        f.seek(GiB)
+        f.write(b'second GiB' * (MiB // 10))
+    try:
+        hostile.qemu_img('convert', '-q', '-c', '-f', 'raw', '-O', 'qcow2',
+                         raw, path)
+    finally:
+        os.unlink(raw)
+    with open(path, 'r+b') as f:
+        header = f.read(48)
+        cluster_bits, = struct.unpack('>I', header[20:24])
+        l1_offset, = struct.unpack('>Q', header[40:48])
+        l1_index, l2_index = divmod(GiB >> cluster_bits,
+                                    (1 << cluster_bits) // 8)
+        f.seek(l1_offset + 8 * l1_index)
+        l2_offset = struct.unpack('>Q', f.read(8))[0] & 0x00fffffffffffe00
+        f.seek(l2_offset + 8 * l2_index)
+        entry, = struct.unpack('>Q', f.read(8))
+        assert entry & (1 << 62), 'the cluster at 1 GiB is not compressed'
+        # A compressed entry: its host offset in the low 62 - (bits - 8).
+        f.seek(entry & ((1 << (62 - (cluster_bits - 8))) - 1))
+        f.write(b'\xff' * 64)
+    return path
+
+
 def test_failing_convert_leaves_a_typed_error(tmp_path):
-    src = str(tmp_path / 'missing.qcow2')
+    src = _qcow2_corrupt_past_its_first_gib(str(tmp_path / 'src.qcow2'))
     dst = str(tmp_path / 'dst.raw')
-    with pytest.raises(exception.ProcessFailed):
+    with pytest.raises(exception.ProcessFailed) as e:
         qemu_img.convert(src, 'qcow2', dst, 'raw')
-    assert not os.path.exists(dst)
+    assert 'qemu-img convert' in str(e.value)
+    assert 'error while reading at byte %d' % GiB in str(e.value)
 
 
 # --- bounds (doc/security.rst, rule 3) ------------------------------------
@@ -309,3 +347,28 @@ def test_resize_keeps_the_format_pinned(tmp_path, fmt):
         # Its tables grew a little; the file is nowhere near 2 GiB.
         assert os.path.getsize(path) < 1 << 20
         assert qemu_img.info(path, 'qcow2')['virtual-size'] == 2 << 30
+
+
+# The bound only turns a qemu-img blocked on the FIFO into a failure.
+@pytest.mark.timeout(120)
+def test_check_never_opens_the_backing_file_a_header_names(tmp_path):
+    # A FIFO at the named backing file: opening it would block qemu-img
+    # for ever (no writer ever comes).
+    fifo = str(tmp_path / 'fifo')
+    os.mkfifo(fifo)
+    overlay = str(tmp_path / 'overlay.qcow2')
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-u', '-b',
+                    fifo, '-F', 'raw', overlay, '1M'], check=True)
+    report = qemu_img.check(overlay, 'qcow2')
+    assert report['check-errors'] == 0
+    assert report['image-end-offset'] > 0
+
+
+def test_a_part_s_descriptor_path_is_probed_as_its_file(tmp_path):
+    # A new part is handed to qemu-img as /proc/<pid>/fd/<n>: its own
+    # filesystem is probed (tmp_path's takes O_DIRECT here), not /proc's.
+    assert qemu_img.supports_direct_io(str(tmp_path))
+    qemu_img._DIRECT_IO.clear()
+    with staging.open_root(str(tmp_path)) as d:
+        with staging.Part(d, 'disk') as part:
+            assert qemu_img.supports_direct_io(part.path)
