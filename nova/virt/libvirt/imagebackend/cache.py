@@ -384,8 +384,16 @@ class ImageCache:
         except FileNotFoundError:
             return []
         with base:
+            # Records read from the database are read again, under its
+            # lock, for each entry that would go: a spawn may have
+            # recorded a disk over it since (its mtime alone does not
+            # save it with an age of 0, or a clock behind the file
+            # server's).
+            still_unused = None
             if in_use is None:
                 in_use = names_in_use(context)
+                still_unused = (
+                    lambda entry: entry not in names_in_use(context))
             in_use = set(in_use)
             # Bases are never resized here (disks grow, bases do not), so
             # one age applies to bases and templates alike.
@@ -407,7 +415,7 @@ class ImageCache:
                 try:
                     with self._lock(name):
                         gone = self._remove_if_unused(base, name, now,
-                                                      max_age)
+                                                      max_age, still_unused)
                 except (OSError, exception.NovaException) as e:
                     # One odd entry (a planted directory, a lock file that
                     # is a link) never stops the rest of the cleanup.
@@ -420,11 +428,13 @@ class ImageCache:
                     removed.append(name)
         return removed
 
-    def _remove_if_unused(self, base, name, now, max_age):
+    def _remove_if_unused(self, base, name, now, max_age,
+                          still_unused=None):
         """Under the entry's lock: remove its files if all are older than
-        ``max_age``. Only regular files are removed; anything else at an
-        entry's file name is reported and left alone. An upstream name is
-        removed only while its sidecar says this cache adopted it.
+        ``max_age`` (and ``still_unused(name)``, if given). Only regular
+        files are removed; anything else at an entry's file name is
+        reported and left alone. An upstream name is removed only while
+        its sidecar says this cache adopted it.
 
         :returns: True if the entry's files were removed.
         """
@@ -452,6 +462,8 @@ class ImageCache:
             files.append(fname)
             mtimes.append(st.st_mtime)
         if not mtimes or now - max(mtimes) < max_age:
+            return False
+        if still_unused is not None and not still_unused(name):
             return False
         # The sidecar goes first: without it the entry is invalid, so a
         # reader that races us rebuilds rather than uses it.

@@ -5,6 +5,7 @@ every live mapping with a ``driver_info`` and keeps what those records
 name; everything else unused for longer than the configured age goes.
 """
 
+from concurrent import futures
 import os
 import time
 import uuid
@@ -18,6 +19,8 @@ from nova import objects
 from nova.virt.libvirt import disk_funcs
 from nova.virt.libvirt import imagebackend
 from nova.virt.libvirt.imagebackend import cache as image_cache
+from nova.virt import staging
+from tests.functional import helpers as func_helpers
 from tests.functional.virt.libvirt.imagebackend import helpers
 
 MiB = helpers.MiB
@@ -95,4 +98,34 @@ def test_unreadable_record_stops_cleanup(db, conf, cache, image_service):
     # Nobody can tell what that record's disk stands on: remove nothing.
     with pytest.raises(exception.CacheEntryInvalid):
         cache.cleanup(ctx, now=time.time() + 10)
+    assert os.path.exists(entry.path)
+
+
+def test_entry_recorded_while_cleanup_runs_is_kept(db, conf, cache,
+                                                   image_service):
+    # A spawn records its disk over an entry after the cleanup read the
+    # records: with an age of 0 (or a clock behind the file server's),
+    # the entry's mtime does not save it; the records, read again under
+    # its lock, do.
+    conf.config(remove_unused_original_minimum_age_seconds=0,
+                group='image_cache')
+    ctx = nova_context.get_admin_context()
+    raw_id = image_service.ids['raw']
+    entry = cache.ensure_image(ctx, raw_id, 'raw')
+    name = image_cache.image_entry_name(raw_id, 'raw')
+    lock_file = os.path.join(cache.lock_path, image_cache._LOCK_PREFIX + name)
+    with futures.ThreadPoolExecutor(1) as pool:
+        with staging.open_root(cache.lock_path) as locks:
+            with locks.lock(image_cache._LOCK_PREFIX + name):
+                cleanup = pool.submit(cache.cleanup, ctx,
+                                      now=time.time() + 10)
+                # It read the records (none) and waits for the entry.
+                func_helpers.wait_for_a_waiter(lock_file, cleanup)
+                record = helpers.make_record('flat', 'raw',
+                                             helpers.IMAGE_SIZE,
+                                             image_id=raw_id)
+                _recorded_disk(ctx, _instance(ctx), record, cache,
+                               source_type='image', boot_index=0,
+                               image_id=raw_id)
+        assert cleanup.result() == []
     assert os.path.exists(entry.path)
