@@ -1,6 +1,5 @@
 """Small helpers shared by every layer: names, paths and safe files."""
 
-import contextlib
 import os
 import uuid
 
@@ -67,46 +66,3 @@ def ensure_tree(path, mode=0o755):
     os.makedirs(path, mode=mode, exist_ok=True)
     staging.open_root(path).close()
     return path
-
-
-@contextlib.contextmanager
-def remove_path_on_error(path, remove=None):
-    """Remove ``path`` if the block raises, then re-raise.
-
-    Only what the block made is removed: a path that existed before the
-    block, or that an exclusive create in the block found already there
-    (FileExistsError), is left alone.
-
-    :param remove: how to remove (default: unlink a file, ignoring a file
-        that is already gone).
-    """
-    existed = os.path.lexists(path)
-    try:
-        yield
-    except FileExistsError:
-        raise
-    except BaseException:
-        if not existed:
-            with contextlib.suppress(FileNotFoundError):
-                (remove or os.unlink)(path)
-        raise
-
-
-def fsync_dir(path):
-    """Make the directory entries of ``path`` (a rename, a link) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def open_exclusive(path, mode=0o600):
-    """Create ``path`` for writing; fail if it exists or is a symlink.
-
-    :returns: a binary file object opened for writing.
-    :raises: FileExistsError if anything (file or link) is at ``path``.
-    """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
-                 os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    return os.fdopen(fd, 'wb')

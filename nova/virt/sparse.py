@@ -1,37 +1,32 @@
 """Sparse file writing and copying: holes in, holes out.
 
 Disk images are mostly holes (a 1 GiB image may hold 64 MiB of data), so
-every copy of one must write only its data. Two tools:
+every copy of one must write only its data. The tools:
 
 * ``SparseWriter`` turns a stream of chunks into a new file, seeking over
   blocks of zeros instead of writing them (used by the verified fetch and
   by the local image store).
-* ``sparse_copy(src_path, dst_path)`` copies an existing file into a new
-  one: a reflink (FICLONE) where the filesystem shares extents, else only
-  the data extents found with SEEK_DATA/SEEK_HOLE, copied in the kernel
-  with ``copy_file_range``.
+* ``copy_fd(src_fd, dst_fd)`` copies an open file into an empty one: a
+  reflink (FICLONE) where the filesystem shares extents, else only the
+  data extents found with SEEK_DATA/SEEK_HOLE, copied in the kernel with
+  ``copy_file_range`` (else read, and written by ``SparseWriter``). It
+  takes descriptors only: opening, checking and publishing files is
+  staging's (nova/virt/staging.py).
 * ``read_sparse(fd, chunk_size)`` streams a file's bytes with its holes
   as views of one shared buffer of zeros (``is_hole``): a consumer that
   must see every byte (a hash) sees them, and ``SparseWriter`` skips them
   without looking.
 * ``Writeback`` starts writing a file out behind its writer, so that the
   fsync that ends a copy (or a download that is kept) has little left.
-
-Files are created with O_EXCL and O_NOFOLLOW, mode 0600 unless told
-otherwise: a disk holds a tenant's data, and libvirt (dynamic_ownership)
-hands it to the qemu user when a guest starts, so nobody else needs to
-read it.
 """
 
 import errno
 import fcntl
 import os
-import stat
 
 from oslo_log import log as logging
 from oslo_utils import units
 
-from nova import utils
 from nova.virt import libc
 
 LOG = logging.getLogger(__name__)
@@ -321,57 +316,16 @@ def _copy_by_reading(src_fd, writer, offset, length):
         done += len(buf)
 
 
-def sparse_copy(src_path, dst_path, mode=0o600):
-    """Copy the regular file ``src_path`` to the new file ``dst_path``.
+def copy_fd(src_fd, dst_fd, size=None):
+    """Copy the open regular file ``src_fd`` into the empty ``dst_fd``.
 
     Tries a reflink first (nothing written at all); else copies each data
     extent (SEEK_DATA/SEEK_HOLE) with ``copy_file_range``; where even that
     is missing, reads the data and writes it with ``SparseWriter``. Holes
-    stay holes in every case. The copy is fsynced before returning; if
-    anything fails, ``dst_path`` is removed.
-
-    Neither path is followed if it is a symlink.
-
-    :param src_path: an existing regular file (e.g. a cached base image).
-    :param dst_path: must not exist; created O_EXCL with ``mode``.
-    :param mode: permission bits of the new file (default owner-only).
-    :returns: the number of bytes of data copied (0 for a reflink).
-    :raises: FileExistsError if ``dst_path`` exists; OSError on I/O errors
-        or if ``src_path`` is not a regular file.
-    """
-    # O_NONBLOCK so that a FIFO fails the regular-file check instead of
-    # blocking the open.
-    src_fd = os.open(src_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC |
-                     os.O_NONBLOCK)
-    try:
-        os.set_blocking(src_fd, True)
-        st = os.fstat(src_fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise OSError(errno.EINVAL, 'not a regular file', src_path)
-        # The guard is entered before the exclusive create, so that it
-        # removes the file we create if the copy fails. A dst_path that
-        # exists already is someone else's: the guard saw it on entry (or
-        # the create raises FileExistsError), and leaves it alone.
-        with utils.remove_path_on_error(dst_path):
-            with utils.open_exclusive(dst_path, mode=mode) as dst:
-                dst_fd = dst.fileno()
-                copied = _copy_fd(src_fd, dst_fd, st.st_size)
-                os.fsync(dst_fd)
-    finally:
-        os.close(src_fd)
-    LOG.debug('Copied %(src)s to %(dst)s: %(copied)d of %(size)d bytes '
-              'were data', {'src': src_path, 'dst': dst_path,
-                            'copied': copied, 'size': st.st_size})
-    return copied
-
-
-def copy_fd(src_fd, dst_fd, size=None):
-    """Copy the open regular file ``src_fd`` into the empty ``dst_fd``.
-
-    As ``sparse_copy`` (reflink, else data extents, holes kept), for
-    callers that hold both descriptors already (a ``staging.Part``, a
-    checked cache entry). Does not fsync, but starts writing the copy out
-    as it goes (``Writeback``), for the caller's fsync.
+    stay holes in every case. For callers that hold both descriptors (a
+    ``staging.Part``, a checked cache entry). Does not fsync, but starts
+    writing the copy out as it goes (``Writeback``), for the caller's
+    fsync.
 
     :param size: bytes of ``src_fd`` (default: its fstat size).
     :returns: the number of bytes of data copied (0 for a reflink).
