@@ -770,6 +770,15 @@ def remove_stale_parts(directory, target=None, directories=False):
         except BlockingIOError:
             os.close(fd)
             continue  # a live maker
+        except OSError as e:
+            # Whether its maker lives cannot be told (on NFS, flock is a
+            # byte-range lock, refused on a descriptor not open for
+            # writing): kept.
+            os.close(fd)
+            LOG.warning('Leaving %(path)s alone: cannot tell whether its '
+                        'maker is alive: %(err)s',
+                        {'path': directory.join(name), 'err': e})
+            continue
         try:
             mode = os.fstat(fd).st_mode
             if not directory.same_file(name, fd):
