@@ -729,6 +729,18 @@ def directory_syncs():
     batch.sync()
 
 
+def _open_to_lock(directory, name):
+    """Open ``name`` in ``directory`` (never following a link, never
+    blocking on a FIFO) to take its flock: for writing where it can be
+    (on NFS an exclusive flock is a byte-range lock, which needs that),
+    read-only for a directory."""
+    flags = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        return os.open(name, os.O_RDWR | flags, dir_fd=directory.fd)
+    except IsADirectoryError:
+        return os.open(name, os.O_RDONLY | flags, dir_fd=directory.fd)
+
+
 def remove_stale_parts(directory, target=None, directories=False):
     """Remove the parts (of ``target``, or all) whose maker died.
 
@@ -752,8 +764,7 @@ def remove_stale_parts(directory, target=None, directories=False):
         if owner is None or (target is not None and owner != target):
             continue
         try:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK |
-                         os.O_CLOEXEC, dir_fd=directory.fd)
+            fd = _open_to_lock(directory, name)
         except FileNotFoundError:
             continue
         except OSError as e:
@@ -771,9 +782,8 @@ def remove_stale_parts(directory, target=None, directories=False):
             os.close(fd)
             continue  # a live maker
         except OSError as e:
-            # Whether its maker lives cannot be told (on NFS, flock is a
-            # byte-range lock, refused on a descriptor not open for
-            # writing): kept.
+            # Whether its maker lives cannot be told (on NFS, a lock
+            # manager that is down: ENOLCK): kept.
             os.close(fd)
             LOG.warning('Leaving %(path)s alone: cannot tell whether its '
                         'maker is alive: %(err)s',

@@ -88,9 +88,9 @@ def test_stale_parts_only_of_dead_makers(d):
 
 
 def test_a_part_whose_maker_cannot_be_told_is_kept(d, monkeypatch):
-    # Faked: on NFS a flock is a byte-range lock, and an exclusive one on
-    # a descriptor not open for writing fails with EBADF; this kernel has
-    # no NFS (/proc/filesystems) to show it for real.
+    # Faked: on NFS a flock is a byte-range lock taken through the lock
+    # manager, which fails with ENOLCK when that is not running; this
+    # kernel has no NFS (/proc/filesystems) to show it for real.
     dead = d.join('.disk.0123456789abcdef.part')
     os.close(os.open(dead, os.O_CREAT | os.O_WRONLY, 0o600))
     real_flock = fcntl.flock
@@ -98,7 +98,7 @@ def test_a_part_whose_maker_cannot_be_told_is_kept(d, monkeypatch):
     def nfs_flock(fd, operation):
         if operation & fcntl.LOCK_EX and (
                 os.fstat(fd).st_ino == os.stat(dead).st_ino):
-            raise OSError(errno.EBADF, 'Bad file descriptor')
+            raise OSError(errno.ENOLCK, 'No locks available')
         return real_flock(fd, operation)
     monkeypatch.setattr(staging.fcntl, 'flock', nfs_flock)
     fds_before = len(os.listdir('/proc/self/fd'))
