@@ -276,20 +276,29 @@ class Directory:
         gets the flock of the removed file sees that it is no longer the
         file at ``name``, and locks the one there now.
 
+        :yields: True if another holder had to be waited for (what it
+            guards may have changed since the caller last looked), else
+            False.
         :raises: UnsafePath for a planted link or FIFO (left alone).
         """
+        waited = False
         while True:
             fd = self._open_file(name, os.O_RDWR | os.O_CREAT, 'lock file')
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    waited = True
+                    fcntl.flock(fd, fcntl.LOCK_EX)
                 if self.same_file(name, fd):
                     break
             except BaseException:
                 os.close(fd)
                 raise
             os.close(fd)
+            waited = True
         try:
-            yield
+            yield waited
         finally:
             os.close(fd)
 
@@ -730,15 +739,20 @@ def directory_syncs():
 
 
 def _open_to_lock(directory, name):
-    """Open ``name`` in ``directory`` (never following a link, never
-    blocking on a FIFO) to take its flock: for writing where it can be
-    (on NFS an exclusive flock is a byte-range lock, which needs that),
-    read-only for a directory."""
-    flags = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    """Open the part ``name`` in ``directory`` to take its flock: for
+    writing where it can be (on NFS an exclusive flock is a byte-range
+    lock, which needs that), else read-only (a directory, a file this
+    service may not write). Never follows a link, never blocks on a FIFO,
+    never takes a terminal. What it opens is checked by the caller.
+    """
+    flags = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
     try:
         return os.open(name, os.O_RDWR | flags, dir_fd=directory.fd)
-    except IsADirectoryError:
-        return os.open(name, os.O_RDONLY | flags, dir_fd=directory.fd)
+    except OSError as e:
+        if e.errno not in (errno.EISDIR, errno.EACCES, errno.EPERM,
+                           errno.EROFS, errno.ETXTBSY):
+            raise
+    return os.open(name, os.O_RDONLY | flags, dir_fd=directory.fd)
 
 
 def remove_stale_parts(directory, target=None, directories=False):

@@ -55,6 +55,14 @@ _UNSEEN = object()
 _LOCK_PREFIX = 'nova-volume-'
 
 
+class _HeldLock:
+    """What ``BlockImage._volume_lock`` yields."""
+
+    def __init__(self, waited):
+        self.waited = waited
+        self.remove_file = False
+
+
 class BlockImage(base.Image):
     """A disk that is a volume, reached as a block device."""
 
@@ -95,11 +103,19 @@ class BlockImage(base.Image):
 
         :raises: VolumeWipeFailed (the volume is kept), DiskRemoveFailed.
         """
-        with self._volume_lock(remove=True):
-            for name in (self.temp_volume_name, self.volume_name):
-                if self._remove_if_there(name):
-                    LOG.info('Removed volume %(volume)s of %(disk)r',
-                             {'volume': name, 'disk': self})
+        try:
+            with self._volume_lock() as held:
+                for name in (self.temp_volume_name, self.volume_name):
+                    if self._remove_if_there(name):
+                        LOG.info('Removed volume %(volume)s of %(disk)r',
+                                 {'volume': name, 'disk': self})
+                held.remove_file = True
+        except (exception.UnsafePath, exception.UnsafeDirectory,
+                OSError) as e:
+            # The lock's directory or file, not the disk.
+            raise exception.DiskRemoveFailed(
+                instance_uuid=self.instance_uuid, disk_name=self.disk_name,
+                reason='taking its lock: %s' % e) from e
 
     def inspect(self):
         """What is on the device, read as raw.
@@ -156,7 +172,7 @@ class BlockImage(base.Image):
             yield self.volume_name
 
     @contextlib.contextmanager
-    def _volume_lock(self, remove=False):
+    def _volume_lock(self):
         """The disk's lock, held by a create from the lookup of its
         temporary volume to the rename, by a resize and by a remove.
 
@@ -167,23 +183,42 @@ class BlockImage(base.Image):
         disk. A flock on ``<vg>-<volume>`` in ``[oslo_concurrency]
         lock_path`` (a volume group is this host's storage).
 
-        :param remove: remove the lock file too, once the body has
-            succeeded (the disk is gone), before letting go.
+        :yields: a ``_HeldLock``: ``waited`` (another holder was waited
+            for: what was looked up before may have changed), and
+            ``remove_file`` (set it when no volume of the disk is left:
+            the lock file goes too, before the lock is let go).
         """
         name = '%s%s-%s' % (_LOCK_PREFIX, self._container(),
                             self.volume_name)
         with staging.open_root(CONF.oslo_concurrency.lock_path,
                                create=True) as locks:
-            with locks.lock(name):
-                yield
-                if remove:
-                    locks.unlink(name)
+            with locks.lock(name) as waited:
+                held = _HeldLock(waited)
+                try:
+                    yield held
+                finally:
+                    if held.remove_file:
+                        locks.unlink(name)
 
     @contextlib.contextmanager
     def _staged(self, size):
-        with self._volume_lock():
-            with self._staged_unlocked(size) as device:
-                yield device
+        with self._volume_lock() as held:
+            if held.waited:
+                # Another create or a remove of this disk ran meanwhile:
+                # what was looked up before is stale.
+                self._seen = None
+                self._refuse_existing()
+            try:
+                with self._staged_unlocked(size) as device:
+                    yield device
+            except BaseException:
+                # Nothing of the disk was published; its temporary volume
+                # is gone (or kept, if its wipe failed).
+                with contextlib.suppress(Exception):
+                    held.remove_file = self._volume_sizes(
+                        (self.volume_name, self.temp_volume_name)) == {
+                        self.volume_name: None, self.temp_volume_name: None}
+                raise
 
     @contextlib.contextmanager
     def _staged_unlocked(self, size):
