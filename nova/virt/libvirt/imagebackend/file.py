@@ -303,14 +303,18 @@ class FileImage(base.Image):
             (its record lags behind; it is never cut).
         """
         # The disk was just verified as a qcow2: bytes 24-31 of its
-        # header are its virtual size, big-endian.
+        # header are its virtual size, big-endian. A qcow2 is whole
+        # 512-byte sectors (qemu-img create rounds up, resize refuses
+        # anything else), so a record's size that is not (a root disk of
+        # root_gb 0 is as large as its image) is rounded up.
         current = int.from_bytes(os.pread(target.fd, 8, 24), 'big')
-        if current > size:
+        sectors = -(-size // 512) * 512
+        if current > sectors:
             raise exception.DiskShrinkNotSupported(
                 instance_uuid=self.instance_uuid, disk_name=self.disk_name,
                 current=current, requested=size)
-        if current < size:
-            qemu_img.resize(target.path, self.qemu_format, size)
+        if current < sectors:
+            qemu_img.resize(target.path, self.qemu_format, sectors)
 
     @contextlib.contextmanager
     def _staged(self, size):

@@ -164,12 +164,14 @@ class Lvm(block.BlockImage):
         extents zeroed before anything else is done with them.
 
         The zeroing is announced first, by a tag on the volume that names
-        where it starts, and the tag goes once it is done. A grow that did
-        not finish (killed after its lvextend) leaves the tag, and the
-        next grow zeroes from there. A volume larger than its record
+        where it starts (``nova-unzeroed-from-<offset>``), and the tag
+        goes once it is done. A grow that did not finish (killed after its
+        lvextend) leaves the tag, and the next resize of the disk zeroes
+        from there before anything else. A volume larger than its record
         without the tag is a grow that finished whose record was not
         saved: every byte past the record was zeroed, and may be the
-        guest's since, so it is kept as it is.
+        guest's since, so it is kept as it is. A tag below the record's
+        size is stale (its grow finished, and its record was saved).
 
         :raises: DiskShrinkNotSupported for a volume larger than ``size``
             (its record lags behind; it is never cut).
@@ -187,28 +189,43 @@ class Lvm(block.BlockImage):
         if current is None:
             raise exception.DiskNotFound(instance_uuid=self.instance_uuid,
                                          disk_name=self.disk_name)
+        unfinished = _unzeroed_from(info['tags'].get(name, ()))
+        if unfinished is not None:
+            if unfinished < _round_up(self.record.size, info['extent_size']):
+                self._drop_tag(name, unfinished)
+            else:
+                LOG.warning('Volume %(volume)s of %(disk)r was grown by a '
+                            'resize that did not finish: zeroing it from '
+                            '%(start)d', {'volume': name, 'disk': self,
+                                          'start': unfinished})
+                lvm.zero_range(self._device_path(name), unfinished)
+                self._drop_tag(name, unfinished)
         wanted = _round_up(size, info['extent_size'])
         if wanted < current:
             raise exception.DiskShrinkNotSupported(
                 instance_uuid=self.instance_uuid, disk_name=self.disk_name,
                 current=current, requested=size)
-        unfinished = _unzeroed_from(info['tags'].get(name, ()))
-        if wanted > current:
-            if unfinished is None:
-                unfinished = current
-                lvm.add_tag(vg, name, _UNZEROED_TAG + str(current))
-            lvm.extend_volume(vg, name, size)
-        elif unfinished is None:
+        if wanted == current:
             return
-        else:
-            LOG.warning('Volume %(volume)s of %(disk)r was grown by a '
-                        'resize that did not finish: zeroing it from '
-                        '%(start)d', {'volume': name, 'disk': self,
-                                      'start': unfinished})
+        lvm.add_tag(vg, name, _UNZEROED_TAG + str(current))
+        lvm.extend_volume(vg, name, size)
         # As on create: the new extents read as zeros, never as what an
         # earlier volume left there.
-        lvm.zero_range(self._device_path(name), unfinished)
-        lvm.delete_tag(vg, name, _UNZEROED_TAG + str(unfinished))
+        lvm.zero_range(self._device_path(name), current)
+        self._drop_tag(name, current)
+
+    def _drop_tag(self, name, offset):
+        """Remove the tag of a grow whose zeroing is done. A failure is
+        logged, not raised: the grow is done, and the next grow of the
+        disk, its record saved by then, finds the tag stale."""
+        try:
+            lvm.delete_tag(self.record.volume_group, name,
+                           _UNZEROED_TAG + str(offset))
+        except exception.ProcessFailed as e:
+            LOG.warning('Could not remove tag %(tag)s of volume %(volume)s '
+                        'of %(disk)r: %(error)s',
+                        {'tag': _UNZEROED_TAG + str(offset), 'volume': name,
+                         'disk': self, 'error': e})
 
     # --- volumes -------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import nova.conf
 from nova.virt.libvirt import imagebackend
 from nova.virt.libvirt.imagebackend import cache as image_cache
 from nova.virt.libvirt import disk_funcs
+from tests.functional import helpers as func_helpers
 from tests.functional.virt.libvirt.imagebackend import helpers
 
 CONF = nova.conf.CONF
@@ -201,6 +202,25 @@ def test_guest_written_qcow2_header_never_reaches_the_host(
     assert (info.driver_format, info.backing_store) == ('raw', [])
     assert str(secret) not in info.to_xml()
     assert os.stat(secret).st_atime_ns == atime
+
+
+@pytest.mark.parametrize('backend', ['flat', 'qcow2'])
+def test_qcow2_of_a_size_not_whole_sectors_grows_to_it_again(
+        backend, cache, image_service):
+    """Qcow2 files only: qemu-img makes a qcow2's size whole 512-byte
+    sectors, so the disk is a little larger than its record (a root disk
+    of root_gb 0 is as large as its image, whatever that is). Growing it
+    to the record's size again is not a shrink."""
+    image_id = image_service.ids['qcow2']
+    size = IMAGE_SIZE + 1
+    record = helpers.make_record(backend, 'qcow2', size, image_id=image_id)
+    disk = imagebackend.backend_for(helpers.Instance(), record, cache=cache)
+    disk.create_from_image(None, image_id)
+
+    disk.resize(size)
+
+    assert func_helpers.qemu_info(disk.path, 'qcow2')['virtual-size'] == (
+        IMAGE_SIZE + 512)
 
 
 def test_preallocated_record(conf, cache, image_service):

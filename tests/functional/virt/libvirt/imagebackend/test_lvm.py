@@ -604,3 +604,92 @@ def test_live_create_s_volume_is_never_taken_for_a_leftover(lvm, cache,
     assert not disk.exists()
     # A removed disk's lock file goes with it.
     assert not os.path.exists(lock_file)
+
+
+def _lock_file(lvm, disk):
+    return os.path.join(CONF.oslo_concurrency.lock_path,
+                        'nova-volume-%s-%s' % (lvm.vg, disk.volume_name))
+
+
+def test_create_that_waited_finds_the_disk_made_meanwhile(lvm, cache):
+    # Another create of the disk held its lock and published the volume:
+    # the create that waited says so, and touches nothing of it.
+    name = policy.swap_template_name(SIZE // MiB)
+    disk = _disk(lvm, cache, cache_name=name)
+    lock_file = _lock_file(lvm, disk)
+    os.makedirs(CONF.oslo_concurrency.lock_path, exist_ok=True)
+    # The other create is filling its temporary volume when this one
+    # looks: it sees that volume, then waits.
+    storage_lvm.create_volume(lvm.vg, disk.volume_name + '.part', SIZE)
+    with futures.ThreadPoolExecutor(1) as pool:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            worker = pool.submit(disk.create_from_func, None,
+                                 disk_funcs.make_swap(), name, SIZE)
+            func_helpers.wait_for_a_waiter(lock_file, worker)
+            storage_lvm.rename_volume(lvm.vg, disk.volume_name + '.part',
+                                      disk.volume_name)
+            offset, length = lvm.aliases.extents(lvm.vg, disk.volume_name)
+            with open(disk.path, 'r+b') as device:
+                device.write(b'the winner' * 100)
+            before = lvm.aliases.read(offset, length)
+        finally:
+            os.close(fd)
+        with pytest.raises(exception.DiskAlreadyExists):
+            worker.result()
+    assert lvm.aliases.read(offset, length) == before
+    assert storage_lvm.volume_size(lvm.vg, disk.volume_name + '.part') is None
+    disk.remove()
+
+
+def test_failed_first_create_leaves_no_lock_file(lvm, cache):
+    name = policy.swap_template_name(SIZE // MiB)
+    disk = _disk(lvm, cache, cache_name=name)
+
+    def fails(target, size):
+        raise exception.ProcessFailed(cmd='mkswap', reason='it died')
+
+    with pytest.raises(exception.DiskCreateFailed):
+        disk.create_from_func(None, fails, name, SIZE)
+    assert not disk.exists()
+    assert not os.path.exists(_lock_file(lvm, disk))
+
+
+def test_unfinished_grow_is_zeroed_before_a_refused_shrink(lvm, cache):
+    # A grow killed after its lvextend, then a resize to less than the
+    # volume (not less than the record): the new extents are zeroed first,
+    # whatever the answer.
+    offset, length = _unwiped_extents(lvm, 2 * SIZE)
+    disk = _swap_disk(lvm, cache)
+    storage_lvm.add_tag(lvm.vg, disk.volume_name,
+                        lvm_backend._UNZEROED_TAG + str(SIZE))
+    storage_lvm.extend_volume(lvm.vg, disk.volume_name, 2 * SIZE)
+    assert lvm.aliases.extents(lvm.vg, disk.volume_name) == (offset, length)
+
+    with pytest.raises(exception.DiskShrinkNotSupported):
+        disk.resize(SIZE + MiB)
+
+    assert _differs_at(lvm.aliases.read(offset + SIZE, SIZE),
+                       bytes(SIZE)) is None
+    info = storage_lvm.volume_group_info(lvm.vg, with_volumes=True)
+    assert info['tags'][disk.volume_name] == set()
+
+
+def test_stale_tag_of_a_finished_grow_zeroes_nothing(lvm, cache):
+    # A grow from SIZE whose tag removal failed, its record then saved at
+    # 2 * SIZE; the guest wrote past SIZE since.
+    disk = _swap_disk(lvm, cache, size=2 * SIZE)
+    storage_lvm.add_tag(lvm.vg, disk.volume_name,
+                        lvm_backend._UNZEROED_TAG + str(SIZE))
+    offset, _length = lvm.aliases.extents(lvm.vg, disk.volume_name)
+    with open(disk.path, 'r+b') as device:
+        device.seek(SIZE + MiB)
+        device.write(b'guest data' * 100)
+    before = lvm.aliases.read(offset, 2 * SIZE)
+
+    disk.resize(2 * SIZE)
+
+    assert lvm.aliases.read(offset, 2 * SIZE) == before
+    info = storage_lvm.volume_group_info(lvm.vg, with_volumes=True)
+    assert info['tags'][disk.volume_name] == set()
