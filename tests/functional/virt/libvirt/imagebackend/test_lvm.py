@@ -390,6 +390,17 @@ def test_grown_extents_never_show_an_earlier_volume_s_bytes(lvm, cache,
     assert info['tags'][disk.volume_name] == set()
 
 
+def _guest_writes_past(lvm, disk, offset):
+    """The guest writes past ``offset`` of its volume (the record's
+    size); returns (the volume's offset on the PV, its first 2 * SIZE
+    bytes there after the write)."""
+    where, _length = lvm.aliases.extents(lvm.vg, disk.volume_name)
+    with open(disk.path, 'r+b') as device:
+        device.seek(offset + MiB)
+        device.write(b'guest data' * 100)
+    return where, lvm.aliases.read(where, 2 * SIZE)
+
+
 def test_grow_again_keeps_what_the_guest_wrote_since(lvm, cache):
     # A grow that finished, its record not saved (the save failed): the
     # guest ran on the whole volume since. Growing to that size again
@@ -397,11 +408,7 @@ def test_grow_again_keeps_what_the_guest_wrote_since(lvm, cache):
     disk = _swap_disk(lvm, cache)
     disk.resize(2 * SIZE)
     assert disk.record.size == SIZE
-    offset, _length = lvm.aliases.extents(lvm.vg, disk.volume_name)
-    with open(disk.path, 'r+b') as device:
-        device.seek(SIZE + MiB)
-        device.write(b'guest data' * 100)
-    before = lvm.aliases.read(offset, 2 * SIZE)
+    offset, before = _guest_writes_past(lvm, disk, SIZE)
 
     disk.resize(2 * SIZE)
     with pytest.raises(exception.DiskShrinkNotSupported):
@@ -682,11 +689,7 @@ def test_stale_tag_of_a_finished_grow_zeroes_nothing(lvm, cache):
     disk = _swap_disk(lvm, cache, size=2 * SIZE)
     storage_lvm.add_tag(lvm.vg, disk.volume_name,
                         lvm_backend._UNZEROED_TAG + str(SIZE))
-    offset, _length = lvm.aliases.extents(lvm.vg, disk.volume_name)
-    with open(disk.path, 'r+b') as device:
-        device.seek(SIZE + MiB)
-        device.write(b'guest data' * 100)
-    before = lvm.aliases.read(offset, 2 * SIZE)
+    offset, before = _guest_writes_past(lvm, disk, SIZE)
 
     disk.resize(2 * SIZE)
 
