@@ -112,19 +112,23 @@ def main(argv=None):
             backend = driver.disks.local_disks(
                 instance, objects.BlockDeviceMappingList.
                 get_by_instance_uuid(context, instance.uuid))[0].backend
-            source, fmt = backend.snapshot_source()
             out = os.path.join(bare_dir, 'copy')
+
+            def convert():
+                # The disk as the snapshot reads it (a descriptor of the
+                # checked file, the format pinned).
+                with backend.snapshot_source() as (source, fmt):
+                    qemu_img.convert(source, fmt, out, fmt)
 
             ours_s, meta = timed(lambda: driver.snapshot(
                 context, instance, 'bench'))
-            bare_s, _ = timed(lambda: qemu_img.convert(source, fmt, out,
-                                                       fmt))
+            bare_s, _ = timed(convert)
             os.unlink(out)
 
             def convert_and_import():
                 # As the snapshot does: the import reads the copy just
                 # written (no cache drop in between).
-                qemu_img.convert(source, fmt, out, fmt)
+                convert()
                 return api.import_file(context, out, meta['disk_format'])
 
             both_s, bare_meta = timed(convert_and_import)
