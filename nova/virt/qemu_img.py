@@ -273,7 +273,7 @@ def supports_direct_io(path, exists=False, write=True):
 
 
 def convert(src, src_fmt, dst, dst_fmt, sparse=True, target_exists=False,
-            direct_read=False, out_of_order=False):
+            direct_read=False, out_of_order=False, direct_write=True):
     """Copy ``src`` to ``dst`` converting formats, both pinned.
 
     ``dst`` is written with O_DIRECT (``-t none``) where its filesystem
@@ -295,12 +295,15 @@ def convert(src, src_fmt, dst, dst_fmt, sparse=True, target_exists=False,
         allocate its clusters out of order). With a source in the page
         cache and ``-t none``, this halves the time of a 1 GiB copy here:
         the writes no longer wait for each other.
+    :param direct_write: False writes ``dst`` through the page cache even
+        where O_DIRECT works, for a copy that is read again at once (a
+        snapshot, hashed and imported next: from memory, not the disk).
     :raises: ProcessFailed. ``dst`` may then hold part of the copy:
         callers convert into what they discard on failure (a
         ``staging.Part``, a temporary volume).
     """
     args = ['convert', '-q', '-f', _fmt(src_fmt), '-O', _fmt(dst_fmt)]
-    if supports_direct_io(dst, exists=target_exists):
+    if direct_write and supports_direct_io(dst, exists=target_exists):
         args += ['-t', 'none']
     if direct_read and supports_direct_io(src, exists=True, write=False):
         args += ['-T', 'none']

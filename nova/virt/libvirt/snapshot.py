@@ -130,8 +130,12 @@ def take(context, image_api, instance, backend, dom, name, progress=None):
                     if progress:
                         progress('copying disk %s (%s) to %s' % (
                             record.disk_name, record.format, fmt))
+                    # Through the page cache: the import reads the copy
+                    # at once (its hash), and the guest waits only for
+                    # the copy, not for its write-back.
                     qemu_img.convert(source, source_format, part.path,
-                                     images.DISK_FORMATS[fmt])
+                                     images.DISK_FORMATS[fmt],
+                                     direct_write=False)
                 if progress:
                     progress('adding image %s' % name)
                 meta = image_api.import_file(

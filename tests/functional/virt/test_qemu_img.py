@@ -128,6 +128,26 @@ def test_convert_into_a_descriptor_target_direct(tmp_path):
         assert qemu_img.supports_direct_io(part.path, exists=True)
 
 
+@pytest.mark.parametrize('direct_write', [True, False])
+def test_convert_into_a_new_part(tmp_path, direct_write):
+    # A snapshot converts into a new part, then hashes and imports it at
+    # once: it asks for a buffered copy (direct_write=False), read back
+    # from memory. Others (a template) get O_DIRECT, probed through the
+    # part's descriptor.
+    src = _make_image(str(tmp_path), 'raw')
+    qemu_img._DIRECT_IO.clear()
+    with staging.open_root(str(tmp_path)) as d, \
+            staging.Part(d, 'snapshot') as part:
+        qemu_img.convert(src, 'raw', part.path, 'qcow2',
+                         direct_write=direct_write)
+        resident = _resident_bytes(part.path)
+        if direct_write:
+            assert resident < DATA // 4
+        else:
+            assert resident > DATA * 3 // 4
+        assert _same_content(src, 'raw', part.path, 'qcow2')
+
+
 def test_direct_read_of_the_source(tmp_path):
     src = _make_image(str(tmp_path), 'qcow2')
     dst = str(tmp_path / 'dst.raw')
