@@ -24,6 +24,7 @@ import contextlib
 import os
 
 from oslo_log import log as logging
+from oslo_utils.imageutils import format_inspector
 
 import nova.conf
 from nova import exception
@@ -302,12 +303,13 @@ class FileImage(base.Image):
         :raises: DiskShrinkNotSupported for a disk larger than ``size``
             (its record lags behind; it is never cut).
         """
-        # The disk was just verified as a qcow2: bytes 24-31 of its
-        # header are its virtual size, big-endian. A qcow2 is whole
-        # 512-byte sectors (qemu-img create rounds up, resize refuses
-        # anything else), so a record's size that is not (a root disk of
-        # root_gb 0 is as large as its image) is rounded up.
-        current = int.from_bytes(os.pread(target.fd, 8, 24), 'big')
+        # The disk was just verified as a qcow2. A qcow2 is whole 512-byte
+        # sectors (qemu-img create rounds up, resize refuses anything
+        # else), so a record's size that is not (a root disk of root_gb 0
+        # is as large as its image) is rounded up.
+        header = format_inspector.QcowInspector()
+        header.eat_chunk(os.pread(target.fd, 512, 0))
+        current = header.virtual_size
         sectors = -(-size // 512) * 512
         if current > sectors:
             raise exception.DiskShrinkNotSupported(
